@@ -1,0 +1,179 @@
+//! A word-sized prime modulus `q < 2^31` with the precomputed constants for
+//! Barrett reduction of products and Shoup multiplication by constants.
+
+/// Largest modulus accepted: every residue and every sum of two residues fits
+/// in a `u32`, which is what the WGSL kernels rely on.
+pub const MAX_MODULUS: u32 = 1 << 31;
+
+/// A prime modulus below 2^31 with its reduction constants.
+///
+/// Invariant: `2 <= q < 2^31`, `barrett == floor(2^64 / q)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modulus {
+    q: u32,
+    barrett: u64,
+}
+
+impl Modulus {
+    /// Builds the constants for `q`.
+    ///
+    /// # Panics
+    /// If `q < 2` or `q >= 2^31` (moduli come from the prime search, never from
+    /// user input directly).
+    pub fn new(q: u32) -> Self {
+        assert!((2..MAX_MODULUS).contains(&q), "modulus {q} out of range");
+        let barrett = (u128::from(u64::MAX) + 1) / u128::from(q);
+        Self {
+            q,
+            barrett: barrett as u64,
+        }
+    }
+
+    /// The modulus itself.
+    #[inline(always)]
+    pub fn value(&self) -> u32 {
+        self.q
+    }
+
+    /// `(a + b) mod q` for canonical `a`, `b`.
+    #[inline(always)]
+    pub fn add(&self, a: u32, b: u32) -> u32 {
+        debug_assert!(a < self.q && b < self.q);
+        let s = a + b;
+        s.min(s.wrapping_sub(self.q))
+    }
+
+    /// `(a - b) mod q` for canonical `a`, `b`.
+    #[inline(always)]
+    pub fn sub(&self, a: u32, b: u32) -> u32 {
+        debug_assert!(a < self.q && b < self.q);
+        let d = a.wrapping_sub(b);
+        d.min(d.wrapping_add(self.q))
+    }
+
+    /// `-a mod q` for canonical `a`.
+    #[inline(always)]
+    pub fn neg(&self, a: u32) -> u32 {
+        debug_assert!(a < self.q);
+        if a == 0 {
+            0
+        } else {
+            self.q - a
+        }
+    }
+
+    /// Barrett reduction of any 64-bit value to `[0, q)`.
+    #[inline(always)]
+    pub fn reduce_u64(&self, x: u64) -> u32 {
+        let quotient = ((u128::from(x) * u128::from(self.barrett)) >> 64) as u64;
+        let r = x.wrapping_sub(quotient.wrapping_mul(u64::from(self.q)));
+        // The estimate is low by at most one multiple of q.
+        let r = r as u32;
+        r.min(r.wrapping_sub(self.q))
+    }
+
+    /// `a * b mod q` for canonical `a`, `b`.
+    #[inline(always)]
+    pub fn mul(&self, a: u32, b: u32) -> u32 {
+        self.reduce_u64(u64::from(a) * u64::from(b))
+    }
+
+    /// Reduces a signed value to `[0, q)`.
+    #[inline]
+    pub fn reduce_i64(&self, x: i64) -> u32 {
+        let r = self.reduce_u64(x.unsigned_abs());
+        if x < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
+    /// The centred representative of `a` in `(-q/2, q/2]`.
+    #[inline(always)]
+    pub fn centered(&self, a: u32) -> i64 {
+        if a > self.q / 2 {
+            i64::from(a) - i64::from(self.q)
+        } else {
+            i64::from(a)
+        }
+    }
+
+    /// `a^e mod q`.
+    pub fn pow(&self, mut a: u32, mut e: u64) -> u32 {
+        let mut r = 1 % self.q;
+        while e > 0 {
+            if e & 1 == 1 {
+                r = self.mul(r, a);
+            }
+            a = self.mul(a, a);
+            e >>= 1;
+        }
+        r
+    }
+
+    /// Multiplicative inverse of a non-zero canonical `a` (q is prime).
+    pub fn inv(&self, a: u32) -> u32 {
+        debug_assert!(a != 0);
+        self.pow(a, u64::from(self.q) - 2)
+    }
+
+    /// Shoup's precomputed quotient `floor(w * 2^32 / q)` for a constant `w < q`.
+    #[inline(always)]
+    pub fn shoup(&self, w: u32) -> u32 {
+        debug_assert!(w < self.q);
+        ((u64::from(w) << 32) / u64::from(self.q)) as u32
+    }
+
+    /// `a * w mod q` with `w_shoup = self.shoup(w)`; `a` may be any `u32`.
+    #[inline(always)]
+    pub fn mul_shoup(&self, a: u32, w: u32, w_shoup: u32) -> u32 {
+        let r = mul_shoup_lazy(a, w, w_shoup, self.q);
+        r.min(r.wrapping_sub(self.q))
+    }
+}
+
+/// Shoup multiplication without the final correction: the result is in
+/// `[0, 2q)`. Free function so that vectorised loops can inline it with the
+/// modulus held in a register.
+#[inline(always)]
+pub fn mul_shoup_lazy(a: u32, w: u32, w_shoup: u32, q: u32) -> u32 {
+    let quotient = ((u64::from(a) * u64::from(w_shoup)) >> 32) as u32;
+    a.wrapping_mul(w).wrapping_sub(quotient.wrapping_mul(q))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PRIMES: [u32; 4] = [12289, 1_073_479_681, 2_147_352_577, 998_244_353];
+
+    proptest! {
+        #[test]
+        fn arithmetic_matches_u128(qi in 0usize..4, a in any::<u32>(), b in any::<u32>(), x in any::<u64>(), s in any::<i64>()) {
+            let q = PRIMES[qi];
+            let m = Modulus::new(q);
+            let (a, b) = (a % q, b % q);
+            let (q128, a128, b128) = (u128::from(q), u128::from(a), u128::from(b));
+            prop_assert_eq!(u128::from(m.add(a, b)), (a128 + b128) % q128);
+            prop_assert_eq!(u128::from(m.sub(a, b)), (a128 + q128 - b128) % q128);
+            prop_assert_eq!(u128::from(m.mul(a, b)), a128 * b128 % q128);
+            prop_assert_eq!(u128::from(m.reduce_u64(x)), u128::from(x) % q128);
+            prop_assert_eq!(i128::from(m.reduce_i64(s)), i128::from(s).rem_euclid(i128::from(q)));
+            prop_assert_eq!(u128::from(m.mul_shoup(x as u32, a, m.shoup(a))), u128::from(x as u32) * a128 % q128);
+            if a != 0 {
+                prop_assert_eq!(m.mul(a, m.inv(a)), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn centered_is_symmetric() {
+        let m = Modulus::new(12289);
+        assert_eq!(m.centered(0), 0);
+        assert_eq!(m.centered(6144), 6144);
+        assert_eq!(m.centered(6145), 6145 - 12289);
+        assert_eq!(m.centered(12288), -1);
+    }
+}
