@@ -1,2 +1,3 @@
 pub mod math;
 pub mod ring;
+pub mod ckks;

@@ -93,8 +93,8 @@ fn prime_factors(mut n: u32) -> Vec<u32> {
     factors
 }
 
-/// The smallest primitive `order`-th root of unity modulo the prime `q`, where
-/// `order` divides `q - 1`. Deterministic, so every backend derives the same
+/// A primitive `order`-th root of unity modulo the prime `q` (`order` divides
+/// `q - 1`): the smallest generator raised to `(q - 1) / order`. Deterministic, so every backend derives the same
 /// tables.
 pub fn primitive_root_of_unity(q: u32, order: u64) -> Option<u32> {
     if order == 0 || (u64::from(q) - 1) % order != 0 {
@@ -107,25 +107,7 @@ pub fn primitive_root_of_unity(q: u32, order: u64) -> Option<u32> {
             .iter()
             .all(|&f| m.pow(g, u64::from((q - 1) / f)) != 1)
     })?;
-    let base = m.pow(generator, (u64::from(q) - 1) / order);
-    // The smallest power of `base` coprime to `order` that is still primitive:
-    // take the minimum over all primitive roots base^k, gcd(k, order) = 1.
-    let mut best = base;
-    let mut power = base;
-    for k in 2..order.min(1 << 18) {
-        power = m.mul(power, base);
-        if gcd(k, order) == 1 && power < best {
-            best = power;
-        }
-    }
-    Some(best)
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
+    Some(m.pow(generator, (u64::from(q) - 1) / order))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! special primes `P = p_0..p_{k-1}`, and one NTT table per prime.
 
 use crate::math::{Modulus, NttTable};
+use rayon::prelude::*;
 
 /// Which primes the limbs of a polynomial live over: the first `q` ciphertext
 /// primes followed by the first `p` special primes.
@@ -45,9 +46,9 @@ impl RingContext {
     /// Builds the NTT tables. Returns `None` when a prime is not NTT-friendly
     /// for `n`.
     pub fn new(n: usize, q: &[u32], p: &[u32]) -> Option<Self> {
-        let tables = q
-            .iter()
-            .chain(p)
+        let primes: Vec<u32> = q.iter().chain(p).copied().collect();
+        let tables = primes
+            .par_iter()
             .map(|&prime| NttTable::new(prime, n))
             .collect::<Option<Vec<_>>>()?;
         Some(Self {

@@ -5,6 +5,7 @@
 pub mod automorphism;
 pub mod basis;
 pub mod context;
+pub mod crt;
 pub mod poly;
 pub mod sampler;
 

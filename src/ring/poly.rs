@@ -112,6 +112,18 @@ impl<D: Domain> RnsPoly<D> {
         self.layout.q = q;
     }
 
+    /// A copy with only the limbs of `layout`, which must be contained in this
+    /// polynomial's layout (`layout.q <= self.q`, `layout.p <= self.p`).
+    pub fn restricted(&self, layout: LimbLayout) -> Self {
+        assert!(layout.q <= self.layout.q && layout.p <= self.layout.p, "layout not contained");
+        let n = self.n;
+        let mut words = Vec::with_capacity(layout.len() * n);
+        words.extend_from_slice(&self.data[..layout.q * n]);
+        let p_start = self.layout.q * n;
+        words.extend_from_slice(&self.data[p_start..p_start + layout.p * n]);
+        Self::from_words(n, layout, words)
+    }
+
     /// Splits the limbs off after the first `q` (for `Q ++ P` layouts),
     /// returning the `P` part as a polynomial of layout `{q: 0, p}`.
     pub fn split_off_p(&mut self) -> RnsPoly<D> {

@@ -1,0 +1,359 @@
+//! Homomorphic operations on ciphertexts. Every public method validates its
+//! operands (key, level, scale) before touching them; in-place variants are
+//! what hot loops use, the allocating ones are built on them.
+
+use super::ciphertext::Ciphertext;
+use super::encoder::Plaintext;
+use super::error::CkksError;
+use super::keys::PublicKeySet;
+use super::keyswitch::{decompose, switch};
+use super::params::Params;
+use crate::ring::automorphism::{eval_permutation, rotation_galois_element};
+use crate::ring::basis::rescale;
+use std::sync::Arc;
+
+/// Relative scale difference below which two scales count as equal: scales
+/// are tracked as `f64` products and quotients of the same primes, so equal
+/// scales agree to a few ulps.
+const SCALE_TOLERANCE: f64 = 1e-9;
+
+/// Evaluates operations with the evaluation keys of one key set.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    keys: Arc<PublicKeySet>,
+}
+
+fn check_scales(left: f64, right: f64) -> Result<(), CkksError> {
+    if ((left / right) - 1.0).abs() > SCALE_TOLERANCE {
+        Err(CkksError::ScaleMismatch {
+            left: left.log2(),
+            right: right.log2(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_levels(left: usize, right: usize) -> Result<(), CkksError> {
+    if left != right {
+        Err(CkksError::LevelMismatch { left, right })
+    } else {
+        Ok(())
+    }
+}
+
+impl Evaluator {
+    /// An evaluator over `keys` (public material only).
+    pub fn new(keys: Arc<PublicKeySet>) -> Self {
+        Self { keys }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.keys.params
+    }
+
+    /// The key set.
+    pub fn keys(&self) -> &Arc<PublicKeySet> {
+        &self.keys
+    }
+
+    fn check_key(&self, ct: &Ciphertext) -> Result<(), CkksError> {
+        if ct.key_id != self.keys.id {
+            return Err(CkksError::KeyMismatch {
+                what: "ciphertext",
+                found: ct.key_id.to_string(),
+                expected: self.keys.id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<(), CkksError> {
+        self.check_key(a)?;
+        self.check_key(b)?;
+        check_levels(a.level(), b.level())
+    }
+
+    /// `a += b`.
+    ///
+    /// # Errors
+    /// Key, level or scale mismatch.
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), CkksError> {
+        self.check_pair(a, b)?;
+        check_scales(a.scale, b.scale)?;
+        let ring = self.params().ring();
+        a.c0.add_assign(ring, &b.c0);
+        a.c1.add_assign(ring, &b.c1);
+        Ok(())
+    }
+
+    /// `a + b`.
+    ///
+    /// # Errors
+    /// As [`Self::add_assign`].
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut out = a.clone();
+        self.add_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// `a -= b`.
+    ///
+    /// # Errors
+    /// Key, level or scale mismatch.
+    pub fn sub_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<(), CkksError> {
+        self.check_pair(a, b)?;
+        check_scales(a.scale, b.scale)?;
+        let ring = self.params().ring();
+        a.c0.sub_assign(ring, &b.c0);
+        a.c1.sub_assign(ring, &b.c1);
+        Ok(())
+    }
+
+    /// `a - b`.
+    ///
+    /// # Errors
+    /// As [`Self::sub_assign`].
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut out = a.clone();
+        self.sub_assign(&mut out, b)?;
+        Ok(out)
+    }
+
+    /// `-a`.
+    ///
+    /// # Errors
+    /// Key mismatch.
+    pub fn neg(&self, a: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.check_key(a)?;
+        let ring = self.params().ring();
+        let mut out = a.clone();
+        out.c0.neg_assign(ring);
+        out.c1.neg_assign(ring);
+        Ok(out)
+    }
+
+    fn check_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<(), CkksError> {
+        self.check_key(ct)?;
+        check_levels(ct.level(), pt.level)
+    }
+
+    /// `ct += pt` (same level and scale).
+    ///
+    /// # Errors
+    /// Key, level or scale mismatch.
+    pub fn add_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<(), CkksError> {
+        self.check_plain(ct, pt)?;
+        check_scales(ct.scale, pt.scale)?;
+        ct.c0.add_assign(self.params().ring(), &pt.poly);
+        Ok(())
+    }
+
+    /// `ct *= pt` without rescaling; the scale becomes the product of scales.
+    /// Encode `pt` at [`Params::mul_plain_scale`] to land on the canonical
+    /// scale after [`Self::rescale_assign`].
+    ///
+    /// # Errors
+    /// Key or level mismatch.
+    pub fn mul_plain_assign(&self, ct: &mut Ciphertext, pt: &Plaintext) -> Result<(), CkksError> {
+        self.check_plain(ct, pt)?;
+        let ring = self.params().ring();
+        ct.c0.mul_assign(ring, &pt.poly);
+        ct.c1.mul_assign(ring, &pt.poly);
+        ct.scale *= pt.scale;
+        Ok(())
+    }
+
+    /// `ct * pt` without rescaling.
+    ///
+    /// # Errors
+    /// As [`Self::mul_plain_assign`].
+    pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.mul_plain_assign(&mut out, pt)?;
+        Ok(out)
+    }
+
+    /// `ct += c` for a real constant, at the ciphertext's scale.
+    ///
+    /// # Errors
+    /// Key mismatch, non-finite or overflowing constant.
+    pub fn add_const_assign(&self, ct: &mut Ciphertext, c: f64) -> Result<(), CkksError> {
+        self.check_key(ct)?;
+        let scaled = scaled_constant(c, ct.scale)?;
+        // A constant polynomial evaluates to the constant everywhere.
+        ct.c0.map_limbs(self.params().ring(), |m, _, limb| {
+            let v = m.reduce_i64(scaled);
+            limb.iter_mut().for_each(|x| *x = m.add(*x, v));
+        });
+        Ok(())
+    }
+
+    /// `ct *= c` for a real constant, without rescaling: the constant is
+    /// scaled so that after [`Self::rescale_assign`] the result is at the
+    /// canonical scale of the next level (needs level >= 1).
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::OutOfLevels`] at level 0, non-finite or
+    /// overflowing constant.
+    pub fn mul_const_assign(&self, ct: &mut Ciphertext, c: f64) -> Result<(), CkksError> {
+        self.check_key(ct)?;
+        if ct.level() == 0 {
+            return Err(CkksError::OutOfLevels { needed: 1, level: 0 });
+        }
+        let scale = self.params().mul_plain_scale(ct.level(), ct.scale);
+        let scaled = scaled_constant(c, scale)?;
+        let ring = self.params().ring();
+        let constants: Vec<u32> = (0..=ct.level()).map(|i| ring.q(i).reduce_i64(scaled)).collect();
+        ct.c0.mul_scalar_assign(ring, &constants);
+        ct.c1.mul_scalar_assign(ring, &constants);
+        ct.scale *= scale;
+        Ok(())
+    }
+
+    /// `a * b` relinearized (not rescaled); the scale is the product.
+    ///
+    /// # Errors
+    /// Key or level mismatch, [`CkksError::MissingRelinKey`].
+    pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        self.check_pair(a, b)?;
+        let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        let params = self.params();
+        let ring = params.ring();
+        let mut d0 = a.c0.clone();
+        d0.mul_assign(ring, &b.c0);
+        let mut d1 = a.c0.clone();
+        d1.mul_assign(ring, &b.c1);
+        d1.mul_add_assign(ring, &a.c1, &b.c0);
+        let mut d2 = a.c1.clone();
+        d2.mul_assign(ring, &b.c1);
+        let (k0, k1) = switch(params, &decompose(params, &d2), key, None);
+        d0.add_assign(ring, &k0);
+        d1.add_assign(ring, &k1);
+        Ok(Ciphertext {
+            c0: d0,
+            c1: d1,
+            scale: a.scale * b.scale,
+            key_id: a.key_id,
+        })
+    }
+
+    /// Divides by the last prime `q_l` (rounded) and drops it; the scale is
+    /// divided by `q_l`.
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::OutOfLevels`] at level 0.
+    pub fn rescale_assign(&self, ct: &mut Ciphertext) -> Result<(), CkksError> {
+        self.check_key(ct)?;
+        let level = ct.level();
+        if level == 0 {
+            return Err(CkksError::OutOfLevels { needed: 1, level: 0 });
+        }
+        let ring = self.params().ring();
+        let n = ring.n();
+        let layout = ct.c0.layout();
+        let zero = || crate::ring::RnsPoly::zero(n, layout);
+        ct.c0 = rescale(ring, std::mem::replace(&mut ct.c0, zero()));
+        ct.c1 = rescale(ring, std::mem::replace(&mut ct.c1, zero()));
+        ct.scale /= f64::from(ring.q(level).value());
+        Ok(())
+    }
+
+    /// Rescaled copy.
+    ///
+    /// # Errors
+    /// As [`Self::rescale_assign`].
+    pub fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.rescale_assign(&mut out)?;
+        Ok(out)
+    }
+
+    /// Drops primes down to `level` without dividing (scale unchanged).
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::OutOfLevels`] when `level` is above the
+    /// ciphertext's.
+    pub fn drop_level_assign(&self, ct: &mut Ciphertext, level: usize) -> Result<(), CkksError> {
+        self.check_key(ct)?;
+        if level > ct.level() {
+            return Err(CkksError::OutOfLevels {
+                needed: level,
+                level: ct.level(),
+            });
+        }
+        ct.c0.truncate_q(level + 1);
+        ct.c1.truncate_q(level + 1);
+        Ok(())
+    }
+
+    /// Rotates the slots left by `steps` (negative: right).
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::MissingRotationKey`].
+    pub fn rotate(&self, ct: &Ciphertext, steps: i64) -> Result<Ciphertext, CkksError> {
+        Ok(self.rotate_hoisted(ct, &[steps])?.pop().expect("one rotation"))
+    }
+
+    /// Rotations of one ciphertext by each of `steps`, sharing one
+    /// decomposition (ModUp) of `c1` among all of them.
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::MissingRotationKey`] (checked for every
+    /// step before any work).
+    pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>, CkksError> {
+        self.check_key(ct)?;
+        let params = self.params();
+        let n = params.n();
+        let keys = steps
+            .iter()
+            .map(|&s| {
+                let g = rotation_galois_element(s, n);
+                if g == 1 {
+                    return Ok(None);
+                }
+                self.keys
+                    .galois
+                    .get(&g)
+                    .map(|k| Some((g, k)))
+                    .ok_or(CkksError::MissingRotationKey { steps: s })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let needs_keyswitch = keys.iter().any(Option::is_some);
+        let decomposed = needs_keyswitch.then(|| decompose(params, &ct.c1));
+        let ring = params.ring();
+        Ok(keys
+            .into_iter()
+            .map(|entry| match (entry, &decomposed) {
+                (Some((g, key)), Some(d)) => {
+                    let perm = eval_permutation(g, n);
+                    let (mut c0, c1) = switch(params, d, key, Some(&perm));
+                    c0.add_assign(ring, &ct.c0.automorphism(&perm));
+                    Ciphertext {
+                        c0,
+                        c1,
+                        scale: ct.scale,
+                        key_id: ct.key_id,
+                    }
+                }
+                _ => ct.clone(),
+            })
+            .collect())
+    }
+}
+
+/// `round(c * scale)` as a signed integer.
+fn scaled_constant(c: f64, scale: f64) -> Result<i64, CkksError> {
+    if !c.is_finite() {
+        return Err(CkksError::NonFinite { index: 0, value: c });
+    }
+    let v = (c * scale).round();
+    if v.abs() >= 2f64.powi(62) {
+        return Err(CkksError::Overflow {
+            log_scale: scale.log2(),
+            log_coeff: v.abs().log2(),
+        });
+    }
+    Ok(v as i64)
+}

@@ -1,0 +1,235 @@
+//! Keys: the ternary secret, the public encryption key, and switching keys
+//! (relinearization, Galois) for hybrid key switching. The uniform half of
+//! every public key is re-expanded from a 32-byte seed.
+
+use super::params::{hex, Params};
+use crate::ring::automorphism::rotation_galois_element;
+use crate::ring::sampler::{Sampler, Seed};
+use crate::ring::{Coeff, Eval, LimbLayout, RnsPoly};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A random identifier shared by a secret key, its public key set and every
+/// ciphertext encrypted under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 16]);
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// The secret key: uniform ternary coefficients.
+///
+/// Invariant: `eval` is the NTT of `coeffs` over every prime of `Q ++ P`.
+/// Never serialized into anything meant for the server.
+pub struct SecretKey {
+    pub(crate) params: Arc<Params>,
+    pub(crate) id: KeyId,
+    pub(crate) coeffs: Vec<i8>,
+    pub(crate) eval: RnsPoly<Eval>,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl SecretKey {
+    /// A fresh key from the OS-seeded CSPRNG.
+    pub fn generate(params: &Arc<Params>) -> Self {
+        let mut sampler = Sampler::from_os();
+        let mut id = [0u8; 16];
+        sampler.fill_bytes(&mut id);
+        let coeffs: Vec<i8> = sampler.ternary(params.n()).into_iter().map(|c| c as i8).collect();
+        Self::from_parts(params, KeyId(id), coeffs)
+    }
+
+    /// Rebuilds a key from its identifier and coefficients (file loading).
+    pub(crate) fn from_parts(params: &Arc<Params>, id: KeyId, coeffs: Vec<i8>) -> Self {
+        let ring = params.ring();
+        let wide: Vec<i64> = coeffs.iter().map(|&c| i64::from(c)).collect();
+        let eval = RnsPoly::<Coeff>::from_signed(ring, ring.full_layout(), &wide).into_eval(ring);
+        Self {
+            params: params.clone(),
+            id: KeyId(id.0),
+            coeffs,
+            eval,
+        }
+    }
+
+    /// The key's identifier.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The parameters the key belongs to.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+
+    /// `s` over the first `q` ciphertext primes.
+    pub(crate) fn eval_q(&self, q: usize) -> RnsPoly<Eval> {
+        self.eval.restricted(LimbLayout::q_only(q))
+    }
+}
+
+/// An RLWE sample `(b, a)` with `a` expanded from `a_seed`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeededPair {
+    pub(crate) b: RnsPoly<Eval>,
+    pub(crate) a: RnsPoly<Eval>,
+    pub(crate) a_seed: Seed,
+}
+
+impl SeededPair {
+    /// `(b, a)` with `b = -a*s + e + extra` over `layout`, where `extra`
+    /// is added limb by limb when given.
+    fn sample(params: &Params, sk: &RnsPoly<Eval>, layout: LimbLayout, sampler: &mut Sampler) -> Self {
+        let ring = params.ring();
+        let a_seed = sampler.seed();
+        let a = expand_uniform(params, layout, a_seed);
+        let e = RnsPoly::<Coeff>::from_signed(ring, layout, &sampler.gaussian(params.n())).into_eval(ring);
+        let mut b = a.clone();
+        b.mul_assign(ring, sk);
+        b.neg_assign(ring);
+        b.add_assign(ring, &e);
+        Self { b, a, a_seed }
+    }
+
+    /// Rebuilds a pair from `b` and the seed of `a`.
+    pub(crate) fn from_seed(params: &Params, b: RnsPoly<Eval>, a_seed: Seed) -> Self {
+        let a = expand_uniform(params, b.layout(), a_seed);
+        Self { b, a, a_seed }
+    }
+}
+
+/// The uniform polynomial of `layout` expanded from `seed`.
+pub(crate) fn expand_uniform(params: &Params, layout: LimbLayout, seed: Seed) -> RnsPoly<Eval> {
+    Sampler::from_seed(seed).uniform(params.ring(), layout)
+}
+
+/// The public encryption key `(-a*s + e, a)` over `Q_L ++ P`: encryption
+/// works over the extended basis and divides by `P`, which leaves only the
+/// rounding error of that division as fresh noise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PublicKey {
+    pub(crate) pair: SeededPair,
+}
+
+/// A hybrid key-switching key from `s'` to `s`: one RLWE sample over
+/// `Q_L ++ P` per digit, with `P * s'` added on the digit's own primes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwitchingKey {
+    pub(crate) digits: Vec<SeededPair>,
+}
+
+impl SwitchingKey {
+    fn generate(params: &Params, sk: &SecretKey, from: &RnsPoly<Eval>, sampler: &mut Sampler) -> Self {
+        let ring = params.ring();
+        let layout = ring.full_layout();
+        let n = params.n();
+        let digits = params
+            .digits(params.max_level())
+            .into_iter()
+            .map(|range| {
+                let mut pair = SeededPair::sample(params, &sk.eval, layout, sampler);
+                for i in range {
+                    let m = ring.q(i);
+                    let p_mod = (0..ring.p_count()).fold(1, |acc, j| m.mul(acc, ring.p(j).value() % m.value()));
+                    let p_shoup = m.shoup(p_mod);
+                    let src = &from.words()[i * n..(i + 1) * n];
+                    for (b, &s) in pair.b.limb_mut(i).iter_mut().zip(src) {
+                        *b = m.add(*b, m.mul_shoup(s, p_mod, p_shoup));
+                    }
+                }
+                pair
+            })
+            .collect();
+        Self { digits }
+    }
+}
+
+/// Everything the server needs and nothing secret: the public key, the
+/// relinearization key and the Galois keys of exactly the requested rotations.
+///
+/// Invariant: all parts were generated from the secret key `id`.
+#[derive(Clone, Debug)]
+pub struct PublicKeySet {
+    pub(crate) params: Arc<Params>,
+    pub(crate) id: KeyId,
+    pub(crate) public: PublicKey,
+    pub(crate) relin: Option<SwitchingKey>,
+    pub(crate) galois: BTreeMap<u64, SwitchingKey>,
+    pub(crate) rotations: Vec<i64>,
+}
+
+impl PublicKeySet {
+    /// Generates the public key, the relinearization key and one Galois key
+    /// per distinct non-zero rotation in `rotations` (slot steps, negative
+    /// rotates right).
+    pub fn generate(sk: &SecretKey, rotations: &[i64]) -> Self {
+        let params = sk.params.clone();
+        let ring = params.ring();
+        let mut sampler = Sampler::from_os();
+        let top = params.layout(params.max_level());
+        let public = PublicKey {
+            pair: SeededPair::sample(&params, &sk.eval, ring.full_layout(), &mut sampler),
+        };
+        let mut s2 = sk.eval_q(top.q);
+        s2.mul_assign(ring, &sk.eval_q(top.q));
+        let relin = Some(SwitchingKey::generate(&params, sk, &s2, &mut sampler));
+        let mut set = Self {
+            params: params.clone(),
+            id: sk.id,
+            public,
+            relin,
+            galois: BTreeMap::new(),
+            rotations: Vec::new(),
+        };
+        set.add_rotations(sk, rotations, &mut sampler);
+        set
+    }
+
+    fn add_rotations(&mut self, sk: &SecretKey, rotations: &[i64], sampler: &mut Sampler) {
+        let params = self.params.clone();
+        let n = params.n();
+        let s = sk.eval_q(params.max_level() + 1).into_coeff(params.ring());
+        for &steps in rotations {
+            let g = rotation_galois_element(steps, n);
+            if g == 1 || self.galois.contains_key(&g) {
+                continue;
+            }
+            let rotated = s.automorphism(params.ring(), g).into_eval(params.ring());
+            self.galois.insert(g, SwitchingKey::generate(&params, sk, &rotated, sampler));
+            self.rotations.push(steps);
+        }
+    }
+
+    /// The key identifier.
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Arc<Params> {
+        &self.params
+    }
+
+    /// The rotations (slot steps) that have a Galois key.
+    pub fn rotations(&self) -> &[i64] {
+        &self.rotations
+    }
+
+    /// The Galois key of element `g`, if generated.
+    pub fn galois_key(&self, g: u64) -> Option<&SwitchingKey> {
+        self.galois.get(&g)
+    }
+
+    /// The relinearization key, if generated.
+    pub fn relin_key(&self) -> Option<&SwitchingKey> {
+        self.relin.as_ref()
+    }
+}

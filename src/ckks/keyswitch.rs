@@ -1,0 +1,135 @@
+//! Hybrid key switching (Han-Ki): decompose a polynomial into `dnum` digits
+//! of `alpha` primes, extend each digit to `Q_l ++ P` (ModUp), take the inner
+//! product with the key's digits, divide by `P` (ModDown). Digits are extended
+//! as centred integers: a digit with a non-zero mean would multiply the key's
+//! error by a near-constant polynomial, whose canonical embedding piles the
+//! error onto the slots nearest the root 1. The decomposition
+//! does not depend on the key, so one decomposition serves many rotations
+//! (hoisting): an automorphism commutes with basis extension, so it is applied
+//! to the extended digits through an index permutation.
+
+use super::keys::SwitchingKey;
+use super::params::Params;
+use crate::ring::{Eval, RnsPoly};
+use rayon::prelude::*;
+
+/// Products (each below 2^62) summed in `u64` before one reduction.
+const LAZY_TERMS: usize = 4;
+
+/// The ModUp digits of one polynomial at one level.
+///
+/// Invariant: every digit has layout `params.extended_layout(level)`.
+pub struct Decomposed {
+    level: usize,
+    digits: Vec<RnsPoly<Eval>>,
+}
+
+impl Decomposed {
+    /// Level of the decomposed polynomial.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+}
+
+/// Splits `c` (evaluation form, `level + 1` limbs) into its extended digits.
+pub fn decompose(params: &Params, c: &RnsPoly<Eval>) -> Decomposed {
+    let ring = params.ring();
+    let n = params.n();
+    let level = c.layout().q - 1;
+    let ext = params.extended_layout(level);
+    let coeff = c.clone().into_coeff(ring);
+    let digits = params
+        .digits(level)
+        .into_iter()
+        .map(|range| {
+            let mut digit = RnsPoly::<Eval>::zero(n, ext);
+            let inputs: Vec<&[u32]> = range.clone().map(|i| coeff.limb(i)).collect();
+            let mut targets: Vec<(usize, &mut [u32])> = digit
+                .words_mut()
+                .chunks_exact_mut(n)
+                .enumerate()
+                .filter(|(i, _)| !range.contains(i))
+                .map(|(i, limb)| (ring.global_index(ext, i), limb))
+                .collect();
+            params.mod_up(&range).convert_centered(ring, &inputs, &mut targets);
+            digit
+                .words_mut()
+                .par_chunks_exact_mut(n)
+                .enumerate()
+                .for_each(|(i, limb)| {
+                    if range.contains(&i) {
+                        limb.copy_from_slice(c.limb(i));
+                    } else {
+                        ring.table(ext, i).forward(limb);
+                    }
+                });
+            digit
+        })
+        .collect();
+    Decomposed { level, digits }
+}
+
+/// `ModDown(sum_j digit_j * key_j)` for both halves of the key, with the
+/// digits read through `perm` (an automorphism in evaluation form) if given.
+/// The result is over `Q_level`.
+pub fn switch(
+    params: &Params,
+    decomposed: &Decomposed,
+    key: &SwitchingKey,
+    perm: Option<&[u32]>,
+) -> (RnsPoly<Eval>, RnsPoly<Eval>) {
+    let ring = params.ring();
+    let n = params.n();
+    let level = decomposed.level;
+    let ext = params.extended_layout(level);
+    let q_top = params.max_level() + 1;
+    let mut acc = [RnsPoly::<Eval>::zero(n, ext), RnsPoly::<Eval>::zero(n, ext)];
+    let [acc_b, acc_a] = &mut acc;
+    acc_b
+        .words_mut()
+        .par_chunks_exact_mut(n)
+        .zip(acc_a.words_mut().par_chunks_exact_mut(n))
+        .enumerate()
+        .for_each(|(i, (out_b, out_a))| {
+            let m = ring.modulus(ext, i);
+            // Key limbs are over Q_L ++ P; skip the primes above the level.
+            let key_limb = if i < ext.q { i } else { q_top + i - ext.q };
+            let mut lazy_b = vec![0u64; n];
+            let mut lazy_a = vec![0u64; n];
+            let pairs: Vec<(&[u32], &[u32], &[u32])> = decomposed
+                .digits
+                .iter()
+                .zip(&key.digits)
+                .map(|(d, k)| (d.limb(i), k.b.limb(key_limb), k.a.limb(key_limb)))
+                .collect();
+            for chunk in pairs.chunks(LAZY_TERMS) {
+                lazy_b.iter_mut().for_each(|x| *x = 0);
+                lazy_a.iter_mut().for_each(|x| *x = 0);
+                for &(d, kb, ka) in chunk {
+                    match perm {
+                        Some(p) => {
+                            for k in 0..n {
+                                let v = u64::from(d[p[k] as usize]);
+                                lazy_b[k] += v * u64::from(kb[k]);
+                                lazy_a[k] += v * u64::from(ka[k]);
+                            }
+                        }
+                        None => {
+                            for k in 0..n {
+                                let v = u64::from(d[k]);
+                                lazy_b[k] += v * u64::from(kb[k]);
+                                lazy_a[k] += v * u64::from(ka[k]);
+                            }
+                        }
+                    }
+                }
+                for k in 0..n {
+                    out_b[k] = m.add(out_b[k], m.reduce_u64(lazy_b[k]));
+                    out_a[k] = m.add(out_a[k], m.reduce_u64(lazy_a[k]));
+                }
+            }
+        });
+    let [b, a] = acc;
+    let mod_down = params.mod_down();
+    (mod_down.apply(ring, b), mod_down.apply(ring, a))
+}

@@ -1,0 +1,197 @@
+//! Every CKKS operation against the same computation on plaintext f64
+//! vectors, with a stated precision bound (bits = -log2 of the largest error).
+
+use latent_he::ckks::{decrypt, encode, encrypt, encrypt_values, CkksError, Evaluator, Params, PublicKeySet, SecretKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
+
+/// Bounds from the noise analysis in docs/precision.md (scale 2^30, N = 2^16,
+/// uniform ternary secret): about 2^-16 of rounding noise per rescale.
+/// insecure-n12 (scale 2^30): fresh noise and one rescale stay near 2^-18
+/// worst case; a key switch adds about as much again; three composed
+/// rotations three times that.
+const N12_BITS: f64 = 17.0;
+const N12_KEYSWITCH_BITS: f64 = 16.0;
+const N12_COMPOSED_BITS: f64 = 15.0;
+const MUL_MEAN_BITS: f64 = 15.0;
+const MUL_WORST_BITS: f64 = 12.5;
+const CHAIN_MEAN_BITS: f64 = 12.0;
+const CHAIN_WORST_BITS: f64 = 9.5;
+
+struct Fixture {
+    params: Arc<Params>,
+    sk: SecretKey,
+    eval: Evaluator,
+    rng: ChaCha20Rng,
+}
+
+fn fixture(preset: &str, rotations: &[i64]) -> Fixture {
+    let params = Params::preset(preset).unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, rotations));
+    Fixture {
+        params,
+        sk,
+        eval: Evaluator::new(keys),
+        rng: ChaCha20Rng::from_entropy(),
+    }
+}
+
+impl Fixture {
+    fn random(&mut self) -> Vec<f64> {
+        (0..self.params.slots()).map(|_| self.rng.gen_range(-1.0..1.0)).collect()
+    }
+}
+
+/// Worst-case precision: -log2 of the largest error over all slots.
+fn precision_bits(got: &[f64], want: &[f64]) -> f64 {
+    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    -err.max(f64::MIN_POSITIVE).log2()
+}
+
+/// Average precision: -log2 of the mean error over all slots.
+fn mean_precision_bits(got: &[f64], want: &[f64]) -> f64 {
+    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).sum::<f64>() / got.len() as f64;
+    -err.max(f64::MIN_POSITIVE).log2()
+}
+
+fn rotate_left(v: &[f64], steps: i64) -> Vec<f64> {
+    let n = v.len() as i64;
+    (0..n).map(|i| v[(i + steps).rem_euclid(n) as usize]).collect()
+}
+
+#[test]
+fn encrypt_decrypt_add_sub_neg() {
+    let mut f = fixture("insecure-n12", &[]);
+    let (x, y) = (f.random(), f.random());
+    let keys = f.eval.keys().clone();
+    let (cx, cy) = (encrypt_values(&keys, &x).unwrap(), encrypt_values(&keys, &y).unwrap());
+    assert!(precision_bits(&decrypt(&f.sk, &cx).unwrap(), &x) > N12_BITS);
+    let sum: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    let diff: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+    let neg: Vec<f64> = x.iter().map(|a| -a).collect();
+    assert!(precision_bits(&decrypt(&f.sk, &f.eval.add(&cx, &cy).unwrap()).unwrap(), &sum) > N12_BITS);
+    assert!(precision_bits(&decrypt(&f.sk, &f.eval.sub(&cx, &cy).unwrap()).unwrap(), &diff) > N12_BITS);
+    assert!(precision_bits(&decrypt(&f.sk, &f.eval.neg(&cx).unwrap()).unwrap(), &neg) > N12_BITS);
+}
+
+#[test]
+fn plaintext_and_constant_operations() {
+    let mut f = fixture("insecure-n12", &[]);
+    let (x, w) = (f.random(), f.random());
+    let keys = f.eval.keys().clone();
+    let cx = encrypt_values(&keys, &x).unwrap();
+    let level = cx.level();
+
+    let pw = encode(&f.params, &w, level, f.params.mul_plain_scale(level, cx.scale())).unwrap();
+    let mut prod = f.eval.mul_plain(&cx, &pw).unwrap();
+    f.eval.rescale_assign(&mut prod).unwrap();
+    assert_eq!(prod.scale(), f.params.scale(level - 1), "lands on the canonical scale");
+    let want: Vec<f64> = x.iter().zip(&w).map(|(a, b)| a * b).collect();
+    assert!(precision_bits(&decrypt(&f.sk, &prod).unwrap(), &want) > N12_BITS);
+
+    let pa = encode(&f.params, &w, level, cx.scale()).unwrap();
+    let mut sum = cx.clone();
+    f.eval.add_plain_assign(&mut sum, &pa).unwrap();
+    let want: Vec<f64> = x.iter().zip(&w).map(|(a, b)| a + b).collect();
+    assert!(precision_bits(&decrypt(&f.sk, &sum).unwrap(), &want) > N12_BITS);
+
+    let mut c = cx.clone();
+    f.eval.mul_const_assign(&mut c, -0.375).unwrap();
+    f.eval.rescale_assign(&mut c).unwrap();
+    f.eval.add_const_assign(&mut c, 0.25).unwrap();
+    let want: Vec<f64> = x.iter().map(|a| a * -0.375 + 0.25).collect();
+    assert!(precision_bits(&decrypt(&f.sk, &c).unwrap(), &want) > N12_BITS);
+}
+
+#[test]
+fn rotations_single_hoisted_and_composed() {
+    let steps = [1i64, 2, -3, 5, 100, -1];
+    let mut f = fixture("insecure-n12", &steps);
+    let x = f.random();
+    let keys = f.eval.keys().clone();
+    let cx = encrypt_values(&keys, &x).unwrap();
+    let hoisted = f.eval.rotate_hoisted(&cx, &steps).unwrap();
+    for (&s, h) in steps.iter().zip(&hoisted) {
+        let single = f.eval.rotate(&cx, s).unwrap();
+        assert_eq!(&single, h, "hoisted and single rotation agree word for word");
+        assert!(precision_bits(&decrypt(&f.sk, h).unwrap(), &rotate_left(&x, s)) > N12_KEYSWITCH_BITS, "step {s}");
+    }
+    // Composition: (((x << 1) << 2) >> 3) = x, and (x << 5) << 100 = x << 105.
+    let c = f.eval.rotate(&f.eval.rotate(&f.eval.rotate(&cx, 1).unwrap(), 2).unwrap(), -3).unwrap();
+    assert!(precision_bits(&decrypt(&f.sk, &c).unwrap(), &x) > N12_COMPOSED_BITS);
+    let c = f.eval.rotate(&f.eval.rotate(&cx, 5).unwrap(), 100).unwrap();
+    assert!(precision_bits(&decrypt(&f.sk, &c).unwrap(), &rotate_left(&x, 105)) > N12_COMPOSED_BITS);
+    // Rotation at a lower level uses the same keys.
+    let mut low = cx.clone();
+    f.eval.drop_level_assign(&mut low, 2).unwrap();
+    let r = f.eval.rotate(&low, -1).unwrap();
+    assert_eq!(r.level(), 2);
+    assert!(precision_bits(&decrypt(&f.sk, &r).unwrap(), &rotate_left(&x, -1)) > N12_COMPOSED_BITS);
+    assert!(matches!(f.eval.rotate(&cx, 7), Err(CkksError::MissingRotationKey { steps: 7 })));
+}
+
+#[test]
+fn mismatched_operands_are_refused() {
+    let mut f = fixture("insecure-n12", &[]);
+    let x = f.random();
+    let keys = f.eval.keys().clone();
+    let cx = encrypt_values(&keys, &x).unwrap();
+    let mut low = cx.clone();
+    f.eval.drop_level_assign(&mut low, 1).unwrap();
+    assert!(matches!(f.eval.add(&cx, &low), Err(CkksError::LevelMismatch { .. })));
+    let sq = f.eval.mul_relin(&cx, &cx).unwrap();
+    assert!(matches!(f.eval.add(&cx, &sq), Err(CkksError::ScaleMismatch { .. })));
+    let other = fixture("insecure-n12", &[]);
+    let foreign = encrypt_values(other.eval.keys(), &x).unwrap();
+    assert!(matches!(f.eval.add(&cx, &foreign), Err(CkksError::KeyMismatch { .. })));
+    assert!(matches!(decrypt(&f.sk, &foreign), Err(CkksError::KeyMismatch { .. })));
+    let mut bottom = cx.clone();
+    f.eval.drop_level_assign(&mut bottom, 0).unwrap();
+    assert!(matches!(f.eval.rescale(&bottom), Err(CkksError::OutOfLevels { .. })));
+}
+
+/// One multiply+relinearize+rescale at n16, and a chain of 30 ciphertext
+/// multiplications, each followed by a rescale (values near 1 so that the
+/// product neither vanishes nor overflows).
+#[test]
+fn n16_multiplication_precision_and_depth() {
+    let mut f = fixture("n16", &[]);
+    let keys = f.eval.keys().clone();
+    let (x, y) = (f.random(), f.random());
+    let (cx, cy) = (encrypt_values(&keys, &x).unwrap(), encrypt_values(&keys, &y).unwrap());
+    let fresh = decrypt(&f.sk, &cx).unwrap();
+    eprintln!(
+        "n16 fresh encryption: {:.1} bits mean, {:.1} worst",
+        mean_precision_bits(&fresh, &x),
+        precision_bits(&fresh, &x)
+    );
+    let mut prod = f.eval.mul_relin(&cx, &cy).unwrap();
+    f.eval.rescale_assign(&mut prod).unwrap();
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    let got = decrypt(&f.sk, &prod).unwrap();
+    let (mean, worst) = (mean_precision_bits(&got, &want), precision_bits(&got, &want));
+    eprintln!("n16 mul_relin_rescale: {mean:.1} bits mean, {worst:.1} worst");
+    assert!(mean >= MUL_MEAN_BITS && worst >= MUL_WORST_BITS, "{mean} / {worst}");
+
+    let draw = |rng: &mut ChaCha20Rng| -> Vec<f64> { (0..f.params.slots()).map(|_| rng.gen_range(0.9..1.1)).collect() };
+    let mut want = draw(&mut f.rng);
+    let mut c = encrypt_values(&keys, &want).unwrap();
+    for _ in 0..30 {
+        let v = draw(&mut f.rng);
+        let level = c.level();
+        let factor = encrypt(&keys, &encode(&f.params, &v, level, f.params.scale(level)).unwrap()).unwrap();
+        // Both at the canonical scale of their level: the product rescales
+        // onto the next level's canonical scale.
+        assert_eq!(c.scale(), f.params.scale(level));
+        c = f.eval.mul_relin(&c, &factor).unwrap();
+        f.eval.rescale_assign(&mut c).unwrap();
+        want.iter_mut().zip(&v).for_each(|(w, v)| *w *= v);
+    }
+    let got = decrypt(&f.sk, &c).unwrap();
+    let (mean, worst) = (mean_precision_bits(&got, &want), precision_bits(&got, &want));
+    eprintln!("n16 after 30 multiplications (level {}): {mean:.1} bits mean, {worst:.1} worst", c.level());
+    assert!(mean >= CHAIN_MEAN_BITS && worst >= CHAIN_WORST_BITS, "{mean} / {worst}");
+    assert_eq!(c.level(), f.params.max_level() - 30);
+}
