@@ -1,1 +1,5 @@
-fn main(){}
+//! The `latent-he` command line.
+
+fn main() -> std::process::ExitCode {
+    latent_he::cli::main()
+}

@@ -1,7 +1,9 @@
 //! Every CKKS operation against the same computation on plaintext f64
 //! vectors, with a stated precision bound (bits = -log2 of the largest error).
 
-use latent_he::ckks::{decrypt, encode, encrypt, encrypt_values, CkksError, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{
+    decrypt, encode, encrypt, encrypt_values, CkksError, Evaluator, Params, PublicKeySet, SecretKey,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
@@ -40,7 +42,9 @@ fn fixture(preset: &str, rotations: &[i64]) -> Fixture {
 
 impl Fixture {
     fn random(&mut self) -> Vec<f64> {
-        (0..self.params.slots()).map(|_| self.rng.gen_range(-1.0..1.0)).collect()
+        (0..self.params.slots())
+            .map(|_| self.rng.gen_range(-1.0..1.0))
+            .collect()
     }
 }
 
@@ -116,10 +120,16 @@ fn rotations_single_hoisted_and_composed() {
     for (&s, h) in steps.iter().zip(&hoisted) {
         let single = f.eval.rotate(&cx, s).unwrap();
         assert_eq!(&single, h, "hoisted and single rotation agree word for word");
-        assert!(precision_bits(&decrypt(&f.sk, h).unwrap(), &rotate_left(&x, s)) > N12_KEYSWITCH_BITS, "step {s}");
+        assert!(
+            precision_bits(&decrypt(&f.sk, h).unwrap(), &rotate_left(&x, s)) > N12_KEYSWITCH_BITS,
+            "step {s}"
+        );
     }
     // Composition: (((x << 1) << 2) >> 3) = x, and (x << 5) << 100 = x << 105.
-    let c = f.eval.rotate(&f.eval.rotate(&f.eval.rotate(&cx, 1).unwrap(), 2).unwrap(), -3).unwrap();
+    let c = f
+        .eval
+        .rotate(&f.eval.rotate(&f.eval.rotate(&cx, 1).unwrap(), 2).unwrap(), -3)
+        .unwrap();
     assert!(precision_bits(&decrypt(&f.sk, &c).unwrap(), &x) > N12_COMPOSED_BITS);
     let c = f.eval.rotate(&f.eval.rotate(&cx, 5).unwrap(), 100).unwrap();
     assert!(precision_bits(&decrypt(&f.sk, &c).unwrap(), &rotate_left(&x, 105)) > N12_COMPOSED_BITS);
@@ -129,7 +139,10 @@ fn rotations_single_hoisted_and_composed() {
     let r = f.eval.rotate(&low, -1).unwrap();
     assert_eq!(r.level(), 2);
     assert!(precision_bits(&decrypt(&f.sk, &r).unwrap(), &rotate_left(&x, -1)) > N12_COMPOSED_BITS);
-    assert!(matches!(f.eval.rotate(&cx, 7), Err(CkksError::MissingRotationKey { steps: 7 })));
+    assert!(matches!(
+        f.eval.rotate(&cx, 7),
+        Err(CkksError::MissingRotationKey { steps: 7 })
+    ));
 }
 
 #[test]
@@ -191,7 +204,10 @@ fn n16_multiplication_precision_and_depth() {
     }
     let got = decrypt(&f.sk, &c).unwrap();
     let (mean, worst) = (mean_precision_bits(&got, &want), precision_bits(&got, &want));
-    eprintln!("n16 after 30 multiplications (level {}): {mean:.1} bits mean, {worst:.1} worst", c.level());
+    eprintln!(
+        "n16 after 30 multiplications (level {}): {mean:.1} bits mean, {worst:.1} worst",
+        c.level()
+    );
     assert!(mean >= CHAIN_MEAN_BITS && worst >= CHAIN_WORST_BITS, "{mean} / {worst}");
     assert_eq!(c.level(), f.params.max_level() - 30);
 }

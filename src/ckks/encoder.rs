@@ -72,7 +72,11 @@ pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Resu
 
 /// The real parts of the N/2 slots of a coefficient-form polynomial at `scale`.
 pub fn decode(params: &Params, poly: &RnsPoly<Coeff>, scale: f64) -> Vec<f64> {
-    let coeffs: Vec<f64> = poly.to_centered_f64(params.ring()).into_iter().map(|c| c / scale).collect();
+    let coeffs: Vec<f64> = poly
+        .to_centered_f64(params.ring())
+        .into_iter()
+        .map(|c| c / scale)
+        .collect();
     params.embedding().decode(&coeffs).into_iter().map(|z| z.re).collect()
 }
 
@@ -99,10 +103,22 @@ mod tests {
     fn bad_values_are_refused() {
         let params = Params::preset("insecure-n12").unwrap();
         let s = params.scale(0);
-        assert!(matches!(encode(&params, &[1.0, f64::NAN], 0, s), Err(CkksError::NonFinite { index: 1, .. })));
-        assert!(matches!(encode(&params, &[1e30], 0, s), Err(CkksError::Overflow { .. })));
+        assert!(matches!(
+            encode(&params, &[1.0, f64::NAN], 0, s),
+            Err(CkksError::NonFinite { index: 1, .. })
+        ));
+        assert!(matches!(
+            encode(&params, &[1e30], 0, s),
+            Err(CkksError::Overflow { .. })
+        ));
         let too_many = vec![0.5; params.slots() + 1];
-        assert!(matches!(encode(&params, &too_many, 0, s), Err(CkksError::TooManyValues { .. })));
-        assert!(matches!(encode(&params, &[0.5], 99, s), Err(CkksError::InvalidLevel { .. })));
+        assert!(matches!(
+            encode(&params, &too_many, 0, s),
+            Err(CkksError::TooManyValues { .. })
+        ));
+        assert!(matches!(
+            encode(&params, &[0.5], 99, s),
+            Err(CkksError::InvalidLevel { .. })
+        ));
     }
 }

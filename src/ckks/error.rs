@@ -15,7 +15,7 @@ pub enum CkksError {
     },
     /// log2(QP) over the 128-bit bound for the ring degree.
     #[error(
-        "parameters are not 128-bit secure: log2(QP) = {log_qp:.1} bits exceeds the bound of {bound} bits for N = 2^{log_n} (HE standard, ternary secret); pass the insecure option to use them anyway"
+        "parameters are not 128-bit secure: log2(QP) = {log_qp:.1} bits exceeds the bound of {bound} bits for N = 2^{log_n} (HE standard, ternary secret); pass --allow-insecure (tests only) to use them anyway"
     )]
     Insecure {
         /// log2 of the full modulus QP.

@@ -33,7 +33,9 @@ pub struct SecretKey {
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("SecretKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -203,7 +205,8 @@ impl PublicKeySet {
                 continue;
             }
             let rotated = s.automorphism(params.ring(), g).into_eval(params.ring());
-            self.galois.insert(g, SwitchingKey::generate(&params, sk, &rotated, sampler));
+            self.galois
+                .insert(g, SwitchingKey::generate(&params, sk, &rotated, sampler));
             self.rotations.push(steps);
         }
     }

@@ -8,6 +8,7 @@ pub mod evaluator;
 pub mod keys;
 pub mod keyswitch;
 pub mod params;
+pub mod serialize;
 
 pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
 pub use encoder::{decode, encode, Plaintext};
@@ -15,3 +16,8 @@ pub use error::CkksError;
 pub use evaluator::Evaluator;
 pub use keys::{KeyId, PublicKeySet, SecretKey};
 pub use params::{Params, ParamsLiteral};
+pub use serialize::{
+    ciphertexts_from_bytes, ciphertexts_to_bytes, load_ciphertexts, load_public_keys, load_secret_key, peek_header,
+    public_keys_from_bytes, public_keys_to_bytes, save_ciphertexts, save_public_keys, save_secret_key,
+    secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, FileError, FileHeader, FileKind,
+};

@@ -140,7 +140,12 @@ impl Params {
         let invalid = |reason: String| CkksError::InvalidParams { reason };
         let l = &literal;
         if !LOG_N_RANGE.contains(&l.log_n) {
-            return Err(invalid(format!("log_n = {} is outside {}..={}", l.log_n, LOG_N_RANGE.start(), LOG_N_RANGE.end())));
+            return Err(invalid(format!(
+                "log_n = {} is outside {}..={}",
+                l.log_n,
+                LOG_N_RANGE.start(),
+                LOG_N_RANGE.end()
+            )));
         }
         if l.log_q.is_empty() || l.log_p.is_empty() {
             return Err(invalid("log_q and log_p need at least one prime each".into()));
@@ -295,7 +300,11 @@ impl Params {
 
     /// log2 of QP, from the actual primes.
     pub fn log_qp(&self) -> f64 {
-        self.primes_q().iter().chain(&self.primes_p()).map(|&x| f64::from(x).log2()).sum()
+        self.primes_q()
+            .iter()
+            .chain(&self.primes_p())
+            .map(|&x| f64::from(x).log2())
+            .sum()
     }
 
     /// Number of key-switching digits.
@@ -409,7 +418,11 @@ mod tests {
     fn presets_are_valid_and_secure() {
         for name in ["n14", "n15", "n16", "n17"] {
             let p = Params::preset(name).unwrap();
-            let bound = SECURITY_128_MAX_LOG_QP.iter().find(|(l, _)| *l == p.literal().log_n).unwrap().1;
+            let bound = SECURITY_128_MAX_LOG_QP
+                .iter()
+                .find(|(l, _)| *l == p.literal().log_n)
+                .unwrap()
+                .1;
             assert!(p.log_qp() <= f64::from(bound), "{name}: {}", p.log_qp());
             assert_eq!(p.security_bits(), Some(128));
             for level in 0..=p.max_level() {
@@ -431,7 +444,10 @@ mod tests {
             log_scale: 30,
             dnum: 7,
         };
-        assert!(matches!(Params::new(literal.clone(), false), Err(CkksError::Insecure { bound: 438, .. })));
+        assert!(matches!(
+            Params::new(literal.clone(), false),
+            Err(CkksError::Insecure { bound: 438, .. })
+        ));
         assert_eq!(Params::new(literal, true).unwrap().security_bits(), None);
     }
 
@@ -439,15 +455,33 @@ mod tests {
     fn malformed_literals_are_refused() {
         let good = ParamsLiteral::preset("n14").unwrap();
         let cases = [
-            ParamsLiteral { log_n: 9, ..good.clone() },
-            ParamsLiteral { log_q: vec![], ..good.clone() },
-            ParamsLiteral { log_p: vec![32], ..good.clone() },
-            ParamsLiteral { dnum: 0, ..good.clone() },
-            ParamsLiteral { dnum: 1, ..good.clone() },
+            ParamsLiteral {
+                log_n: 9,
+                ..good.clone()
+            },
+            ParamsLiteral {
+                log_q: vec![],
+                ..good.clone()
+            },
+            ParamsLiteral {
+                log_p: vec![32],
+                ..good.clone()
+            },
+            ParamsLiteral {
+                dnum: 0,
+                ..good.clone()
+            },
+            ParamsLiteral {
+                dnum: 1,
+                ..good.clone()
+            },
             ParamsLiteral { log_scale: 50, ..good },
         ];
         for literal in cases {
-            assert!(matches!(Params::new(literal, true), Err(CkksError::InvalidParams { .. })));
+            assert!(matches!(
+                Params::new(literal, true),
+                Err(CkksError::InvalidParams { .. })
+            ));
         }
     }
 }

@@ -81,11 +81,7 @@ impl Embedding {
     /// The `N/2` slots of the polynomial with real coefficients `coeffs`.
     pub fn decode(&self, coeffs: &[f64]) -> Vec<Complex64> {
         assert_eq!(coeffs.len(), self.n);
-        let mut w: Vec<Complex64> = coeffs
-            .iter()
-            .zip(&self.twist)
-            .map(|(&c, tw)| tw * c)
-            .collect();
+        let mut w: Vec<Complex64> = coeffs.iter().zip(&self.twist).map(|(&c, tw)| tw * c).collect();
         self.inverse.process(&mut w);
         self.slot_index.iter().map(|&t| w[t]).collect()
     }
@@ -129,7 +125,9 @@ mod tests {
         for (a, b) in back.iter().zip(&coeffs) {
             assert!((a - b).abs() < 1e-12);
         }
-        let values: Vec<Complex64> = (0..n / 2).map(|_| Complex64::new(rng.gen_range(-1.0..1.0), 0.0)).collect();
+        let values: Vec<Complex64> = (0..n / 2)
+            .map(|_| Complex64::new(rng.gen_range(-1.0..1.0), 0.0))
+            .collect();
         for (a, b) in e.decode(&e.encode(&values)).iter().zip(&values) {
             assert!((a - b).norm() < 1e-12);
         }

@@ -227,11 +227,15 @@ mod tests {
         let n = a.len();
         let q = u128::from(q);
         let mut acc = vec![0u128; n];
-        for i in 0..n {
-            for j in 0..n {
-                let p = u128::from(a[i]) * u128::from(b[j]) % q;
+        for (i, &ai) in a.iter().enumerate() {
+            for (j, &bj) in b.iter().enumerate() {
+                let p = u128::from(ai) * u128::from(bj) % q;
                 let k = (i + j) % n;
-                acc[k] = if i + j < n { (acc[k] + p) % q } else { (acc[k] + q - p) % q };
+                acc[k] = if i + j < n {
+                    (acc[k] + p) % q
+                } else {
+                    (acc[k] + q - p) % q
+                };
             }
         }
         acc.into_iter().map(|x| x as u32).collect()

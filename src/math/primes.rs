@@ -8,7 +8,7 @@ pub fn is_prime(n: u32) -> bool {
         return false;
     }
     for p in [2u32, 3, 5, 7, 11, 13, 61] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
@@ -79,9 +79,9 @@ fn prime_factors(mut n: u32) -> Vec<u32> {
     let mut factors = Vec::new();
     let mut p = 2u32;
     while u64::from(p) * u64::from(p) <= u64::from(n) {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             factors.push(p);
-            while n % p == 0 {
+            while n.is_multiple_of(p) {
                 n /= p;
             }
         }
@@ -102,11 +102,7 @@ pub fn primitive_root_of_unity(q: u32, order: u64) -> Option<u32> {
     }
     let m = Modulus::new(q);
     let factors = prime_factors(q - 1);
-    let generator = (2..q).find(|&g| {
-        factors
-            .iter()
-            .all(|&f| m.pow(g, u64::from((q - 1) / f)) != 1)
-    })?;
+    let generator = (2..q).find(|&g| factors.iter().all(|&f| m.pow(g, u64::from((q - 1) / f)) != 1))?;
     Some(m.pow(generator, (u64::from(q) - 1) / order))
 }
 
@@ -117,7 +113,7 @@ mod tests {
 
     #[test]
     fn primality_agrees_with_trial_division() {
-        let trial = |n: u32| n >= 2 && (2..).take_while(|d: &u32| d * d <= n).all(|d| n % d != 0);
+        let trial = |n: u32| n >= 2 && (2..).take_while(|d: &u32| d * d <= n).all(|d| !n.is_multiple_of(d));
         for n in 0..20_000 {
             assert_eq!(is_prime(n), trial(n), "n = {n}");
         }

@@ -101,7 +101,11 @@ mod tests {
         let ctx = RingContext::new(n, &[q0, q1], &[]).unwrap();
         let layout = LimbLayout::q_only(2);
         let a = Sampler::from_os().uniform(&ctx, layout).into_coeff(&ctx);
-        for g in [rotation_galois_element(1, n), rotation_galois_element(-7, n), conjugation_galois_element(n)] {
+        for g in [
+            rotation_galois_element(1, n),
+            rotation_galois_element(-7, n),
+            conjugation_galois_element(n),
+        ] {
             let via_coeff = a.automorphism(&ctx, g).into_eval(&ctx);
             let via_eval = a.clone().into_eval(&ctx).automorphism(&eval_permutation(g, n));
             assert_eq!(via_coeff, via_eval, "g = {g}");

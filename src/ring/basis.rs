@@ -35,10 +35,7 @@ pub struct BasisConverter {
 impl BasisConverter {
     /// A converter from the primes with global indices `sources`.
     pub fn new(ctx: &RingContext, sources: Vec<usize>) -> Self {
-        let source_moduli: Vec<Modulus> = sources
-            .iter()
-            .map(|&s| *ctx.global_table(s).modulus())
-            .collect();
+        let source_moduli: Vec<Modulus> = sources.iter().map(|&s| *ctx.global_table(s).modulus()).collect();
         // Q_S / s_i modulo m, as a product of the other sources.
         let qhat_mod_m = |i: usize, m: &Modulus| {
             source_moduli
@@ -68,7 +65,9 @@ impl BasisConverter {
         let qs_mod = (0..ctx.global_count())
             .map(|t| {
                 let m = ctx.global_table(t).modulus();
-                source_moduli.iter().fold(1 % m.value(), |acc, s| m.mul(acc, s.value() % m.value()))
+                source_moduli
+                    .iter()
+                    .fold(1 % m.value(), |acc, s| m.mul(acc, s.value() % m.value()))
             })
             .collect();
         let reciprocal = source_moduli
@@ -193,11 +192,7 @@ impl ModDown {
         let mut converted = RnsPoly::<Coeff>::zero(n, LimbLayout::q_only(layout.q));
         {
             let inputs: Vec<&[u32]> = p_part.limbs().collect();
-            let mut outputs: Vec<(usize, &mut [u32])> = converted
-                .words_mut()
-                .chunks_exact_mut(n)
-                .enumerate()
-                .collect();
+            let mut outputs: Vec<(usize, &mut [u32])> = converted.words_mut().chunks_exact_mut(n).enumerate().collect();
             self.from_p.convert_centered(ctx, &inputs, &mut outputs);
         }
         let converted = converted.into_eval(ctx);
@@ -294,19 +289,22 @@ mod tests {
         let mut out = vec![vec![0u32; n]; 4];
         {
             let inputs: Vec<&[u32]> = x.limbs().collect();
-            let mut outputs: Vec<(usize, &mut [u32])> =
-                [3usize, 4, 5, 6].into_iter().zip(out.iter_mut().map(|v| v.as_mut_slice())).collect();
+            let mut outputs: Vec<(usize, &mut [u32])> = [3usize, 4, 5, 6]
+                .into_iter()
+                .zip(out.iter_mut().map(|v| v.as_mut_slice()))
+                .collect();
             conv.convert(&ctx, &inputs, &mut outputs);
         }
         let big_qs: BigUint = (0..3).map(|i| BigUint::from(ctx.q(i).value())).product();
+        #[allow(clippy::needless_range_loop)] // k indexes several arrays
         for k in 0..n {
             let mut value = BigUint::from(0u32);
             let ints: Vec<BigUint> = (0..3).map(|i| BigUint::from(x.limb(i)[k])).collect();
             // Exact CRT value of the source residues.
-            for i in 0..3 {
+            for (i, int) in ints.iter().enumerate() {
                 let qi = BigUint::from(ctx.q(i).value());
                 let qhat = &big_qs / &qi;
-                value += &ints[i] * &qhat * qhat.modpow(&(&qi - 2u32), &qi);
+                value += int * &qhat * qhat.modpow(&(&qi - 2u32), &qi);
             }
             let value = value % &big_qs;
             for (j, t) in [3usize, 4, 5, 6].into_iter().enumerate() {

@@ -115,7 +115,10 @@ impl<D: Domain> RnsPoly<D> {
     /// A copy with only the limbs of `layout`, which must be contained in this
     /// polynomial's layout (`layout.q <= self.q`, `layout.p <= self.p`).
     pub fn restricted(&self, layout: LimbLayout) -> Self {
-        assert!(layout.q <= self.layout.q && layout.p <= self.layout.p, "layout not contained");
+        assert!(
+            layout.q <= self.layout.q && layout.p <= self.layout.p,
+            "layout not contained"
+        );
         let n = self.n;
         let mut words = Vec::with_capacity(layout.len() * n);
         words.extend_from_slice(&self.data[..layout.q * n]);

@@ -1,0 +1,99 @@
+//! `latent-he` subcommands (clap). Each command with `--json` prints exactly
+//! one JSON object on stdout; human-readable notes go to stderr.
+
+mod crypt;
+mod params;
+mod selftest;
+
+use crate::ckks::serialize::FileError;
+use crate::ckks::CkksError;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use thiserror::Error;
+
+/// What a command can fail with; printed as one line.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A CKKS refusal (parameters, levels, keys, values).
+    #[error(transparent)]
+    Ckks(#[from] CkksError),
+    /// A key or ciphertext file that cannot be used.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// Reading or writing a user file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// An input array that cannot be used.
+    #[error("{path}: {reason}")]
+    Input {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A combination of flags that makes no sense.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Which implementation runs the arithmetic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The CPU reference (rayon across limbs; RAYON_NUM_THREADS sets threads).
+    Cpu,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "latent-he",
+    version,
+    about = "Encrypted chest X-ray inference in latent space (RNS-CKKS)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a parameter set: primes, levels, security.
+    Params(params::ParamsArgs),
+    /// Generate a secret key and the public key set (public, relinearization, Galois keys).
+    Keygen(crypt::KeygenArgs),
+    /// Encrypt a float32/float64 .npy array with the public key.
+    Encrypt(crypt::EncryptArgs),
+    /// Decrypt a ciphertext file into a float64 .npy array.
+    Decrypt(crypt::DecryptArgs),
+    /// Time and check every CKKS operation on fresh random data.
+    Selftest(selftest::SelftestArgs),
+}
+
+/// Parses the command line, runs the command, maps errors to exit status 2.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Params(args) => params::run(&args),
+        Command::Keygen(args) => crypt::keygen(&args),
+        Command::Encrypt(args) => crypt::encrypt(&args),
+        Command::Decrypt(args) => crypt::decrypt(&args),
+        Command::Selftest(args) => selftest::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints `value` as one line of JSON on stdout.
+fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}

@@ -1,0 +1,182 @@
+//! `latent-he selftest`: every CKKS operation on fresh random data, timed
+//! (median of several runs) and checked against the same computation on f64
+//! vectors.
+
+use super::params::ParamsSource;
+use super::{print_json, BackendChoice, CliError};
+use crate::ckks::{decrypt, encode, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::ring::sampler::Sampler;
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Row width of the 3x3 kernel offsets used by `hoisted_rotate_9` (a 32x32
+/// latent laid out row-major in the slots).
+const KERNEL_ROW: i64 = 32;
+
+/// Arguments of `selftest`.
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    source: ParamsSource,
+    /// Backend that runs the arithmetic.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendChoice,
+    /// Timed runs per operation (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Precision of `got` against `want`: (-log2 mean error, -log2 max error).
+pub fn precision_bits(got: &[f64], want: &[f64]) -> (f64, f64) {
+    let errors: Vec<f64> = got.iter().zip(want).map(|(a, b)| (a - b).abs()).collect();
+    let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    let max = errors.iter().copied().fold(0.0, f64::max);
+    let bits = |e: f64| -(e.max(f64::MIN_POSITIVE)).log2();
+    (bits(mean), bits(max))
+}
+
+/// Runs `f` once to warm up, then `repeats` times; returns the last result
+/// and the median time in milliseconds.
+fn timed<T>(repeats: usize, mut f: impl FnMut() -> Result<T, CliError>) -> Result<(T, f64), CliError> {
+    let mut out = f()?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        out = f()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((out, times[times.len() / 2]))
+}
+
+struct Report {
+    rows: Vec<serde_json::Value>,
+}
+
+impl Report {
+    fn push(&mut self, name: &str, precision: Option<(f64, f64)>, median_ms: f64) {
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        self.rows.push(json!({
+            "name": name,
+            "precision_bits": precision.map(|p| round(p.0)),
+            "min_precision_bits": precision.map(|p| round(p.1)),
+            "median_ms": (median_ms * 1000.0).round() / 1000.0,
+        }));
+    }
+}
+
+fn rotate_left(v: &[f64], steps: i64) -> Vec<f64> {
+    let n = v.len() as i64;
+    (0..n).map(|i| v[(i + steps).rem_euclid(n) as usize]).collect()
+}
+
+/// Runs `selftest`.
+pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
+    let params = args.source.resolve()?;
+    let repeats = args.repeats;
+    let kernel: Vec<i64> = (-1..=1)
+        .flat_map(|dy| (-1..=1).map(move |dx| dy * KERNEL_ROW + dx))
+        .collect();
+    let keygen_start = Instant::now();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
+    let keygen_ms = keygen_start.elapsed().as_secs_f64() * 1e3;
+    let eval = Evaluator::new(keys.clone());
+    let mut rng = ChaCha20Rng::from_entropy();
+    let mut random = || -> Vec<f64> { (0..params.slots()).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let (x, y, w) = (random(), random(), random());
+    let mut report = Report { rows: Vec::new() };
+    let check = |ct: &Ciphertext, want: &[f64]| -> Result<(f64, f64), CliError> {
+        Ok(precision_bits(&decrypt(&sk, ct)?, want))
+    };
+
+    let (cx, ms) = timed(repeats, || Ok(encrypt_values(&keys, &x)?))?;
+    report.push("encrypt", Some(check(&cx, &x)?), ms);
+    let cy = encrypt_values(&keys, &y)?;
+
+    let (plain, ms) = timed(repeats, || Ok(decrypt(&sk, &cx)?))?;
+    report.push("decrypt", Some(precision_bits(&plain, &x)), ms);
+
+    let (sum, ms) = timed(repeats, || Ok(eval.add(&cx, &cy)?))?;
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+    report.push("add", Some(check(&sum, &want)?), ms);
+
+    let level = cx.level();
+    let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale()))?;
+    let (prod, ms) = timed(repeats, || {
+        let mut c = eval.mul_plain(&cx, &pw)?;
+        eval.rescale_assign(&mut c)?;
+        Ok(c)
+    })?;
+    let want: Vec<f64> = x.iter().zip(&w).map(|(a, b)| a * b).collect();
+    report.push("mul_plain_rescale", Some(check(&prod, &want)?), ms);
+
+    let (prod, ms) = timed(repeats, || {
+        let mut c = eval.mul_relin(&cx, &cy)?;
+        eval.rescale_assign(&mut c)?;
+        Ok(c)
+    })?;
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    report.push("mul_relin_rescale", Some(check(&prod, &want)?), ms);
+
+    let (rot, ms) = timed(repeats, || Ok(eval.rotate(&cx, 1)?))?;
+    report.push("rotate", Some(check(&rot, &rotate_left(&x, 1))?), ms);
+
+    let (rots, ms) = timed(repeats, || Ok(eval.rotate_hoisted(&cx, &kernel)?))?;
+    let mut worst = (f64::INFINITY, f64::INFINITY);
+    for (ct, &s) in rots.iter().zip(&kernel) {
+        let p = check(ct, &rotate_left(&x, s))?;
+        worst = (worst.0.min(p.0), worst.1.min(p.1));
+    }
+    report.push("hoisted_rotate_9", Some(worst), ms);
+
+    let squared = eval.mul_relin(&cx, &cx)?;
+    let (rescaled, ms) = timed(repeats, || Ok(eval.rescale(&squared)?))?;
+    let want: Vec<f64> = x.iter().map(|a| a * a).collect();
+    report.push("rescale", Some(check(&rescaled, &want)?), ms);
+
+    let ring = params.ring();
+    let poly = Sampler::from_os().uniform(ring, params.layout(params.max_level()));
+    let coeff = poly.into_coeff(ring);
+    let (_, ms) = timed(repeats, || Ok(coeff.clone().into_eval(ring)))?;
+    report.push("ntt_forward_all_limbs", None, ms);
+
+    emit(args, &params, keygen_ms, report)
+}
+
+fn emit(args: &SelftestArgs, params: &Params, keygen_ms: f64, report: Report) -> Result<(), CliError> {
+    let threads = rayon::current_num_threads();
+    if args.json {
+        print_json(&json!({
+            "preset": params.name(),
+            "backend": "cpu",
+            "threads": threads,
+            "keygen_ms": (keygen_ms * 10.0).round() / 10.0,
+            "ops": report.rows,
+        }));
+    } else {
+        println!(
+            "{} on cpu ({threads} threads), key generation {keygen_ms:.0} ms",
+            params.name().unwrap_or("literal")
+        );
+        println!("{:<24}{:>12}{:>12}{:>12}", "op", "bits(mean)", "bits(min)", "median ms");
+        for row in &report.rows {
+            let bits = |k: &str| row[k].as_f64().map_or("-".to_string(), |b| format!("{b:.1}"));
+            println!(
+                "{:<24}{:>12}{:>12}{:>12.3}",
+                row["name"].as_str().unwrap_or(""),
+                bits("precision_bits"),
+                bits("min_precision_bits"),
+                row["median_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}

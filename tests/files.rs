@@ -1,0 +1,578 @@
+//! The versioned file formats: round trips of every kind, the size of the
+//! seeded public key set, and refusal of foreign, truncated, damaged and
+//! mismatched files (with one-line errors and no panics).
+
+use latent_he::ckks::serialize::{CHECKSUM_LEN, HEADER_LEN};
+use latent_he::ckks::{
+    ciphertexts_from_bytes, ciphertexts_to_bytes, decrypt, encrypt_values, load_ciphertexts, load_public_keys,
+    load_secret_key, peek_header, public_keys_from_bytes, public_keys_to_bytes, save_ciphertexts, save_public_keys,
+    save_secret_key, secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, CkksError, Evaluator, FileError,
+    FileKind, Params, PublicKeySet, SecretKey,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
+
+const PRESET: &str = "insecure-n12";
+const ROTATIONS: [i64; 3] = [1, -3, 5];
+/// Fresh encryption and one key switch at insecure-n12 (see tests/ckks_ops.rs).
+const FRESH_BITS: f64 = 17.0;
+const KEYSWITCH_BITS: f64 = 15.0;
+
+struct Fixture {
+    params: Arc<Params>,
+    sk: SecretKey,
+    keys: PublicKeySet,
+    rng: ChaCha20Rng,
+}
+
+fn fixture(rotations: &[i64]) -> Fixture {
+    let params = Params::preset(PRESET).unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = PublicKeySet::generate(&sk, rotations);
+    Fixture {
+        params,
+        sk,
+        keys,
+        rng: ChaCha20Rng::from_entropy(),
+    }
+}
+
+impl Fixture {
+    fn random(&mut self) -> Vec<f64> {
+        (0..self.params.slots())
+            .map(|_| self.rng.gen_range(-1.0..1.0))
+            .collect()
+    }
+
+    /// Three ciphertexts (one rescaled to a lower level) of 5000 values.
+    fn ciphertext_file(&mut self) -> (CiphertextFile, Vec<Vec<f64>>) {
+        let eval = Evaluator::new(Arc::new(self.keys.clone()));
+        let (x, y, z) = (self.random(), self.random(), self.random());
+        let (cx, cy) = (
+            encrypt_values(&self.keys, &x).unwrap(),
+            encrypt_values(&self.keys, &y).unwrap(),
+        );
+        let mut prod = eval.mul_relin(&cx, &cy).unwrap();
+        eval.rescale_assign(&mut prod).unwrap();
+        let xy: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        let cz = encrypt_values(&self.keys, &z).unwrap();
+        let file = CiphertextFile {
+            shape: vec![2, 2500],
+            values: 5000,
+            ciphertexts: vec![cx, prod, cz],
+        };
+        (file, vec![x, xy, z])
+    }
+}
+
+fn precision_bits(got: &[f64], want: &[f64]) -> f64 {
+    let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    -err.max(f64::MIN_POSITIVE).log2()
+}
+
+fn rotate_left(v: &[f64], steps: i64) -> Vec<f64> {
+    let n = v.len() as i64;
+    (0..n).map(|i| v[(i + steps).rem_euclid(n) as usize]).collect()
+}
+
+/// Asserts the message is one non-empty line and returns it.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    assert!(!s.is_empty() && !s.contains('\n'), "not one line: {s:?}");
+    s
+}
+
+/// Rewrites the body length and the checksum after an edit of the body, so
+/// that the edit reaches the body parser.
+fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len() - CHECKSUM_LEN);
+    let body_len = (bytes.len() - HEADER_LEN) as u64;
+    bytes[44..52].copy_from_slice(&body_len.to_le_bytes());
+    let hash = blake3::hash(&bytes);
+    bytes.extend_from_slice(hash.as_bytes());
+    bytes
+}
+
+/// Offset of the first polynomial (after the parameter block) of a key file.
+fn after_params(bytes: &[u8]) -> usize {
+    let json = u32::from_le_bytes(bytes[HEADER_LEN..HEADER_LEN + 4].try_into().unwrap()) as usize;
+    let flag = HEADER_LEN + 4 + json;
+    if bytes[flag] == 1 {
+        let name = u16::from_le_bytes(bytes[flag + 1..flag + 3].try_into().unwrap()) as usize;
+        flag + 3 + name
+    } else {
+        flag + 1
+    }
+}
+
+#[test]
+fn keys_round_trip_through_files() {
+    let mut f = fixture(&ROTATIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let (sk_path, pk_path) = (dir.path().join("secret.key"), dir.path().join("public.key"));
+    save_secret_key(&sk_path, &f.sk).unwrap();
+    save_public_keys(&pk_path, &f.keys).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sk_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret key readable by others: {mode:o}");
+    }
+
+    let sk = load_secret_key(&sk_path).unwrap();
+    let keys = load_public_keys(&pk_path).unwrap();
+    assert_eq!(sk.id(), f.sk.id());
+    assert_eq!(keys.id(), f.keys.id());
+    assert_eq!(sk.params().fingerprint(), f.params.fingerprint());
+    assert_eq!(keys.params().fingerprint(), f.params.fingerprint());
+    assert_eq!(keys.params().name(), Some(PRESET));
+    assert_eq!(secret_key_to_bytes(&sk), secret_key_to_bytes(&f.sk));
+    // Same b polynomials, seeds, Galois elements and rotations, and the same
+    // re-expanded a polynomials.
+    assert_eq!(public_keys_to_bytes(&keys), std::fs::read(&pk_path).unwrap());
+    assert_eq!(keys.rotations(), f.keys.rotations());
+    assert_eq!(keys.relin_key(), f.keys.relin_key());
+    let n = f.params.n();
+    for &s in &ROTATIONS {
+        let g = latent_he::ring::automorphism::rotation_galois_element(s, n);
+        assert!(keys.galois_key(g).is_some());
+        assert_eq!(keys.galois_key(g), f.keys.galois_key(g), "rotation {s}");
+    }
+
+    // Encrypt with the loaded public keys, decrypt with the loaded secret key
+    // and with the original one.
+    let x = f.random();
+    let ct = encrypt_values(&keys, &x).unwrap();
+    assert!(precision_bits(&decrypt(&sk, &ct).unwrap(), &x) > FRESH_BITS);
+    assert!(precision_bits(&decrypt(&f.sk, &ct).unwrap(), &x) > FRESH_BITS);
+    let ct = encrypt_values(&f.keys, &x).unwrap();
+    assert!(precision_bits(&decrypt(&sk, &ct).unwrap(), &x) > FRESH_BITS);
+
+    // Saving over an existing file replaces it.
+    save_public_keys(&pk_path, &keys).unwrap();
+    assert_eq!(load_public_keys(&pk_path).unwrap().rotations(), f.keys.rotations());
+}
+
+#[test]
+fn evaluation_works_on_loaded_keys() {
+    let mut f = fixture(&ROTATIONS);
+    let sk = secret_key_from_bytes(&secret_key_to_bytes(&f.sk)).unwrap();
+    let keys = Arc::new(public_keys_from_bytes(&public_keys_to_bytes(&f.keys)).unwrap());
+    let eval = Evaluator::new(keys.clone());
+    let (x, y) = (f.random(), f.random());
+    let (cx, cy) = (encrypt_values(&keys, &x).unwrap(), encrypt_values(&keys, &y).unwrap());
+    for (s, r) in ROTATIONS.iter().zip(eval.rotate_hoisted(&cx, &ROTATIONS).unwrap()) {
+        assert!(
+            precision_bits(&decrypt(&sk, &r).unwrap(), &rotate_left(&x, *s)) > KEYSWITCH_BITS,
+            "step {s}"
+        );
+    }
+    let mut prod = eval.mul_relin(&cx, &cy).unwrap();
+    eval.rescale_assign(&mut prod).unwrap();
+    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+    assert!(precision_bits(&decrypt(&sk, &prod).unwrap(), &want) > KEYSWITCH_BITS);
+    assert!(matches!(
+        eval.rotate(&cx, 2),
+        Err(CkksError::MissingRotationKey { steps: 2 })
+    ));
+}
+
+#[test]
+fn ciphertexts_round_trip() {
+    let mut f = fixture(&[]);
+    let (file, plain) = f.ciphertext_file();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.ct");
+    save_ciphertexts(&path, &file, &f.params).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes, ciphertexts_to_bytes(&file, &f.params));
+
+    let header = peek_header(&bytes).unwrap();
+    assert_eq!(header.kind, FileKind::Ciphertexts);
+    assert_eq!(header.fingerprint, f.params.fingerprint());
+    assert_eq!(header.key_id, f.sk.id());
+    assert_eq!(header.file_len(), bytes.len() as u64);
+
+    let loaded = load_ciphertexts(&path, &f.params).unwrap();
+    assert_eq!(loaded, file);
+    assert_eq!(loaded.key_id(), Some(f.sk.id()));
+    assert_eq!(loaded.ciphertexts[1].level(), f.params.max_level() - 1);
+    for (ct, want) in loaded.ciphertexts.iter().zip(&plain) {
+        assert!(precision_bits(&decrypt(&f.sk, ct).unwrap(), want) > KEYSWITCH_BITS);
+    }
+    // Parameters rebuilt from the key file are as good as the preset.
+    let keys = public_keys_from_bytes(&public_keys_to_bytes(&f.keys)).unwrap();
+    assert_eq!(ciphertexts_from_bytes(&bytes, keys.params()).unwrap(), file);
+
+    let empty = CiphertextFile {
+        shape: vec![],
+        values: 0,
+        ciphertexts: vec![],
+    };
+    let loaded = ciphertexts_from_bytes(&ciphertexts_to_bytes(&empty, &f.params), &f.params).unwrap();
+    assert_eq!(loaded, empty);
+    assert_eq!(loaded.key_id(), None);
+}
+
+#[test]
+fn public_key_file_holds_no_secret_and_only_half_of_each_key() {
+    let f = fixture(&ROTATIONS);
+    let sk_bytes = secret_key_to_bytes(&f.sk);
+    let pk_bytes = public_keys_to_bytes(&f.keys);
+    let n = f.params.n();
+    let limbs = f.params.ring().full_layout().len();
+    let digits = f.params.digits(f.params.max_level()).len();
+    let pairs = 1 + digits + ROTATIONS.len() * digits;
+    let b_bytes = pairs * limbs * n * 4;
+    eprintln!(
+        "{PRESET}: secret key {} bytes, public key set ({} rotations) {} bytes, b words {b_bytes} bytes",
+        sk_bytes.len(),
+        ROTATIONS.len(),
+        pk_bytes.len()
+    );
+    // The secret key is its 2-bit coefficients plus a small header.
+    assert!(
+        sk_bytes.len() >= n / 4 && sk_bytes.len() < n / 4 + 1024,
+        "{}",
+        sk_bytes.len()
+    );
+    // The public file holds every b but only a seed for every a.
+    assert!(pk_bytes.len() > b_bytes);
+    assert!(
+        (pk_bytes.len() as f64) < 0.55 * (2 * b_bytes) as f64,
+        "{} vs {b_bytes}",
+        pk_bytes.len()
+    );
+    // The packed secret coefficients appear nowhere in the public file.
+    let coeffs = &sk_bytes[sk_bytes.len() - CHECKSUM_LEN - n / 4..sk_bytes.len() - CHECKSUM_LEN];
+    for window in coeffs.chunks(32) {
+        assert!(!pk_bytes.windows(window.len()).any(|w| w == window));
+    }
+    // Ciphertexts are two full polynomials per level.
+    let one = CiphertextFile {
+        shape: vec![1],
+        values: 1,
+        ciphertexts: vec![encrypt_values(&f.keys, &[0.5]).unwrap()],
+    };
+    let ct_bytes = ciphertexts_to_bytes(&one, &f.params).len();
+    let words = 2 * (f.params.max_level() + 1) * n * 4;
+    eprintln!("{PRESET}: one ciphertext at the top level {ct_bytes} bytes");
+    assert!(ct_bytes > words && ct_bytes < words + 256);
+}
+
+#[test]
+fn foreign_wrong_kind_and_wrong_version_files_are_refused() {
+    let f = fixture(&[]);
+    let sk_bytes = secret_key_to_bytes(&f.sk);
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.resize(200, 0);
+    assert!(matches!(secret_key_from_bytes(&png), Err(FileError::NotLatentHe)));
+    assert!(matches!(public_keys_from_bytes(&png), Err(FileError::NotLatentHe)));
+    let e = ciphertexts_from_bytes(&png, &f.params).unwrap_err();
+    assert!(matches!(e, FileError::NotLatentHe));
+    assert!(one_line(&e).contains("not a latent-he file"));
+    assert!(matches!(peek_header(b"hello"), Err(FileError::NotLatentHe)));
+
+    let e = public_keys_from_bytes(&sk_bytes).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileError::WrongKind {
+                expected: FileKind::PublicKeys,
+                found: FileKind::SecretKey
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(one_line(&e).contains("expected a public key set file, found a secret key file"));
+    assert!(matches!(
+        ciphertexts_from_bytes(&sk_bytes, &f.params),
+        Err(FileError::WrongKind { .. })
+    ));
+    let pk_bytes = public_keys_to_bytes(&f.keys);
+    assert!(matches!(
+        secret_key_from_bytes(&pk_bytes),
+        Err(FileError::WrongKind { .. })
+    ));
+
+    let mut future = sk_bytes.clone();
+    future[8] = 2;
+    let e = secret_key_from_bytes(&future).unwrap_err();
+    assert!(
+        matches!(e, FileError::UnsupportedVersion { found: 2, supported: 1 }),
+        "{e:?}"
+    );
+    one_line(&e);
+
+    let mut longer = sk_bytes.clone();
+    longer.push(0);
+    let e = secret_key_from_bytes(&longer).unwrap_err();
+    assert!(matches!(e, FileError::Corrupt { .. }), "{e:?}");
+    one_line(&e);
+}
+
+#[test]
+fn truncated_and_damaged_files_are_refused() {
+    let mut f = fixture(&[1]);
+    let (file, _) = f.ciphertext_file();
+    let all = [
+        secret_key_to_bytes(&f.sk),
+        public_keys_to_bytes(&f.keys),
+        ciphertexts_to_bytes(&file, &f.params),
+    ];
+    let parse = |bytes: &[u8], kind: usize| match kind {
+        0 => secret_key_from_bytes(bytes).map(|_| ()),
+        1 => public_keys_from_bytes(bytes).map(|_| ()),
+        _ => ciphertexts_from_bytes(bytes, &f.params).map(|_| ()),
+    };
+    let mut rng = ChaCha20Rng::from_entropy();
+    for (kind, bytes) in all.iter().enumerate() {
+        parse(bytes, kind).unwrap();
+        let mut offsets: Vec<usize> = (0..20).map(|_| rng.gen_range(0..bytes.len())).collect();
+        offsets.extend([0, 5, 8, 9, 51, 52, bytes.len() - 1]);
+        for cut in offsets {
+            let e = parse(&bytes[..cut], kind).unwrap_err();
+            assert!(
+                matches!(e, FileError::Truncated { found, .. } if found == cut as u64),
+                "kind {kind}, cut at {cut}: {e:?}"
+            );
+            assert!(one_line(&e).starts_with("truncated file (expected "));
+        }
+        for _ in 0..20 {
+            let mut damaged = bytes.clone();
+            let at = loop {
+                let at = rng.gen_range(12..bytes.len());
+                if !(44..52).contains(&at) {
+                    break at;
+                }
+            };
+            damaged[at] ^= 1 << rng.gen_range(0..8);
+            let e = parse(&damaged, kind).unwrap_err();
+            assert!(
+                matches!(e, FileError::ChecksumMismatch),
+                "kind {kind}, byte {at}: {e:?}"
+            );
+            one_line(&e);
+        }
+        // Every single-byte change of the header is refused too.
+        for at in 0..HEADER_LEN {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            one_line(&parse(&damaged, kind).unwrap_err());
+        }
+    }
+}
+
+#[test]
+fn invalid_content_under_a_valid_checksum_is_refused() {
+    let f = fixture(&[1]);
+    let n = f.params.n();
+    // A non-canonical word in the public key.
+    let pk = public_keys_to_bytes(&f.keys);
+    let first_word = after_params(&pk) + 8;
+    let mut bad = pk.clone();
+    bad[first_word..first_word + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = public_keys_from_bytes(&reseal(bad)).unwrap_err();
+    assert!(
+        matches!(&e, FileError::Corrupt { reason } if reason.contains("not below its prime")),
+        "{e:?}"
+    );
+    one_line(&e);
+    // A Galois element that does not match its rotation.
+    let pair = 8 + f.params.ring().full_layout().len() * n * 4 + 32;
+    let digits = f.params.digits(f.params.max_level()).len();
+    let g_at = after_params(&pk) + pair + 1 + 4 + digits * pair + 4;
+    let g = u64::from_le_bytes(pk[g_at..g_at + 8].try_into().unwrap());
+    assert_eq!(g, latent_he::ring::automorphism::rotation_galois_element(1, n));
+    let mut bad = pk.clone();
+    bad[g_at..g_at + 8].copy_from_slice(&(g + 2).to_le_bytes());
+    let e = public_keys_from_bytes(&reseal(bad)).unwrap_err();
+    assert!(
+        matches!(&e, FileError::Corrupt { reason } if reason.contains("Galois")),
+        "{e:?}"
+    );
+    // Parameters that do not match the header's fingerprint.
+    let mut bad = pk.clone();
+    bad[12] ^= 1;
+    let e = public_keys_from_bytes(&reseal(bad)).unwrap_err();
+    assert!(
+        matches!(&e, FileError::Corrupt { reason } if reason.contains("fingerprint")),
+        "{e:?}"
+    );
+    // A secret coefficient with the invalid code 3.
+    let mut sk = secret_key_to_bytes(&f.sk);
+    let last = sk.len() - CHECKSUM_LEN - 1;
+    sk[last] = 0xff;
+    let e = secret_key_from_bytes(&reseal(sk)).unwrap_err();
+    assert!(
+        matches!(&e, FileError::Corrupt { reason } if reason.contains("code 3")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn mismatched_params_and_keys_are_refused() {
+    let mut f = fixture(&[]);
+    let (file, _) = f.ciphertext_file();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.ct");
+    save_ciphertexts(&path, &file, &f.params).unwrap();
+
+    let other = Params::preset("n14").unwrap();
+    let e = load_ciphertexts(&path, &other).unwrap_err();
+    assert!(matches!(e.innermost(), FileError::ParamsMismatch { .. }), "{e:?}");
+    let msg = one_line(&e);
+    assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("other parameters") && msg.contains(&other.fingerprint_hex()),
+        "{msg}"
+    );
+
+    // Another secret key for the same parameters.
+    let loaded = load_ciphertexts(&path, &f.params).unwrap();
+    let stranger = SecretKey::generate(&f.params);
+    assert_ne!(loaded.key_id(), Some(stranger.id()));
+    let e = decrypt(&stranger, &loaded.ciphertexts[0]).unwrap_err();
+    assert!(matches!(e, CkksError::KeyMismatch { .. }), "{e:?}");
+    one_line(&e);
+}
+
+#[test]
+fn load_errors_name_the_path() {
+    let f = fixture(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("public.key");
+    save_public_keys(&path, &f.keys).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..100]).unwrap();
+    let e = load_public_keys(&path).unwrap_err();
+    assert!(matches!(e.innermost(), FileError::Truncated { expected, found: 100 } if *expected == bytes.len() as u64));
+    let msg = one_line(&e);
+    assert_eq!(
+        msg,
+        format!(
+            "{}: truncated file (expected {} bytes, found 100)",
+            path.display(),
+            bytes.len()
+        )
+    );
+
+    let missing = dir.path().join("missing.key");
+    let e = load_secret_key(&missing).unwrap_err();
+    assert!(matches!(e, FileError::Io { .. }));
+    assert!(one_line(&e).starts_with(&missing.display().to_string()));
+
+    let e = save_secret_key(&dir.path().join("no-such-dir").join("secret.key"), &f.sk).unwrap_err();
+    assert!(matches!(e, FileError::Io { .. }));
+    one_line(&e);
+
+    std::fs::write(&path, secret_key_to_bytes(&f.sk)).unwrap();
+    let e = load_public_keys(&path).unwrap_err();
+    assert!(matches!(e.innermost(), FileError::WrongKind { .. }));
+    assert!(one_line(&e).starts_with(&path.display().to_string()));
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let mut f = fixture(&[1]);
+    let (file, _) = f.ciphertext_file();
+    let all = [
+        secret_key_to_bytes(&f.sk),
+        public_keys_to_bytes(&f.keys),
+        ciphertexts_to_bytes(&file, &f.params),
+    ];
+    let mut rng = ChaCha20Rng::from_entropy();
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..200 {
+        let kind = round % 3;
+        let mut bytes = all[kind].clone();
+        // Mostly in the parameter block and the structure around the words,
+        // where a mutation changes the most.
+        let hot = if kind == 2 {
+            HEADER_LEN + 200
+        } else {
+            after_params(&bytes) + 64
+        };
+        let pick = |rng: &mut ChaCha20Rng, len: usize| {
+            if rng.gen_bool(0.7) {
+                rng.gen_range(HEADER_LEN.min(len - 1)..hot.min(len))
+            } else {
+                rng.gen_range(0..len)
+            }
+        };
+        match rng.gen_range(0..5) {
+            0 => {
+                for _ in 0..rng.gen_range(1..8) {
+                    let at = pick(&mut rng, bytes.len());
+                    bytes[at] = rng.gen();
+                }
+            }
+            1 => {
+                let at = pick(&mut rng, bytes.len());
+                bytes.truncate(at.max(HEADER_LEN + CHECKSUM_LEN));
+            }
+            2 => {
+                let at = pick(&mut rng, bytes.len());
+                let extra: Vec<u8> = (0..rng.gen_range(1..16)).map(|_| rng.gen()).collect();
+                bytes.splice(at..at, extra);
+            }
+            3 => {
+                let at = pick(&mut rng, bytes.len());
+                let end = (at + rng.gen_range(1..64)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            _ => {
+                let at = rng.gen_range(HEADER_LEN..bytes.len() - CHECKSUM_LEN);
+                bytes[at] ^= 1 << rng.gen_range(0..8);
+            }
+        }
+        // Half the time make the checksum and length agree with the edit, so
+        // that the body parser sees it.
+        if rng.gen_bool(0.5) && bytes.len() >= HEADER_LEN + CHECKSUM_LEN {
+            bytes = reseal(bytes);
+        }
+        let ok = match kind {
+            0 => secret_key_from_bytes(&bytes).is_ok(),
+            1 => public_keys_from_bytes(&bytes).is_ok(),
+            _ => ciphertexts_from_bytes(&bytes, &f.params).is_ok(),
+        };
+        let _ = peek_header(&bytes);
+        if ok {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("random mutations: {accepted} accepted, {refused} refused");
+    assert!(refused > 100);
+}
+
+/// The public key set of preset n16 without rotations (about 75 MB). Slow:
+/// `cargo test --release --test files -- --ignored`.
+#[test]
+#[ignore]
+fn n16_public_key_set_size() {
+    let params = Params::preset("n16").unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = PublicKeySet::generate(&sk, &[]);
+    let bytes = public_keys_to_bytes(&keys);
+    let n = params.n();
+    let limbs = params.ring().full_layout().len();
+    let digits = params.digits(params.max_level()).len();
+    let b_bytes = (1 + digits) * limbs * n * 4;
+    eprintln!(
+        "n16: secret key {} bytes, public key set {} bytes ({:.1} MiB), b words {b_bytes} bytes, {digits} digits, {limbs} limbs",
+        secret_key_to_bytes(&sk).len(),
+        bytes.len(),
+        bytes.len() as f64 / (1 << 20) as f64
+    );
+    assert!((bytes.len() as f64) < 0.55 * (2 * b_bytes) as f64);
+    let loaded = public_keys_from_bytes(&bytes).unwrap();
+    assert_eq!(loaded.relin_key(), keys.relin_key());
+}
