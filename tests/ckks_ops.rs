@@ -10,16 +10,18 @@ use std::sync::Arc;
 
 /// Bounds from the noise analysis in docs/precision.md (scale 2^30, N = 2^16,
 /// uniform ternary secret): about 2^-16 of rounding noise per rescale.
+/// Worst slot of 2048 or 32768 fluctuates by about half a bit between runs,
+/// so bounds sit a bit or more under the typical value.
 /// insecure-n12 (scale 2^30): fresh noise and one rescale stay near 2^-18
 /// worst case; a key switch adds about as much again; three composed
 /// rotations three times that.
-const N12_BITS: f64 = 17.0;
-const N12_KEYSWITCH_BITS: f64 = 16.0;
-const N12_COMPOSED_BITS: f64 = 15.0;
+const N12_BITS: f64 = 16.0;
+const N12_KEYSWITCH_BITS: f64 = 15.0;
+const N12_COMPOSED_BITS: f64 = 14.0;
 const MUL_MEAN_BITS: f64 = 15.0;
-const MUL_WORST_BITS: f64 = 12.5;
+const MUL_WORST_BITS: f64 = 12.0;
 const CHAIN_MEAN_BITS: f64 = 12.0;
-const CHAIN_WORST_BITS: f64 = 9.5;
+const CHAIN_WORST_BITS: f64 = 9.0;
 
 struct Fixture {
     params: Arc<Params>,

@@ -9,18 +9,30 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latent-he")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object on one line: {stdout}");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "one JSON object on one line: {stdout}"
+    );
     serde_json::from_str(&stdout).unwrap()
 }
 
 fn refused(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(2), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
     stderr
@@ -53,7 +65,13 @@ fn params_presets_literals_and_security_refusal() {
     .unwrap();
     let err = refused(&run(&["params", "--literal", p(&literal), "--json"]));
     assert!(err.contains("not 128-bit secure") && err.contains("438"), "{err}");
-    let v = json(&run(&["params", "--literal", p(&literal), "--allow-insecure", "--json"]));
+    let v = json(&run(&[
+        "params",
+        "--literal",
+        p(&literal),
+        "--allow-insecure",
+        "--json",
+    ]));
     assert!(v["security_bits"].is_null());
     assert_eq!(v["preset"], serde_json::Value::Null);
     refused(&run(&["params", "--preset", "n99"]));
@@ -63,7 +81,16 @@ fn params_presets_literals_and_security_refusal() {
 fn keygen_encrypt_decrypt_round_trip_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    let v = json(&run(&["keygen", "--preset", "insecure-n12", "--out", p(&keys), "--rotations", "1,-2", "--json"]));
+    let v = json(&run(&[
+        "keygen",
+        "--preset",
+        "insecure-n12",
+        "--out",
+        p(&keys),
+        "--rotations",
+        "1,-2",
+        "--json",
+    ]));
     assert_eq!(v["rotations"], serde_json::json!([1, -2]));
     #[cfg(unix)]
     {
@@ -82,46 +109,132 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
         .write_npy(std::fs::File::create(&input).unwrap())
         .unwrap();
     let ct = dir.path().join("x.ct");
-    let v = json(&run(&["encrypt", "--keys", p(&keys), "--input", p(&input), "--out", p(&ct), "--json"]));
+    let v = json(&run(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--input",
+        p(&input),
+        "--out",
+        p(&ct),
+        "--json",
+    ]));
     assert_eq!(v["ciphertexts"], 3);
     let out = dir.path().join("y.npy");
-    json(&run(&["decrypt", "--keys", p(&keys), "--input", p(&ct), "--out", p(&out), "--json"]));
+    json(&run(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--input",
+        p(&ct),
+        "--out",
+        p(&out),
+        "--json",
+    ]));
     let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
     assert_eq!(back.shape(), &shape);
-    let worst = back.iter().zip(&data).map(|(a, b)| (a - f64::from(*b)).abs()).fold(0.0, f64::max);
+    let worst = back
+        .iter()
+        .zip(&data)
+        .map(|(a, b)| (a - f64::from(*b)).abs())
+        .fold(0.0, f64::max);
     assert!(worst < 1e-4, "worst error {worst}");
 
     // The wrong secret key is an error, not garbage.
     let other = dir.path().join("other");
-    json(&run(&["keygen", "--preset", "insecure-n12", "--out", p(&other), "--json"]));
-    let err = refused(&run(&["decrypt", "--keys", p(&other), "--input", p(&ct), "--out", p(&out)]));
+    json(&run(&[
+        "keygen",
+        "--preset",
+        "insecure-n12",
+        "--out",
+        p(&other),
+        "--json",
+    ]));
+    let err = refused(&run(&[
+        "decrypt",
+        "--keys",
+        p(&other),
+        "--input",
+        p(&ct),
+        "--out",
+        p(&out),
+    ]));
     assert!(err.contains("another key"), "{err}");
     // Keys of other parameters.
     let n14 = dir.path().join("n14");
     json(&run(&["keygen", "--preset", "n14", "--out", p(&n14), "--json"]));
-    let err = refused(&run(&["decrypt", "--keys", p(&n14), "--input", p(&ct), "--out", p(&out)]));
+    let err = refused(&run(&[
+        "decrypt",
+        "--keys",
+        p(&n14),
+        "--input",
+        p(&ct),
+        "--out",
+        p(&out),
+    ]));
     assert!(err.contains("parameters"), "{err}");
     // Not an .npy file, a non-finite value, a ciphertext that is not one.
-    let err = refused(&run(&["encrypt", "--keys", p(&keys), "--input", p(&ct), "--out", p(&out)]));
+    let err = refused(&run(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--input",
+        p(&ct),
+        "--out",
+        p(&out),
+    ]));
     assert!(err.contains(".npy"), "{err}");
     let nan = dir.path().join("nan.npy");
     ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0f64, f64::NAN, 2.0])
         .unwrap()
         .write_npy(std::fs::File::create(&nan).unwrap())
         .unwrap();
-    let err = refused(&run(&["encrypt", "--keys", p(&keys), "--input", p(&nan), "--out", p(&out)]));
+    let err = refused(&run(&[
+        "encrypt",
+        "--keys",
+        p(&keys),
+        "--input",
+        p(&nan),
+        "--out",
+        p(&out),
+    ]));
     assert!(err.contains("not finite"), "{err}");
-    refused(&run(&["decrypt", "--keys", p(&keys), "--input", p(&input), "--out", p(&out)]));
+    refused(&run(&[
+        "decrypt",
+        "--keys",
+        p(&keys),
+        "--input",
+        p(&input),
+        "--out",
+        p(&out),
+    ]));
     // The public key file alone cannot decrypt: there is no secret in it.
     let server = dir.path().join("server");
     std::fs::create_dir(&server).unwrap();
     std::fs::copy(keys.join("public.key"), server.join("public.key")).unwrap();
-    refused(&run(&["decrypt", "--keys", p(&server), "--input", p(&ct), "--out", p(&out)]));
+    refused(&run(&[
+        "decrypt",
+        "--keys",
+        p(&server),
+        "--input",
+        p(&ct),
+        "--out",
+        p(&out),
+    ]));
 }
 
 #[test]
 fn selftest_reports_every_operation() {
-    let v = json(&run(&["selftest", "--preset", "insecure-n12", "--backend", "cpu", "--repeats", "1", "--json"]));
+    let v = json(&run(&[
+        "selftest",
+        "--preset",
+        "insecure-n12",
+        "--backend",
+        "cpu",
+        "--repeats",
+        "1",
+        "--json",
+    ]));
     assert_eq!(v["preset"], "insecure-n12");
     assert_eq!(v["backend"], "cpu");
     let ops = v["ops"].as_array().unwrap();
@@ -136,7 +249,10 @@ fn selftest_reports_every_operation() {
         "rescale",
         "ntt_forward_all_limbs",
     ] {
-        let op = ops.iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
+        let op = ops
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert!(op["median_ms"].as_f64().unwrap() > 0.0);
         if name != "ntt_forward_all_limbs" {
             assert!(op["precision_bits"].as_f64().unwrap() > 15.0, "{name}: {op}");

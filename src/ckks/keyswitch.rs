@@ -10,6 +10,7 @@
 
 use super::keys::SwitchingKey;
 use super::params::Params;
+use crate::math::Modulus;
 use crate::ring::{Eval, RnsPoly};
 use rayon::prelude::*;
 
@@ -91,45 +92,63 @@ pub fn switch(
         .zip(acc_a.words_mut().par_chunks_exact_mut(n))
         .enumerate()
         .for_each(|(i, (out_b, out_a))| {
-            let m = ring.modulus(ext, i);
             // Key limbs are over Q_L ++ P; skip the primes above the level.
             let key_limb = if i < ext.q { i } else { q_top + i - ext.q };
-            let mut lazy_b = vec![0u64; n];
-            let mut lazy_a = vec![0u64; n];
-            let pairs: Vec<(&[u32], &[u32], &[u32])> = decomposed
-                .digits
-                .iter()
-                .zip(&key.digits)
-                .map(|(d, k)| (d.limb(i), k.b.limb(key_limb), k.a.limb(key_limb)))
-                .collect();
-            for chunk in pairs.chunks(LAZY_TERMS) {
-                lazy_b.iter_mut().for_each(|x| *x = 0);
-                lazy_a.iter_mut().for_each(|x| *x = 0);
-                for &(d, kb, ka) in chunk {
-                    match perm {
-                        Some(p) => {
-                            for k in 0..n {
-                                let v = u64::from(d[p[k] as usize]);
-                                lazy_b[k] += v * u64::from(kb[k]);
-                                lazy_a[k] += v * u64::from(ka[k]);
-                            }
-                        }
-                        None => {
-                            for k in 0..n {
-                                let v = u64::from(d[k]);
-                                lazy_b[k] += v * u64::from(kb[k]);
-                                lazy_a[k] += v * u64::from(ka[k]);
-                            }
-                        }
-                    }
-                }
-                for k in 0..n {
-                    out_b[k] = m.add(out_b[k], m.reduce_u64(lazy_b[k]));
-                    out_a[k] = m.add(out_a[k], m.reduce_u64(lazy_a[k]));
-                }
-            }
+            let digits: Vec<&[u32]> = decomposed.digits.iter().map(|d| d.limb(i)).collect();
+            let key_b: Vec<&[u32]> = key.digits.iter().map(|k| k.b.limb(key_limb)).collect();
+            let key_a: Vec<&[u32]> = key.digits.iter().map(|k| k.a.limb(key_limb)).collect();
+            inner_product_limb(ring.modulus(ext, i), &digits, &key_b, &key_a, perm, out_b, out_a);
         });
     let [b, a] = acc;
     let mod_down = params.mod_down();
     (mod_down.apply(ring, b), mod_down.apply(ring, a))
+}
+
+/// `out_b = sum_j digit_j * key_b_j`, `out_a = sum_j digit_j * key_a_j` on
+/// one limb, digits read through `perm` if given; products summed lazily
+/// in `u64`, [`LAZY_TERMS`] at a time.
+fn inner_product_limb(
+    m: &Modulus,
+    digits: &[&[u32]],
+    key_b: &[&[u32]],
+    key_a: &[&[u32]],
+    perm: Option<&[u32]>,
+    out_b: &mut [u32],
+    out_a: &mut [u32],
+) {
+    let n = out_b.len();
+    let mut lazy_b = vec![0u64; n];
+    let mut lazy_a = vec![0u64; n];
+    let mut gathered = vec![0u32; if perm.is_some() { n } else { 0 }];
+    for start in (0..digits.len()).step_by(LAZY_TERMS) {
+        let end = (start + LAZY_TERMS).min(digits.len());
+        lazy_b.fill(0);
+        lazy_a.fill(0);
+        for j in start..end {
+            let d: &[u32] = match perm {
+                Some(p) => {
+                    for (g, &k) in gathered.iter_mut().zip(p) {
+                        *g = digits[j][k as usize];
+                    }
+                    &gathered
+                }
+                None => digits[j],
+            };
+            for (((lb, la), (&v, &kb)), &ka) in lazy_b
+                .iter_mut()
+                .zip(lazy_a.iter_mut())
+                .zip(d.iter().zip(key_b[j]))
+                .zip(key_a[j])
+            {
+                *lb += u64::from(v) * u64::from(kb);
+                *la += u64::from(v) * u64::from(ka);
+            }
+        }
+        for (o, &l) in out_b.iter_mut().zip(&lazy_b) {
+            *o = m.add(*o, m.reduce_u64(l));
+        }
+        for (o, &l) in out_a.iter_mut().zip(&lazy_a) {
+            *o = m.add(*o, m.reduce_u64(l));
+        }
+    }
 }
