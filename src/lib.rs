@@ -8,3 +8,10 @@ pub mod ckks;
 pub mod cli;
 pub mod math;
 pub mod ring;
+
+/// Large polynomial buffers are allocated and freed constantly; glibc's malloc
+/// returns each one to the kernel (mmap threshold), which then zeroes fresh
+/// pages on every allocation. mimalloc keeps them. Set here so that the
+/// binary, the tests and the benchmarks all measure the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

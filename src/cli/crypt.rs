@@ -39,36 +39,18 @@ pub struct KeygenArgs {
     json: bool,
 }
 
-/// Arguments of `encrypt`.
+/// Arguments shared by `encrypt` and `decrypt`.
 #[derive(Args, Debug)]
-pub struct EncryptArgs {
-    /// Key directory (only public.key is read).
+pub struct CryptArgs {
+    /// Key directory: `encrypt` reads only public.key, `decrypt` secret.key.
     #[arg(long)]
     keys: PathBuf,
-    /// float32 or float64 .npy array of any shape.
+    /// `encrypt`: a float32 or float64 .npy array of any shape; `decrypt`: a
+    /// ciphertext file.
     #[arg(long)]
     input: PathBuf,
-    /// Ciphertext file to write.
-    #[arg(long)]
-    out: PathBuf,
-    /// Backend that runs the arithmetic.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendChoice,
-    /// Print one JSON object.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Arguments of `decrypt`.
-#[derive(Args, Debug)]
-pub struct DecryptArgs {
-    /// Key directory (secret.key is read).
-    #[arg(long)]
-    keys: PathBuf,
-    /// Ciphertext file.
-    #[arg(long)]
-    input: PathBuf,
-    /// float64 .npy file to write, with the shape recorded at encryption.
+    /// `encrypt`: the ciphertext file; `decrypt`: a float64 .npy array with the
+    /// shape recorded at encryption.
     #[arg(long)]
     out: PathBuf,
     /// Backend that runs the arithmetic.
@@ -150,7 +132,7 @@ pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
 }
 
 /// Runs `encrypt`.
-pub fn encrypt(args: &EncryptArgs) -> Result<(), CliError> {
+pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     let keys = load_public_keys(&args.keys.join(PUBLIC_KEY_FILE))?;
     let (shape, values) = read_npy_f64(&args.input)?;
     if values.is_empty() {
@@ -205,7 +187,7 @@ pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, C
 }
 
 /// Runs `decrypt`.
-pub fn decrypt(args: &DecryptArgs) -> Result<(), CliError> {
+pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();

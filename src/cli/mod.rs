@@ -67,9 +67,9 @@ enum Command {
     /// Generate a secret key and the public key set (public, relinearization, Galois keys).
     Keygen(crypt::KeygenArgs),
     /// Encrypt a float32/float64 .npy array with the public key.
-    Encrypt(crypt::EncryptArgs),
+    Encrypt(crypt::CryptArgs),
     /// Decrypt a ciphertext file into a float64 .npy array.
-    Decrypt(crypt::DecryptArgs),
+    Decrypt(crypt::CryptArgs),
     /// Time and check every CKKS operation on fresh random data.
     Selftest(selftest::SelftestArgs),
 }
