@@ -42,6 +42,13 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `latent-he encrypt|decrypt --keys K --input I --out O [extra..]`.
+fn crypt(command: &str, keys: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![command, "--keys", p(keys), "--input", p(input), "--out", p(out)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn params_presets_literals_and_security_refusal() {
     let v = json(&run(&["params", "--preset", "n16", "--json"]));
@@ -109,28 +116,10 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
         .write_npy(std::fs::File::create(&input).unwrap())
         .unwrap();
     let ct = dir.path().join("x.ct");
-    let v = json(&run(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--input",
-        p(&input),
-        "--out",
-        p(&ct),
-        "--json",
-    ]));
+    let v = json(&crypt("encrypt", &keys, &input, &ct, &["--json"]));
     assert_eq!(v["ciphertexts"], 3);
     let out = dir.path().join("y.npy");
-    json(&run(&[
-        "decrypt",
-        "--keys",
-        p(&keys),
-        "--input",
-        p(&ct),
-        "--out",
-        p(&out),
-        "--json",
-    ]));
+    json(&crypt("decrypt", &keys, &ct, &out, &["--json"]));
     let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
     assert_eq!(back.shape(), &shape);
     let worst = back
@@ -150,77 +139,29 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
         p(&other),
         "--json",
     ]));
-    let err = refused(&run(&[
-        "decrypt",
-        "--keys",
-        p(&other),
-        "--input",
-        p(&ct),
-        "--out",
-        p(&out),
-    ]));
+    let err = refused(&crypt("decrypt", &other, &ct, &out, &[]));
     assert!(err.contains("another key"), "{err}");
     // Keys of other parameters.
     let n14 = dir.path().join("n14");
     json(&run(&["keygen", "--preset", "n14", "--out", p(&n14), "--json"]));
-    let err = refused(&run(&[
-        "decrypt",
-        "--keys",
-        p(&n14),
-        "--input",
-        p(&ct),
-        "--out",
-        p(&out),
-    ]));
+    let err = refused(&crypt("decrypt", &n14, &ct, &out, &[]));
     assert!(err.contains("parameters"), "{err}");
     // Not an .npy file, a non-finite value, a ciphertext that is not one.
-    let err = refused(&run(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--input",
-        p(&ct),
-        "--out",
-        p(&out),
-    ]));
+    let err = refused(&crypt("encrypt", &keys, &ct, &out, &[]));
     assert!(err.contains(".npy"), "{err}");
     let nan = dir.path().join("nan.npy");
     ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0f64, f64::NAN, 2.0])
         .unwrap()
         .write_npy(std::fs::File::create(&nan).unwrap())
         .unwrap();
-    let err = refused(&run(&[
-        "encrypt",
-        "--keys",
-        p(&keys),
-        "--input",
-        p(&nan),
-        "--out",
-        p(&out),
-    ]));
+    let err = refused(&crypt("encrypt", &keys, &nan, &out, &[]));
     assert!(err.contains("not finite"), "{err}");
-    refused(&run(&[
-        "decrypt",
-        "--keys",
-        p(&keys),
-        "--input",
-        p(&input),
-        "--out",
-        p(&out),
-    ]));
+    refused(&crypt("decrypt", &keys, &input, &out, &[]));
     // The public key file alone cannot decrypt: there is no secret in it.
     let server = dir.path().join("server");
     std::fs::create_dir(&server).unwrap();
     std::fs::copy(keys.join("public.key"), server.join("public.key")).unwrap();
-    refused(&run(&[
-        "decrypt",
-        "--keys",
-        p(&server),
-        "--input",
-        p(&ct),
-        "--out",
-        p(&out),
-    ]));
+    refused(&crypt("decrypt", &server, &ct, &out, &[]));
 }
 
 #[test]

@@ -39,6 +39,15 @@ fn fixture(rotations: &[i64]) -> Fixture {
 }
 
 impl Fixture {
+    /// The bytes of a secret key, a public key set and a ciphertext file.
+    fn all_file_bytes(&self, file: &CiphertextFile) -> [Vec<u8>; 3] {
+        [
+            secret_key_to_bytes(&self.sk),
+            public_keys_to_bytes(&self.keys),
+            ciphertexts_to_bytes(file, &self.params),
+        ]
+    }
+
     fn random(&mut self) -> Vec<f64> {
         (0..self.params.slots())
             .map(|_| self.rng.gen_range(-1.0..1.0))
@@ -321,11 +330,7 @@ fn foreign_wrong_kind_and_wrong_version_files_are_refused() {
 fn truncated_and_damaged_files_are_refused() {
     let mut f = fixture(&[1]);
     let (file, _) = f.ciphertext_file();
-    let all = [
-        secret_key_to_bytes(&f.sk),
-        public_keys_to_bytes(&f.keys),
-        ciphertexts_to_bytes(&file, &f.params),
-    ];
+    let all = f.all_file_bytes(&file);
     let parse = |bytes: &[u8], kind: usize| match kind {
         0 => secret_key_from_bytes(bytes).map(|_| ()),
         1 => public_keys_from_bytes(bytes).map(|_| ()),
@@ -482,11 +487,7 @@ fn load_errors_name_the_path() {
 fn random_mutations_never_panic() {
     let mut f = fixture(&[1]);
     let (file, _) = f.ciphertext_file();
-    let all = [
-        secret_key_to_bytes(&f.sk),
-        public_keys_to_bytes(&f.keys),
-        ciphertexts_to_bytes(&file, &f.params),
-    ];
+    let all = f.all_file_bytes(&file);
     let mut rng = ChaCha20Rng::from_entropy();
     let (mut accepted, mut refused) = (0, 0);
     for round in 0..200 {
