@@ -3,9 +3,12 @@
 //! Layers, each depending only on those above it in this list:
 //! [`math`] (modular arithmetic, NTT, embedding) -> [`ring`] (RNS polynomials)
 //! -> [`ckks`] (the scheme) -> [`cli`] (the `latent-he` command).
+//! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
 
+pub mod backend;
 pub mod ckks;
 pub mod cli;
+pub mod data;
 pub mod math;
 pub mod ring;
 

@@ -2,6 +2,8 @@
 //! one JSON object on stdout; human-readable notes go to stderr.
 
 mod crypt;
+mod devices;
+mod metrics;
 mod params;
 mod selftest;
 
@@ -64,6 +66,8 @@ struct Cli {
 enum Command {
     /// Show a parameter set: primes, levels, security.
     Params(params::ParamsArgs),
+    /// List the GPU adapters wgpu can see, best first.
+    Devices(devices::DevicesArgs),
     /// Generate a secret key and the public key set (public, relinearization, Galois keys).
     Keygen(crypt::KeygenArgs),
     /// Encrypt a float32/float64 .npy array with the public key.
@@ -72,6 +76,8 @@ enum Command {
     Decrypt(crypt::CryptArgs),
     /// Time and check every CKKS operation on fresh random data.
     Selftest(selftest::SelftestArgs),
+    /// AUROC and F1 (micro, macro, weighted, per class) of multi-label scores against 0/1 labels, from two CSVs.
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -79,10 +85,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Params(args) => params::run(&args),
+        Command::Devices(args) => devices::run(&args),
         Command::Keygen(args) => crypt::keygen(&args),
         Command::Encrypt(args) => crypt::encrypt(&args),
         Command::Decrypt(args) => crypt::decrypt(&args),
         Command::Selftest(args) => selftest::run(&args),
+        Command::Metrics(args) => metrics::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,6 +92,26 @@ impl BasisConverter {
         &self.sources
     }
 
+    /// `(Q_S / s_i)^-1 mod s_i` with its Shoup quotient, per source.
+    pub fn qhat_inv(&self) -> &[(u32, u32)] {
+        &self.qhat_inv
+    }
+
+    /// `Q_S / s_i mod t` per source, for the global prime `t` (not a source).
+    pub fn qhat_mod(&self, target: usize) -> &[u32] {
+        &self.qhat_mod[target]
+    }
+
+    /// `Q_S mod t` for the global prime `t`.
+    pub fn qs_mod(&self, target: usize) -> u32 {
+        self.qs_mod[target]
+    }
+
+    /// `floor(2^64 / s_i)` as (high, low) 32-bit words, per source.
+    pub fn reciprocal(&self) -> &[(u32, u32)] {
+        &self.reciprocal
+    }
+
     /// Extends `inputs` (one coefficient-form limb per source, in order) to
     /// the primes `outputs[j].0` (global indices, none of them a source),
     /// writing canonical coefficients into `outputs[j].1`.

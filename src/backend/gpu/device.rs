@@ -1,0 +1,203 @@
+//! Adapter discovery and selection, device creation with the adapter's own
+//! limits, and GPU errors surfaced as values.
+
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// Environment variable naming a substring of the adapter to use.
+pub const ADAPTER_ENV: &str = "LATENT_HE_ADAPTER";
+
+/// What can go wrong on the GPU side.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum GpuError {
+    /// No usable adapter (or none matching the filter).
+    #[error("no GPU adapter{}: install a Vulkan, Metal or DX12 driver (on Linux without a GPU: mesa-vulkan-drivers), or use --backend cpu", filter.as_ref().map(|f| format!(" matching `{f}`")).unwrap_or_default())]
+    NoAdapter {
+        /// The name filter, if any.
+        filter: Option<String>,
+    },
+    /// The device request failed.
+    #[error("cannot open the GPU device `{adapter}`: {reason}")]
+    Device {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's reason.
+        reason: String,
+    },
+    /// A validation error, out-of-memory or device loss reported by wgpu.
+    #[error("GPU error: {0}")]
+    Runtime(String),
+    /// A buffer larger than the device allows in one binding.
+    #[error("{what} needs {bytes} bytes in one binding; the adapter allows {limit}")]
+    TooLarge {
+        /// What was being allocated.
+        what: &'static str,
+        /// Bytes needed.
+        bytes: u64,
+        /// The adapter's limit.
+        limit: u64,
+    },
+}
+
+/// A short description of an adapter, as `latent-he devices` prints it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    /// Adapter name.
+    pub name: String,
+    /// Graphics API (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: String,
+    /// Largest buffer.
+    pub max_buffer_size: u64,
+    /// Largest storage binding.
+    pub max_storage_buffer_binding_size: u64,
+    /// Optional features the adapter offers (wgpu names).
+    pub features: Vec<String>,
+}
+
+fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        max_buffer_size: limits.max_buffer_size,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        features: adapter.features().iter_names().map(|(name, _)| name.to_string()).collect(),
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
+}
+
+/// Every adapter wgpu can see, in preference order (discrete GPUs first, the
+/// GL duplicates of Vulkan devices last).
+pub fn adapters() -> Vec<AdapterSummary> {
+    ranked_adapters(&instance()).iter().map(summary).collect()
+}
+
+fn ranked_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let rank = |a: &wgpu::Adapter| {
+        let info = a.get_info();
+        let device = match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let api = usize::from(info.backend == wgpu::Backend::Gl);
+        (api, device)
+    };
+    all.sort_by_key(rank);
+    all
+}
+
+/// An open device and queue, with the adapter's description and a slot that
+/// collects errors wgpu reports asynchronously.
+pub struct GpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext").field("adapter", &self.adapter.name).finish()
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter whose name contains `filter` (case-insensitive),
+    /// or `$LATENT_HE_ADAPTER` when `filter` is `None`, requesting the
+    /// adapter's own limits rather than wgpu's defaults.
+    ///
+    /// # Errors
+    /// [`GpuError::NoAdapter`], [`GpuError::Device`].
+    pub fn new(filter: Option<&str>) -> Result<Arc<Self>, GpuError> {
+        let env_filter = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
+        let filter = filter.map(str::to_string).or(env_filter);
+        let instance = instance();
+        let adapter = ranked_adapters(&instance)
+            .into_iter()
+            .find(|a| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
+            })
+            .ok_or(GpuError::NoAdapter { filter })?;
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("latent-he"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        };
+        let summary = summary(&adapter);
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| GpuError::Device {
+                adapter: summary.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").push(e.to_string());
+        }));
+        Ok(Arc::new(Self {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            errors,
+        }))
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The limits the device was opened with.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Waits for all submitted work and returns the first error wgpu
+    /// reported since the last check, if any.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn finish(&self) -> Result<(), GpuError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Runtime(e.to_string()))?;
+        let mut errors = self.errors.lock().expect("error sink");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let first = errors.remove(0);
+            errors.clear();
+            let detail: Vec<&str> = first.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            Err(GpuError::Runtime(detail.join(" / ")))
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The wgpu backend: device selection, the WGSL kernels of `shaders/`, and
+//! device-resident RNS polynomials.
+//!
+//! Every kernel works on canonical `u32` residues with the arithmetic of
+//! `shaders/modarith.wgsl`, so its output equals the CPU backend's bit for bit;
+//! the tests compare every word.
+
+pub mod device;
+pub mod poly;
+pub mod shaders;
+
+pub use device::{AdapterSummary, GpuContext, GpuError};
+pub use poly::{GpuPoly, GpuRing, GpuWords};

@@ -1,0 +1,59 @@
+//! The WGSL sources: one file per kernel family in `shaders/`, each with the
+//! shared modular arithmetic of `shaders/modarith.wgsl` prepended.
+
+/// Shared modular arithmetic, prepended to every kernel file.
+const MODARITH: &str = include_str!("../../../shaders/modarith.wgsl");
+
+/// Every kernel family; one `.wgsl` file each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelFile {
+    /// `shaders/ntt.wgsl`: forward and inverse NTT passes.
+    Ntt,
+    /// `shaders/elementwise.wgsl`: add, sub, mul over limbs.
+    Elementwise,
+    /// `shaders/basis.wgsl`: fast basis extension, plain and centred.
+    Basis,
+}
+
+impl KernelFile {
+    /// All kernel files.
+    pub const ALL: [KernelFile; 3] = [KernelFile::Ntt, KernelFile::Elementwise, KernelFile::Basis];
+
+    /// File name under `shaders/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFile::Ntt => "ntt.wgsl",
+            KernelFile::Elementwise => "elementwise.wgsl",
+            KernelFile::Basis => "basis.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            KernelFile::Ntt => include_str!("../../../shaders/ntt.wgsl"),
+            KernelFile::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
+            KernelFile::Basis => include_str!("../../../shaders/basis.wgsl"),
+        }
+    }
+
+    /// The complete module source: shared arithmetic, then the kernel file.
+    pub fn source(self) -> String {
+        format!("{MODARITH}\n{}", self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shader_parses_and_validates_with_naga() {
+        for file in KernelFile::ALL {
+            let module = naga::front::wgsl::parse_str(&file.source())
+                .unwrap_or_else(|e| panic!("{}: {}", file.name(), e.emit_to_string(&file.source())));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", file.name()));
+        }
+    }
+}
