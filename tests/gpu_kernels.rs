@@ -48,28 +48,48 @@ fn ntt_and_elementwise_kernels_match_the_cpu_bit_for_bit() {
 
         let forward_cpu = a_coeff.clone().into_eval(ring);
         let forward_gpu = gpu.download(&gpu.into_eval(gpu.upload(&a_coeff)).unwrap()).unwrap();
-        assert_eq!(mismatches(forward_cpu.words(), forward_gpu.words()), 0, "{preset}: forward NTT");
+        assert_eq!(
+            mismatches(forward_cpu.words(), forward_gpu.words()),
+            0,
+            "{preset}: forward NTT"
+        );
 
         let inverse_gpu = gpu.download(&gpu.into_coeff(gpu.upload(&a)).unwrap()).unwrap();
-        assert_eq!(mismatches(a_coeff.words(), inverse_gpu.words()), 0, "{preset}: inverse NTT");
+        assert_eq!(
+            mismatches(a_coeff.words(), inverse_gpu.words()),
+            0,
+            "{preset}: inverse NTT"
+        );
 
         let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
         gpu.mul_assign(&ga, &gb).unwrap();
         let mut product = a.clone();
         product.mul_assign(ring, &b);
-        assert_eq!(mismatches(product.words(), gpu.download(&ga).unwrap().words()), 0, "{preset}: mul");
+        assert_eq!(
+            mismatches(product.words(), gpu.download(&ga).unwrap().words()),
+            0,
+            "{preset}: mul"
+        );
 
         let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
         gpu.add_assign(&ga, &gb).unwrap();
         let mut sum = a.clone();
         sum.add_assign(ring, &b);
-        assert_eq!(mismatches(sum.words(), gpu.download(&ga).unwrap().words()), 0, "{preset}: add");
+        assert_eq!(
+            mismatches(sum.words(), gpu.download(&ga).unwrap().words()),
+            0,
+            "{preset}: add"
+        );
 
         let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
         gpu.sub_assign(&ga, &gb).unwrap();
         let mut diff = a.clone();
         diff.sub_assign(ring, &b);
-        assert_eq!(mismatches(diff.words(), gpu.download(&ga).unwrap().words()), 0, "{preset}: sub");
+        assert_eq!(
+            mismatches(diff.words(), gpu.download(&ga).unwrap().words()),
+            0,
+            "{preset}: sub"
+        );
     }
 }
 
@@ -116,7 +136,9 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
         let alpha = params.alpha();
         let converter = BasisConverter::new(ring, (0..alpha).collect());
         let targets: Vec<usize> = (alpha..alpha + 2).chain(ring.q_count()..ring.global_count()).collect();
-        let input: RnsPoly<Coeff> = Sampler::from_os().uniform(ring, LimbLayout::q_only(alpha)).into_coeff(ring);
+        let input: RnsPoly<Coeff> = Sampler::from_os()
+            .uniform(ring, LimbLayout::q_only(alpha))
+            .into_coeff(ring);
         let device_input = gpu.upload(&input);
         for centered in [false, true] {
             let mut expected = vec![0u32; n * targets.len()];
@@ -130,8 +152,59 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
                     converter.convert(ring, &inputs, &mut outputs);
                 }
             }
-            let got = gpu.download_words(&gpu.convert(&converter, &device_input, &targets, centered).unwrap()).unwrap();
+            let got = gpu
+                .download_words(&gpu.convert(&converter, &device_input, &targets, centered).unwrap())
+                .unwrap();
             assert_eq!(mismatches(&expected, &got), 0, "{preset}, centred: {centered}");
+        }
+    }
+}
+
+#[test]
+fn key_switch_inner_product_matches_a_schoolbook_reference() {
+    use latent_he::ring::automorphism::{eval_permutation, rotation_galois_element};
+    let ctx = context();
+    for preset in ["insecure-n12", "n14"] {
+        let params = Params::preset(preset).unwrap();
+        let ring = params.ring();
+        let gpu = GpuRing::new(&ctx, ring).unwrap();
+        let n = ring.n();
+        let mut sampler = Sampler::from_os();
+        // A digit at a level below the top: the key's limbs above the level
+        // are skipped.
+        let level = params.max_level() - 2;
+        let ext = params.extended_layout(level);
+        let full = ring.full_layout();
+        let digits: Vec<RnsPoly<Eval>> = (0..2).map(|_| sampler.uniform(ring, ext)).collect();
+        let keys: Vec<(RnsPoly<Eval>, RnsPoly<Eval>)> = (0..2)
+            .map(|_| (sampler.uniform(ring, full), sampler.uniform(ring, full)))
+            .collect();
+        let perm = eval_permutation(rotation_galois_element(3, n), n);
+        for use_perm in [false, true] {
+            let acc_b = gpu.upload(&RnsPoly::<Eval>::zero(n, ext));
+            let acc_a = gpu.upload(&RnsPoly::<Eval>::zero(n, ext));
+            let perm_words = gpu.upload_words(&perm);
+            for (d, (kb, ka)) in digits.iter().zip(&keys) {
+                let p = use_perm.then_some(&perm_words);
+                gpu.inner_product(&gpu.upload(d), &gpu.upload(kb), &gpu.upload(ka), p, &acc_b, &acc_a)
+                    .unwrap();
+            }
+            let (got_b, got_a) = (gpu.download(&acc_b).unwrap(), gpu.download(&acc_a).unwrap());
+            for i in 0..ext.len() {
+                let m = ring.modulus(ext, i);
+                let key_limb = if i < ext.q { i } else { full.q + i - ext.q };
+                for (k, &permuted) in perm.iter().enumerate() {
+                    let source = if use_perm { permuted as usize } else { k };
+                    let (mut want_b, mut want_a) = (0u32, 0u32);
+                    for (d, (kb, ka)) in digits.iter().zip(&keys) {
+                        let v = d.limb(i)[source];
+                        want_b = m.add(want_b, m.mul(v, kb.limb(key_limb)[k]));
+                        want_a = m.add(want_a, m.mul(v, ka.limb(key_limb)[k]));
+                    }
+                    assert_eq!(got_b.limb(i)[k], want_b, "{preset} limb {i} word {k} (perm {use_perm})");
+                    assert_eq!(got_a.limb(i)[k], want_a, "{preset} limb {i} word {k} (perm {use_perm})");
+                }
+            }
         }
     }
 }

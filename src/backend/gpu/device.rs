@@ -66,7 +66,11 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
         device_type: format!("{:?}", info.device_type),
         max_buffer_size: limits.max_buffer_size,
         max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-        features: adapter.features().iter_names().map(|(name, _)| name.to_string()).collect(),
+        features: adapter
+            .features()
+            .iter_names()
+            .map(|(name, _)| name.to_string())
+            .collect(),
     }
 }
 
@@ -110,7 +114,9 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext").field("adapter", &self.adapter.name).finish()
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter.name)
+            .finish()
     }
 }
 

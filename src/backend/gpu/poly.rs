@@ -56,6 +56,16 @@ struct ConvertShape {
     centered: u32,
 }
 
+/// Host mirror of `InnerProduct` in `shaders/keyswitch.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct InnerProductShape {
+    n: u32,
+    limbs: u32,
+    use_perm: u32,
+    pad: u32,
+}
+
 /// Host mirror of `Elementwise` in `shaders/elementwise.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -129,6 +139,7 @@ pub struct GpuRing {
     ntt_inverse: wgpu::ComputePipeline,
     elementwise: [wgpu::ComputePipeline; 3],
     convert: wgpu::ComputePipeline,
+    inner_product: wgpu::ComputePipeline,
 }
 
 fn storage_usage() -> wgpu::BufferUsages {
@@ -214,6 +225,7 @@ impl GpuRing {
         let ntt = module(KernelFile::Ntt);
         let elementwise = module(KernelFile::Elementwise);
         let basis = module(KernelFile::Basis);
+        let keyswitch = module(KernelFile::KeySwitch);
         let ring_gpu = Self {
             ctx: ctx.clone(),
             n,
@@ -230,6 +242,7 @@ impl GpuRing {
                 pipeline(&elementwise, "mul"),
             ],
             convert: pipeline(&basis, "convert"),
+            inner_product: pipeline(&keyswitch, "inner_product"),
         };
         ctx.finish()?;
         Ok(ring_gpu)
@@ -556,6 +569,88 @@ impl GpuRing {
         self.ctx.queue().submit([encoder.finish()]);
         self.ctx.finish()?;
         Ok(GpuWords { buffer: output })
+    }
+
+    /// `acc_b += digit * key_b`, `acc_a += digit * key_a` over the extended
+    /// layout of `digit` (`Q_l ++ P`), reading the digit through `perm` when
+    /// given. The key halves are resident over `Q_L ++ P` (`key_q` ciphertext
+    /// limbs, then the special limbs); the accumulators have the digit's layout.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    #[allow(clippy::too_many_arguments)] // the two halves of a key and of the accumulator
+    pub fn inner_product(
+        &self,
+        digit: &GpuPoly<Eval>,
+        key_b: &GpuPoly<Eval>,
+        key_a: &GpuPoly<Eval>,
+        perm: Option<&GpuWords>,
+        acc_b: &GpuPoly<Eval>,
+        acc_a: &GpuPoly<Eval>,
+    ) -> Result<(), GpuError> {
+        let layout = digit.layout;
+        assert!(
+            acc_b.layout == layout && acc_a.layout == layout,
+            "accumulators in the digit's layout"
+        );
+        let key_q = key_b.layout.q;
+        assert!(
+            key_q >= layout.q && key_b.layout.p == layout.p,
+            "key covers the digit's primes"
+        );
+        let mut table = self.prime_indices(layout);
+        table.extend((0..layout.len()).map(|i| if i < layout.q { i } else { key_q + i - layout.q } as u32));
+        let table = self.storage_init("limb table", &table);
+        let device = self.ctx.device();
+        let shape = InnerProductShape {
+            n: self.n as u32,
+            limbs: layout.len() as u32,
+            use_perm: u32::from(perm.is_some()),
+            pad: 0,
+        };
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("inner product shape"),
+            contents: bytemuck::bytes_of(&shape),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        // Without a permutation the binding still needs a buffer: the table
+        // stands in, unread.
+        let perm_buffer = perm.map_or(&table, |p| &p.buffer);
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("inner product"),
+            layout: &self.inner_product.get_bind_group_layout(0),
+            entries: &[
+                entry(0, &digit.buffer),
+                entry(1, &key_b.buffer),
+                entry(2, &key_a.buffer),
+                entry(3, perm_buffer),
+                entry(4, &acc_b.buffer),
+                entry(5, &acc_a.buffer),
+                entry(6, &self.primes),
+                entry(7, &table),
+                entry(8, &uniform),
+            ],
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&self.inner_product);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups((self.n as u32).div_ceil(WORKGROUP), layout.len() as u32, 1);
+        }
+        self.ctx.queue().submit([encoder.finish()]);
+        self.ctx.finish()
+    }
+
+    /// Uploads host words (an automorphism's index permutation, say).
+    pub fn upload_words(&self, words: &[u32]) -> GpuWords {
+        GpuWords {
+            buffer: self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("words"),
+                contents: bytemuck::cast_slice(words),
+                usage: storage_usage(),
+            }),
+        }
     }
 
     /// Copies device words back to the host.

@@ -13,11 +13,18 @@ pub enum KernelFile {
     Elementwise,
     /// `shaders/basis.wgsl`: fast basis extension, plain and centred.
     Basis,
+    /// `shaders/keyswitch.wgsl`: the key-switching inner product.
+    KeySwitch,
 }
 
 impl KernelFile {
     /// All kernel files.
-    pub const ALL: [KernelFile; 3] = [KernelFile::Ntt, KernelFile::Elementwise, KernelFile::Basis];
+    pub const ALL: [KernelFile; 4] = [
+        KernelFile::Ntt,
+        KernelFile::Elementwise,
+        KernelFile::Basis,
+        KernelFile::KeySwitch,
+    ];
 
     /// File name under `shaders/`.
     pub fn name(self) -> &'static str {
@@ -25,6 +32,7 @@ impl KernelFile {
             KernelFile::Ntt => "ntt.wgsl",
             KernelFile::Elementwise => "elementwise.wgsl",
             KernelFile::Basis => "basis.wgsl",
+            KernelFile::KeySwitch => "keyswitch.wgsl",
         }
     }
 
@@ -33,6 +41,7 @@ impl KernelFile {
             KernelFile::Ntt => include_str!("../../../shaders/ntt.wgsl"),
             KernelFile::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             KernelFile::Basis => include_str!("../../../shaders/basis.wgsl"),
+            KernelFile::KeySwitch => include_str!("../../../shaders/keyswitch.wgsl"),
         }
     }
 
