@@ -139,7 +139,7 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
         let input: RnsPoly<Coeff> = Sampler::from_os()
             .uniform(ring, LimbLayout::q_only(alpha))
             .into_coeff(ring);
-        let device_input = gpu.upload(&input);
+        let device_input = gpu.upload(&input).words();
         for centered in [false, true] {
             let mut expected = vec![0u32; n * targets.len()];
             {

@@ -23,7 +23,8 @@ pub struct Evaluator {
     keys: Arc<PublicKeySet>,
 }
 
-fn check_scales(left: f64, right: f64) -> Result<(), CkksError> {
+/// Refuses scales that differ by more than [`SCALE_TOLERANCE`] (relative).
+pub(crate) fn check_scales(left: f64, right: f64) -> Result<(), CkksError> {
     if ((left / right) - 1.0).abs() > SCALE_TOLERANCE {
         Err(CkksError::ScaleMismatch {
             left: left.log2(),

@@ -201,6 +201,16 @@ impl ModDown {
         Self { from_p, p_inv_mod_q }
     }
 
+    /// The converter from the special primes.
+    pub fn converter(&self) -> &BasisConverter {
+        &self.from_p
+    }
+
+    /// `P^-1 mod q_i` with its Shoup quotient, per ciphertext prime.
+    pub fn p_inv_mod_q(&self) -> &[(u32, u32)] {
+        &self.p_inv_mod_q
+    }
+
     /// `round(x / P)` (off by one only near ties), for `x` over `Q_l ++ P` in
     /// evaluation form; the result lives over `Q_l`. The centred conversion
     /// keeps the error unbiased.

@@ -66,6 +66,25 @@ struct InnerProductShape {
     pad: u32,
 }
 
+/// Host mirror of `Limbwise` in `shaders/limbwise.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct LimbwiseShape {
+    n: u32,
+    words: u32,
+    source_prime: u32,
+    pad: u32,
+}
+
+/// A kernel of `shaders/limbwise.wgsl`, indexing `GpuRing::limbwise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimbwiseOp {
+    Permute = 0,
+    MulScalar = 1,
+    SubMulScalar = 2,
+    BroadcastCentered = 3,
+}
+
 /// Host mirror of `Elementwise` in `shaders/elementwise.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -140,6 +159,7 @@ pub struct GpuRing {
     elementwise: [wgpu::ComputePipeline; 3],
     convert: wgpu::ComputePipeline,
     inner_product: wgpu::ComputePipeline,
+    limbwise: [wgpu::ComputePipeline; 4],
 }
 
 fn storage_usage() -> wgpu::BufferUsages {
@@ -226,6 +246,7 @@ impl GpuRing {
         let elementwise = module(KernelFile::Elementwise);
         let basis = module(KernelFile::Basis);
         let keyswitch = module(KernelFile::KeySwitch);
+        let limbwise = module(KernelFile::Limbwise);
         let ring_gpu = Self {
             ctx: ctx.clone(),
             n,
@@ -243,6 +264,12 @@ impl GpuRing {
             ],
             convert: pipeline(&basis, "convert"),
             inner_product: pipeline(&keyswitch, "inner_product"),
+            limbwise: [
+                pipeline(&limbwise, "permute"),
+                pipeline(&limbwise, "mul_scalar"),
+                pipeline(&limbwise, "sub_mul_scalar"),
+                pipeline(&limbwise, "broadcast_centered"),
+            ],
         };
         ctx.finish()?;
         Ok(ring_gpu)
@@ -335,9 +362,9 @@ impl GpuRing {
         passes
     }
 
-    fn run_ntt(&self, poly: &wgpu::Buffer, layout: LimbLayout, inverse: bool) -> Result<(), GpuError> {
+    fn run_ntt(&self, poly: &wgpu::Buffer, prime_list: &[u32], inverse: bool) -> Result<(), GpuError> {
         let device = self.ctx.device();
-        let limb_primes = self.limb_primes(layout);
+        let limb_primes = self.storage_init("limb primes", prime_list);
         let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
         let mut passes = self.ntt_passes();
         if inverse {
@@ -346,11 +373,7 @@ impl GpuRing {
         let pipeline = if inverse { &self.ntt_inverse } else { &self.ntt_forward };
         let last = passes.len() - 1;
         // Runs of consecutive limbs whose primes share a twiddle chunk.
-        let chunk_of: Vec<usize> = self
-            .prime_indices(layout)
-            .iter()
-            .map(|&p| self.twiddle_chunk[p as usize])
-            .collect();
+        let chunk_of: Vec<usize> = prime_list.iter().map(|&p| self.twiddle_chunk[p as usize]).collect();
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for (limb, &chunk) in chunk_of.iter().enumerate() {
             match runs.last_mut() {
@@ -402,7 +425,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_eval(&self, poly: GpuPoly<Coeff>) -> Result<GpuPoly<Eval>, GpuError> {
-        self.run_ntt(&poly.buffer, poly.layout, false)?;
+        self.run_ntt(&poly.buffer, &self.prime_indices(poly.layout), false)?;
         Ok(poly.retag())
     }
 
@@ -411,7 +434,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_coeff(&self, poly: GpuPoly<Eval>) -> Result<GpuPoly<Coeff>, GpuError> {
-        self.run_ntt(&poly.buffer, poly.layout, true)?;
+        self.run_ntt(&poly.buffer, &self.prime_indices(poly.layout), true)?;
         Ok(poly.retag())
     }
 
@@ -483,7 +506,8 @@ impl GpuRing {
 }
 
 /// Words on the device without a limb layout of their own (the targets of a
-/// basis conversion are an arbitrary list of primes).
+/// basis conversion are an arbitrary list of primes). Cloning shares the buffer.
+#[derive(Clone)]
 pub struct GpuWords {
     buffer: wgpu::Buffer,
 }
@@ -507,12 +531,16 @@ impl GpuRing {
     pub fn convert(
         &self,
         converter: &BasisConverter,
-        input: &GpuPoly<Coeff>,
+        input: &GpuWords,
         targets: &[usize],
         centered: bool,
     ) -> Result<GpuWords, GpuError> {
         let sources = converter.sources();
-        assert_eq!(input.layout.len(), sources.len(), "one input limb per source");
+        assert_eq!(
+            input.buffer.size(),
+            (4 * self.n * sources.len()) as u64,
+            "one input limb per source"
+        );
         let mut tables = Vec::with_capacity(4 * sources.len() + targets.len() * (sources.len() + 1));
         for (&(inv, inv_shoup), &(hi, lo)) in converter.qhat_inv().iter().zip(converter.reciprocal()) {
             tables.extend([inv, inv_shoup, hi, lo]);
@@ -659,6 +687,203 @@ impl GpuRing {
     /// [`GpuError::Runtime`].
     pub fn download_words(&self, words: &GpuWords) -> Result<Vec<u32>, GpuError> {
         self.read_buffer(&words.buffer)
+    }
+}
+
+impl<D: Domain> GpuPoly<D> {
+    /// The device words.
+    pub fn words(&self) -> GpuWords {
+        GpuWords {
+            buffer: self.buffer.clone(),
+        }
+    }
+
+    /// Wraps device words holding `layout.len()` limbs in the domain `D`.
+    ///
+    /// # Panics
+    /// If the buffer size does not match the layout.
+    pub fn from_words(words: GpuWords, layout: LimbLayout, n: usize) -> Self {
+        assert_eq!(
+            words.buffer.size(),
+            (4 * n * layout.len()) as u64,
+            "buffer size does not match the layout"
+        );
+        GpuPoly {
+            buffer: words.buffer,
+            layout,
+            _domain: PhantomData,
+        }
+    }
+}
+
+impl GpuRing {
+    /// Ring degree.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Fresh zeroed device words for `limbs` limbs.
+    pub fn zeros(&self, limbs: usize) -> GpuWords {
+        GpuWords {
+            buffer: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("limbs"),
+                size: (4 * self.n * limbs) as u64,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    /// Copies `count` limbs from limb `from` of `src` to limb `to` of `dst`.
+    pub fn copy_limbs(&self, src: &GpuWords, from: usize, dst: &GpuWords, to: usize, count: usize) {
+        let limb = (4 * self.n) as u64;
+        let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(
+            &src.buffer,
+            from as u64 * limb,
+            &dst.buffer,
+            to as u64 * limb,
+            count as u64 * limb,
+        );
+        self.ctx.queue().submit([encoder.finish()]);
+    }
+
+    /// A new buffer with limbs `from..from + count` of `src`.
+    pub fn slice_limbs(&self, src: &GpuWords, from: usize, count: usize) -> GpuWords {
+        let out = self.zeros(count);
+        self.copy_limbs(src, from, &out, 0, count);
+        out
+    }
+
+    /// Forward (or inverse) NTT of limbs over the global primes `primes`.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn ntt_words(&self, words: &GpuWords, primes: &[usize], inverse: bool) -> Result<(), GpuError> {
+        let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
+        self.run_ntt(&words.buffer, &list, inverse)
+    }
+
+    fn limbwise(
+        &self,
+        op: LimbwiseOp,
+        a: &GpuWords,
+        primes: &[usize],
+        b: Option<&GpuWords>,
+        table: &GpuWords,
+        source_prime: usize,
+    ) -> Result<(), GpuError> {
+        let device = self.ctx.device();
+        let words = (primes.len() * self.n) as u32;
+        let shape = LimbwiseShape {
+            n: self.n as u32,
+            words,
+            source_prime: source_prime as u32,
+            pad: 0,
+        };
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("limbwise shape"),
+            contents: bytemuck::bytes_of(&shape),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
+        let limb_primes = self.storage_init("limb primes", &list);
+        let pipeline = &self.limbwise[op as usize];
+        let mut entries = vec![entry(0, &a.buffer), entry(4, &uniform)];
+        if op != LimbwiseOp::BroadcastCentered {
+            entries.push(entry(5, &table.buffer));
+        }
+        if let Some(b) = b {
+            entries.push(entry(1, &b.buffer));
+        }
+        if op != LimbwiseOp::Permute {
+            entries.push(entry(2, &self.primes));
+            entries.push(entry(3, &limb_primes));
+        }
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("limbwise"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let groups = words.div_ceil(WORKGROUP);
+        let x = groups.min(MAX_GROUPS_PER_DIM);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
+        }
+        self.ctx.queue().submit([encoder.finish()]);
+        self.ctx.finish()
+    }
+
+    fn constants(&self, constants: &[(u32, u32)]) -> GpuWords {
+        let flat: Vec<u32> = constants.iter().flat_map(|&(v, s)| [v, s]).collect();
+        self.upload_words(&flat)
+    }
+
+    /// `out[limb][k] = src[limb][perm[k]]`: an automorphism in evaluation form.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn permute(&self, src: &GpuPoly<Eval>, perm: &GpuWords) -> Result<GpuPoly<Eval>, GpuError> {
+        let out = self.zeros(src.layout.len());
+        let primes: Vec<usize> = self.prime_indices(src.layout).iter().map(|&p| p as usize).collect();
+        self.limbwise(LimbwiseOp::Permute, &out, &primes, Some(&src.words()), perm, 0)?;
+        Ok(GpuPoly::from_words(out, src.layout, self.n))
+    }
+
+    /// `a[limb] *= constants[limb]` (value, Shoup quotient) over `primes`.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn mul_scalar_assign(&self, a: &GpuWords, primes: &[usize], constants: &[(u32, u32)]) -> Result<(), GpuError> {
+        self.limbwise(LimbwiseOp::MulScalar, a, primes, None, &self.constants(constants), 0)
+    }
+
+    /// `a[limb] = (a[limb] - b[limb]) * constants[limb]` over `primes`.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn sub_mul_scalar_assign(
+        &self,
+        a: &GpuWords,
+        b: &GpuWords,
+        primes: &[usize],
+        constants: &[(u32, u32)],
+    ) -> Result<(), GpuError> {
+        self.limbwise(
+            LimbwiseOp::SubMulScalar,
+            a,
+            primes,
+            Some(b),
+            &self.constants(constants),
+            0,
+        )
+    }
+
+    /// One limb over `source_prime`, its centred value reduced into each of
+    /// `primes` (new words, one limb per prime).
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn broadcast_centered(
+        &self,
+        limb: &GpuWords,
+        source_prime: usize,
+        primes: &[usize],
+    ) -> Result<GpuWords, GpuError> {
+        let out = self.zeros(primes.len());
+        self.limbwise(
+            LimbwiseOp::BroadcastCentered,
+            &out,
+            primes,
+            Some(limb),
+            limb,
+            source_prime,
+        )?;
+        Ok(out)
     }
 }
 

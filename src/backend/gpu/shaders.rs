@@ -15,6 +15,8 @@ pub enum KernelFile {
     Basis,
     /// `shaders/keyswitch.wgsl`: the key-switching inner product.
     KeySwitch,
+    /// `shaders/limbwise.wgsl`: permutation, per-limb constants, broadcast.
+    Limbwise,
 }
 
 impl KernelFile {
@@ -33,6 +35,7 @@ impl KernelFile {
             KernelFile::Elementwise => "elementwise.wgsl",
             KernelFile::Basis => "basis.wgsl",
             KernelFile::KeySwitch => "keyswitch.wgsl",
+            KernelFile::Limbwise => "limbwise.wgsl",
         }
     }
 
@@ -42,6 +45,7 @@ impl KernelFile {
             KernelFile::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             KernelFile::Basis => include_str!("../../../shaders/basis.wgsl"),
             KernelFile::KeySwitch => include_str!("../../../shaders/keyswitch.wgsl"),
+            KernelFile::Limbwise => include_str!("../../../shaders/limbwise.wgsl"),
         }
     }
 

@@ -1,0 +1,373 @@
+//! The CKKS evaluator on the GPU: the same operations as [`super::Evaluator`],
+//! composed from the WGSL kernels of [`crate::backend::gpu`], with ciphertexts
+//! and evaluation keys resident on the device. Every result equals the CPU
+//! evaluator's word for word (`latent-he check`, `tests/gpu_eval.rs`).
+
+use super::ciphertext::Ciphertext;
+use super::encoder::Plaintext;
+use super::error::CkksError;
+use super::keys::{KeyId, PublicKeySet, SwitchingKey};
+use super::params::Params;
+use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords};
+use crate::ring::automorphism::{eval_permutation, rotation_galois_element};
+use crate::ring::{Eval, LimbLayout};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Errors of the GPU evaluator.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum GpuEvalError {
+    /// The operands were refused (same checks as the CPU evaluator).
+    #[error(transparent)]
+    Ckks(#[from] CkksError),
+    /// The device failed.
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+/// A ciphertext resident on the device.
+///
+/// Invariant: `c0`, `c1` have layout `Q_level`; `scale` and `key_id` as in
+/// [`Ciphertext`].
+pub struct GpuCiphertext {
+    c0: GpuPoly<Eval>,
+    c1: GpuPoly<Eval>,
+    scale: f64,
+    key_id: KeyId,
+}
+
+impl GpuCiphertext {
+    /// Current level.
+    pub fn level(&self) -> usize {
+        self.c0.layout().q - 1
+    }
+}
+
+/// A switching key's digits on the device, over `Q_L ++ P`.
+struct GpuSwitchingKey {
+    digits: Vec<(GpuPoly<Eval>, GpuPoly<Eval>)>,
+}
+
+/// The GPU evaluator: the ring's tables, the evaluation keys and the
+/// automorphism permutations, all resident.
+pub struct GpuEvaluator {
+    params: Arc<Params>,
+    ring: GpuRing,
+    key_id: KeyId,
+    relin: Option<GpuSwitchingKey>,
+    galois: BTreeMap<u64, (GpuSwitchingKey, GpuWords)>,
+}
+
+impl GpuEvaluator {
+    /// Uploads the ring tables and every evaluation key of `keys`.
+    ///
+    /// # Errors
+    /// [`GpuError`] from the device.
+    pub fn new(ctx: &Arc<GpuContext>, keys: &PublicKeySet) -> Result<Self, GpuEvalError> {
+        let params = keys.params.clone();
+        let ring = GpuRing::new(ctx, params.ring())?;
+        let upload = |key: &SwitchingKey| GpuSwitchingKey {
+            digits: key
+                .digits
+                .iter()
+                .map(|d| (ring.upload(&d.b), ring.upload(&d.a)))
+                .collect(),
+        };
+        let relin = keys.relin.as_ref().map(upload);
+        let n = params.n();
+        let galois = keys
+            .galois
+            .iter()
+            .map(|(&g, key)| (g, (upload(key), ring.upload_words(&eval_permutation(g, n)))))
+            .collect();
+        Ok(Self {
+            key_id: keys.id,
+            params,
+            ring,
+            relin,
+            galois,
+        })
+    }
+
+    /// The device ring (tables and kernels).
+    pub fn ring(&self) -> &GpuRing {
+        &self.ring
+    }
+
+    fn check_key(&self, id: KeyId) -> Result<(), CkksError> {
+        if id != self.key_id {
+            return Err(CkksError::KeyMismatch {
+                what: "ciphertext",
+                found: id.to_string(),
+                expected: self.key_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies a ciphertext to the device.
+    ///
+    /// # Errors
+    /// [`CkksError::KeyMismatch`] for a ciphertext of another key.
+    pub fn upload(&self, ct: &Ciphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        Ok(GpuCiphertext {
+            c0: self.ring.upload(&ct.c0),
+            c1: self.ring.upload(&ct.c1),
+            scale: ct.scale,
+            key_id: ct.key_id,
+        })
+    }
+
+    /// Copies a ciphertext back to the host.
+    ///
+    /// # Errors
+    /// [`GpuError`] from the device.
+    pub fn download(&self, ct: &GpuCiphertext) -> Result<Ciphertext, GpuEvalError> {
+        Ok(Ciphertext {
+            c0: self.ring.download(&ct.c0)?,
+            c1: self.ring.download(&ct.c1)?,
+            scale: ct.scale,
+            key_id: ct.key_id,
+        })
+    }
+
+    fn copy(&self, p: &GpuPoly<Eval>) -> GpuPoly<Eval> {
+        let words = self.ring.slice_limbs(&p.words(), 0, p.layout().len());
+        GpuPoly::from_words(words, p.layout(), self.ring.n())
+    }
+
+    fn check_pair(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<(), CkksError> {
+        self.check_key(a.key_id)?;
+        self.check_key(b.key_id)?;
+        if a.level() != b.level() {
+            return Err(CkksError::LevelMismatch {
+                left: a.level(),
+                right: b.level(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `a + b` (same checks as the CPU evaluator).
+    ///
+    /// # Errors
+    /// Key, level or scale mismatch; device errors.
+    pub fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_pair(a, b)?;
+        super::evaluator::check_scales(a.scale, b.scale)?;
+        let (c0, c1) = (self.copy(&a.c0), self.copy(&a.c1));
+        self.ring.add_assign(&c0, &b.c0)?;
+        self.ring.add_assign(&c1, &b.c1)?;
+        Ok(GpuCiphertext { c0, c1, ..*a })
+    }
+
+    /// `ct * pt` without rescaling.
+    ///
+    /// # Errors
+    /// Key or level mismatch; device errors.
+    pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        if ct.level() != pt.level {
+            return Err(CkksError::LevelMismatch {
+                left: ct.level(),
+                right: pt.level,
+            }
+            .into());
+        }
+        let p = self.ring.upload(&pt.poly);
+        let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
+        self.ring.mul_assign(&c0, &p)?;
+        self.ring.mul_assign(&c1, &p)?;
+        Ok(GpuCiphertext {
+            c0,
+            c1,
+            scale: ct.scale * pt.scale,
+            key_id: ct.key_id,
+        })
+    }
+
+    /// Exact rescale of one polynomial by its last prime.
+    fn rescale_poly(&self, x: &GpuPoly<Eval>) -> Result<GpuPoly<Eval>, GpuEvalError> {
+        let q = x.layout().q;
+        let last = q - 1;
+        let top = self.ring.slice_limbs(&x.words(), last, 1);
+        self.ring.ntt_words(&top, &[last], true)?;
+        let lower: Vec<usize> = (0..last).collect();
+        let t = self.ring.broadcast_centered(&top, last, &lower)?;
+        self.ring.ntt_words(&t, &lower, false)?;
+        let out = self.ring.slice_limbs(&x.words(), 0, last);
+        let ring = self.params.ring();
+        let q_last = ring.q(last).value();
+        let inverses: Vec<(u32, u32)> = lower
+            .iter()
+            .map(|&i| {
+                let m = ring.q(i);
+                let inv = m.inv(q_last % m.value());
+                (inv, m.shoup(inv))
+            })
+            .collect();
+        self.ring.sub_mul_scalar_assign(&out, &t, &lower, &inverses)?;
+        Ok(GpuPoly::from_words(out, LimbLayout::q_only(last), self.ring.n()))
+    }
+
+    /// Divides by the last prime and drops it.
+    ///
+    /// # Errors
+    /// [`CkksError::OutOfLevels`] at level 0; device errors.
+    pub fn rescale(&self, ct: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        let level = ct.level();
+        if level == 0 {
+            return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
+        }
+        Ok(GpuCiphertext {
+            c0: self.rescale_poly(&ct.c0)?,
+            c1: self.rescale_poly(&ct.c1)?,
+            scale: ct.scale / f64::from(self.params.ring().q(level).value()),
+            key_id: ct.key_id,
+        })
+    }
+
+    /// The ModUp digits of `c` (evaluation form, `Q_level`), each over
+    /// `Q_level ++ P`.
+    fn decompose(&self, c: &GpuPoly<Eval>) -> Result<Vec<GpuPoly<Eval>>, GpuEvalError> {
+        let params = &self.params;
+        let ring = params.ring();
+        let level = c.layout().q - 1;
+        let ext = params.extended_layout(level);
+        let all_q: Vec<usize> = (0..=level).collect();
+        let coeff = self.ring.slice_limbs(&c.words(), 0, level + 1);
+        self.ring.ntt_words(&coeff, &all_q, true)?;
+        params
+            .digits(level)
+            .into_iter()
+            .map(|range| {
+                let targets: Vec<usize> = (0..ext.len())
+                    .filter(|i| !range.contains(i))
+                    .map(|i| ring.global_index(ext, i))
+                    .collect();
+                let sources = self.ring.slice_limbs(&coeff, range.start, range.len());
+                let converted = self.ring.convert(params.mod_up(&range), &sources, &targets, true)?;
+                self.ring.ntt_words(&converted, &targets, false)?;
+                let digit = self.ring.zeros(ext.len());
+                self.ring.copy_limbs(&converted, 0, &digit, 0, range.start);
+                self.ring
+                    .copy_limbs(&c.words(), range.start, &digit, range.start, range.len());
+                self.ring
+                    .copy_limbs(&converted, range.start, &digit, range.end, ext.len() - range.end);
+                Ok(GpuPoly::from_words(digit, ext, self.ring.n()))
+            })
+            .collect()
+    }
+
+    /// `round(x / P)` over `Q_level`, for `x` over `Q_level ++ P`.
+    fn mod_down(&self, x: &GpuPoly<Eval>) -> Result<GpuPoly<Eval>, GpuEvalError> {
+        let ring = self.params.ring();
+        let layout = x.layout();
+        let special: Vec<usize> = (ring.q_count()..ring.global_count()).collect();
+        let lower: Vec<usize> = (0..layout.q).collect();
+        let p_part = self.ring.slice_limbs(&x.words(), layout.q, layout.p);
+        self.ring.ntt_words(&p_part, &special, true)?;
+        let mod_down = self.params.mod_down();
+        let converted = self.ring.convert(mod_down.converter(), &p_part, &lower, true)?;
+        self.ring.ntt_words(&converted, &lower, false)?;
+        let out = self.ring.slice_limbs(&x.words(), 0, layout.q);
+        self.ring
+            .sub_mul_scalar_assign(&out, &converted, &lower, &mod_down.p_inv_mod_q()[..layout.q])?;
+        Ok(GpuPoly::from_words(out, LimbLayout::q_only(layout.q), self.ring.n()))
+    }
+
+    /// `ModDown(sum_j digit_j * key_j)` for both key halves.
+    fn switch(
+        &self,
+        digits: &[GpuPoly<Eval>],
+        key: &GpuSwitchingKey,
+        perm: Option<&GpuWords>,
+    ) -> Result<(GpuPoly<Eval>, GpuPoly<Eval>), GpuEvalError> {
+        let ext = digits[0].layout();
+        let n = self.ring.n();
+        let acc_b = GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n);
+        let acc_a = GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n);
+        for (d, (kb, ka)) in digits.iter().zip(&key.digits) {
+            self.ring.inner_product(d, kb, ka, perm, &acc_b, &acc_a)?;
+        }
+        Ok((self.mod_down(&acc_b)?, self.mod_down(&acc_a)?))
+    }
+
+    /// `a * b` relinearized (not rescaled).
+    ///
+    /// # Errors
+    /// Key or level mismatch, [`CkksError::MissingRelinKey`]; device errors.
+    pub fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_pair(a, b)?;
+        let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        let d0 = self.copy(&a.c0);
+        self.ring.mul_assign(&d0, &b.c0)?;
+        let d1 = self.copy(&a.c0);
+        self.ring.mul_assign(&d1, &b.c1)?;
+        let cross = self.copy(&a.c1);
+        self.ring.mul_assign(&cross, &b.c0)?;
+        self.ring.add_assign(&d1, &cross)?;
+        let d2 = self.copy(&a.c1);
+        self.ring.mul_assign(&d2, &b.c1)?;
+        let (k0, k1) = self.switch(&self.decompose(&d2)?, key, None)?;
+        self.ring.add_assign(&d0, &k0)?;
+        self.ring.add_assign(&d1, &k1)?;
+        Ok(GpuCiphertext {
+            c0: d0,
+            c1: d1,
+            scale: a.scale * b.scale,
+            key_id: a.key_id,
+        })
+    }
+
+    /// Rotations by each of `steps`, sharing one decomposition of `c1`.
+    ///
+    /// # Errors
+    /// [`CkksError::MissingRotationKey`] (checked before any work); device errors.
+    pub fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        let n = self.params.n();
+        let keys = steps
+            .iter()
+            .map(|&s| {
+                let g = rotation_galois_element(s, n);
+                if g == 1 {
+                    return Ok(None);
+                }
+                self.galois
+                    .get(&g)
+                    .map(Some)
+                    .ok_or(CkksError::MissingRotationKey { steps: s })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let digits = if keys.iter().any(Option::is_some) {
+            self.decompose(&ct.c1)?
+        } else {
+            Vec::new()
+        };
+        keys.into_iter()
+            .map(|entry| match entry {
+                Some((key, perm)) => {
+                    let (c0, c1) = self.switch(&digits, key, Some(perm))?;
+                    self.ring.add_assign(&c0, &self.ring.permute(&ct.c0, perm)?)?;
+                    Ok(GpuCiphertext {
+                        c0,
+                        c1,
+                        scale: ct.scale,
+                        key_id: ct.key_id,
+                    })
+                }
+                None => Ok(GpuCiphertext {
+                    c0: self.copy(&ct.c0),
+                    c1: self.copy(&ct.c1),
+                    scale: ct.scale,
+                    key_id: ct.key_id,
+                }),
+            })
+            .collect()
+    }
+}
