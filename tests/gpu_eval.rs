@@ -67,3 +67,72 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
         same(&want, &gpu.download(&got[0]).unwrap(), "rotate at level 3");
     }
 }
+
+#[test]
+fn check_and_devices_commands_report_json() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_latent-he"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["devices", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let adapters = v["adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty(), "no adapter listed: the GPU tests cannot run");
+    for key in [
+        "name",
+        "backend",
+        "device_type",
+        "max_buffer_size",
+        "max_storage_buffer_binding_size",
+        "features",
+    ] {
+        assert!(!adapters[0][key].is_null(), "{key}");
+    }
+    let out = run(&["check", "--preset", "insecure-n12", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["all_equal"], true);
+    assert_eq!(v["preset"], "insecure-n12");
+    assert!(!v["adapter"]["name"].is_null());
+    let ops = v["ops"].as_array().unwrap();
+    assert!(ops.len() >= 9);
+    for op in ops {
+        assert_eq!(op["mismatched_words"], 0, "{op}");
+        assert!(op["cpu_ms"].as_f64().is_some() && op["gpu_ms"].as_f64().is_some());
+    }
+
+    let out = run(&[
+        "selftest",
+        "--preset",
+        "insecure-n12",
+        "--backend",
+        "gpu",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "gpu");
+    for op in v["ops"].as_array().unwrap() {
+        if op["name"] != "ntt_forward_all_limbs" {
+            assert!(op["precision_bits"].as_f64().unwrap() > 15.0, "{op}");
+        }
+    }
+    // Client-side steps do not pretend to run on the GPU.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "keygen",
+        "--preset",
+        "insecure-n12",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--backend",
+        "gpu",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CPU only"));
+}

@@ -345,7 +345,7 @@ impl Evaluator {
 }
 
 /// `round(c * scale)` as a signed integer.
-fn scaled_constant(c: f64, scale: f64) -> Result<i64, CkksError> {
+pub(crate) fn scaled_constant(c: f64, scale: f64) -> Result<i64, CkksError> {
     if !c.is_finite() {
         return Err(CkksError::NonFinite { index: 0, value: c });
     }

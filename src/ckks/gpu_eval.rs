@@ -164,19 +164,151 @@ impl GpuEvaluator {
         Ok(GpuCiphertext { c0, c1, ..*a })
     }
 
-    /// `ct * pt` without rescaling.
+    /// `a - b`.
     ///
     /// # Errors
-    /// Key or level mismatch; device errors.
-    pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+    /// Key, level or scale mismatch; device errors.
+    pub fn sub(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_pair(a, b)?;
+        super::evaluator::check_scales(a.scale, b.scale)?;
+        let (c0, c1) = (self.copy(&a.c0), self.copy(&a.c1));
+        self.ring.sub_assign(&c0, &b.c0)?;
+        self.ring.sub_assign(&c1, &b.c1)?;
+        Ok(GpuCiphertext { c0, c1, ..*a })
+    }
+
+    /// `-a`.
+    ///
+    /// # Errors
+    /// Key mismatch; device errors.
+    pub fn neg(&self, a: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(a.key_id)?;
+        let layout = a.c0.layout();
+        let n = self.ring.n();
+        let (c0, c1) = (
+            GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
+            GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
+        );
+        self.ring.sub_assign(&c0, &a.c0)?;
+        self.ring.sub_assign(&c1, &a.c1)?;
+        Ok(GpuCiphertext { c0, c1, ..*a })
+    }
+
+    /// `ct + pt` (same level and scale).
+    ///
+    /// # Errors
+    /// Key, level or scale mismatch; device errors.
+    pub fn add_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_plain(ct, pt)?;
+        super::evaluator::check_scales(ct.scale, pt.scale)?;
+        let c0 = self.copy(&ct.c0);
+        self.ring.add_assign(&c0, &self.ring.upload(&pt.poly))?;
+        Ok(GpuCiphertext {
+            c0,
+            c1: self.copy(&ct.c1),
+            ..*ct
+        })
+    }
+
+    /// `ct * c` for a real constant, scaled as [`super::Evaluator::mul_const_assign`]
+    /// (rescale afterwards to land on the next level's canonical scale).
+    ///
+    /// # Errors
+    /// Key mismatch, level 0, non-finite or overflowing constant; device errors.
+    pub fn mul_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        let level = ct.level();
+        if level == 0 {
+            return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
+        }
+        let scale = self.params.mul_plain_scale(level, ct.scale);
+        let scaled = super::evaluator::scaled_constant(c, scale)?;
+        let ring = self.params.ring();
+        let constants: Vec<(u32, u32)> = (0..=level)
+            .map(|i| {
+                let m = ring.q(i);
+                let v = m.reduce_i64(scaled);
+                (v, m.shoup(v))
+            })
+            .collect();
+        let primes: Vec<usize> = (0..=level).collect();
+        let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
+        self.ring.mul_scalar_assign(&c0.words(), &primes, &constants)?;
+        self.ring.mul_scalar_assign(&c1.words(), &primes, &constants)?;
+        Ok(GpuCiphertext {
+            c0,
+            c1,
+            scale: ct.scale * scale,
+            key_id: ct.key_id,
+        })
+    }
+
+    /// `ct + c` for a real constant at the ciphertext's scale.
+    ///
+    /// # Errors
+    /// Key mismatch, non-finite or overflowing constant; device errors.
+    pub fn add_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        let scaled = super::evaluator::scaled_constant(c, ct.scale)?;
+        let ring = self.params.ring();
+        let layout = ct.c0.layout();
+        // A constant polynomial evaluates to the constant at every point.
+        let mut constant = crate::ring::RnsPoly::<Eval>::zero(ring.n(), layout);
+        constant.map_limbs(ring, |m, _, limb| limb.fill(m.reduce_i64(scaled)));
+        let c0 = self.copy(&ct.c0);
+        self.ring.add_assign(&c0, &self.ring.upload(&constant))?;
+        Ok(GpuCiphertext {
+            c0,
+            c1: self.copy(&ct.c1),
+            ..*ct
+        })
+    }
+
+    /// Drops primes down to `level` (scale unchanged).
+    ///
+    /// # Errors
+    /// Key mismatch, [`CkksError::OutOfLevels`] above the ciphertext's level.
+    pub fn drop_level(&self, ct: &GpuCiphertext, level: usize) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        if level > ct.level() {
+            return Err(CkksError::OutOfLevels {
+                needed: level,
+                level: ct.level(),
+            }
+            .into());
+        }
+        let n = self.ring.n();
+        let keep = |p: &GpuPoly<Eval>| {
+            GpuPoly::from_words(
+                self.ring.slice_limbs(&p.words(), 0, level + 1),
+                LimbLayout::q_only(level + 1),
+                n,
+            )
+        };
+        Ok(GpuCiphertext {
+            c0: keep(&ct.c0),
+            c1: keep(&ct.c1),
+            ..*ct
+        })
+    }
+
+    fn check_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<(), CkksError> {
         self.check_key(ct.key_id)?;
         if ct.level() != pt.level {
             return Err(CkksError::LevelMismatch {
                 left: ct.level(),
                 right: pt.level,
-            }
-            .into());
+            });
         }
+        Ok(())
+    }
+
+    /// `ct * pt` without rescaling.
+    ///
+    /// # Errors
+    /// Key or level mismatch; device errors.
+    pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_plain(ct, pt)?;
         let p = self.ring.upload(&pt.poly);
         let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
         self.ring.mul_assign(&c0, &p)?;

@@ -1,6 +1,7 @@
 //! RNS-CKKS: parameters, encoder, keys, encryption, the evaluator with hybrid
 //! key switching, and the versioned file formats.
 
+pub mod backend;
 pub mod ciphertext;
 pub mod encoder;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod keyswitch;
 pub mod params;
 pub mod serialize;
 
+pub use backend::EvalBackend;
 pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
 pub use encoder::{decode, encode, Plaintext};
 pub use error::CkksError;

@@ -31,7 +31,7 @@ pub struct KeygenArgs {
     /// Slot rotations that get a Galois key, e.g. 1,2,-3.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     rotations: Vec<i64>,
-    /// Backend that runs the arithmetic.
+    /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
     /// Print one JSON object.
@@ -53,12 +53,22 @@ pub struct CryptArgs {
     /// shape recorded at encryption.
     #[arg(long)]
     out: PathBuf,
-    /// Backend that runs the arithmetic.
+    /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// Refuses `--backend gpu` for the client-side steps that run only on the CPU.
+fn cpu_only(backend: BackendChoice, command: &str) -> Result<(), CliError> {
+    match backend {
+        BackendChoice::Cpu => Ok(()),
+        BackendChoice::Gpu => Err(CliError::Usage(format!(
+            "`{command}` runs on the CPU only so far; pass --backend cpu (the GPU evaluates: selftest, check)"
+        ))),
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -74,6 +84,7 @@ fn file_size(path: &Path) -> u64 {
 
 /// Runs `keygen`.
 pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
+    cpu_only(args.backend, "keygen")?;
     let params = args.source.resolve()?;
     std::fs::create_dir_all(&args.out).map_err(io_error(&args.out))?;
     let start = Instant::now();
@@ -133,6 +144,7 @@ pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
 
 /// Runs `encrypt`.
 pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
+    cpu_only(args.backend, "encrypt")?;
     let keys = load_public_keys(&args.keys.join(PUBLIC_KEY_FILE))?;
     let (shape, values) = read_npy_f64(&args.input)?;
     if values.is_empty() {
@@ -188,6 +200,7 @@ pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, C
 
 /// Runs `decrypt`.
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
+    cpu_only(args.backend, "decrypt")?;
     let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();

@@ -1,6 +1,7 @@
 //! `latent-he` subcommands (clap). Each command with `--json` prints exactly
 //! one JSON object on stdout; human-readable notes go to stderr.
 
+mod check;
 mod crypt;
 mod devices;
 mod metrics;
@@ -20,6 +21,12 @@ pub enum CliError {
     /// A CKKS refusal (parameters, levels, keys, values).
     #[error(transparent)]
     Ckks(#[from] CkksError),
+    /// The GPU could not be used or failed.
+    #[error(transparent)]
+    Gpu(#[from] crate::backend::gpu::GpuError),
+    /// A GPU evaluator refusal or failure.
+    #[error(transparent)]
+    GpuEval(#[from] crate::ckks::gpu_eval::GpuEvalError),
     /// A key or ciphertext file that cannot be used.
     #[error(transparent)]
     File(#[from] FileError),
@@ -39,6 +46,9 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
+    /// `check` found words that differ between the backends (exit status 1).
+    #[error("the GPU and CPU results differ")]
+    ChecksFailed,
     /// A combination of flags that makes no sense.
     #[error("{0}")]
     Usage(String),
@@ -49,6 +59,8 @@ pub enum CliError {
 pub enum BackendChoice {
     /// The CPU reference (rayon across limbs; RAYON_NUM_THREADS sets threads).
     Cpu,
+    /// WGSL kernels through wgpu (Vulkan, Metal, DX12).
+    Gpu,
 }
 
 #[derive(Parser)]
@@ -68,6 +80,8 @@ enum Command {
     Params(params::ParamsArgs),
     /// List the GPU adapters wgpu can see, best first.
     Devices(devices::DevicesArgs),
+    /// Run every operation on the CPU and the GPU on the same inputs and compare the words.
+    Check(check::CheckArgs),
     /// Generate a secret key and the public key set (public, relinearization, Galois keys).
     Keygen(crypt::KeygenArgs),
     /// Encrypt a float32/float64 .npy array with the public key.
@@ -86,6 +100,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Params(args) => params::run(&args),
         Command::Devices(args) => devices::run(&args),
+        Command::Check(args) => check::run(&args),
         Command::Keygen(args) => crypt::keygen(&args),
         Command::Encrypt(args) => crypt::encrypt(&args),
         Command::Decrypt(args) => crypt::decrypt(&args),
@@ -94,6 +109,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::ChecksFailed) => {
+            eprintln!("error: {}", CliError::ChecksFailed);
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -4,7 +4,11 @@
 
 use super::params::ParamsSource;
 use super::{print_json, BackendChoice, CliError};
-use crate::ckks::{decrypt, encode, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::backend::gpu::GpuContext;
+use crate::ckks::gpu_eval::GpuEvaluator;
+use crate::ckks::{
+    decrypt, encode, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey,
+};
 use crate::ring::sampler::Sampler;
 use clap::Args;
 use rand::{Rng, SeedableRng};
@@ -22,9 +26,12 @@ const KERNEL_ROW: i64 = 32;
 pub struct SelftestArgs {
     #[command(flatten)]
     source: ParamsSource,
-    /// Backend that runs the arithmetic.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendChoice,
+    /// Backend for the evaluation operations (default: gpu when an adapter exists).
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
     /// Timed runs per operation (the median is reported).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
@@ -77,9 +84,11 @@ fn rotate_left(v: &[f64], steps: i64) -> Vec<f64> {
     (0..n).map(|i| v[(i + steps).rem_euclid(n) as usize]).collect()
 }
 
-/// Runs `selftest`.
+/// Runs `selftest`: encryption and decryption (the client's side) on the CPU,
+/// the evaluation operations on the chosen backend.
 pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     let params = args.source.resolve()?;
+    let backend = Chosen::resolve(args.backend, args.adapter.as_deref())?;
     let repeats = args.repeats;
     let kernel: Vec<i64> = (-1..=1)
         .flat_map(|dy| (-1..=1).map(move |dx| dy * KERNEL_ROW + dx))
@@ -88,83 +97,189 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
     let keygen_ms = keygen_start.elapsed().as_secs_f64() * 1e3;
-    let eval = Evaluator::new(keys.clone());
     let mut rng = ChaCha20Rng::from_entropy();
     let mut random = || -> Vec<f64> { (0..params.slots()).map(|_| rng.gen_range(-1.0..1.0)).collect() };
-    let (x, y, w) = (random(), random(), random());
-    let mut report = Report { rows: Vec::new() };
-    let check = |ct: &Ciphertext, want: &[f64]| -> Result<(f64, f64), CliError> {
-        Ok(precision_bits(&decrypt(&sk, ct)?, want))
+    let inputs = Inputs {
+        x: random(),
+        y: random(),
+        w: random(),
     };
-
-    let (cx, ms) = timed(repeats, || Ok(encrypt_values(&keys, &x)?))?;
-    report.push("encrypt", Some(check(&cx, &x)?), ms);
-    let cy = encrypt_values(&keys, &y)?;
-
+    let mut report = Report { rows: Vec::new() };
+    let (cx, ms) = timed(repeats, || Ok(encrypt_values(&keys, &inputs.x)?))?;
+    report.push("encrypt", Some(precision_bits(&decrypt(&sk, &cx)?, &inputs.x)), ms);
+    let cy = encrypt_values(&keys, &inputs.y)?;
     let (plain, ms) = timed(repeats, || Ok(decrypt(&sk, &cx)?))?;
-    report.push("decrypt", Some(precision_bits(&plain, &x)), ms);
-
-    let (sum, ms) = timed(repeats, || Ok(eval.add(&cx, &cy)?))?;
-    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
-    report.push("add", Some(check(&sum, &want)?), ms);
-
-    let level = cx.level();
-    let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale()))?;
-    let (prod, ms) = timed(repeats, || {
-        let mut c = eval.mul_plain(&cx, &pw)?;
-        eval.rescale_assign(&mut c)?;
-        Ok(c)
-    })?;
-    let want: Vec<f64> = x.iter().zip(&w).map(|(a, b)| a * b).collect();
-    report.push("mul_plain_rescale", Some(check(&prod, &want)?), ms);
-
-    let (prod, ms) = timed(repeats, || {
-        let mut c = eval.mul_relin(&cx, &cy)?;
-        eval.rescale_assign(&mut c)?;
-        Ok(c)
-    })?;
-    let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
-    report.push("mul_relin_rescale", Some(check(&prod, &want)?), ms);
-
-    let (rot, ms) = timed(repeats, || Ok(eval.rotate(&cx, 1)?))?;
-    report.push("rotate", Some(check(&rot, &rotate_left(&x, 1))?), ms);
-
-    let (rots, ms) = timed(repeats, || Ok(eval.rotate_hoisted(&cx, &kernel)?))?;
-    let mut worst = (f64::INFINITY, f64::INFINITY);
-    for (ct, &s) in rots.iter().zip(&kernel) {
-        let p = check(ct, &rotate_left(&x, s))?;
-        worst = (worst.0.min(p.0), worst.1.min(p.1));
-    }
-    report.push("hoisted_rotate_9", Some(worst), ms);
-
-    let squared = eval.mul_relin(&cx, &cx)?;
-    let (rescaled, ms) = timed(repeats, || Ok(eval.rescale(&squared)?))?;
-    let want: Vec<f64> = x.iter().map(|a| a * a).collect();
-    report.push("rescale", Some(check(&rescaled, &want)?), ms);
-
+    report.push("decrypt", Some(precision_bits(&plain, &inputs.x)), ms);
+    let run = Run {
+        params: &params,
+        sk: &sk,
+        inputs: &inputs,
+        kernel: &kernel,
+        repeats,
+        cx: &cx,
+        cy: &cy,
+    };
     let ring = params.ring();
-    let poly = Sampler::from_os().uniform(ring, params.layout(params.max_level()));
-    let coeff = poly.into_coeff(ring);
-    let (_, ms) = timed(repeats, || Ok(coeff.clone().into_eval(ring)))?;
-    report.push("ntt_forward_all_limbs", None, ms);
-
-    emit(args, &params, keygen_ms, report)
+    let poly = Sampler::from_os()
+        .uniform(ring, params.layout(params.max_level()))
+        .into_coeff(ring);
+    match &backend {
+        Chosen::Cpu => {
+            run.evaluate(&Evaluator::new(keys.clone()), &mut report)?;
+            let (_, ms) = timed(repeats, || Ok(poly.clone().into_eval(ring)))?;
+            report.push("ntt_forward_all_limbs", None, ms);
+        }
+        Chosen::Gpu(ctx) => {
+            let gpu = GpuEvaluator::new(ctx, &keys)?;
+            run.evaluate(&gpu, &mut report)?;
+            let mut times = Vec::new();
+            for _ in 0..=repeats.max(1) {
+                let device = gpu.ring().upload(&poly);
+                gpu.ring().sync()?;
+                let start = Instant::now();
+                gpu.ring().into_eval(device)?;
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            report.push("ntt_forward_all_limbs", None, median(&mut times[1..]));
+        }
+    }
+    emit(args, &params, &backend, keygen_ms, report)
 }
 
-fn emit(args: &SelftestArgs, params: &Params, keygen_ms: f64, report: Report) -> Result<(), CliError> {
+/// The backend a run uses.
+enum Chosen {
+    Cpu,
+    Gpu(Arc<GpuContext>),
+}
+
+impl Chosen {
+    /// `--backend` as given; without it, the GPU when an adapter exists, else
+    /// the CPU with a one-line note.
+    fn resolve(choice: Option<BackendChoice>, adapter: Option<&str>) -> Result<Self, CliError> {
+        match choice {
+            Some(BackendChoice::Cpu) => Ok(Chosen::Cpu),
+            Some(BackendChoice::Gpu) => Ok(Chosen::Gpu(GpuContext::new(adapter)?)),
+            None => match GpuContext::new(adapter) {
+                Ok(ctx) => Ok(Chosen::Gpu(ctx)),
+                Err(e) => {
+                    eprintln!("note: {e}; using the CPU backend");
+                    Ok(Chosen::Cpu)
+                }
+            },
+        }
+    }
+
+    fn describe(&self) -> (String, Option<String>) {
+        match self {
+            Chosen::Cpu => ("cpu".into(), None),
+            Chosen::Gpu(ctx) => ("gpu".into(), Some(ctx.adapter().name.clone())),
+        }
+    }
+}
+
+struct Inputs {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    w: Vec<f64>,
+}
+
+/// One self-test run's fixed inputs.
+struct Run<'a> {
+    params: &'a Params,
+    sk: &'a SecretKey,
+    inputs: &'a Inputs,
+    kernel: &'a [i64],
+    repeats: usize,
+    cx: &'a Ciphertext,
+    cy: &'a Ciphertext,
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+impl Run<'_> {
+    /// Times each evaluation operation on `backend` (resident operands,
+    /// result left on the backend) and checks the decrypted result.
+    fn evaluate<B: EvalBackend>(&self, backend: &B, report: &mut Report) -> Result<(), CliError>
+    where
+        CliError: From<B::Error>,
+    {
+        let Inputs { x, y, w } = self.inputs;
+        let params = self.params;
+        let check = |ct: &B::Ct, want: &[f64]| -> Result<(f64, f64), CliError> {
+            Ok(precision_bits(&decrypt(self.sk, &backend.download(ct)?)?, want))
+        };
+        let time = |f: &dyn Fn() -> Result<B::Ct, B::Error>| -> Result<(B::Ct, f64), CliError> {
+            timed(self.repeats, || {
+                let out = f()?;
+                backend.sync()?;
+                Ok(out)
+            })
+        };
+        let (cx, cy) = (backend.upload(self.cx)?, backend.upload(self.cy)?);
+
+        let (sum, ms) = time(&|| backend.add(&cx, &cy))?;
+        let want: Vec<f64> = x.iter().zip(y).map(|(a, b)| a + b).collect();
+        report.push("add", Some(check(&sum, &want)?), ms);
+
+        let level = self.cx.level();
+        let pw = encode(params, w, level, params.mul_plain_scale(level, self.cx.scale()))?;
+        let (prod, ms) = time(&|| backend.rescale(&backend.mul_plain(&cx, &pw)?))?;
+        let want: Vec<f64> = x.iter().zip(w).map(|(a, b)| a * b).collect();
+        report.push("mul_plain_rescale", Some(check(&prod, &want)?), ms);
+
+        let (prod, ms) = time(&|| backend.rescale(&backend.mul_relin(&cx, &cy)?))?;
+        let want: Vec<f64> = x.iter().zip(y).map(|(a, b)| a * b).collect();
+        report.push("mul_relin_rescale", Some(check(&prod, &want)?), ms);
+
+        let (rot, ms) = time(&|| Ok(backend.rotate_hoisted(&cx, &[1])?.remove(0)))?;
+        report.push("rotate", Some(check(&rot, &rotate_left(x, 1))?), ms);
+
+        let (rots, ms) = timed(self.repeats, || {
+            let out = backend.rotate_hoisted(&cx, self.kernel)?;
+            backend.sync()?;
+            Ok(out)
+        })?;
+        let mut worst = (f64::INFINITY, f64::INFINITY);
+        for (ct, &s) in rots.iter().zip(self.kernel) {
+            let p = check(ct, &rotate_left(x, s))?;
+            worst = (worst.0.min(p.0), worst.1.min(p.1));
+        }
+        report.push("hoisted_rotate_9", Some(worst), ms);
+
+        let squared = backend.mul_relin(&cx, &cx)?;
+        let (rescaled, ms) = time(&|| backend.rescale(&squared))?;
+        let want: Vec<f64> = x.iter().map(|a| a * a).collect();
+        report.push("rescale", Some(check(&rescaled, &want)?), ms);
+        Ok(())
+    }
+}
+
+fn emit(
+    args: &SelftestArgs,
+    params: &Params,
+    backend: &Chosen,
+    keygen_ms: f64,
+    report: Report,
+) -> Result<(), CliError> {
     let threads = rayon::current_num_threads();
+    let (backend_name, adapter) = backend.describe();
     if args.json {
         print_json(&json!({
             "preset": params.name(),
-            "backend": "cpu",
+            "backend": backend_name,
+            "adapter": adapter,
             "threads": threads,
             "keygen_ms": (keygen_ms * 10.0).round() / 10.0,
             "ops": report.rows,
         }));
     } else {
         println!(
-            "{} on cpu ({threads} threads), key generation {keygen_ms:.0} ms",
-            params.name().unwrap_or("literal")
+            "{} on {backend_name}{} ({threads} CPU threads), key generation {keygen_ms:.0} ms; encrypt and decrypt run on the CPU",
+            params.name().unwrap_or("literal"),
+            adapter.map(|a| format!(" ({a})")).unwrap_or_default()
         );
         println!("{:<24}{:>12}{:>12}{:>12}", "op", "bits(mean)", "bits(min)", "median ms");
         for row in &report.rows {

@@ -722,6 +722,14 @@ impl GpuRing {
         self.n
     }
 
+    /// Waits for all submitted work.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn sync(&self) -> Result<(), GpuError> {
+        self.ctx.finish()
+    }
+
     /// Fresh zeroed device words for `limbs` limbs.
     pub fn zeros(&self, limbs: usize) -> GpuWords {
         GpuWords {

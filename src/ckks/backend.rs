@@ -1,0 +1,103 @@
+//! The evaluation operations both backends provide, so that code driving
+//! them (the self-test, the GPU/CPU check, the inference executor) is written
+//! once. [`super::Evaluator`] is the CPU reference; [`super::gpu_eval::GpuEvaluator`]
+//! keeps ciphertexts on the device and must return the same words.
+
+use super::ciphertext::Ciphertext;
+use super::encoder::Plaintext;
+use super::error::CkksError;
+use super::evaluator::Evaluator;
+use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator};
+
+/// A CKKS evaluator on some device.
+pub trait EvalBackend {
+    /// A ciphertext where this backend keeps it.
+    type Ct;
+    /// What an operation can fail with.
+    type Error: std::error::Error + From<CkksError>;
+
+    /// `"cpu"` or `"gpu"`.
+    fn name(&self) -> &'static str;
+    /// Moves a host ciphertext to the backend.
+    fn upload(&self, ct: &Ciphertext) -> Result<Self::Ct, Self::Error>;
+    /// Brings a ciphertext back to the host.
+    fn download(&self, ct: &Self::Ct) -> Result<Ciphertext, Self::Error>;
+    /// `a + b`.
+    fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// `ct * pt`, not rescaled.
+    fn mul_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
+    /// `a * b` relinearized, not rescaled.
+    fn mul_relin(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// Division by the last prime.
+    fn rescale(&self, ct: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// Rotations sharing one decomposition.
+    fn rotate_hoisted(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>, Self::Error>;
+    /// Waits until submitted work is done (timing boundaries).
+    fn sync(&self) -> Result<(), Self::Error>;
+}
+
+impl EvalBackend for Evaluator {
+    type Ct = Ciphertext;
+    type Error = CkksError;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn upload(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Ok(ct.clone())
+    }
+    fn download(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Ok(ct.clone())
+    }
+    fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::add(self, a, b)
+    }
+    fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        Evaluator::mul_plain(self, ct, pt)
+    }
+    fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::mul_relin(self, a, b)
+    }
+    fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::rescale(self, ct)
+    }
+    fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>, CkksError> {
+        Evaluator::rotate_hoisted(self, ct, steps)
+    }
+    fn sync(&self) -> Result<(), CkksError> {
+        Ok(())
+    }
+}
+
+impl EvalBackend for GpuEvaluator {
+    type Ct = GpuCiphertext;
+    type Error = GpuEvalError;
+
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+    fn upload(&self, ct: &Ciphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::upload(self, ct)
+    }
+    fn download(&self, ct: &GpuCiphertext) -> Result<Ciphertext, GpuEvalError> {
+        GpuEvaluator::download(self, ct)
+    }
+    fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::add(self, a, b)
+    }
+    fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::mul_plain(self, ct, pt)
+    }
+    fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::mul_relin(self, a, b)
+    }
+    fn rescale(&self, ct: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::rescale(self, ct)
+    }
+    fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
+        GpuEvaluator::rotate_hoisted(self, ct, steps)
+    }
+    fn sync(&self) -> Result<(), GpuEvalError> {
+        Ok(self.ring().sync()?)
+    }
+}

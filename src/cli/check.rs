@@ -1,0 +1,160 @@
+//! `latent-he check`: the same random inputs through every operation on the
+//! CPU and the GPU backend, compared word for word.
+
+use super::params::ParamsSource;
+use super::{print_json, CliError};
+use crate::backend::gpu::GpuContext;
+use crate::ckks::gpu_eval::{GpuCiphertext, GpuEvaluator};
+use crate::ckks::{encode, encrypt_values, Ciphertext, Evaluator, PublicKeySet, SecretKey};
+use crate::ring::sampler::Sampler;
+use crate::ring::{Coeff, Eval, RnsPoly};
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The 3x3 kernel offsets on a 32-wide row-major latent.
+const KERNEL: [i64; 9] = [-33, -32, -31, -1, 0, 1, 31, 32, 33];
+
+/// Arguments of `check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    source: ParamsSource,
+    /// Use the adapter whose name contains this (else $LATENT_HE_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Words that differ between two word slices of equal length (all of them
+/// when the lengths differ).
+fn mismatched(a: &[u32], b: &[u32]) -> usize {
+    if a.len() != b.len() {
+        return a.len().max(b.len());
+    }
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
+fn ct_mismatch(a: &Ciphertext, b: &Ciphertext) -> usize {
+    let ((a0, a1), (b0, b1)) = (a.parts(), b.parts());
+    let scale = usize::from(a.scale() != b.scale());
+    mismatched(a0.words(), b0.words()) + mismatched(a1.words(), b1.words()) + scale
+}
+
+fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(T, f64), E> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Runs `check`; fails with [`CliError::ChecksFailed`] when any word differs.
+pub fn run(args: &CheckArgs) -> Result<(), CliError> {
+    let params = args.source.resolve()?;
+    let ctx = GpuContext::new(args.adapter.as_deref())?;
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &KERNEL));
+    let cpu = Evaluator::new(keys.clone());
+    let gpu = GpuEvaluator::new(&ctx, &keys)?;
+    let mut rng = ChaCha20Rng::from_entropy();
+    let mut random = || -> Vec<f64> { (0..params.slots()).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let (x, y, w) = (random(), random(), random());
+    let (cx, cy) = (encrypt_values(&keys, &x)?, encrypt_values(&keys, &y)?);
+    let (gx, gy) = (gpu.upload(&cx)?, gpu.upload(&cy)?);
+    let mut rows = Vec::new();
+    let mut push = |name: &str, mismatched_words: usize, cpu_ms: f64, gpu_ms: f64| {
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        rows.push(json!({"name": name, "mismatched_words": mismatched_words, "cpu_ms": round(cpu_ms), "gpu_ms": round(gpu_ms)}));
+    };
+    let download = |g: &GpuCiphertext| gpu.download(g);
+
+    // NTT over every limb of Q_L ++ P.
+    let ring = params.ring();
+    let poly: RnsPoly<Coeff> = Sampler::from_os().uniform(ring, ring.full_layout()).into_coeff(ring);
+    let (want, cpu_ms) = timed(|| Ok::<_, CliError>(poly.clone().into_eval(ring)))?;
+    let device = gpu.ring().upload(&poly);
+    let (got, gpu_ms) = timed(|| gpu.ring().into_eval(device))?;
+    let got: RnsPoly<Eval> = gpu.ring().download(&got)?;
+    push("ntt_forward", mismatched(want.words(), got.words()), cpu_ms, gpu_ms);
+    let (back, cpu_ms) = timed(|| Ok::<_, CliError>(want.clone().into_coeff(ring)))?;
+    let device = gpu.ring().upload(&want);
+    let (got, gpu_ms) = timed(|| gpu.ring().into_coeff(device))?;
+    push(
+        "ntt_inverse",
+        mismatched(back.words(), gpu.ring().download(&got)?.words()),
+        cpu_ms,
+        gpu_ms,
+    );
+
+    let (want, cpu_ms) = timed(|| cpu.add(&cx, &cy))?;
+    let (got, gpu_ms) = timed(|| gpu.add(&gx, &gy))?;
+    push("add", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
+    let (want, cpu_ms) = timed(|| cpu.sub(&cx, &cy))?;
+    let (got, gpu_ms) = timed(|| gpu.sub(&gx, &gy))?;
+    push("sub", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
+    let level = cx.level();
+    let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale()))?;
+    let (want, cpu_ms) = timed(|| cpu.mul_plain(&cx, &pw))?;
+    let (got, gpu_ms) = timed(|| gpu.mul_plain(&gx, &pw))?;
+    push("mul_plain", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
+    let (want, cpu_ms) = timed(|| cpu.rescale(&want))?;
+    let (got, gpu_ms) = timed(|| gpu.rescale(&got))?;
+    push("rescale", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
+    let (want, cpu_ms) = timed(|| cpu.mul_relin(&cx, &cy))?;
+    let (got, gpu_ms) = timed(|| gpu.mul_relin(&gx, &gy))?;
+    push("mul_relin", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
+    let (want, cpu_ms) = timed(|| cpu.rotate(&cx, 1))?;
+    let (got, gpu_ms) = timed(|| gpu.rotate_hoisted(&gx, &[1]))?;
+    push("rotate", ct_mismatch(&want, &download(&got[0])?), cpu_ms, gpu_ms);
+
+    let (want, cpu_ms) = timed(|| cpu.rotate_hoisted(&cx, &KERNEL))?;
+    let (got, gpu_ms) = timed(|| gpu.rotate_hoisted(&gx, &KERNEL))?;
+    let mut differ = 0;
+    for (w, g) in want.iter().zip(&got) {
+        differ += ct_mismatch(w, &download(g)?);
+    }
+    push("hoisted_rotate_9", differ, cpu_ms, gpu_ms);
+
+    let all_equal = rows.iter().all(|r| r["mismatched_words"] == 0);
+    let adapter = ctx.adapter();
+    if args.json {
+        print_json(&json!({
+            "preset": params.name(),
+            "adapter": {"name": adapter.name, "backend": adapter.backend, "device_type": adapter.device_type},
+            "ops": rows,
+            "all_equal": all_equal,
+        }));
+    } else {
+        println!(
+            "{} on {} ({}, {})",
+            params.name().unwrap_or("literal"),
+            adapter.name,
+            adapter.backend,
+            adapter.device_type
+        );
+        for r in &rows {
+            println!(
+                "{:<20} mismatched words {:>8}   cpu {:>10.3} ms   gpu {:>10.3} ms",
+                r["name"].as_str().unwrap_or(""),
+                r["mismatched_words"],
+                r["cpu_ms"].as_f64().unwrap_or(0.0),
+                r["gpu_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!("all equal: {all_equal}");
+    }
+    if all_equal {
+        Ok(())
+    } else {
+        Err(CliError::ChecksFailed)
+    }
+}
