@@ -4,12 +4,14 @@
 //! [`math`] (modular arithmetic, NTT, embedding) -> [`ring`] (RNS polynomials)
 //! -> [`ckks`] (the scheme) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
+//! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too.
 
 pub mod backend;
 pub mod ckks;
 pub mod cli;
 pub mod data;
 pub mod math;
+pub mod nn;
 pub mod ring;
 
 /// Large polynomial buffers are allocated and freed constantly; glibc's malloc

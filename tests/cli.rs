@@ -6,37 +6,10 @@ use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latent-he"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    assert_eq!(
-        stdout.trim().lines().count(),
-        1,
-        "one JSON object on one line: {stdout}"
-    );
-    serde_json::from_str(&stdout).unwrap()
-}
-
-fn refused(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
-    stderr
-}
+mod common;
+use common::{json, latent_he as run, refused};
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()

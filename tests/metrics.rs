@@ -8,7 +8,10 @@ use latent_he::data::parse_csv_table;
 use ndarray::{array, Array2};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{latent_he as run, refused};
 
 const TOLERANCE: f64 = 1e-9;
 /// Cases written by make_fixtures.py; a missing one fails the test.
@@ -33,26 +36,6 @@ fn fixture_dir(case: &str) -> PathBuf {
 fn expected(case: &str) -> Value {
     let text = std::fs::read_to_string(fixture_dir(case).join("expected.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latent-he"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-/// The one-line stderr of a refused command (exit status 2).
-fn refused(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
-    stderr
 }
 
 /// The library's result in the command's JSON layout (independent of the

@@ -52,6 +52,15 @@ fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(T, f64), E> {
     Ok((out, start.elapsed().as_secs_f64() * 1e3))
 }
 
+/// Times a GPU operation to its completion (kernels are queued, not awaited).
+fn timed_gpu<T>(gpu: &GpuEvaluator, f: impl FnOnce() -> Result<T, CliError>) -> Result<(T, f64), CliError> {
+    timed(|| {
+        let out = f()?;
+        gpu.ring().sync()?;
+        Ok(out)
+    })
+}
+
 /// Runs `check`; fails with [`CliError::ChecksFailed`] when any word differs.
 pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     let params = args.source.resolve()?;
@@ -77,12 +86,12 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     let poly: RnsPoly<Coeff> = Sampler::from_os().uniform(ring, ring.full_layout()).into_coeff(ring);
     let (want, cpu_ms) = timed(|| Ok::<_, CliError>(poly.clone().into_eval(ring)))?;
     let device = gpu.ring().upload(&poly);
-    let (got, gpu_ms) = timed(|| gpu.ring().into_eval(device))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.ring().into_eval(device)?))?;
     let got: RnsPoly<Eval> = gpu.ring().download(&got)?;
     push("ntt_forward", mismatched(want.words(), got.words()), cpu_ms, gpu_ms);
     let (back, cpu_ms) = timed(|| Ok::<_, CliError>(want.clone().into_coeff(ring)))?;
     let device = gpu.ring().upload(&want);
-    let (got, gpu_ms) = timed(|| gpu.ring().into_coeff(device))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.ring().into_coeff(device)?))?;
     push(
         "ntt_inverse",
         mismatched(back.words(), gpu.ring().download(&got)?.words()),
@@ -91,33 +100,33 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     );
 
     let (want, cpu_ms) = timed(|| cpu.add(&cx, &cy))?;
-    let (got, gpu_ms) = timed(|| gpu.add(&gx, &gy))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.add(&gx, &gy)?))?;
     push("add", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.sub(&cx, &cy))?;
-    let (got, gpu_ms) = timed(|| gpu.sub(&gx, &gy))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.sub(&gx, &gy)?))?;
     push("sub", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let level = cx.level();
     let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale()))?;
     let (want, cpu_ms) = timed(|| cpu.mul_plain(&cx, &pw))?;
-    let (got, gpu_ms) = timed(|| gpu.mul_plain(&gx, &pw))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.mul_plain(&gx, &pw)?))?;
     push("mul_plain", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.rescale(&want))?;
-    let (got, gpu_ms) = timed(|| gpu.rescale(&got))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rescale(&got)?))?;
     push("rescale", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.mul_relin(&cx, &cy))?;
-    let (got, gpu_ms) = timed(|| gpu.mul_relin(&gx, &gy))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.mul_relin(&gx, &gy)?))?;
     push("mul_relin", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.rotate(&cx, 1))?;
-    let (got, gpu_ms) = timed(|| gpu.rotate_hoisted(&gx, &[1]))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &[1])?))?;
     push("rotate", ct_mismatch(&want, &download(&got[0])?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.rotate_hoisted(&cx, &KERNEL))?;
-    let (got, gpu_ms) = timed(|| gpu.rotate_hoisted(&gx, &KERNEL))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &KERNEL)?))?;
     let mut differ = 0;
     for (w, g) in want.iter().zip(&got) {
         differ += ct_mismatch(w, &download(g)?);

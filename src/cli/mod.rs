@@ -6,6 +6,7 @@ mod crypt;
 mod devices;
 mod metrics;
 mod params;
+mod predict;
 mod selftest;
 
 use crate::ckks::serialize::FileError;
@@ -92,6 +93,8 @@ enum Command {
     Selftest(selftest::SelftestArgs),
     /// AUROC and F1 (micro, macro, weighted, per class) of multi-label scores against 0/1 labels, from two CSVs.
     Metrics(metrics::MetricsArgs),
+    /// Plaintext inference of a classifier (safetensors) on latents (.npy): logits and sigmoid probabilities.
+    Predict(predict::PredictArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Decrypt(args) => crypt::decrypt(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Metrics(args) => metrics::run(&args),
+        Command::Predict(args) => predict::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -138,6 +138,7 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
                 gpu.ring().sync()?;
                 let start = Instant::now();
                 gpu.ring().into_eval(device)?;
+                gpu.ring().sync()?;
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
             report.push("ntt_forward_all_limbs", None, median(&mut times[1..]));

@@ -1,6 +1,10 @@
 //! Device-resident RNS polynomials and the kernels that act on them: NTT
 //! passes and element-wise arithmetic, batched over all limbs of a polynomial
 //! in one dispatch per pass.
+//!
+//! Kernels are queued without waiting: the queue runs them in submission
+//! order, and an error wgpu reports surfaces at the next [`GpuRing::sync`] or
+//! download (both wait for the device).
 
 use super::device::{GpuContext, GpuError};
 use super::shaders::KernelFile;
@@ -417,7 +421,7 @@ impl GpuRing {
             }
         }
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx.finish()
+        Ok(())
     }
 
     /// Forward NTT of every limb, in place on the device.
@@ -477,7 +481,7 @@ impl GpuRing {
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         }
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx.finish()
+        Ok(())
     }
 
     /// `a += b`.
@@ -595,7 +599,6 @@ impl GpuRing {
             pass.dispatch_workgroups((self.n as u32).div_ceil(WORKGROUP), targets.len() as u32, 1);
         }
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx.finish()?;
         Ok(GpuWords { buffer: output })
     }
 
@@ -667,7 +670,7 @@ impl GpuRing {
             pass.dispatch_workgroups((self.n as u32).div_ceil(WORKGROUP), layout.len() as u32, 1);
         }
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx.finish()
+        Ok(())
     }
 
     /// Uploads host words (an automorphism's index permutation, say).
@@ -823,7 +826,7 @@ impl GpuRing {
             pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
         }
         self.ctx.queue().submit([encoder.finish()]);
-        self.ctx.finish()
+        Ok(())
     }
 
     fn constants(&self, constants: &[(u32, u32)]) -> GpuWords {

@@ -1,0 +1,211 @@
+//! Folding: the same function as a model, rewritten so that an encrypted
+//! evaluation spends fewer multiplicative levels.
+//!
+//! 1. Batch norm into the preceding convolution:
+//!    `W' = W * s`, `b' = b * s + t` per output channel, with
+//!    `s = gamma / sqrt(var + eps)`, `t = beta - mean * s`.
+//! 2. Average pooling into the next linear layer: a `k x k` pool (or the
+//!    global pool) followed by a linear layer becomes one linear layer on the
+//!    unpooled input, each weight spread over its window and divided by the
+//!    window size (zero for rows and columns the floor-mode pool drops). A
+//!    pool followed by a convolution becomes a plain sum pool and its
+//!    `1 / k^2` moves into the convolution's weights.
+//! 3. The activation's leading coefficient into the preceding convolution or
+//!    linear layer: with `y` that layer's output, `a*y^2 + b*y + c` equals
+//!    `sign(a)*z^2 + (b/s)*z + c` for `z = s*y`, `s = sqrt|a|`; for the cubic,
+//!    `a*y^3 + b*y + c = z^3 + (b/s)*z + c` with `s = cbrt(a)`. The layer's
+//!    weights and bias are multiplied by `s`. An activation with `a = 0`, or
+//!    not directly after a convolution or linear layer (LeNet5's `relu3` and
+//!    HefNet's `relu4` follow the SE block when there is one), is left as is.
+//!
+//! Every step is exact in real arithmetic; in f64 the folded model's logits
+//! match the original's to rounding (checked in `tests/nn.rs`).
+
+use super::layers::{Activation, Linear};
+use super::model::{Layer, Model};
+use ndarray::{Array2, Axis};
+
+/// The folded model of `model` (which may itself be folded: folding again
+/// changes nothing but rounding).
+///
+/// What holds on the way out: no [`Layer::BatchNorm`] directly after a
+/// convolution (so none in the paper's architectures), no
+/// [`Layer::GlobalAvgPool`] before a linear layer, every [`Layer::AvgPool`]
+/// before a convolution has scale 1, and every activation directly after a
+/// convolution or linear layer has leading coefficient exactly +1 or -1
+/// (or 0, when it had 0).
+pub fn fold(model: &Model<f64>) -> Model<f64> {
+    let mut layers = model.layers().to_vec();
+    fold_batch_norms(&mut layers);
+    fold_pools(&mut layers, model.spec().latent().dims());
+    fold_activations(&mut layers);
+    Model::from_parts(model.spec().clone(), layers, true)
+}
+
+fn fold_batch_norms(layers: &mut Vec<Layer<f64>>) {
+    let mut out: Vec<Layer<f64>> = Vec::with_capacity(layers.len());
+    for layer in layers.drain(..) {
+        match layer {
+            Layer::BatchNorm(bn) => {
+                if let Some(Layer::Conv(conv)) = out.last_mut() {
+                    let (scale, shift) = bn.scale_shift();
+                    for (o, mut filter) in conv.weight_mut().outer_iter_mut().enumerate() {
+                        filter.mapv_inplace(|v| v * scale[o]);
+                    }
+                    let bias = conv.bias_mut();
+                    let old = bias.take().unwrap_or_else(|| ndarray::Array1::zeros(scale.len()));
+                    *bias = Some(&old * scale + shift);
+                } else {
+                    out.push(Layer::BatchNorm(bn));
+                }
+            }
+            Layer::Residual { mut body, mut shortcut } => {
+                fold_batch_norms(&mut body);
+                fold_batch_norms(&mut shortcut);
+                out.push(Layer::Residual { body, shortcut });
+            }
+            Layer::Se { name, mut gate } => {
+                fold_batch_norms(&mut gate);
+                out.push(Layer::Se { name, gate });
+            }
+            other => out.push(other),
+        }
+    }
+    *layers = out;
+}
+
+/// `input` is the `[C, H, W]` entering `layers`.
+fn fold_pools(layers: &mut Vec<Layer<f64>>, input: [usize; 3]) {
+    let mut out: Vec<Layer<f64>> = Vec::with_capacity(layers.len());
+    let mut shape = input;
+    let mut rest = std::mem::take(layers).into_iter().peekable();
+    while let Some(layer) = rest.next() {
+        let next_shape = layer.output_shape(shape);
+        match layer {
+            Layer::AvgPool(mut pool) => {
+                if let Some(Layer::Linear(lin)) = rest.next_if(|l| matches!(l, Layer::Linear(_))) {
+                    let folded = spread(&lin, shape, pool.kernel(), pool.scale());
+                    shape = folded.output_shape(shape);
+                    out.push(folded);
+                    continue;
+                }
+                if let Some(Layer::Conv(conv)) = rest.peek_mut() {
+                    let s = pool.scale();
+                    conv.weight_mut().mapv_inplace(|v| v * s);
+                    pool.set_scale(1.0);
+                }
+                out.push(Layer::AvgPool(pool));
+            }
+            Layer::GlobalAvgPool => {
+                if let Some(Layer::Linear(lin)) = rest.next_if(|l| matches!(l, Layer::Linear(_))) {
+                    let folded = spread_global(&lin, shape, 1.0 / (shape[1] * shape[2]) as f64);
+                    shape = folded.output_shape(shape);
+                    out.push(folded);
+                    continue;
+                }
+                out.push(Layer::GlobalAvgPool);
+            }
+            Layer::Residual { mut body, mut shortcut } => {
+                fold_pools(&mut body, shape);
+                fold_pools(&mut shortcut, shape);
+                out.push(Layer::Residual { body, shortcut });
+            }
+            Layer::Se { name, mut gate } => {
+                fold_pools(&mut gate, shape);
+                out.push(Layer::Se { name, gate });
+            }
+            other => out.push(other),
+        }
+        shape = next_shape;
+    }
+    *layers = out;
+}
+
+/// The linear layer on a `[C, H, W]` map that equals `k x k` pooling (with
+/// `scale`, floor mode) followed by `lin`.
+fn spread(lin: &Linear<f64>, [c, h, w]: [usize; 3], k: usize, scale: f64) -> Layer<f64> {
+    let (hp, wp) = (h / k, w / k);
+    let out = lin.out_features();
+    let mut weight = Array2::<f64>::zeros((out, c * h * w));
+    let old = lin.weight();
+    for o in 0..out {
+        for ci in 0..c {
+            for y in 0..hp * k {
+                for x in 0..wp * k {
+                    weight[[o, (ci * h + y) * w + x]] = old[[o, (ci * hp + y / k) * wp + x / k]] * scale;
+                }
+            }
+        }
+    }
+    Layer::Linear(Linear::new(lin.name(), weight, lin.bias().cloned()).expect("bias unchanged"))
+}
+
+/// The linear layer on a `[C, H, W]` map that equals the global mean
+/// (`scale = 1 / (H W)`) followed by `lin`.
+fn spread_global(lin: &Linear<f64>, [c, h, w]: [usize; 3], scale: f64) -> Layer<f64> {
+    let old = lin.weight();
+    let mut weight = Array2::<f64>::zeros((lin.out_features(), c * h * w));
+    for (mut row, old_row) in weight.axis_iter_mut(Axis(0)).zip(old.axis_iter(Axis(0))) {
+        for ci in 0..c {
+            row.slice_mut(ndarray::s![ci * h * w..(ci + 1) * h * w])
+                .fill(old_row[ci] * scale);
+        }
+    }
+    Layer::Linear(Linear::new(lin.name(), weight, lin.bias().cloned()).expect("bias unchanged"))
+}
+
+fn fold_activations(layers: &mut [Layer<f64>]) {
+    for i in 0..layers.len() {
+        let (before, after) = layers.split_at_mut(i);
+        match &mut after[0] {
+            Layer::Act(act) => {
+                if let Some(prev) = before.last_mut() {
+                    fold_into(prev, act);
+                }
+            }
+            Layer::Residual { body, shortcut } => {
+                fold_activations(body);
+                fold_activations(shortcut);
+            }
+            Layer::Se { gate, .. } => fold_activations(gate),
+            _ => {}
+        }
+    }
+}
+
+/// Moves `act`'s leading coefficient into `prev` if `prev` is a convolution
+/// or linear layer.
+fn fold_into(prev: &mut Layer<f64>, act: &mut Activation<f64>) {
+    let degree = act.degree();
+    let lead = act.coeffs()[degree];
+    if lead == 0.0 || !matches!(prev, Layer::Conv(_) | Layer::Linear(_)) {
+        return;
+    }
+    let s = if degree.is_multiple_of(2) {
+        lead.abs().sqrt()
+    } else {
+        lead.cbrt()
+    };
+    match prev {
+        Layer::Conv(conv) => {
+            conv.weight_mut().mapv_inplace(|v| v * s);
+            if let Some(b) = conv.bias_mut() {
+                b.mapv_inplace(|v| v * s);
+            }
+        }
+        Layer::Linear(lin) => {
+            lin.weight_mut().mapv_inplace(|v| v * s);
+            if let Some(b) = lin.bias_mut() {
+                b.mapv_inplace(|v| v * s);
+            }
+        }
+        _ => return,
+    }
+    let coeffs = act.coeffs_mut();
+    let mut power = 1.0;
+    for c in coeffs.iter_mut().take(degree) {
+        *c /= power;
+        power *= s;
+    }
+    coeffs[degree] = if degree.is_multiple_of(2) { lead.signum() } else { 1.0 };
+}

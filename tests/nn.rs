@@ -1,0 +1,466 @@
+//! `nn` against PyTorch: logits of the fixtures in `tests/fixtures/nn`
+//! (made by `make_fixtures.py` there: random weights, PyTorch float64
+//! logits), tensor names and shapes against PyTorch's state dicts, folding
+//! against the unfolded model, and the loader's errors.
+
+use latent_he::nn::model::Layer;
+use latent_he::nn::{
+    expected_tensors, fold, Arch, LatentShape, LoadOptions, Model, ModelSpec, NnError, StateDict, Tensor, WeightProblem,
+};
+use ndarray::{Array2, Array4, ArrayD, Ix2, Ix4};
+use ndarray_npy::read_npy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// f64 path against PyTorch's float64 logits, both on the same rounded
+/// weights (logits are of order 1): only summation order differs, observed
+/// below 3e-15, so this is far tighter than the 1e-4 the issue asks for.
+const TOL_F64: f64 = 1e-9;
+/// f32 path (weights and activations in f32) against PyTorch's float64
+/// logits; observed up to 4e-6.
+const TOL_F32: f64 = 1e-4;
+
+/// Models at f=8 with their own safetensors file.
+const F8_FIXTURES: [&str; 8] = [
+    "resnet20_f8",
+    "resnet20_se_f8",
+    "lenet5_f8",
+    "lenet5_se_f8",
+    "vgg5_f8",
+    "vgg5_se_f8",
+    "hefnet_f8",
+    "hefnet_se_f8",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nn")
+        .join(name)
+}
+
+fn input(name: &str) -> Array4<f32> {
+    let x: ArrayD<f32> = read_npy(fixture(&format!("{name}.input.npy"))).expect("input fixture");
+    x.into_dimensionality::<Ix4>().expect("B x C x H x W")
+}
+
+fn logits(name: &str) -> Array2<f64> {
+    let y: ArrayD<f64> = read_npy(fixture(&format!("{name}.logits.npy"))).expect("logits fixture");
+    y.into_dimensionality::<Ix2>().expect("B x classes")
+}
+
+fn max_abs_diff(a: &Array2<f64>, b: &Array2<f64>) -> f64 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// The model a fixture holds, for the ResNet20 latents merged from resnet20_f8.
+fn load_fixture(name: &str) -> Model<f64> {
+    if let Some(f) = name.strip_prefix("resnet20_f").filter(|f| *f != "8") {
+        let mut dict = StateDict::read(&fixture("resnet20_f8.safetensors")).expect("base");
+        let delta = StateDict::read(&fixture(&format!("resnet20_f{f}.conv1.safetensors"))).expect("delta");
+        let conv1 = delta.get("conv1.weight").expect("conv1").clone();
+        dict.insert("conv1.weight", conv1);
+        // The latent now follows from conv1's input channels.
+        dict.remove_metadata("latent");
+        return Model::from_state_dict(&dict, &LoadOptions::default()).expect("merged model loads");
+    }
+    Model::load(&fixture(&format!("{name}.safetensors")), &LoadOptions::default()).expect("fixture loads")
+}
+
+fn all_fixtures() -> Vec<&'static str> {
+    let mut names = F8_FIXTURES.to_vec();
+    names.extend(["resnet20_f2", "resnet20_f4", "resnet20_f16"]);
+    names
+}
+
+#[test]
+fn logits_match_pytorch_f64_f32_and_folded() {
+    for name in all_fixtures() {
+        let model = load_fixture(name);
+        let x32 = input(name);
+        let x64 = x32.mapv(f64::from);
+        let want = logits(name);
+
+        let got64 = model.forward(x64.view()).expect("f64 forward");
+        let e64 = max_abs_diff(&got64, &want);
+        assert!(e64 < TOL_F64, "{name}: f64 differs from PyTorch by {e64:e}");
+
+        let got32 = model
+            .cast::<f32>()
+            .forward(x32.view())
+            .expect("f32 forward")
+            .mapv(f64::from);
+        let e32 = max_abs_diff(&got32, &want);
+        assert!(e32 < TOL_F32, "{name}: f32 differs from PyTorch by {e32:e}");
+
+        let folded = fold(&model);
+        let gotf = folded.forward(x64.view()).expect("folded forward");
+        let ef = max_abs_diff(&gotf, &got64);
+        assert!(ef < 1e-9, "{name}: folded differs from unfolded by {ef:e}");
+        let ef32 = max_abs_diff(
+            &folded.cast::<f32>().forward(x32.view()).expect("f32").mapv(f64::from),
+            &want,
+        );
+        assert!(ef32 < TOL_F32, "{name}: folded f32 differs from PyTorch by {ef32:e}");
+        eprintln!("{name}: f64 {e64:.1e}, f32 {e32:.1e}, folded-unfolded {ef:.1e}, folded f32 {ef32:.1e}");
+    }
+}
+
+#[test]
+fn specs_come_from_metadata_or_tensors() {
+    let m = load_fixture("resnet20_f8");
+    assert_eq!(m.spec().arch(), Arch::ResNet20);
+    assert!(!m.spec().se());
+    assert_eq!(m.spec().classes().len(), 15);
+    assert_eq!(m.spec().classes()[1], "Cardiomegaly");
+    assert_eq!(m.spec().latent(), LatentShape::for_factor(8).unwrap());
+    assert_eq!(load_fixture("vgg5_f8").spec().classes()[13], "Support Devices");
+    // hefnet_f8 has no metadata: everything is inferred.
+    let h = load_fixture("hefnet_f8");
+    assert_eq!(h.spec().arch(), Arch::HefNet);
+    assert!(!h.spec().se());
+    assert_eq!(h.spec().classes(), ["class_0", "class_1", "class_2"]);
+    assert!(load_fixture("hefnet_se_f8").spec().se());
+    assert_eq!(load_fixture("resnet20_f2").spec().latent().to_string(), "2x128x128");
+    assert_eq!(load_fixture("resnet20_f16").spec().latent().to_string(), "8x16x16");
+}
+
+#[test]
+fn batch_equals_single_images() {
+    let model = load_fixture("lenet5_se_f8");
+    let x = input("lenet5_se_f8").mapv(f64::from);
+    let batch = model.forward(x.view()).unwrap();
+    for b in 0..x.dim().0 {
+        let one = model.forward_one(x.index_axis(ndarray::Axis(0), b)).unwrap();
+        for (u, v) in one.iter().zip(batch.row(b)) {
+            assert_eq!(u, v);
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestEntry {
+    arch: String,
+    se: bool,
+    latent: String,
+    classes: usize,
+    tensors: Option<BTreeMap<String, Vec<usize>>>,
+    error: Option<String>,
+}
+
+/// Our tensor list equals PyTorch's state dict for every architecture, with
+/// and without SE, at every latent; where PyTorch cannot run, we refuse too.
+#[test]
+fn tensor_names_and_shapes_match_pytorch_state_dicts() {
+    let text = std::fs::read_to_string(fixture("manifest.json")).expect("manifest");
+    let entries: Vec<ManifestEntry> = serde_json::from_str(&text).expect("manifest JSON");
+    assert!(entries.len() >= 40);
+    for e in entries {
+        let spec =
+            ModelSpec::with_class_count(e.arch.parse().unwrap(), e.se, e.classes, e.latent.parse().unwrap()).unwrap();
+        match (expected_tensors(&spec), e.tensors, e.error) {
+            (Ok(ours), Some(theirs), None) => {
+                let ours: BTreeMap<String, Vec<usize>> = ours.into_iter().map(|t| (t.name, t.shape)).collect();
+                assert_eq!(ours, theirs, "{spec}");
+            }
+            (Err(NnError::Architecture { .. }), None, Some(_)) => {}
+            (ours, _, err) => panic!("{spec}: ours {ours:?}, PyTorch error {err:?}"),
+        }
+    }
+}
+
+/// A state dict with every tensor of `spec`, deterministic pseudo-random
+/// values: BN statistics and nonzero activation coefficients included.
+fn random_dict(spec: &ModelSpec, seed: u64) -> StateDict {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut dict = StateDict::new();
+    let mut shared: Option<[f64; 3]> = None;
+    let tensors = expected_tensors(spec).unwrap();
+    let bn: Vec<String> = tensors
+        .iter()
+        .filter_map(|t| t.name.strip_suffix(".running_var"))
+        .map(|p| format!("{p}."))
+        .collect();
+    for t in tensors {
+        let in_bn = bn.iter().any(|p| t.name.starts_with(p.as_str()));
+        let n: usize = t.shape.iter().product();
+        let fan_in = if t.shape.len() >= 2 {
+            t.shape[1..].iter().product::<usize>()
+        } else {
+            1
+        };
+        let mut draw = |lo: f64, hi: f64| (0..n).map(|_| rng.gen_range(lo..hi)).collect::<Vec<f64>>();
+        let data = if t.name.ends_with("running_var") {
+            draw(0.5, 2.0)
+        } else if t.name.ends_with("num_batches_tracked") {
+            vec![7.0]
+        } else if in_bn && t.name.ends_with(".weight") {
+            draw(0.6, 1.4)
+        } else if in_bn {
+            draw(-0.3, 0.3)
+        } else if t.name.contains(".sigmoid.") {
+            match t.name.rsplit('.').next() {
+                Some("alpha") => draw(-0.01, -0.002),
+                Some("beta") => draw(0.1, 0.2),
+                _ => draw(0.4, 0.6),
+            }
+        } else if let Some(p) = t.name.rsplit('.').next().filter(|p| ["alpha", "beta", "c"].contains(p)) {
+            let v = match p {
+                "alpha" => draw(0.05, 0.15)[0] * if rng.gen_bool(0.3) { -1.0 } else { 1.0 },
+                "beta" => draw(0.6, 1.0)[0],
+                _ => draw(-0.1, 0.1)[0],
+            };
+            // Shared activations (VGG5, HefNet): every copy equal.
+            let is_shared = matches!(spec.arch(), Arch::Vgg5 | Arch::HefNet) && t.name.starts_with("relu");
+            if is_shared {
+                let idx = ["alpha", "beta", "c"].iter().position(|q| q == &p).unwrap();
+                let s = shared.get_or_insert([0.1, 0.8, 0.05]);
+                if t.name.starts_with("relu1.") {
+                    s[idx] = v;
+                }
+                vec![s[idx]]
+            } else {
+                vec![v]
+            }
+        } else {
+            let bound = 1.5 / (fan_in as f64).sqrt();
+            draw(-bound, bound)
+        };
+        dict.insert(t.name, Tensor::new(t.shape, data).unwrap());
+    }
+    dict
+}
+
+fn random_input(latent: LatentShape, batch: usize, seed: u64) -> Array4<f64> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    Array4::from_shape_simple_fn((batch, latent.channels(), latent.height(), latent.width()), || {
+        rng.gen_range(-1.0..1.0)
+    })
+}
+
+fn check_fold_invariants(layers: &[Layer<f64>]) {
+    for (i, l) in layers.iter().enumerate() {
+        match l {
+            Layer::BatchNorm(b) => panic!("{} left after folding", b.name()),
+            Layer::GlobalAvgPool => panic!("global pool left after folding"),
+            Layer::Act(a) if i > 0 && matches!(layers[i - 1], Layer::Conv(_) | Layer::Linear(_)) => {
+                let lead = a.coeffs()[a.degree()];
+                assert!(lead == 1.0 || lead == -1.0, "{}: leading coefficient {lead}", a.name());
+            }
+            Layer::AvgPool(p) if matches!(layers.get(i + 1), Some(Layer::Conv(_))) => {
+                assert_eq!(p.scale(), 1.0)
+            }
+            Layer::AvgPool(_) if matches!(layers.get(i + 1), Some(Layer::Linear(_))) => {
+                panic!("pool before a linear layer left after folding")
+            }
+            Layer::Residual { body, shortcut } => {
+                check_fold_invariants(body);
+                check_fold_invariants(shortcut);
+            }
+            Layer::Se { gate, .. } => check_fold_invariants(gate),
+            _ => {}
+        }
+    }
+}
+
+/// Folding is exact for every architecture, with and without SE (random weights).
+#[test]
+fn folded_equals_unfolded_for_every_architecture() {
+    for (k, arch) in Arch::ALL.into_iter().enumerate() {
+        for se in [false, true] {
+            let factors: &[usize] = if arch == Arch::ResNet20 { &[2, 4, 8, 16] } else { &[8] };
+            for &f in factors {
+                let spec = ModelSpec::with_class_count(arch, se, 6, LatentShape::for_factor(f).unwrap()).unwrap();
+                let dict = random_dict(&spec, 100 + k as u64);
+                let model = Model::from_state_dict_with_spec(&dict, spec.clone()).expect("random dict loads");
+                let folded = fold(&model);
+                assert!(folded.is_folded() && !model.is_folded());
+                check_fold_invariants(folded.layers());
+                let x = random_input(spec.latent(), 2, 7);
+                let a = model.forward(x.view()).unwrap();
+                let b = folded.forward(x.view()).unwrap();
+                let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                let err = max_abs_diff(&a, &b);
+                assert!(
+                    err <= 1e-10 * scale,
+                    "{spec}: folded differs by {err:e} (logits up to {scale:e})"
+                );
+                let again = fold(&folded).forward(x.view()).unwrap();
+                assert!(
+                    max_abs_diff(&again, &b) <= 1e-10 * scale,
+                    "{spec}: folding twice changed the model"
+                );
+            }
+        }
+    }
+}
+
+fn resnet20_dict() -> StateDict {
+    StateDict::read(&fixture("resnet20_f8.safetensors")).unwrap()
+}
+
+#[test]
+fn loader_names_every_missing_extra_and_misshaped_tensor() {
+    let mut dict = resnet20_dict();
+    dict.remove("layer2.0.shortcut.1.running_var");
+    dict.remove("relu.alpha");
+    dict.insert("layer9.0.conv1.weight", Tensor::new(vec![2], vec![0.0, 1.0]).unwrap());
+    dict.insert("linear.weight", Tensor::new(vec![14, 64], vec![0.0; 14 * 64]).unwrap());
+    let mut nan = dict.get("layer1.1.bn2.weight").unwrap().clone();
+    nan.data_mut()[3] = f64::NAN;
+    dict.insert("layer1.1.bn2.weight", nan);
+    let err = Model::from_state_dict(&dict, &LoadOptions::default()).unwrap_err();
+    let NnError::Weights { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let names: Vec<&str> = problems.iter().map(WeightProblem::name).collect();
+    for want in [
+        "layer2.0.shortcut.1.running_var",
+        "relu.alpha",
+        "layer9.0.conv1.weight",
+        "linear.weight",
+        "layer1.1.bn2.weight",
+    ] {
+        assert!(names.contains(&want), "{want} not reported in {err}");
+    }
+    assert_eq!(problems.len(), 5, "{err}");
+    assert!(problems.contains(&WeightProblem::Shape {
+        name: "linear.weight".into(),
+        expected: vec![15, 64],
+        found: vec![14, 64]
+    }));
+    let msg = err.to_string();
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    assert!(
+        msg.contains("missing relu.alpha [1]") && msg.contains("extra layer9.0.conv1.weight [2]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn loader_settings_conflicts_and_inference() {
+    let dict = resnet20_dict();
+    let conflict = LoadOptions {
+        arch: Some(Arch::Vgg5),
+        ..Default::default()
+    };
+    let err = Model::from_state_dict(&dict, &conflict).unwrap_err();
+    assert!(matches!(err, NnError::Conflict { what: "arch", .. }), "{err}");
+    let same = LoadOptions {
+        arch: Some(Arch::ResNet20),
+        se: Some(false),
+        ..Default::default()
+    };
+    assert!(Model::from_state_dict(&dict, &same).is_ok());
+
+    // Without metadata the options decide; a wrong architecture lists the tensors.
+    let mut bare = dict.clone();
+    for k in ["arch", "se", "classes", "latent"] {
+        bare.remove_metadata(k);
+    }
+    let m = Model::from_state_dict(&bare, &LoadOptions::default()).unwrap();
+    assert_eq!(m.spec().arch(), Arch::ResNet20);
+    assert_eq!(m.spec().classes()[0], "class_0");
+    let wrong = LoadOptions {
+        arch: Some(Arch::ResNet32),
+        ..Default::default()
+    };
+    let err = Model::from_state_dict(&bare, &wrong).unwrap_err();
+    assert!(err.to_string().contains("missing layer1.3.conv1.weight"), "{err}");
+    let five = LoadOptions {
+        classes: Some(vec!["x".into(); 1]),
+        ..Default::default()
+    };
+    let err = Model::from_state_dict(&bare, &five).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("linear.weight has shape [15, 64], expected [1, 64]"),
+        "{err}"
+    );
+    let mut bad_meta = dict.clone();
+    bad_meta.set_metadata("latent", "4x32");
+    assert!(matches!(
+        Model::from_state_dict(&bad_meta, &LoadOptions::default()),
+        Err(NnError::Parse { .. })
+    ));
+
+    // An architecture that cannot run on the latent says which layer fails.
+    let spec = ModelSpec::with_class_count(Arch::LeNet5, false, 3, LatentShape::for_factor(16).unwrap()).unwrap();
+    let err = expected_tensors(&spec).unwrap_err();
+    assert!(err.to_string().contains("conv3"), "{err}");
+}
+
+#[test]
+fn shared_activation_copies() {
+    let path = fixture("vgg5_f8.safetensors");
+    let full = StateDict::read(&path).unwrap();
+    let x = input("vgg5_f8").mapv(f64::from);
+    let want = Model::from_state_dict(&full, &LoadOptions::default())
+        .unwrap()
+        .forward(x.view())
+        .unwrap();
+    // safetensors' save_model keeps one name of tensors that share memory.
+    let mut one = full.clone();
+    for n in ["relu1", "relu2", "relu4"] {
+        for p in ["alpha", "beta", "c"] {
+            one.remove(&format!("{n}.{p}"));
+        }
+    }
+    let got = Model::from_state_dict(&one, &LoadOptions::default())
+        .unwrap()
+        .forward(x.view())
+        .unwrap();
+    assert_eq!(got, want);
+    let mut differ = full.clone();
+    differ.get_mut("relu3.beta").unwrap().data_mut()[0] += 0.5;
+    let err = Model::from_state_dict(&differ, &LoadOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("relu3.beta") && err.to_string().contains("share"),
+        "{err}"
+    );
+    let mut none = one.clone();
+    for p in ["alpha", "beta", "c"] {
+        none.remove(&format!("relu3.{p}"));
+    }
+    let err = Model::from_state_dict(&none, &LoadOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("missing relu1.alpha"), "{err}");
+}
+
+#[test]
+fn bad_files_and_inputs_are_refused() {
+    let bytes = std::fs::read(fixture("vgg5_se_f8.safetensors")).unwrap();
+    let err = StateDict::from_safetensors(&bytes[..bytes.len() - 10]).unwrap_err();
+    assert!(matches!(err, NnError::Safetensors { .. }), "{err}");
+    assert!(matches!(
+        StateDict::from_safetensors(b"nonsense"),
+        Err(NnError::Safetensors { .. })
+    ));
+    let err = StateDict::read(&fixture("absent.safetensors")).unwrap_err();
+    assert!(matches!(err, NnError::Io { .. }) && err.to_string().contains("absent.safetensors"));
+
+    let model = load_fixture("vgg5_se_f8");
+    let wrong = Array4::<f64>::zeros((1, 3, 32, 32));
+    assert!(matches!(model.forward(wrong.view()), Err(NnError::InputShape { .. })));
+    let empty = Array4::<f64>::zeros((0, 4, 32, 32));
+    assert!(matches!(model.forward(empty.view()), Err(NnError::InputShape { .. })));
+    let mut nan = Array4::<f64>::zeros((1, 4, 32, 32));
+    nan[[0, 1, 2, 3]] = f64::NAN;
+    let err = model.forward(nan.view()).unwrap_err();
+    assert!(
+        matches!(err, NnError::NonFinite { index, .. } if index == 32 * 32 + 2 * 32 + 3),
+        "{err}"
+    );
+}
+
+#[test]
+fn round_trip_through_safetensors_keeps_the_model() {
+    let model = load_fixture("hefnet_se_f8");
+    let dict = StateDict::read(&fixture("hefnet_se_f8.safetensors")).unwrap();
+    let bytes = dict.to_safetensors(latent_he::nn::StoreDtype::F64).unwrap();
+    let again = Model::from_state_dict(&StateDict::from_safetensors(&bytes).unwrap(), &LoadOptions::default()).unwrap();
+    let x = input("hefnet_se_f8").mapv(f64::from);
+    assert_eq!(model.forward(x.view()).unwrap(), again.forward(x.view()).unwrap());
+    assert_eq!(again.spec(), model.spec());
+}
