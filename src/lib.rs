@@ -10,6 +10,7 @@ pub mod backend;
 pub mod ckks;
 pub mod cli;
 pub mod data;
+pub mod he_nn;
 pub mod math;
 pub mod nn;
 pub mod ring;

@@ -34,6 +34,10 @@ pub trait EvalBackend {
     fn rotate_hoisted(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>, Self::Error>;
     /// Waits until submitted work is done (timing boundaries).
     fn sync(&self) -> Result<(), Self::Error>;
+    /// Level of a ciphertext.
+    fn level(&self, ct: &Self::Ct) -> usize;
+    /// Scale of a ciphertext.
+    fn scale(&self, ct: &Self::Ct) -> f64;
 }
 
 impl EvalBackend for Evaluator {
@@ -67,6 +71,12 @@ impl EvalBackend for Evaluator {
     fn sync(&self) -> Result<(), CkksError> {
         Ok(())
     }
+    fn level(&self, ct: &Ciphertext) -> usize {
+        ct.level()
+    }
+    fn scale(&self, ct: &Ciphertext) -> f64 {
+        ct.scale()
+    }
 }
 
 impl EvalBackend for GpuEvaluator {
@@ -99,5 +109,11 @@ impl EvalBackend for GpuEvaluator {
     }
     fn sync(&self) -> Result<(), GpuEvalError> {
         Ok(self.ring().sync()?)
+    }
+    fn level(&self, ct: &GpuCiphertext) -> usize {
+        ct.level()
+    }
+    fn scale(&self, ct: &GpuCiphertext) -> f64 {
+        ct.scale()
     }
 }

@@ -43,6 +43,11 @@ impl GpuCiphertext {
     pub fn level(&self) -> usize {
         self.c0.layout().q - 1
     }
+
+    /// Current scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
 }
 
 /// A switching key's digits on the device, over `Q_L ++ P`.

@@ -1,0 +1,125 @@
+//! The encrypted convolution against a plain f64 convolution, on both
+//! backends (GPU and CPU ciphertexts must be identical).
+
+use latent_he::backend::gpu::GpuContext;
+use latent_he::ckks::gpu_eval::GpuEvaluator;
+use latent_he::ckks::{decrypt, encrypt_values, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::{Conv2dSame, HeConvError, SlotLayout};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::sync::Arc;
+
+/// Same-padding, stride-1 convolution in f64, `[out][in][ky][kx]` weights.
+fn conv_reference(x: &[f64], w: &[f64], layout: SlotLayout, k: usize) -> Vec<f64> {
+    let SlotLayout {
+        channels: c,
+        height: h,
+        width: wd,
+    } = layout;
+    let r = (k / 2) as isize;
+    let mut out = vec![0.0; c * h * wd];
+    for o in 0..c {
+        for y in 0..h {
+            for xx in 0..wd {
+                let mut acc = 0.0;
+                for i in 0..c {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (sy, sx) = (y as isize + ky as isize - r, xx as isize + kx as isize - r);
+                            if sy >= 0 && sy < h as isize && sx >= 0 && sx < wd as isize {
+                                acc += w[((o * c + i) * k + ky) * k + kx] * x[(i * h + sy as usize) * wd + sx as usize];
+                            }
+                        }
+                    }
+                }
+                out[(o * h + y) * wd + xx] = acc;
+            }
+        }
+    }
+    out
+}
+
+fn case(layout: SlotLayout, k: usize, gpu: Option<&Arc<GpuContext>>) {
+    let params = Params::preset("insecure-n12").unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let weights: Vec<f64> = (0..layout.channels * layout.channels * k * k)
+        .map(|_| rng.gen_range(-0.5..0.5))
+        .collect();
+    let conv = Conv2dSame::new(layout, k, weights.clone(), params.slots()).unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &conv.rotations()));
+    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+    let cpu = Evaluator::new(keys.clone());
+    let out = conv.apply(&cpu, &params, &cpu.upload(&ct).unwrap()).unwrap();
+    assert_eq!(out.level(), ct.level() - 1, "one level");
+    assert_eq!(out.scale(), params.scale(ct.level() - 1), "canonical scale");
+    let got = layout.unpack(&decrypt(&sk, &out).unwrap());
+    let want = conv_reference(&x, &weights, layout, k);
+    let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-3, "{layout:?} k={k}: max error {err}");
+    if let Some(ctx) = gpu {
+        let g = GpuEvaluator::new(ctx, &keys).unwrap();
+        let on_gpu = g
+            .download(&conv.apply(&g, &params, &g.upload(&ct).unwrap()).unwrap())
+            .unwrap();
+        assert_eq!(on_gpu, out, "GPU and CPU ciphertexts differ");
+    }
+}
+
+#[test]
+fn three_by_three_convolution_matches_plaintext_on_both_backends() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    case(
+        SlotLayout {
+            channels: 4,
+            height: 16,
+            width: 16,
+        },
+        3,
+        Some(&ctx),
+    );
+}
+
+#[test]
+fn five_by_five_convolution_matches_plaintext() {
+    case(
+        SlotLayout {
+            channels: 3,
+            height: 12,
+            width: 10,
+        },
+        5,
+        None,
+    );
+}
+
+#[test]
+fn shapes_are_checked() {
+    let layout = SlotLayout {
+        channels: 4,
+        height: 32,
+        width: 32,
+    };
+    assert!(matches!(
+        Conv2dSame::new(layout, 3, vec![0.1; 144], 2048),
+        Err(HeConvError::TooLarge { needed: 8192, .. })
+    ));
+    let small = SlotLayout {
+        channels: 2,
+        height: 4,
+        width: 4,
+    };
+    assert!(matches!(
+        Conv2dSame::new(small, 3, vec![0.1; 5], 2048),
+        Err(HeConvError::WeightShape { .. })
+    ));
+    assert!(matches!(
+        Conv2dSame::new(small, 2, vec![0.1; 16], 2048),
+        Err(HeConvError::EvenKernel(2))
+    ));
+    let conv = Conv2dSame::new(small, 3, vec![0.1; 36], 2048).unwrap();
+    assert_eq!(conv.key_switches(), 8 + 1);
+    assert_eq!(conv.rotations().len(), 8 + 1);
+}
