@@ -2,7 +2,9 @@
 // kernel file. Every function takes and returns canonical residues
 // (0 <= x < q), so results equal the CPU backend's word for word whatever
 // the reduction path. WGSL has no 64-bit integers in its portable subset:
-// the 32x32 -> 64-bit product is built from 16-bit halves.
+// the 32x32 -> 64-bit product `mul_wide` comes from shaders/mul_wide_u32.wgsl
+// (16-bit halves) or, where the adapter has SHADER_INT64, from
+// shaders/mul_wide_u64.wgsl; both give the same words.
 
 // Per-prime constants, mirrored by `PrimeConsts` on the host.
 struct PrimeConsts {
@@ -18,21 +20,6 @@ struct PrimeConsts {
     // Offset of this prime's twiddle tables (4 * N words each prime).
     twiddle_offset: u32,
     pad: u32,
-}
-
-// (low, high) words of a * b.
-fn mul_wide(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let p11 = a1 * b1;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    let high = p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u);
-    return vec2<u32>(a * b, high);
 }
 
 // x - q if x >= q (x < 2q).

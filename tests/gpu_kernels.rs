@@ -35,12 +35,20 @@ fn layout_for(params: &Params) -> LimbLayout {
 
 #[test]
 fn ntt_and_elementwise_kernels_match_the_cpu_bit_for_bit() {
-    let ctx = context();
+    context();
+    for use_int64 in [false, true] {
+        let ctx = GpuContext::open(None, use_int64).unwrap();
+        ntt_and_elementwise(&ctx, use_int64);
+    }
+}
+
+fn ntt_and_elementwise(ctx: &Arc<GpuContext>, use_int64: bool) {
     for preset in ["insecure-n12", "n14", "n16", "n17"] {
         let params = Params::preset(preset).unwrap();
         let ring = params.ring();
-        let gpu = GpuRing::new(&ctx, ring).unwrap();
+        let gpu = GpuRing::new(ctx, ring).unwrap();
         let layout = layout_for(&params);
+        let preset = format!("{preset} ({:?}, int64 asked: {use_int64})", ctx.wide_mul());
         let mut sampler = Sampler::from_os();
         let a: RnsPoly<Eval> = sampler.uniform(ring, layout);
         let b: RnsPoly<Eval> = sampler.uniform(ring, layout);
@@ -95,11 +103,19 @@ fn ntt_and_elementwise_kernels_match_the_cpu_bit_for_bit() {
 
 #[test]
 fn products_near_the_top_of_the_word_match() {
-    // Values next to q - 1 exercise every carry of the 16-bit-halves product.
-    let ctx = context();
+    // Values next to q - 1 exercise every carry of the 16-bit-halves product;
+    // both the portable and (where the adapter has it) the INT64 product.
+    for use_int64 in [false, true] {
+        let ctx = GpuContext::open(None, use_int64).unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}"));
+        eprintln!("wide product: {:?}", ctx.wide_mul());
+        edge_products(&ctx);
+    }
+}
+
+fn edge_products(ctx: &Arc<GpuContext>) {
     let params = Params::preset("insecure-n12").unwrap();
     let ring = params.ring();
-    let gpu = GpuRing::new(&ctx, ring).unwrap();
+    let gpu = GpuRing::new(ctx, ring).unwrap();
     let layout = ring.full_layout();
     let n = ring.n();
     let mut edge = RnsPoly::<Eval>::zero(n, layout);

@@ -1,6 +1,7 @@
 //! Adapter discovery and selection, device creation with the adapter's own
 //! limits, and GPU errors surfaced as values.
 
+use super::shaders::WideMul;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -109,6 +110,7 @@ pub struct GpuContext {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     limits: wgpu::Limits,
+    wide_mul: WideMul,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -128,6 +130,16 @@ impl GpuContext {
     /// # Errors
     /// [`GpuError::NoAdapter`], [`GpuError::Device`].
     pub fn new(filter: Option<&str>) -> Result<Arc<Self>, GpuError> {
+        Self::open(filter, true)
+    }
+
+    /// As [`Self::new`]; `use_int64` false keeps the portable 16-bit-halves
+    /// product even where the adapter offers `SHADER_INT64` (both give the
+    /// same words; the tests run both).
+    ///
+    /// # Errors
+    /// [`GpuError::NoAdapter`], [`GpuError::Device`].
+    pub fn open(filter: Option<&str>, use_int64: bool) -> Result<Arc<Self>, GpuError> {
         let env_filter = std::env::var(ADAPTER_ENV).ok().filter(|s| !s.is_empty());
         let filter = filter.map(str::to_string).or(env_filter);
         let instance = instance();
@@ -140,9 +152,15 @@ impl GpuContext {
             })
             .ok_or(GpuError::NoAdapter { filter })?;
         let limits = adapter.limits();
+        let int64 = use_int64 && adapter.features().contains(wgpu::Features::SHADER_INT64);
+        let required_features = if int64 {
+            wgpu::Features::SHADER_INT64
+        } else {
+            wgpu::Features::empty()
+        };
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("latent-he"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -158,11 +176,13 @@ impl GpuContext {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().expect("error sink").push(e.to_string());
         }));
+        let wide_mul = if int64 { WideMul::Int64 } else { WideMul::Portable };
         Ok(Arc::new(Self {
             device,
             queue,
             adapter: summary,
             limits,
+            wide_mul,
             errors,
         }))
     }
@@ -180,6 +200,11 @@ impl GpuContext {
     /// The adapter this context runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
+    }
+
+    /// How the kernels build 64-bit products on this device.
+    pub fn wide_mul(&self) -> WideMul {
+        self.wide_mul
     }
 
     /// The limits the device was opened with.

@@ -233,7 +233,7 @@ impl GpuRing {
         let module = |file: KernelFile| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(file.name()),
-                source: wgpu::ShaderSource::Wgsl(file.source().into()),
+                source: wgpu::ShaderSource::Wgsl(file.source(ctx.wide_mul()).into()),
             })
         };
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| {

@@ -3,6 +3,19 @@
 
 /// Shared modular arithmetic, prepended to every kernel file.
 const MODARITH: &str = include_str!("../../../shaders/modarith.wgsl");
+/// The portable 32x32 -> 64-bit product.
+const MUL_WIDE_U32: &str = include_str!("../../../shaders/mul_wide_u32.wgsl");
+/// The same product with 64-bit integers (SHADER_INT64).
+const MUL_WIDE_U64: &str = include_str!("../../../shaders/mul_wide_u64.wgsl");
+
+/// How the kernels build the 32x32 -> 64-bit product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WideMul {
+    /// From 16-bit halves: every WGSL implementation.
+    Portable,
+    /// One `u64` multiply: adapters with `SHADER_INT64`.
+    Int64,
+}
 
 /// Every kernel family; one `.wgsl` file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,9 +62,14 @@ impl KernelFile {
         }
     }
 
-    /// The complete module source: shared arithmetic, then the kernel file.
-    pub fn source(self) -> String {
-        format!("{MODARITH}\n{}", self.body())
+    /// The complete module source: the wide product, the shared arithmetic,
+    /// then the kernel file.
+    pub fn source(self, wide: WideMul) -> String {
+        let mul_wide = match wide {
+            WideMul::Portable => MUL_WIDE_U32,
+            WideMul::Int64 => MUL_WIDE_U64,
+        };
+        format!("{mul_wide}\n{MODARITH}\n{}", self.body())
     }
 }
 
@@ -61,12 +79,28 @@ mod tests {
 
     #[test]
     fn every_shader_parses_and_validates_with_naga() {
-        for file in KernelFile::ALL {
-            let module = naga::front::wgsl::parse_str(&file.source())
-                .unwrap_or_else(|e| panic!("{}: {}", file.name(), e.emit_to_string(&file.source())));
-            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}: {e:?}", file.name()));
+        let cases = [
+            (WideMul::Portable, naga::valid::Capabilities::empty()),
+            (WideMul::Int64, naga::valid::Capabilities::SHADER_INT64),
+        ];
+        for (wide, capabilities) in cases {
+            for file in KernelFile::ALL {
+                let source = file.source(wide);
+                let module = naga::front::wgsl::parse_str(&source)
+                    .unwrap_or_else(|e| panic!("{} ({wide:?}): {}", file.name(), e.emit_to_string(&source)));
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{} ({wide:?}): {e:?}", file.name()));
+            }
         }
+    }
+
+    #[test]
+    fn the_int64_path_is_refused_without_the_capability() {
+        let module = naga::front::wgsl::parse_str(&KernelFile::Elementwise.source(WideMul::Int64)).unwrap();
+        let result =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module);
+        assert!(result.is_err(), "u64 must need SHADER_INT64");
     }
 }
