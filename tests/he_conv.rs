@@ -123,3 +123,42 @@ fn shapes_are_checked() {
     assert_eq!(conv.key_switches(), 8 + 1);
     assert_eq!(conv.rotations().len(), 8 + 1);
 }
+
+#[test]
+fn quadratic_activation_after_a_convolution_matches_plaintext_on_both_backends() {
+    use latent_he::he_nn::FoldedQuadratic;
+    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}"));
+    let params = Params::preset("insecure-n12").unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let layout = SlotLayout {
+        channels: 2,
+        height: 8,
+        width: 8,
+    };
+    let (a, b, c) = (-0.3, 0.8, 0.05);
+    // The conv absorbs sqrt|a|, as folding does.
+    let weights: Vec<f64> = (0..2 * 2 * 9).map(|_| rng.gen_range(-0.4..0.4)).collect();
+    let folded: Vec<f64> = weights.iter().map(|w| w * FoldedQuadratic::input_scale(a)).collect();
+    let conv = Conv2dSame::new(layout, 3, folded, params.slots()).unwrap();
+    let act = FoldedQuadratic::fold(a, b, c).unwrap();
+    assert!(FoldedQuadratic::fold(0.0, b, c).is_none());
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &conv.rotations()));
+    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+    let cpu = Evaluator::new(keys.clone());
+    let out = act.apply(&cpu, &conv.apply(&cpu, &params, &ct).unwrap()).unwrap();
+    assert_eq!(out.level(), ct.level() - 2, "conv and activation: two levels");
+    let got = layout.unpack(&decrypt(&sk, &out).unwrap());
+    let want: Vec<f64> = conv_reference(&x, &weights, layout, 3)
+        .iter()
+        .map(|y| a * y * y + b * y + c)
+        .collect();
+    let err = got.iter().zip(&want).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-3, "max error {err}");
+    let g = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let on_gpu = act
+        .apply(&g, &conv.apply(&g, &params, &g.upload(&ct).unwrap()).unwrap())
+        .unwrap();
+    assert_eq!(g.download(&on_gpu).unwrap(), out, "GPU and CPU ciphertexts differ");
+}

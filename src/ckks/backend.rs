@@ -30,6 +30,12 @@ pub trait EvalBackend {
     fn mul_relin(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
     /// Division by the last prime.
     fn rescale(&self, ct: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// `-ct`.
+    fn neg(&self, ct: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// `ct * c`, scaled to land on the next level's canonical scale once rescaled.
+    fn mul_const(&self, ct: &Self::Ct, c: f64) -> Result<Self::Ct, Self::Error>;
+    /// `ct + c` at the ciphertext's scale.
+    fn add_const(&self, ct: &Self::Ct, c: f64) -> Result<Self::Ct, Self::Error>;
     /// Rotations sharing one decomposition.
     fn rotate_hoisted(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>, Self::Error>;
     /// Waits until submitted work is done (timing boundaries).
@@ -67,6 +73,19 @@ impl EvalBackend for Evaluator {
     }
     fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>, CkksError> {
         Evaluator::rotate_hoisted(self, ct, steps)
+    }
+    fn neg(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
+        Evaluator::neg(self, ct)
+    }
+    fn mul_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.mul_const_assign(&mut out, c)?;
+        Ok(out)
+    }
+    fn add_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.add_const_assign(&mut out, c)?;
+        Ok(out)
     }
     fn sync(&self) -> Result<(), CkksError> {
         Ok(())
@@ -106,6 +125,15 @@ impl EvalBackend for GpuEvaluator {
     }
     fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
         GpuEvaluator::rotate_hoisted(self, ct, steps)
+    }
+    fn neg(&self, ct: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::neg(self, ct)
+    }
+    fn mul_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::mul_const(self, ct, c)
+    }
+    fn add_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::add_const(self, ct, c)
     }
     fn sync(&self) -> Result<(), GpuEvalError> {
         Ok(self.ring().sync()?)
