@@ -75,6 +75,20 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// Environment variable overriding the directory of the pipeline cache.
+pub const CACHE_DIR_ENV: &str = "LATENT_HE_CACHE_DIR";
+
+/// `$LATENT_HE_CACHE_DIR`, else `$XDG_CACHE_HOME/latent-he`, else
+/// `~/.cache/latent-he`, with wgpu's per-adapter file name.
+fn pipeline_cache_file(info: &wgpu::AdapterInfo) -> Option<std::path::PathBuf> {
+    let key = wgpu::util::pipeline_cache_key(info)?;
+    let dir = std::env::var_os(CACHE_DIR_ENV)
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("latent-he")))
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/latent-he")))?;
+    Some(dir.join(key))
+}
+
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle())
 }
@@ -111,6 +125,7 @@ pub struct GpuContext {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     wide_mul: WideMul,
+    pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -153,11 +168,18 @@ impl GpuContext {
             .ok_or(GpuError::NoAdapter { filter })?;
         let limits = adapter.limits();
         let int64 = use_int64 && adapter.features().contains(wgpu::Features::SHADER_INT64);
-        let required_features = if int64 {
-            wgpu::Features::SHADER_INT64
-        } else {
-            wgpu::Features::empty()
-        };
+        let mut required_features = wgpu::Features::empty();
+        if int64 {
+            required_features |= wgpu::Features::SHADER_INT64;
+        }
+        let cache_file = adapter
+            .features()
+            .contains(wgpu::Features::PIPELINE_CACHE)
+            .then(|| pipeline_cache_file(&adapter.get_info()))
+            .flatten();
+        if cache_file.is_some() {
+            required_features |= wgpu::Features::PIPELINE_CACHE;
+        }
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("latent-he"),
             required_features,
@@ -177,12 +199,27 @@ impl GpuContext {
             sink.lock().expect("error sink").push(e.to_string());
         }));
         let wide_mul = if int64 { WideMul::Int64 } else { WideMul::Portable };
+        let pipeline_cache = cache_file.map(|path| {
+            let data = std::fs::read(&path).ok();
+            // SAFETY: the data was written by `save_pipeline_cache` from a cache
+            // of an adapter with the same `pipeline_cache_key` (the file name);
+            // `fallback: true` makes wgpu start empty if the driver rejects it.
+            let cache = unsafe {
+                device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                    label: Some("latent-he pipelines"),
+                    data: data.as_deref(),
+                    fallback: true,
+                })
+            };
+            (cache, path)
+        });
         Ok(Arc::new(Self {
             device,
             queue,
             adapter: summary,
             limits,
             wide_mul,
+            pipeline_cache,
             errors,
         }))
     }
@@ -205,6 +242,26 @@ impl GpuContext {
     /// How the kernels build 64-bit products on this device.
     pub fn wide_mul(&self) -> WideMul {
         self.wide_mul
+    }
+
+    /// The driver's pipeline cache, where the adapter supports one (Vulkan).
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|(cache, _)| cache)
+    }
+
+    /// Writes the pipeline cache to its file so that the next run skips
+    /// shader compilation. Best effort: a cache that cannot be written only
+    /// costs compile time later, so failures are ignored.
+    pub fn save_pipeline_cache(&self) {
+        let Some((cache, path)) = &self.pipeline_cache else {
+            return;
+        };
+        let Some(data) = cache.get_data() else { return };
+        let Some(dir) = path.parent() else { return };
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, &data))
+            .and_then(|()| std::fs::rename(&tmp, path));
     }
 
     /// The limits the device was opened with.

@@ -243,7 +243,7 @@ impl GpuRing {
                 module,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
-                cache: None,
+                cache: ctx.pipeline_cache(),
             })
         };
         let ntt = module(KernelFile::Ntt);
@@ -276,6 +276,7 @@ impl GpuRing {
             ],
         };
         ctx.finish()?;
+        ctx.save_pipeline_cache();
         Ok(ring_gpu)
     }
 
