@@ -258,7 +258,7 @@ impl GpuContext {
         };
         let Some(data) = cache.get_data() else { return };
         let Some(dir) = path.parent() else { return };
-        let tmp = path.with_extension("tmp");
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let _ = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, &data))
             .and_then(|()| std::fs::rename(&tmp, path));
