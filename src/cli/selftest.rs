@@ -26,7 +26,7 @@ const KERNEL_ROW: i64 = 32;
 pub struct SelftestArgs {
     #[command(flatten)]
     source: ParamsSource,
-    /// Backend for the evaluation operations (default: gpu when an adapter exists).
+    /// Backend for the evaluation operations (default: gpu when a hardware adapter exists).
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
     /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
@@ -154,14 +154,22 @@ enum Chosen {
 }
 
 impl Chosen {
-    /// `--backend` as given; without it, the GPU when an adapter exists, else
-    /// the CPU with a one-line note.
+    /// `--backend` as given; without it, the GPU when a hardware adapter
+    /// exists (or one is named), else the CPU with a one-line note: a software
+    /// Vulkan device such as lavapipe is slower than the CPU backend itself.
     fn resolve(choice: Option<BackendChoice>, adapter: Option<&str>) -> Result<Self, CliError> {
         match choice {
             Some(BackendChoice::Cpu) => Ok(Chosen::Cpu),
             Some(BackendChoice::Gpu) => Ok(Chosen::Gpu(GpuContext::new(adapter)?)),
             None => match GpuContext::new(adapter) {
-                Ok(ctx) => Ok(Chosen::Gpu(ctx)),
+                Ok(ctx) if adapter.is_some() || ctx.adapter().device_type != "Cpu" => Ok(Chosen::Gpu(ctx)),
+                Ok(ctx) => {
+                    eprintln!(
+                        "note: the only adapter is a software one ({}); using the CPU backend (--backend gpu forces it)",
+                        ctx.adapter().name
+                    );
+                    Ok(Chosen::Cpu)
+                }
                 Err(e) => {
                     eprintln!("note: {e}; using the CPU backend");
                     Ok(Chosen::Cpu)
