@@ -98,7 +98,8 @@ struct ElementwiseShape {
     pad: [u32; 2],
 }
 
-/// An element-wise kernel of `shaders/elementwise.wgsl`.
+/// An element-wise kernel of `shaders/elementwise.wgsl`, indexing `GpuRing::elementwise`
+/// in the order of its entry points (`add`, `sub`, `mul`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElementwiseOp {
     /// `a += b`.
@@ -107,16 +108,6 @@ pub enum ElementwiseOp {
     Sub,
     /// `a *= b` (point-wise; evaluation form).
     Mul,
-}
-
-impl ElementwiseOp {
-    fn entry(self) -> &'static str {
-        match self {
-            ElementwiseOp::Add => "add",
-            ElementwiseOp::Sub => "sub",
-            ElementwiseOp::Mul => "mul",
-        }
-    }
 }
 
 /// A polynomial in a device buffer.
@@ -280,6 +271,38 @@ impl GpuRing {
         Ok(ring_gpu)
     }
 
+    /// A uniform buffer holding `value`.
+    fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("uniform"),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`.
+    fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[wgpu::BindGroupEntry<'_>],
+        groups: (u32, u32, u32),
+    ) {
+        let device = self.ctx.device();
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        self.ctx.queue().submit([encoder.finish()]);
+    }
+
     /// Copies a host polynomial to the device.
     pub fn upload<D: Domain>(&self, poly: &RnsPoly<D>) -> GpuPoly<D> {
         let buffer = self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -399,11 +422,7 @@ impl GpuRing {
                     limb_base: limb_base as u32,
                     pad: [0; 2],
                 };
-                let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("ntt pass"),
-                    contents: bytemuck::bytes_of(&info),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
+                let uniform = self.uniform(&info);
                 let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("ntt"),
                     layout: &pipeline.get_bind_group_layout(0),
@@ -447,41 +466,28 @@ impl GpuRing {
     /// signature enforces for it through [`Self::mul_assign`].
     fn elementwise<D: Domain>(&self, op: ElementwiseOp, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
         assert_eq!(a.layout, b.layout, "limb layouts differ");
-        let device = self.ctx.device();
         let words = (a.layout.len() * self.n) as u32;
         let shape = ElementwiseShape {
             n: self.n as u32,
             words,
             pad: [0; 2],
         };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("shape"),
-            contents: bytemuck::bytes_of(&shape),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self.uniform(&shape);
         let limb_primes = self.limb_primes(a.layout);
         let pipeline = &self.elementwise[op as usize];
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(op.entry()),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
+        let groups = words.div_ceil(WORKGROUP);
+        let x = groups.min(MAX_GROUPS_PER_DIM);
+        self.dispatch(
+            pipeline,
+            &[
                 entry(0, &a.buffer),
                 entry(1, &b.buffer),
                 entry(2, &self.primes),
                 entry(3, &limb_primes),
                 entry(4, &uniform),
             ],
-        });
-        let groups = words.div_ceil(WORKGROUP);
-        let x = groups.min(MAX_GROUPS_PER_DIM);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
-        }
-        self.ctx.queue().submit([encoder.finish()]);
+            (x, groups.div_ceil(x), 1),
+        );
         Ok(())
     }
 
@@ -569,20 +575,15 @@ impl GpuRing {
             targets: targets.len() as u32,
             centered: u32::from(centered),
         };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("convert shape"),
-            contents: bytemuck::bytes_of(&shape),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self.uniform(&shape);
         let (source_buf, target_buf, table_buf) = (
             self.storage_init("source primes", &source_prime),
             self.storage_init("target primes", &target_prime),
             self.storage_init("convert tables", &tables),
         );
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("convert"),
-            layout: &self.convert.get_bind_group_layout(0),
-            entries: &[
+        self.dispatch(
+            &self.convert,
+            &[
                 entry(0, &input.buffer),
                 entry(1, &output),
                 entry(2, &self.primes),
@@ -591,15 +592,8 @@ impl GpuRing {
                 entry(5, &table_buf),
                 entry(6, &uniform),
             ],
-        });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.convert);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups((self.n as u32).div_ceil(WORKGROUP), targets.len() as u32, 1);
-        }
-        self.ctx.queue().submit([encoder.finish()]);
+            ((self.n as u32).div_ceil(WORKGROUP), targets.len() as u32, 1),
+        );
         Ok(GpuWords { buffer: output })
     }
 
@@ -633,25 +627,19 @@ impl GpuRing {
         let mut table = self.prime_indices(layout);
         table.extend((0..layout.len()).map(|i| if i < layout.q { i } else { key_q + i - layout.q } as u32));
         let table = self.storage_init("limb table", &table);
-        let device = self.ctx.device();
         let shape = InnerProductShape {
             n: self.n as u32,
             limbs: layout.len() as u32,
             use_perm: u32::from(perm.is_some()),
             pad: 0,
         };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("inner product shape"),
-            contents: bytemuck::bytes_of(&shape),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self.uniform(&shape);
         // Without a permutation the binding still needs a buffer: the table
         // stands in, unread.
         let perm_buffer = perm.map_or(&table, |p| &p.buffer);
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("inner product"),
-            layout: &self.inner_product.get_bind_group_layout(0),
-            entries: &[
+        self.dispatch(
+            &self.inner_product,
+            &[
                 entry(0, &digit.buffer),
                 entry(1, &key_b.buffer),
                 entry(2, &key_a.buffer),
@@ -662,15 +650,8 @@ impl GpuRing {
                 entry(7, &table),
                 entry(8, &uniform),
             ],
-        });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(&self.inner_product);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups((self.n as u32).div_ceil(WORKGROUP), layout.len() as u32, 1);
-        }
-        self.ctx.queue().submit([encoder.finish()]);
+            ((self.n as u32).div_ceil(WORKGROUP), layout.len() as u32, 1),
+        );
         Ok(())
     }
 
@@ -785,7 +766,6 @@ impl GpuRing {
         table: &GpuWords,
         source_prime: usize,
     ) -> Result<(), GpuError> {
-        let device = self.ctx.device();
         let words = (primes.len() * self.n) as u32;
         let shape = LimbwiseShape {
             n: self.n as u32,
@@ -793,11 +773,7 @@ impl GpuRing {
             source_prime: source_prime as u32,
             pad: 0,
         };
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("limbwise shape"),
-            contents: bytemuck::bytes_of(&shape),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self.uniform(&shape);
         let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
         let limb_primes = self.storage_init("limb primes", &list);
         let pipeline = &self.limbwise[op as usize];
@@ -812,21 +788,9 @@ impl GpuRing {
             entries.push(entry(2, &self.primes));
             entries.push(entry(3, &limb_primes));
         }
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("limbwise"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(x, groups.div_ceil(x), 1);
-        }
-        self.ctx.queue().submit([encoder.finish()]);
+        self.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
         Ok(())
     }
 
