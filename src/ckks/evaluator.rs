@@ -307,20 +307,7 @@ impl Evaluator {
         self.check_key(ct)?;
         let params = self.params();
         let n = params.n();
-        let keys = steps
-            .iter()
-            .map(|&s| {
-                let g = rotation_galois_element(s, n);
-                if g == 1 {
-                    return Ok(None);
-                }
-                self.keys
-                    .galois
-                    .get(&g)
-                    .map(|k| Some((g, k)))
-                    .ok_or(CkksError::MissingRotationKey { steps: s })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = rotation_keys(steps, n, |g| self.keys.galois.get(&g).map(|k| (g, k)))?;
         let needs_keyswitch = keys.iter().any(Option::is_some);
         let decomposed = needs_keyswitch.then(|| decompose(params, &ct.c1));
         let ring = params.ring();
@@ -342,6 +329,29 @@ impl Evaluator {
             })
             .collect())
     }
+}
+
+/// For each of `steps`, `None` for a rotation by zero (mod N/2), else the
+/// key `lookup` finds for its Galois element; every step is checked before
+/// any work starts.
+///
+/// # Errors
+/// [`CkksError::MissingRotationKey`] for the first step without a key.
+pub(crate) fn rotation_keys<K>(
+    steps: &[i64],
+    n: usize,
+    lookup: impl Fn(u64) -> Option<K>,
+) -> Result<Vec<Option<K>>, CkksError> {
+    steps
+        .iter()
+        .map(|&s| {
+            let g = rotation_galois_element(s, n);
+            if g == 1 {
+                return Ok(None);
+            }
+            lookup(g).map(Some).ok_or(CkksError::MissingRotationKey { steps: s })
+        })
+        .collect()
 }
 
 /// `round(c * scale)` as a signed integer.

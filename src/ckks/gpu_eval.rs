@@ -9,7 +9,7 @@ use super::error::CkksError;
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
 use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords};
-use crate::ring::automorphism::{eval_permutation, rotation_galois_element};
+use crate::ring::automorphism::eval_permutation;
 use crate::ring::{Eval, LimbLayout};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -468,19 +468,7 @@ impl GpuEvaluator {
     pub fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
         self.check_key(ct.key_id)?;
         let n = self.params.n();
-        let keys = steps
-            .iter()
-            .map(|&s| {
-                let g = rotation_galois_element(s, n);
-                if g == 1 {
-                    return Ok(None);
-                }
-                self.galois
-                    .get(&g)
-                    .map(Some)
-                    .ok_or(CkksError::MissingRotationKey { steps: s })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = super::evaluator::rotation_keys(steps, n, |g| self.galois.get(&g))?;
         let digits = if keys.iter().any(Option::is_some) {
             self.decompose(&ct.c1)?
         } else {
