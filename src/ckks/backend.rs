@@ -24,6 +24,8 @@ pub trait EvalBackend {
     fn download(&self, ct: &Self::Ct) -> Result<Ciphertext, Self::Error>;
     /// `a + b`.
     fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// `ct + pt` (same level and scale).
+    fn add_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
     /// `ct * pt`, not rescaled.
     fn mul_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
     /// `a * b` relinearized, not rescaled.
@@ -61,6 +63,11 @@ impl EvalBackend for Evaluator {
     }
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
         Evaluator::add(self, a, b)
+    }
+    fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.add_plain_assign(&mut out, pt)?;
+        Ok(out)
     }
     fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         Evaluator::mul_plain(self, ct, pt)
@@ -113,6 +120,9 @@ impl EvalBackend for GpuEvaluator {
     }
     fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::add(self, a, b)
+    }
+    fn add_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::add_plain(self, ct, pt)
     }
     fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::mul_plain(self, ct, pt)

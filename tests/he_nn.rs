@@ -1,5 +1,6 @@
-//! The encrypted convolution against a plain f64 convolution, on both
-//! backends (GPU and CPU ciphertexts must be identical).
+//! The encrypted layers (convolution, activation, pooling + linear head) and
+//! a tiny CNN made of them, against plain f64, on both backends (GPU and CPU
+//! ciphertexts must be identical).
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
@@ -122,6 +123,25 @@ fn shapes_are_checked() {
     let conv = Conv2dSame::new(small, 3, vec![0.1; 36], 2048).unwrap();
     assert_eq!(conv.key_switches(), 8 + 1);
     assert_eq!(conv.rotations().len(), 8 + 1);
+
+    use latent_he::he_nn::{HeadError, PoolLinear};
+    let odd = SlotLayout {
+        channels: 3,
+        height: 4,
+        width: 4,
+    };
+    assert!(matches!(
+        PoolLinear::new(odd, vec![0.1; 6], vec![0.0; 2]),
+        Err(HeadError::NotPowerOfTwo { .. })
+    ));
+    assert!(matches!(
+        PoolLinear::new(small, vec![0.1; 5], vec![0.0; 2]),
+        Err(HeadError::Shape { .. })
+    ));
+    assert!(matches!(
+        PoolLinear::new(small, vec![0.1; 2 * 17], vec![0.0; 17]),
+        Err(HeadError::TooManyClasses { classes: 17, block: 16 })
+    ));
 }
 
 #[test]
@@ -161,4 +181,71 @@ fn quadratic_activation_after_a_convolution_matches_plaintext_on_both_backends()
         .apply(&g, &conv.apply(&g, &params, &g.upload(&ct).unwrap()).unwrap())
         .unwrap();
     assert_eq!(g.download(&on_gpu).unwrap(), out, "GPU and CPU ciphertexts differ");
+}
+
+#[test]
+fn a_tiny_cnn_runs_encrypted_end_to_end_on_both_backends() {
+    use latent_he::he_nn::{FoldedQuadratic, PoolLinear};
+    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}"));
+    let params = Params::preset("insecure-n12").unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let layout = SlotLayout {
+        channels: 4,
+        height: 8,
+        width: 8,
+    };
+    let classes = 3;
+    let (a, b, c) = (0.2, 0.9, -0.1);
+    let conv_w: Vec<f64> = (0..4 * 4 * 9).map(|_| rng.gen_range(-0.4..0.4)).collect();
+    let head_w: Vec<f64> = (0..classes * 4).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let head_b: Vec<f64> = (0..classes).map(|_| rng.gen_range(-0.5..0.5)).collect();
+    let folded: Vec<f64> = conv_w.iter().map(|w| w * FoldedQuadratic::input_scale(a)).collect();
+    let conv = Conv2dSame::new(layout, 3, folded, params.slots()).unwrap();
+    let act = FoldedQuadratic::fold(a, b, c).unwrap();
+    let head = PoolLinear::new(layout, head_w.clone(), head_b.clone()).unwrap();
+    let mut rotations = conv.rotations();
+    rotations.extend(head.rotations());
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &rotations));
+    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+
+    // Plaintext reference: conv, activation, global average pool, linear.
+    let hidden: Vec<f64> = conv_reference(&x, &conv_w, layout, 3)
+        .iter()
+        .map(|y| a * y * y + b * y + c)
+        .collect();
+    let pooled: Vec<f64> = hidden
+        .chunks(layout.block())
+        .map(|ch| ch.iter().sum::<f64>() / ch.len() as f64)
+        .collect();
+    let want: Vec<f64> = (0..classes)
+        .map(|k| head_b[k] + (0..4).map(|ch| head_w[k * 4 + ch] * pooled[ch]).sum::<f64>())
+        .collect();
+
+    let cpu = Evaluator::new(keys.clone());
+    let run = |backend: &Evaluator| {
+        head.apply(
+            backend,
+            &params,
+            &act.apply(backend, &conv.apply(backend, &params, &ct)?)?,
+        )
+    };
+    let out = run(&cpu).unwrap();
+    assert_eq!(out.level(), ct.level() - 3, "three levels");
+    let got = decrypt(&sk, &out).unwrap();
+    let err = (0..classes).map(|k| (got[k] - want[k]).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-3, "logits {:?} vs {want:?}: {err}", &got[..classes]);
+
+    let g = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let gx = g.upload(&ct).unwrap();
+    let on_gpu = head
+        .apply(
+            &g,
+            &params,
+            &act.apply(&g, &conv.apply(&g, &params, &gx).unwrap()).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(g.download(&on_gpu).unwrap(), out, "GPU and CPU ciphertexts differ");
+    assert_eq!(head.key_switches(), 6 + 2 + 2);
 }
