@@ -1,7 +1,9 @@
 //! `nn` against PyTorch: logits of the fixtures in `tests/fixtures/nn`
 //! (made by `make_fixtures.py` there: random weights, PyTorch float64
-//! logits), tensor names and shapes against PyTorch's state dicts, folding
-//! against the unfolded model, and the loader's errors.
+//! logits; ResNet32/44/56 by `make_formula_fixtures.py`: weights from a formula
+//! rebuilt here, PyTorch float64 logits), tensor names and shapes against
+//! PyTorch's state dicts, folding against the unfolded model, and the loader's
+//! errors.
 
 use latent_he::nn::model::Layer;
 use latent_he::nn::{
@@ -75,36 +77,124 @@ fn all_fixtures() -> Vec<&'static str> {
     names
 }
 
+/// `model` on the fixture input `x32` against PyTorch's float64 logits `want`:
+/// f64, f32, folded f64 against unfolded, folded f32. Returns the f64 error.
+fn check_against_pytorch(name: &str, model: &Model<f64>, x32: &Array4<f32>, want: &Array2<f64>) -> f64 {
+    let x64 = x32.mapv(f64::from);
+    let got64 = model.forward(x64.view()).expect("f64 forward");
+    let e64 = max_abs_diff(&got64, want);
+    assert!(e64 < TOL_F64, "{name}: f64 differs from PyTorch by {e64:e}");
+
+    let got32 = model
+        .cast::<f32>()
+        .forward(x32.view())
+        .expect("f32 forward")
+        .mapv(f64::from);
+    let e32 = max_abs_diff(&got32, want);
+    assert!(e32 < TOL_F32, "{name}: f32 differs from PyTorch by {e32:e}");
+
+    let folded = fold(model);
+    let gotf = folded.forward(x64.view()).expect("folded forward");
+    let ef = max_abs_diff(&gotf, &got64);
+    assert!(ef < 1e-9, "{name}: folded differs from unfolded by {ef:e}");
+    let ef32 = max_abs_diff(
+        &folded.cast::<f32>().forward(x32.view()).expect("f32").mapv(f64::from),
+        want,
+    );
+    assert!(ef32 < TOL_F32, "{name}: folded f32 differs from PyTorch by {ef32:e}");
+    eprintln!("{name}: f64 {e64:.1e}, f32 {e32:.1e}, folded-unfolded {ef:.1e}, folded f32 {ef32:.1e}");
+    e64
+}
+
 #[test]
 fn logits_match_pytorch_f64_f32_and_folded() {
     for name in all_fixtures() {
-        let model = load_fixture(name);
-        let x32 = input(name);
-        let x64 = x32.mapv(f64::from);
-        let want = logits(name);
+        check_against_pytorch(name, &load_fixture(name), &input(name), &logits(name));
+    }
+}
 
-        let got64 = model.forward(x64.view()).expect("f64 forward");
-        let e64 = max_abs_diff(&got64, &want);
-        assert!(e64 < TOL_F64, "{name}: f64 differs from PyTorch by {e64:e}");
+/// `s(j)` of `make_formula_fixtures.py` for `j < n`: uniform in [-1, 1),
+/// exact doubles from the name's FNV-1a 64 hash and splitmix64's finalizer.
+fn formula_uniform(name: &str, n: usize) -> Vec<f64> {
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (1..=n as u64)
+        .map(|j| {
+            let mut z = seed.wrapping_add(j.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            // f64::EPSILON is 2^-52: (z >> 11) < 2^53, so both steps are exact.
+            (z >> 11) as f64 * f64::EPSILON - 1.0
+        })
+        .collect()
+}
 
-        let got32 = model
-            .cast::<f32>()
-            .forward(x32.view())
-            .expect("f32 forward")
-            .mapv(f64::from);
-        let e32 = max_abs_diff(&got32, &want);
-        assert!(e32 < TOL_F32, "{name}: f32 differs from PyTorch by {e32:e}");
+/// Every tensor of `spec` by the formula of `make_formula_fixtures.py` (see
+/// its docstring): values depend only on the tensor's name and shape.
+fn formula_dict(spec: &ModelSpec) -> StateDict {
+    let tensors = expected_tensors(spec).unwrap();
+    let names: std::collections::BTreeSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+    let mut dict = StateDict::new();
+    for t in &tensors {
+        let n: usize = t.shape.iter().product();
+        let s = formula_uniform(&t.name, n);
+        let (module, p) = t.name.rsplit_once('.').expect("dotted name");
+        let map = |f: &dyn Fn(f64) -> f64| s.iter().map(|&v| f(v)).collect::<Vec<f64>>();
+        let data = if names.contains(format!("{module}.running_var").as_str()) {
+            match p {
+                "weight" => map(&|v| 0.8 + 0.2 * v),
+                "running_var" => map(&|v| 1.0 + 0.2 * v.abs()),
+                "num_batches_tracked" => vec![7.0; n],
+                _ => map(&|v| 0.2 * v), // bias, running_mean
+            }
+        } else if module.ends_with("sigmoid") {
+            match p {
+                "alpha" => map(&|v| -(0.002 + 0.008 * v.abs())),
+                "beta" => map(&|v| 0.1 + 0.1 * v.abs()),
+                "c" => map(&|v| 0.4 + 0.2 * v.abs()),
+                _ => panic!("no formula for {}", t.name),
+            }
+        } else {
+            match p {
+                "alpha" => map(&|v| 0.05 + 0.05 * v.abs()),
+                "beta" => map(&|v| 0.6 + 0.3 * v.abs()),
+                "c" => map(&|v| 0.05 * v),
+                "weight" => {
+                    let fan_in: usize = t.shape[1..].iter().product();
+                    map(&|v| 1.5 * v / (fan_in as f64).sqrt())
+                }
+                "bias" => map(&|v| 0.1 * v),
+                _ => panic!("no formula for {}", t.name),
+            }
+        };
+        dict.insert(t.name.clone(), Tensor::new(t.shape.clone(), data).unwrap());
+    }
+    dict
+}
 
-        let folded = fold(&model);
-        let gotf = folded.forward(x64.view()).expect("folded forward");
-        let ef = max_abs_diff(&gotf, &got64);
-        assert!(ef < 1e-9, "{name}: folded differs from unfolded by {ef:e}");
-        let ef32 = max_abs_diff(
-            &folded.cast::<f32>().forward(x32.view()).expect("f32").mapv(f64::from),
-            &want,
-        );
-        assert!(ef32 < TOL_F32, "{name}: folded f32 differs from PyTorch by {ef32:e}");
-        eprintln!("{name}: f64 {e64:.1e}, f32 {e32:.1e}, folded-unfolded {ef:.1e}, folded f32 {ef32:.1e}");
+/// ResNet32/44/56 with and without SE, whose weight files are too large to
+/// commit: weights from a formula both sides compute bit for bit
+/// (`make_formula_fixtures.py`), logits against PyTorch's float64 ones.
+/// The dict goes through safetensors bytes and the loader infers the spec.
+/// The weights are bit-identical to PyTorch's (checked once); observed
+/// errors: f64 at most 1.3e-15, f32 (folded or not) at most 1.5e-6.
+#[test]
+fn deep_resnets_with_formula_weights_match_pytorch() {
+    let x32 = input("formula_f8");
+    for arch in [Arch::ResNet32, Arch::ResNet44, Arch::ResNet56] {
+        for se in [false, true] {
+            let spec = ModelSpec::with_class_count(arch, se, 14, LatentShape::for_factor(8).unwrap()).unwrap();
+            let name = format!("formula_{arch}{}_f8", if se { "_se" } else { "" });
+            let bytes = formula_dict(&spec)
+                .to_safetensors(latent_he::nn::StoreDtype::F64)
+                .unwrap();
+            let dict = StateDict::from_safetensors(&bytes).unwrap();
+            let model = Model::from_state_dict(&dict, &LoadOptions::default()).expect("formula dict loads");
+            assert_eq!(model.spec(), &spec);
+            check_against_pytorch(&name, &model, &x32, &logits(&name));
+        }
     }
 }
 
