@@ -1,8 +1,10 @@
 //! latent-he: encrypted chest X-ray classification in latent space.
 //!
-//! Layers, each depending only on those above it in this list:
+//! Layers, each depending only on those before it in this list:
 //! [`math`] (modular arithmetic, NTT, embedding) -> [`ring`] (RNS polynomials)
-//! -> [`ckks`] (the scheme) -> [`cli`] (the `latent-he` command).
+//! -> [`backend`] (the wgpu device and WGSL kernels) -> [`ckks`] (the scheme,
+//! its CPU evaluator and the GPU evaluator) -> [`he_nn`] (network layers as
+//! CKKS operations) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
 //! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too.
 
