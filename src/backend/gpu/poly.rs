@@ -2,9 +2,11 @@
 //! passes and element-wise arithmetic, batched over all limbs of a polynomial
 //! in one dispatch per pass.
 //!
-//! Kernels are queued without waiting: the queue runs them in submission
-//! order, and an error wgpu reports surfaces at the next [`GpuRing::sync`] or
-//! download (both wait for the device).
+//! Kernels and copies are recorded into one pending command encoder and
+//! submitted together at the next [`GpuRing::sync`] or download (or every
+//! `FLUSH_EVERY` commands): a whole operation, a key switch included, goes to
+//! the device as one command buffer. An error wgpu reports surfaces at that
+//! point.
 
 use super::device::{GpuContext, GpuError};
 use super::shaders::KernelFile;
@@ -20,6 +22,9 @@ use wgpu::util::DeviceExt;
 const NTT_TILE_LOG: u32 = 12;
 /// Invocations per workgroup in every kernel.
 const WORKGROUP: u32 = 256;
+/// Commands recorded before the pending encoder is submitted on its own,
+/// bounding what one command buffer holds.
+const FLUSH_EVERY: usize = 256;
 /// Largest workgroup count in one dispatch dimension (WebGPU's minimum limit).
 const MAX_GROUPS_PER_DIM: u32 = 65535;
 
@@ -155,6 +160,8 @@ pub struct GpuRing {
     convert: wgpu::ComputePipeline,
     inner_product: wgpu::ComputePipeline,
     limbwise: [wgpu::ComputePipeline; 4],
+    /// Work recorded but not yet submitted, and how many commands it holds.
+    pending: std::sync::Mutex<(Option<wgpu::CommandEncoder>, usize)>,
 }
 
 fn storage_usage() -> wgpu::BufferUsages {
@@ -265,6 +272,7 @@ impl GpuRing {
                 pipeline(&limbwise, "sub_mul_scalar"),
                 pipeline(&limbwise, "broadcast_centered"),
             ],
+            pending: std::sync::Mutex::new((None, 0)),
         };
         ctx.finish()?;
         ctx.save_pipeline_cache();
@@ -293,14 +301,39 @@ impl GpuRing {
             layout: &pipeline.get_bind_group_layout(0),
             entries,
         });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
+        self.record(|encoder| {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        });
+    }
+
+    /// Records commands into the pending encoder; they run, in order, at the
+    /// next [`Self::sync`] or download, or once [`FLUSH_EVERY`] commands
+    /// have accumulated.
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.pending.lock().expect("pending encoder");
+        let encoder = pending
+            .0
+            .get_or_insert_with(|| self.ctx.device().create_command_encoder(&Default::default()));
+        f(encoder);
+        pending.1 += 1;
+        if pending.1 >= FLUSH_EVERY {
+            Self::submit(&self.ctx, &mut pending);
         }
-        self.ctx.queue().submit([encoder.finish()]);
+    }
+
+    /// Submits the pending encoder, if any.
+    fn flush(&self) {
+        Self::submit(&self.ctx, &mut self.pending.lock().expect("pending encoder"));
+    }
+
+    fn submit(ctx: &GpuContext, pending: &mut (Option<wgpu::CommandEncoder>, usize)) {
+        if let Some(encoder) = pending.0.take() {
+            ctx.queue().submit([encoder.finish()]);
+        }
+        pending.1 = 0;
     }
 
     /// Copies a host polynomial to the device.
@@ -335,9 +368,8 @@ impl GpuRing {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.ctx.queue().submit([encoder.finish()]);
+        self.record(|encoder| encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size));
+        self.flush();
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = sender.send(r);
@@ -409,7 +441,6 @@ impl GpuRing {
                 _ => runs.push((limb, 1)),
             }
         }
-        let mut encoder = device.create_command_encoder(&Default::default());
         for &(limb_base, limbs) in &runs {
             let twiddles = &self.twiddles[chunk_of[limb_base]];
             for (index, &(bit_lo, bit_hi)) in passes.iter().enumerate() {
@@ -434,13 +465,14 @@ impl GpuRing {
                         entry(4, &uniform),
                     ],
                 });
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups((self.n as u32) / tile_words, limbs as u32, 1);
+                self.record(|encoder| {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, &bind, &[]);
+                    pass.dispatch_workgroups((self.n as u32) / tile_words, limbs as u32, 1);
+                });
             }
         }
-        self.ctx.queue().submit([encoder.finish()]);
         Ok(())
     }
 
@@ -712,6 +744,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn sync(&self) -> Result<(), GpuError> {
+        self.flush();
         self.ctx.finish()
     }
 
@@ -730,15 +763,15 @@ impl GpuRing {
     /// Copies `count` limbs from limb `from` of `src` to limb `to` of `dst`.
     pub fn copy_limbs(&self, src: &GpuWords, from: usize, dst: &GpuWords, to: usize, count: usize) {
         let limb = (4 * self.n) as u64;
-        let mut encoder = self.ctx.device().create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(
-            &src.buffer,
-            from as u64 * limb,
-            &dst.buffer,
-            to as u64 * limb,
-            count as u64 * limb,
-        );
-        self.ctx.queue().submit([encoder.finish()]);
+        self.record(|encoder| {
+            encoder.copy_buffer_to_buffer(
+                &src.buffer,
+                from as u64 * limb,
+                &dst.buffer,
+                to as u64 * limb,
+                count as u64 * limb,
+            )
+        });
     }
 
     /// A new buffer with limbs `from..from + count` of `src`.
