@@ -7,7 +7,7 @@
 //!   by name and shape) and running it on a batch `B x C x H x W`.
 //! - [`layers`]: convolution (im2col + GEMM), batch norm, linear, polynomial
 //!   activations, average pooling, residual and squeeze-and-excitation blocks.
-//! - [`fold`]: the model an encrypted evaluation wants: batch norm folded into
+//! - [`mod@fold`]: the model an encrypted evaluation wants: batch norm folded into
 //!   the preceding convolution, average pooling into the following linear
 //!   layer, and the activation's leading coefficient into the preceding
 //!   linear layer.

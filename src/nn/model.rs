@@ -148,7 +148,7 @@ impl<T: Real> Model<T> {
         &self.layers
     }
 
-    /// Whether this model came from [`super::fold`] (no batch norm, no
+    /// Whether this model came from [`mod@super::fold`] (no batch norm, no
     /// global pooling; see there for what else holds).
     pub fn is_folded(&self) -> bool {
         self.folded

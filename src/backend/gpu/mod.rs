@@ -6,8 +6,11 @@
 //! the tests compare every word.
 
 pub mod device;
+pub mod kernels;
 pub mod poly;
+pub mod ring;
 pub mod shaders;
 
 pub use device::{AdapterSummary, GpuContext, GpuError};
-pub use poly::{GpuPoly, GpuRing, GpuWords};
+pub use poly::{GpuPoly, GpuWords};
+pub use ring::GpuRing;

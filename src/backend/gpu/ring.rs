@@ -1,0 +1,394 @@
+//! The ring's tables on the device (primes, twiddles), the compiled
+//! pipelines, and the plumbing every kernel shares: uploads and downloads,
+//! limb copies, and the pending command encoder.
+//!
+//! Kernels and copies are recorded into one pending command encoder and
+//! submitted together at the next [`GpuRing::sync`] or download (or every
+//! `FLUSH_EVERY` commands): a whole operation, a key switch included, goes to
+//! the device as one command buffer. An error wgpu reports surfaces at that
+//! point.
+
+use super::device::{GpuContext, GpuError};
+use super::poly::{GpuPoly, GpuWords};
+use super::shaders::KernelFile;
+use crate::math::Modulus;
+use crate::ring::{Domain, LimbLayout, RingContext, RnsPoly};
+use bytemuck::{Pod, Zeroable};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// Invocations per workgroup in every kernel.
+pub(super) const WORKGROUP: u32 = 256;
+/// Commands recorded before the pending encoder is submitted on its own,
+/// bounding what one command buffer holds.
+const FLUSH_EVERY: usize = 256;
+/// Largest workgroup count in one dispatch dimension (WebGPU's minimum limit).
+pub(super) const MAX_GROUPS_PER_DIM: u32 = 65535;
+
+/// Host mirror of `PrimeConsts` in `shaders/modarith.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct PrimeConsts {
+    q: u32,
+    two32: u32,
+    two32_shoup: u32,
+    one_shoup: u32,
+    n_inv: u32,
+    n_inv_shoup: u32,
+    twiddle_offset: u32,
+    pad: u32,
+}
+
+/// The ring's tables on the device and the compiled pipelines.
+///
+/// Invariant: `primes[i]` belongs to global prime `i` of the ring context;
+/// its twiddle tables (forward, forward Shoup, inverse, inverse Shoup; N words
+/// each) sit at `primes[i].twiddle_offset` in `twiddles[twiddle_chunk[i]]`,
+/// each chunk within one storage binding.
+pub struct GpuRing {
+    pub(super) ctx: Arc<GpuContext>,
+    pub(super) n: usize,
+    pub(super) log_n: u32,
+    pub(super) q_count: usize,
+    pub(super) primes: wgpu::Buffer,
+    pub(super) twiddles: Vec<wgpu::Buffer>,
+    pub(super) twiddle_chunk: Vec<usize>,
+    pub(super) ntt_forward: wgpu::ComputePipeline,
+    pub(super) ntt_inverse: wgpu::ComputePipeline,
+    pub(super) elementwise: [wgpu::ComputePipeline; 3],
+    pub(super) convert: wgpu::ComputePipeline,
+    pub(super) inner_product: wgpu::ComputePipeline,
+    pub(super) limbwise: [wgpu::ComputePipeline; 4],
+    /// Work recorded but not yet submitted, and how many commands it holds.
+    pub(super) pending: std::sync::Mutex<(Option<wgpu::CommandEncoder>, usize)>,
+}
+
+pub(super) fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+impl GpuRing {
+    /// Uploads the ring's NTT tables and compiles the kernels.
+    ///
+    /// # Errors
+    /// [`GpuError::TooLarge`] when the twiddle tables exceed one storage
+    /// binding; [`GpuError::Runtime`] on a shader or pipeline error.
+    pub fn new(ctx: &Arc<GpuContext>, ring: &RingContext) -> Result<Self, GpuError> {
+        let n = ring.n();
+        let count = ring.global_count();
+        let limit = ctx.limits().max_storage_buffer_binding_size;
+        let prime_bytes = 16 * n as u64;
+        if prime_bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: "the NTT twiddle tables of one prime",
+                bytes: prime_bytes,
+                limit,
+            });
+        }
+        let primes_per_chunk = (limit / prime_bytes) as usize;
+        let mut chunks: Vec<Vec<u32>> = Vec::new();
+        let mut twiddle_chunk = Vec::with_capacity(count);
+        let mut primes = Vec::with_capacity(count);
+        for i in 0..count {
+            if i % primes_per_chunk == 0 {
+                chunks.push(Vec::with_capacity(4 * n * primes_per_chunk.min(count - i)));
+            }
+            twiddle_chunk.push(chunks.len() - 1);
+            let words = chunks.last_mut().expect("a chunk was pushed");
+            let table = ring.global_table(i);
+            let m: &Modulus = table.modulus();
+            let shoup = |v: &[u32]| v.iter().map(|&w| m.shoup(w)).collect::<Vec<_>>();
+            let two32 = ((1u64 << 32) % u64::from(m.value())) as u32;
+            primes.push(PrimeConsts {
+                q: m.value(),
+                two32,
+                two32_shoup: m.shoup(two32),
+                one_shoup: ((1u64 << 32) / u64::from(m.value())) as u32,
+                n_inv: table.n_inv(),
+                n_inv_shoup: m.shoup(table.n_inv()),
+                twiddle_offset: words.len() as u32,
+                pad: 0,
+            });
+            words.extend_from_slice(table.psi_rev());
+            words.extend(shoup(table.psi_rev()));
+            words.extend_from_slice(table.psi_inv_rev());
+            words.extend(shoup(table.psi_inv_rev()));
+        }
+        let device = ctx.device();
+        let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+        };
+        let primes = init("primes", bytemuck::cast_slice(&primes), wgpu::BufferUsages::STORAGE);
+        let twiddles = chunks
+            .iter()
+            .map(|words| init("twiddles", bytemuck::cast_slice(words), wgpu::BufferUsages::STORAGE))
+            .collect();
+        let module = |file: KernelFile| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file.name()),
+                source: wgpu::ShaderSource::Wgsl(file.source(ctx.wide_mul()).into()),
+            })
+        };
+        let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: ctx.pipeline_cache(),
+            })
+        };
+        let ntt = module(KernelFile::Ntt);
+        let elementwise = module(KernelFile::Elementwise);
+        let basis = module(KernelFile::Basis);
+        let keyswitch = module(KernelFile::KeySwitch);
+        let limbwise = module(KernelFile::Limbwise);
+        let ring_gpu = Self {
+            ctx: ctx.clone(),
+            n,
+            log_n: n.trailing_zeros(),
+            q_count: ring.q_count(),
+            primes,
+            twiddles,
+            twiddle_chunk,
+            ntt_forward: pipeline(&ntt, "forward"),
+            ntt_inverse: pipeline(&ntt, "inverse"),
+            elementwise: [
+                pipeline(&elementwise, "add"),
+                pipeline(&elementwise, "sub"),
+                pipeline(&elementwise, "mul"),
+            ],
+            convert: pipeline(&basis, "convert"),
+            inner_product: pipeline(&keyswitch, "inner_product"),
+            limbwise: [
+                pipeline(&limbwise, "permute"),
+                pipeline(&limbwise, "mul_scalar"),
+                pipeline(&limbwise, "sub_mul_scalar"),
+                pipeline(&limbwise, "broadcast_centered"),
+            ],
+            pending: std::sync::Mutex::new((None, 0)),
+        };
+        ctx.finish()?;
+        ctx.save_pipeline_cache();
+        Ok(ring_gpu)
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(super) fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("uniform"),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`.
+    pub(super) fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[wgpu::BindGroupEntry<'_>],
+        groups: (u32, u32, u32),
+    ) {
+        let device = self.ctx.device();
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries,
+        });
+        self.record(|encoder| {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        });
+    }
+
+    /// Records commands into the pending encoder; they run, in order, at the
+    /// next [`Self::sync`] or download, or once [`FLUSH_EVERY`] commands
+    /// have accumulated.
+    pub(super) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.pending.lock().expect("pending encoder");
+        let encoder = pending
+            .0
+            .get_or_insert_with(|| self.ctx.device().create_command_encoder(&Default::default()));
+        f(encoder);
+        pending.1 += 1;
+        if pending.1 >= FLUSH_EVERY {
+            Self::submit(&self.ctx, &mut pending);
+        }
+    }
+
+    /// Submits the pending encoder, if any.
+    fn flush(&self) {
+        Self::submit(&self.ctx, &mut self.pending.lock().expect("pending encoder"));
+    }
+
+    fn submit(ctx: &GpuContext, pending: &mut (Option<wgpu::CommandEncoder>, usize)) {
+        if let Some(encoder) = pending.0.take() {
+            ctx.queue().submit([encoder.finish()]);
+        }
+        pending.1 = 0;
+    }
+
+    /// Copies a host polynomial to the device.
+    pub fn upload<D: Domain>(&self, poly: &RnsPoly<D>) -> GpuPoly<D> {
+        let buffer = self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("poly"),
+            contents: bytemuck::cast_slice(poly.words()),
+            usage: storage_usage(),
+        });
+        GpuPoly {
+            buffer,
+            layout: poly.layout(),
+            _domain: PhantomData,
+        }
+    }
+
+    /// Copies a device polynomial back to the host.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
+    pub fn download<D: Domain>(&self, poly: &GpuPoly<D>) -> Result<RnsPoly<D>, GpuError> {
+        let words = self.read_buffer(&poly.buffer)?;
+        Ok(RnsPoly::from_words(self.n, poly.layout, words))
+    }
+
+    pub(super) fn read_buffer(&self, buffer: &wgpu::Buffer) -> Result<Vec<u32>, GpuError> {
+        let device = self.ctx.device();
+        let size = buffer.size();
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("staging"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|encoder| encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size));
+        self.flush();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = sender.send(r);
+        });
+        self.ctx.finish()?;
+        receiver
+            .recv()
+            .map_err(|e| GpuError::Runtime(e.to_string()))?
+            .map_err(|e| GpuError::Runtime(e.to_string()))?;
+        let words = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Runtime(e.to_string()))?;
+            bytemuck::cast_slice::<u8, u32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(words)
+    }
+
+    /// The global prime index of every limb of `layout`.
+    pub(super) fn prime_indices(&self, layout: LimbLayout) -> Vec<u32> {
+        (0..layout.len())
+            .map(|i| if i < layout.q { i } else { self.q_count + i - layout.q } as u32)
+            .collect()
+    }
+
+    /// The global prime index of every limb of `layout`, as a device buffer.
+    pub(super) fn limb_primes(&self, layout: LimbLayout) -> wgpu::Buffer {
+        let indices = self.prime_indices(layout);
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("limb primes"),
+            contents: bytemuck::cast_slice(&indices),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+}
+
+impl GpuRing {
+    pub(super) fn storage_init(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(words),
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+
+    /// Uploads host words (an automorphism's index permutation, say).
+    pub fn upload_words(&self, words: &[u32]) -> GpuWords {
+        GpuWords {
+            buffer: self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("words"),
+                contents: bytemuck::cast_slice(words),
+                usage: storage_usage(),
+            }),
+        }
+    }
+
+    /// Copies device words back to the host.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn download_words(&self, words: &GpuWords) -> Result<Vec<u32>, GpuError> {
+        self.read_buffer(&words.buffer)
+    }
+}
+
+impl GpuRing {
+    /// Ring degree.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Waits for all submitted work.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn sync(&self) -> Result<(), GpuError> {
+        self.flush();
+        self.ctx.finish()
+    }
+
+    /// Fresh zeroed device words for `limbs` limbs.
+    pub fn zeros(&self, limbs: usize) -> GpuWords {
+        GpuWords {
+            buffer: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("limbs"),
+                size: (4 * self.n * limbs) as u64,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    /// Copies `count` limbs from limb `from` of `src` to limb `to` of `dst`.
+    pub fn copy_limbs(&self, src: &GpuWords, from: usize, dst: &GpuWords, to: usize, count: usize) {
+        let limb = (4 * self.n) as u64;
+        self.record(|encoder| {
+            encoder.copy_buffer_to_buffer(
+                &src.buffer,
+                from as u64 * limb,
+                &dst.buffer,
+                to as u64 * limb,
+                count as u64 * limb,
+            )
+        });
+    }
+
+    /// A new buffer with limbs `from..from + count` of `src`.
+    pub fn slice_limbs(&self, src: &GpuWords, from: usize, count: usize) -> GpuWords {
+        let out = self.zeros(count);
+        self.copy_limbs(src, from, &out, 0, count);
+        out
+    }
+}
+
+pub(super) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}
