@@ -15,6 +15,11 @@ impl RnsPoly<Coeff> {
     /// Balanced mixed-radix digits `a_i` in `(-q_i/2, q_i/2]` with
     /// `x = sum a_i * q_0 ... q_{i-1}` span exactly the centred range, and
     /// Horner's rule from the top digit keeps small values exact.
+    ///
+    /// Fast path: decrypted values are usually far below `q_0 q_1 / 2`. The
+    /// two-limb value `v` is tried first and kept when it agrees with every
+    /// other residue (then `v = x` by CRT uniqueness); only coefficients that
+    /// disagree pay for the full O(limbs^2) reconstruction.
     pub fn to_centered_f64(&self, ctx: &RingContext) -> Vec<f64> {
         let layout = self.layout();
         let moduli = ctx.moduli(layout);
@@ -37,6 +42,17 @@ impl RnsPoly<Coeff> {
             let mut digits = vec![0i64; limbs];
             for (offset, value) in values.iter_mut().enumerate() {
                 let k = chunk * CHUNK + offset;
+                if limbs > 2 {
+                    let (m0, m1) = (&moduli[0], &moduli[1]);
+                    let d0 = m0.centered(self.limb(0)[k]);
+                    let (w, ws) = inv[1][0];
+                    let d1 = m1.centered(m1.mul_shoup(m1.sub(self.limb(1)[k], m1.reduce_i64(d0)), w, ws));
+                    let v = d0 + d1 * i64::from(m0.value());
+                    if (2..limbs).all(|i| moduli[i].reduce_i64(v) == self.limb(i)[k]) {
+                        *value = v as f64;
+                        continue;
+                    }
+                }
                 for i in 0..limbs {
                     let m = &moduli[i];
                     let mut t = self.limb(i)[k];
