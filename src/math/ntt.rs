@@ -159,19 +159,46 @@ fn forward_body(t: &NttTable, a: &mut [u32]) {
     let mut m = 1;
     while m < n {
         half >>= 1;
-        for (i, block) in a.chunks_exact_mut(2 * half).enumerate() {
-            let w = t.psi_rev[m + i];
-            let ws = t.psi_rev_shoup[m + i];
-            let (x, y) = block.split_at_mut(half);
-            for (x, y) in x.iter_mut().zip(y.iter_mut()) {
-                let v = reduce_once(mul_shoup_lazy(*y, w, ws, q), q);
-                let u = *x;
-                *x = reduce_once(u + v, q);
-                let d = u.wrapping_sub(v);
-                *y = d.min(d.wrapping_add(q));
+        let (tw, tws) = (&t.psi_rev[m..2 * m], &t.psi_rev_shoup[m..2 * m]);
+        // Short strides get a block size known at compile time, so the
+        // butterflies of a block unroll into vector lanes.
+        match half {
+            1 => forward_stage_fixed::<2>(a, tw, tws, q),
+            2 => forward_stage_fixed::<4>(a, tw, tws, q),
+            4 => forward_stage_fixed::<8>(a, tw, tws, q),
+            8 => forward_stage_fixed::<16>(a, tw, tws, q),
+            _ => {
+                for ((block, &w), &ws) in a.chunks_exact_mut(2 * half).zip(tw).zip(tws) {
+                    let (x, y) = block.split_at_mut(half);
+                    for (x, y) in x.iter_mut().zip(y.iter_mut()) {
+                        forward_butterfly(x, y, w, ws, q);
+                    }
+                }
             }
         }
         m <<= 1;
+    }
+}
+
+/// One Cooley-Tukey butterfly on canonical values.
+#[inline(always)]
+fn forward_butterfly(x: &mut u32, y: &mut u32, w: u32, ws: u32, q: u32) {
+    let v = reduce_once(mul_shoup_lazy(*y, w, ws, q), q);
+    let u = *x;
+    *x = reduce_once(u + v, q);
+    let d = u.wrapping_sub(v);
+    *y = d.min(d.wrapping_add(q));
+}
+
+/// A forward stage whose blocks hold `B` words (pairs `B/2` apart).
+#[inline(always)]
+fn forward_stage_fixed<const B: usize>(a: &mut [u32], tw: &[u32], tws: &[u32], q: u32) {
+    for ((block, &w), &ws) in a.chunks_exact_mut(B).zip(tw).zip(tws) {
+        let block: &mut [u32; B] = block.try_into().expect("chunks_exact gives B words");
+        let (x, y) = block.split_at_mut(B / 2);
+        for (x, y) in x.iter_mut().zip(y.iter_mut()) {
+            forward_butterfly(x, y, w, ws, q);
+        }
     }
 }
 
