@@ -15,12 +15,7 @@ use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayViewMut2, Axis};
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
     name: String,
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    groups: usize,
+    geometry: ConvGeometry,
     weight: Array4<T>,
     bias: Option<Array1<T>>,
 }
@@ -69,12 +64,7 @@ impl<T: Real> Conv2d<T> {
             && bias.as_ref().is_none_or(|b| b.len() == g.out_channels);
         ok.then(|| Conv2d {
             name: name.into(),
-            in_channels: g.in_channels,
-            out_channels: g.out_channels,
-            kernel: g.kernel,
-            stride: g.stride,
-            padding: g.padding,
-            groups: g.groups,
+            geometry: g,
             weight: weight.as_standard_layout().into_owned(),
             bias,
         })
@@ -87,14 +77,7 @@ impl<T: Real> Conv2d<T> {
 
     /// The geometry.
     pub fn geometry(&self) -> ConvGeometry {
-        ConvGeometry {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-            groups: self.groups,
-        }
+        self.geometry
     }
 
     /// Weights `[out, in / groups, k, k]`.
@@ -118,12 +101,7 @@ impl<T: Real> Conv2d<T> {
     pub(crate) fn cast<U: Real>(&self) -> Conv2d<U> {
         Conv2d {
             name: self.name.clone(),
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-            groups: self.groups,
+            geometry: self.geometry,
             weight: self.weight.mapv(|v| U::from_f64(v.to_f64())),
             bias: self.bias.as_ref().map(|b| b.mapv(|v| U::from_f64(v.to_f64()))),
         }
@@ -134,25 +112,28 @@ impl<T: Real> Conv2d<T> {
     /// the kernel's size after padding (guaranteed by model construction).
     pub(crate) fn forward(&self, x: &Array4<T>) -> Array4<T> {
         let (b, c, h, w) = x.dim();
-        debug_assert_eq!(c, self.in_channels);
+        debug_assert_eq!(c, self.geometry.in_channels);
         let (ho, wo) = self.geometry().output_hw(h, w).unwrap_or((0, 0));
-        let (cin_g, cout_g) = (self.in_channels / self.groups, self.out_channels / self.groups);
-        let k = self.kernel;
+        let (cin_g, cout_g) = (
+            self.geometry.in_channels / self.geometry.groups,
+            self.geometry.out_channels / self.geometry.groups,
+        );
+        let k = self.geometry.kernel;
         let rows = cin_g * k * k;
         let n = ho * wo;
         let zero = T::from_f64(0.0);
         let one = T::from_f64(1.0);
         let xs = standard_slice(x);
-        let mut out = vec![zero; b * self.out_channels * n];
+        let mut out = vec![zero; b * self.geometry.out_channels * n];
         let w2 = self
             .weight
             .view()
-            .into_shape_with_order((self.out_channels, rows))
+            .into_shape_with_order((self.geometry.out_channels, rows))
             .expect("weight is standard layout");
-        let direct = k == 1 && self.stride == 1 && self.padding == 0;
+        let direct = k == 1 && self.geometry.stride == 1 && self.geometry.padding == 0;
         let mut col = if direct { Vec::new() } else { vec![zero; rows * n] };
         for bi in 0..b {
-            for gi in 0..self.groups {
+            for gi in 0..self.geometry.groups {
                 let input = &xs[(bi * c + gi * cin_g) * h * w..(bi * c + (gi + 1) * cin_g) * h * w];
                 let cols = if direct {
                     ArrayView2::from_shape((rows, n), input).expect("1x1 input is [cin, h*w]")
@@ -160,7 +141,7 @@ impl<T: Real> Conv2d<T> {
                     self.im2col(input, h, w, ho, wo, &mut col);
                     ArrayView2::from_shape((rows, n), &col[..]).expect("col is [rows, n]")
                 };
-                let start = (bi * self.out_channels + gi * cout_g) * n;
+                let start = (bi * self.geometry.out_channels + gi * cout_g) * n;
                 let mut dst = ArrayViewMut2::from_shape((cout_g, n), &mut out[start..start + cout_g * n])
                     .expect("output block is [cout_g, n]");
                 let wg = w2.slice(ndarray::s![gi * cout_g..(gi + 1) * cout_g, ..]);
@@ -168,19 +149,19 @@ impl<T: Real> Conv2d<T> {
             }
             if let Some(bias) = &self.bias {
                 for (co, &bv) in bias.iter().enumerate() {
-                    let start = (bi * self.out_channels + co) * n;
+                    let start = (bi * self.geometry.out_channels + co) * n;
                     out[start..start + n].iter_mut().for_each(|v| *v = *v + bv);
                 }
             }
         }
-        Array4::from_shape_vec((b, self.out_channels, ho, wo), out).expect("output length matches")
+        Array4::from_shape_vec((b, self.geometry.out_channels, ho, wo), out).expect("output length matches")
     }
 
     /// Fills `col` (`[cin_g * k * k, ho * wo]`) with the input patches:
     /// row `(ci * k + ki) * k + kj`, column `oh * wo + ow` holds
     /// `input[ci][oh * s + ki - p][ow * s + kj - p]`, zero outside.
     fn im2col(&self, input: &[T], h: usize, w: usize, ho: usize, wo: usize, col: &mut [T]) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (k, s, p) = (self.geometry.kernel, self.geometry.stride, self.geometry.padding);
         let zero = T::from_f64(0.0);
         let n = ho * wo;
         let cin_g = input.len() / (h * w);
