@@ -3,10 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latent_he::ckks::{encode, encrypt_values, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::kernel_rotations;
 use std::sync::Arc;
-
-/// The 3x3 kernel offsets on a 32-wide row-major image.
-const KERNEL: [i64; 9] = [-33, -32, -31, -1, 0, 1, 31, 32, 33];
 
 fn ckks(c: &mut Criterion) {
     let mut group = c.benchmark_group("ckks");
@@ -15,7 +13,8 @@ fn ckks(c: &mut Criterion) {
         let params = Params::preset(preset).unwrap();
         let log_n = params.literal().log_n;
         let sk = SecretKey::generate(&params);
-        let keys = Arc::new(PublicKeySet::generate(&sk, &KERNEL));
+        let kernel = kernel_rotations(32, 3);
+        let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
         let eval = Evaluator::new(keys.clone());
         let x: Vec<f64> = (0..params.slots())
             .map(|i| ((i * 37) % 101) as f64 / 101.0 - 0.5)
@@ -37,7 +36,7 @@ fn ckks(c: &mut Criterion) {
             b.iter(|| eval.rotate(&cx, 1).unwrap())
         });
         group.bench_function(BenchmarkId::new("hoisted_rotate_9", log_n), |b| {
-            b.iter(|| eval.rotate_hoisted(&cx, &KERNEL).unwrap())
+            b.iter(|| eval.rotate_hoisted(&cx, &kernel).unwrap())
         });
         let squared = eval.mul_relin(&cx, &cy).unwrap();
         group.bench_function(BenchmarkId::new("rescale", log_n), |b| {

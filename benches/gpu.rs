@@ -7,11 +7,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{encode, encrypt_values, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::kernel_rotations;
 use latent_he::ring::sampler::Sampler;
 use std::sync::Arc;
-
-/// The 3x3 kernel offsets on a 32-wide row-major image.
-const KERNEL: [i64; 9] = [-33, -32, -31, -1, 0, 1, 31, 32, 33];
 
 fn gpu(c: &mut Criterion) {
     let ctx = match GpuContext::new(None) {
@@ -28,7 +26,8 @@ fn gpu(c: &mut Criterion) {
         let params = Params::preset(preset).unwrap();
         let log_n = params.literal().log_n;
         let sk = SecretKey::generate(&params);
-        let keys = Arc::new(PublicKeySet::generate(&sk, &KERNEL));
+        let kernel = kernel_rotations(32, 3);
+        let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
         let eval = GpuEvaluator::new(&ctx, &keys).unwrap();
         let ring = eval.ring();
         let host = params.ring();
@@ -71,7 +70,7 @@ fn gpu(c: &mut Criterion) {
             b.iter(|| synced(&|| drop(eval.rotate_hoisted(&gx, &[1]).unwrap())))
         });
         group.bench_function(BenchmarkId::new("hoisted_rotate_9", log_n), |b| {
-            b.iter(|| synced(&|| drop(eval.rotate_hoisted(&gx, &KERNEL).unwrap())))
+            b.iter(|| synced(&|| drop(eval.rotate_hoisted(&gx, &kernel).unwrap())))
         });
     }
     group.finish();

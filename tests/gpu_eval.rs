@@ -5,11 +5,10 @@
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{encode, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::kernel_rotations;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
-
-const KERNEL: [i64; 9] = [-33, -32, -31, -1, 0, 1, 31, 32, 33];
 
 fn same(cpu: &Ciphertext, gpu: &Ciphertext, what: &str) {
     assert_eq!(cpu.level(), gpu.level(), "{what}: level");
@@ -28,7 +27,8 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
     for preset in ["insecure-n12", "n14"] {
         let params = Params::preset(preset).unwrap();
         let sk = SecretKey::generate(&params);
-        let keys = Arc::new(PublicKeySet::generate(&sk, &KERNEL));
+        let kernel = kernel_rotations(32, 3);
+        let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
         let cpu = Evaluator::new(keys.clone());
         let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
         let mut rng = ChaCha20Rng::from_entropy();
@@ -53,9 +53,9 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
         let got = gpu.rescale(&gpu.mul_relin(&gx, &gy).unwrap()).unwrap();
         same(&want, &gpu.download(&got).unwrap(), "mul_relin + rescale");
 
-        let want = cpu.rotate_hoisted(&cx, &KERNEL).unwrap();
-        let got = gpu.rotate_hoisted(&gx, &KERNEL).unwrap();
-        for ((w, g), s) in want.iter().zip(&got).zip(KERNEL) {
+        let want = cpu.rotate_hoisted(&cx, &kernel).unwrap();
+        let got = gpu.rotate_hoisted(&gx, &kernel).unwrap();
+        for ((w, g), s) in want.iter().zip(&got).zip(&kernel) {
             same(w, &gpu.download(g).unwrap(), &format!("{preset} rotate {s}"));
         }
 

@@ -120,6 +120,10 @@ fn shapes_are_checked() {
         Conv2dSame::new(small, 2, vec![0.1; 16], 2048),
         Err(HeConvError::EvenKernel(2))
     ));
+    assert_eq!(
+        latent_he::he_nn::kernel_rotations(32, 3),
+        vec![-33, -32, -31, -1, 0, 1, 31, 32, 33]
+    );
     let conv = Conv2dSame::new(small, 3, vec![0.1; 36], 2048).unwrap();
     assert_eq!(conv.key_switches(), 8 + 1);
     assert_eq!(conv.rotations().len(), 8 + 1);

@@ -6,6 +6,7 @@ use super::{print_json, CliError};
 use crate::backend::gpu::GpuContext;
 use crate::ckks::gpu_eval::{GpuCiphertext, GpuEvaluator};
 use crate::ckks::{encode, encrypt_values, Ciphertext, Evaluator, PublicKeySet, SecretKey};
+use crate::he_nn::kernel_rotations;
 use crate::ring::sampler::Sampler;
 use crate::ring::{Coeff, Eval, RnsPoly};
 use clap::Args;
@@ -15,8 +16,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The 3x3 kernel offsets on a 32-wide row-major latent.
-const KERNEL: [i64; 9] = [-33, -32, -31, -1, 0, 1, 31, 32, 33];
+/// Width of the row-major image whose 3x3 kernel offsets are rotated
+/// (a 32x32 latent, f=8).
+const IMAGE_WIDTH: usize = 32;
 
 /// Arguments of `check`.
 #[derive(Args, Debug)]
@@ -66,7 +68,8 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     let params = args.source.resolve()?;
     let ctx = GpuContext::new(args.adapter.as_deref())?;
     let sk = SecretKey::generate(&params);
-    let keys = Arc::new(PublicKeySet::generate(&sk, &KERNEL));
+    let kernel = kernel_rotations(IMAGE_WIDTH, 3);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
     let cpu = Evaluator::new(keys.clone());
     let gpu = GpuEvaluator::new(&ctx, &keys)?;
     let mut rng = ChaCha20Rng::from_entropy();
@@ -125,8 +128,8 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &[1])?))?;
     push("rotate", ct_mismatch(&want, &download(&got[0])?), cpu_ms, gpu_ms);
 
-    let (want, cpu_ms) = timed(|| cpu.rotate_hoisted(&cx, &KERNEL))?;
-    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &KERNEL)?))?;
+    let (want, cpu_ms) = timed(|| cpu.rotate_hoisted(&cx, &kernel))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &kernel)?))?;
     let mut differ = 0;
     for (w, g) in want.iter().zip(&got) {
         differ += ct_mismatch(w, &download(g)?);

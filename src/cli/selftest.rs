@@ -9,6 +9,7 @@ use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::{
     decrypt, encode, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey,
 };
+use crate::he_nn::kernel_rotations;
 use crate::ring::sampler::Sampler;
 use clap::Args;
 use rand::{Rng, SeedableRng};
@@ -19,7 +20,7 @@ use std::time::Instant;
 
 /// Row width of the 3x3 kernel offsets used by `hoisted_rotate_9` (a 32x32
 /// latent laid out row-major in the slots).
-const KERNEL_ROW: i64 = 32;
+const KERNEL_ROW: usize = 32;
 
 /// Arguments of `selftest`.
 #[derive(Args, Debug)]
@@ -90,9 +91,7 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     let params = args.source.resolve()?;
     let backend = Chosen::resolve(args.backend, args.adapter.as_deref())?;
     let repeats = args.repeats;
-    let kernel: Vec<i64> = (-1..=1)
-        .flat_map(|dy| (-1..=1).map(move |dx| dy * KERNEL_ROW + dx))
-        .collect();
+    let kernel = kernel_rotations(KERNEL_ROW, 3);
     let keygen_start = Instant::now();
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));

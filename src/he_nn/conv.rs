@@ -11,7 +11,7 @@
 //!
 //! Key switches per layer: `k*k - 1 + C - 1`.
 
-use super::layout::SlotLayout;
+use super::layout::{kernel_offsets, kernel_rotations, SlotLayout};
 use crate::ckks::{encode, CkksError, EvalBackend, Params};
 use thiserror::Error;
 
@@ -95,20 +95,10 @@ impl Conv2dSame {
         })
     }
 
-    /// Kernel offsets `(dy, dx)` in row-major order.
-    fn offsets(&self) -> Vec<(isize, isize)> {
-        let r = (self.kernel / 2) as isize;
-        (-r..=r).flat_map(|dy| (-r..=r).map(move |dx| (dy, dx))).collect()
-    }
-
-    fn offset_step(&self, (dy, dx): (isize, isize)) -> i64 {
-        (dy * self.layout.width as isize + dx) as i64
-    }
-
     /// Every rotation (slot steps) the layer uses: Galois keys to generate.
     pub fn rotations(&self) -> Vec<i64> {
         let block = self.layout.block() as i64;
-        let mut steps: Vec<i64> = self.offsets().into_iter().map(|o| self.offset_step(o)).collect();
+        let mut steps = kernel_rotations(self.layout.width, self.kernel);
         steps.extend((1..self.layout.channels as i64).map(|d| d * block));
         steps.retain(|&s| s != 0);
         steps
@@ -158,8 +148,8 @@ impl Conv2dSame {
     /// Evaluator refusals (missing rotation keys: generate [`Self::rotations`];
     /// level 0) and encoding errors.
     pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &B::Ct) -> Result<B::Ct, B::Error> {
-        let offsets = self.offsets();
-        let steps: Vec<i64> = offsets.iter().map(|&o| self.offset_step(o)).collect();
+        let offsets = kernel_offsets(self.kernel);
+        let steps = kernel_rotations(self.layout.width, self.kernel);
         let rotated = backend.rotate_hoisted(input, &steps)?;
         let (level, scale) = (backend.level(input), backend.scale(input));
         if level == 0 {

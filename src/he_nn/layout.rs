@@ -48,3 +48,19 @@ impl SlotLayout {
         slots[..self.size()].to_vec()
     }
 }
+
+/// Kernel offsets `(dy, dx)` of an odd `kernel`, row-major, centre included.
+pub fn kernel_offsets(kernel: usize) -> Vec<(isize, isize)> {
+    let r = (kernel / 2) as isize;
+    (-r..=r).flat_map(|dy| (-r..=r).map(move |dx| (dy, dx))).collect()
+}
+
+/// The slot rotations that bring each kernel offset of a row-major image of
+/// `width` columns under the output position: `dy * width + dx`, in the order
+/// of [`kernel_offsets`] (the centre is rotation 0).
+pub fn kernel_rotations(width: usize, kernel: usize) -> Vec<i64> {
+    kernel_offsets(kernel)
+        .into_iter()
+        .map(|(dy, dx)| (dy * width as isize + dx) as i64)
+        .collect()
+}

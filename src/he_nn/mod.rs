@@ -14,4 +14,4 @@ pub mod layout;
 pub use activation::FoldedQuadratic;
 pub use conv::{Conv2dSame, HeConvError};
 pub use head::{HeadError, PoolLinear};
-pub use layout::SlotLayout;
+pub use layout::{kernel_offsets, kernel_rotations, SlotLayout};
