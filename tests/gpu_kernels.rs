@@ -3,10 +3,10 @@
 //! without a GPU, lavapipe (`mesa-vulkan-drivers`) provides one, and `.ci/run`
 //! installs it. Without any adapter they fail, loudly, rather than skip.
 
-use latent_he::backend::gpu::{GpuContext, GpuRing};
+use latent_he::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
-use latent_he::ring::{Eval, LimbLayout, RnsPoly};
+use latent_he::ring::{Eval, LimbLayout, RingContext, RnsPoly};
 use std::sync::Arc;
 
 fn context() -> Arc<GpuContext> {
@@ -69,35 +69,21 @@ fn ntt_and_elementwise(ctx: &Arc<GpuContext>, use_int64: bool) {
             "{preset}: inverse NTT"
         );
 
-        let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
-        gpu.mul_assign(&ga, &gb).unwrap();
-        let mut product = a.clone();
-        product.mul_assign(ring, &b);
-        assert_eq!(
-            mismatches(product.words(), gpu.download(&ga).unwrap().words()),
-            0,
-            "{preset}: mul"
-        );
-
-        let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
-        gpu.add_assign(&ga, &gb).unwrap();
-        let mut sum = a.clone();
-        sum.add_assign(ring, &b);
-        assert_eq!(
-            mismatches(sum.words(), gpu.download(&ga).unwrap().words()),
-            0,
-            "{preset}: add"
-        );
-
-        let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
-        gpu.sub_assign(&ga, &gb).unwrap();
-        let mut diff = a.clone();
-        diff.sub_assign(ring, &b);
-        assert_eq!(
-            mismatches(diff.words(), gpu.download(&ga).unwrap().words()),
-            0,
-            "{preset}: sub"
-        );
+        type GpuOp = fn(&GpuRing, &GpuPoly<Eval>, &GpuPoly<Eval>) -> Result<(), GpuError>;
+        type CpuOp = fn(&mut RnsPoly<Eval>, &RingContext, &RnsPoly<Eval>);
+        let ops: [(&str, GpuOp, CpuOp); 3] = [
+            ("mul", GpuRing::mul_assign, RnsPoly::mul_assign),
+            ("add", GpuRing::add_assign, RnsPoly::add_assign),
+            ("sub", GpuRing::sub_assign, RnsPoly::sub_assign),
+        ];
+        for (name, gpu_op, cpu_op) in ops {
+            let (ga, gb) = (gpu.upload(&a), gpu.upload(&b));
+            gpu_op(&gpu, &ga, &gb).unwrap();
+            let mut want = a.clone();
+            cpu_op(&mut want, ring, &b);
+            let got = gpu.download(&ga).unwrap();
+            assert_eq!(mismatches(want.words(), got.words()), 0, "{preset}: {name}");
+        }
     }
 }
 
