@@ -1,255 +1,269 @@
-//! The encrypted layers (convolution, activation, pooling + linear head) and
-//! a tiny CNN made of them, against plain f64, on both backends (GPU and CPU
-//! ciphertexts must be identical).
+//! Encrypted layers and whole models against plain f64 (the `nn` forward
+//! pass, itself checked against PyTorch), on both backends: GPU and CPU
+//! ciphertexts must be identical.
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{decrypt, encrypt_values, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
-use latent_he::he_nn::{Conv2dSame, HeConvError, SlotLayout};
+use latent_he::ckks::{decrypt, encode, encrypt, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::{HeConv, HeConvError, Plan, PolyActivation, SlotLayout};
+use latent_he::nn::layers::{Conv2d, ConvGeometry};
+use latent_he::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
+use ndarray::{Array1, Array4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
 
-/// Same-padding, stride-1 convolution in f64, `[out][in][ky][kx]` weights.
-fn conv_reference(x: &[f64], w: &[f64], layout: SlotLayout, k: usize) -> Vec<f64> {
-    let SlotLayout {
-        channels: c,
-        height: h,
-        width: wd,
-    } = layout;
-    let r = (k / 2) as isize;
-    let mut out = vec![0.0; c * h * wd];
-    for o in 0..c {
-        for y in 0..h {
-            for xx in 0..wd {
-                let mut acc = 0.0;
-                for i in 0..c {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let (sy, sx) = (y as isize + ky as isize - r, xx as isize + kx as isize - r);
-                            if sy >= 0 && sy < h as isize && sx >= 0 && sx < wd as isize {
-                                acc += w[((o * c + i) * k + ky) * k + kx] * x[(i * h + sy as usize) * wd + sx as usize];
-                            }
-                        }
-                    }
-                }
-                out[(o * h + y) * wd + xx] = acc;
-            }
-        }
-    }
-    out
+fn gpu() -> Arc<GpuContext> {
+    GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"))
 }
 
-fn case(layout: SlotLayout, k: usize, gpu: Option<&Arc<GpuContext>>) {
+/// Encrypts each slot vector at `level`.
+fn encrypt_tensor(
+    keys: &PublicKeySet,
+    params: &Params,
+    slots: &[Vec<f64>],
+    level: usize,
+) -> Vec<latent_he::ckks::Ciphertext> {
+    slots
+        .iter()
+        .map(|v| encrypt(keys, &encode(params, v, level, params.scale(level)).unwrap()).unwrap())
+        .collect()
+}
+
+fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[latent_he::ckks::Ciphertext]) -> Vec<f64> {
+    let slots: Vec<Vec<f64>> = cts.iter().map(|c| decrypt(sk, c).unwrap()).collect();
+    layout.unpack(&slots)
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// One convolution through `HeConv` against `nn::layers::Conv2d`, inputs laid
+/// out with `input_stride` (a gap left by an earlier strided layer).
+fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12").unwrap();
     let mut rng = ChaCha20Rng::from_entropy();
-    let weights: Vec<f64> = (0..layout.channels * layout.channels * k * k)
+    let k = g.kernel;
+    let cin_g = g.in_channels / g.groups;
+    let weight: Vec<f64> = (0..g.out_channels * cin_g * k * k)
         .map(|_| rng.gen_range(-0.5..0.5))
         .collect();
-    let conv = Conv2dSame::new(layout, k, weights.clone(), params.slots()).unwrap();
+    let bias: Vec<f64> = (0..g.out_channels).map(|_| rng.gen_range(-0.5..0.5)).collect();
+    let full = SlotLayout::input(g.in_channels, h * input_stride, w * input_stride, params.slots()).unwrap();
+    let layout = full.strided(g.in_channels, h, w, input_stride);
+    let conv = HeConv::new("conv", g, weight.clone(), Some(bias.clone()), layout).unwrap();
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate(&sk, &conv.rotations()));
-    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+    let x: Vec<f64> = (0..layout.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let level = params.max_level();
+    let cts = encrypt_tensor(&keys, &params, &layout.pack(&x), level);
     let cpu = Evaluator::new(keys.clone());
-    let out = conv.apply(&cpu, &params, &cpu.upload(&ct).unwrap()).unwrap();
-    assert_eq!(out.level(), ct.level() - 1, "one level");
-    assert_eq!(out.scale(), params.scale(ct.level() - 1), "canonical scale");
-    let got = layout.unpack(&decrypt(&sk, &out).unwrap());
-    let want = conv_reference(&x, &weights, layout, k);
-    let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(err < 1e-3, "{layout:?} k={k}: max error {err}");
+    let out = conv.apply(&cpu, &params, &cts).unwrap();
+    assert!(out
+        .iter()
+        .all(|c| c.level() == level - 1 && c.scale() == params.scale(level - 1)));
+    let reference = Conv2d::new(
+        "conv",
+        g,
+        Array4::from_shape_vec((g.out_channels, cin_g, k, k), weight).unwrap(),
+        Some(Array1::from(bias)),
+    )
+    .unwrap();
+    let model_input = Array4::from_shape_vec((1, g.in_channels, h, w), x).unwrap();
+    let want: Vec<f64> = reference.forward(&model_input).iter().copied().collect();
+    let got = decrypt_tensor(&sk, &conv.output(), &out);
+    let err = max_abs_diff(&got, &want);
+    assert!(err < 1e-3, "{g:?} on {h}x{w} (gap {input_stride}): max error {err}");
+    // Gaps, padding channels and replicas hold zero or the right copy.
+    let slots: Vec<Vec<f64>> = out.iter().map(|c| decrypt(&sk, c).unwrap()).collect();
+    let clean = conv.output().pack(&got);
+    let stray = slots
+        .iter()
+        .flatten()
+        .zip(clean.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(stray < 1e-3, "{g:?}: a slot outside the tensor holds {stray}");
     if let Some(ctx) = gpu {
-        let g = GpuEvaluator::new(ctx, &keys).unwrap();
-        let on_gpu = g
-            .download(&conv.apply(&g, &params, &g.upload(&ct).unwrap()).unwrap())
-            .unwrap();
+        let ev = GpuEvaluator::new(ctx, &keys).unwrap();
+        let up: Vec<_> = cts.iter().map(|c| ev.upload(c).unwrap()).collect();
+        let on_gpu: Vec<_> = conv
+            .apply(&ev, &params, &up)
+            .unwrap()
+            .iter()
+            .map(|c| ev.download(c).unwrap())
+            .collect();
         assert_eq!(on_gpu, out, "GPU and CPU ciphertexts differ");
     }
 }
 
-#[test]
-fn three_by_three_convolution_matches_plaintext_on_both_backends() {
-    let ctx = GpuContext::new(None)
-        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
-    case(
-        SlotLayout {
-            channels: 4,
-            height: 16,
-            width: 16,
-        },
-        3,
-        Some(&ctx),
-    );
+fn geometry(cin: usize, cout: usize, kernel: usize, stride: usize, padding: usize, groups: usize) -> ConvGeometry {
+    ConvGeometry {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        stride,
+        padding,
+        groups,
+    }
 }
 
 #[test]
-fn five_by_five_convolution_matches_plaintext() {
-    case(
-        SlotLayout {
-            channels: 3,
-            height: 12,
-            width: 10,
-        },
-        5,
-        None,
-    );
+fn convolutions_of_every_shape_match_plaintext_and_the_gpu() {
+    let ctx = gpu();
+    // 3x3 same padding, replicated input (4 channels in 2048 slots).
+    conv_case(geometry(4, 4, 3, 1, 1, 1), (8, 8), 1, Some(&ctx));
+    // Stride 2 with a channel change: output at gap 2.
+    conv_case(geometry(4, 8, 3, 2, 1, 1), (8, 8), 1, Some(&ctx));
+    // Input already at gap 2, several output ciphertexts (16 x 64-slot blocks... x2).
+    conv_case(geometry(8, 40, 3, 1, 1, 1), (4, 4), 2, Some(&ctx));
+    // 5x5 without padding, grouped, channel count not a power of two.
+    conv_case(geometry(3, 6, 5, 1, 0, 3), (9, 7), 1, None);
+    // 1x1 shortcut with stride 2.
+    conv_case(geometry(6, 12, 1, 2, 0, 1), (8, 8), 1, None);
+    // Several input ciphertexts.
+    conv_case(geometry(48, 8, 3, 1, 1, 4), (4, 4), 2, None);
 }
 
 #[test]
-fn shapes_are_checked() {
-    let layout = SlotLayout {
-        channels: 4,
-        height: 32,
-        width: 32,
-    };
+fn bad_shapes_are_refused() {
+    let layout = SlotLayout::input(4, 8, 8, 2048).unwrap();
     assert!(matches!(
-        Conv2dSame::new(layout, 3, vec![0.1; 144], 2048),
-        Err(HeConvError::TooLarge { needed: 8192, .. })
-    ));
-    let small = SlotLayout {
-        channels: 2,
-        height: 4,
-        width: 4,
-    };
-    assert!(matches!(
-        Conv2dSame::new(small, 3, vec![0.1; 5], 2048),
-        Err(HeConvError::WeightShape { .. })
+        HeConv::new("c", geometry(3, 4, 3, 1, 1, 1), vec![0.1; 108], None, layout),
+        Err(HeConvError::Channels {
+            expected: 3,
+            found: 4,
+            ..
+        })
     ));
     assert!(matches!(
-        Conv2dSame::new(small, 2, vec![0.1; 16], 2048),
-        Err(HeConvError::EvenKernel(2))
-    ));
-    assert_eq!(
-        latent_he::he_nn::kernel_rotations(32, 3),
-        vec![-33, -32, -31, -1, 0, 1, 31, 32, 33]
-    );
-    let conv = Conv2dSame::new(small, 3, vec![0.1; 36], 2048).unwrap();
-    assert_eq!(conv.key_switches(), 8 + 1);
-    assert_eq!(conv.rotations().len(), 8 + 1);
-
-    use latent_he::he_nn::{HeadError, PoolLinear};
-    let odd = SlotLayout {
-        channels: 3,
-        height: 4,
-        width: 4,
-    };
-    assert!(matches!(
-        PoolLinear::new(odd, vec![0.1; 6], vec![0.0; 2]),
-        Err(HeadError::NotPowerOfTwo { .. })
+        HeConv::new("c", geometry(4, 4, 3, 1, 1, 1), vec![0.1; 5], None, layout),
+        Err(HeConvError::Shape { what: "weights", .. })
     ));
     assert!(matches!(
-        PoolLinear::new(small, vec![0.1; 5], vec![0.0; 2]),
-        Err(HeadError::Shape { .. })
+        HeConv::new("c", geometry(4, 4, 11, 1, 0, 1), vec![0.1; 4 * 4 * 121], None, layout),
+        Err(HeConvError::Geometry { .. })
     ));
-    assert!(matches!(
-        PoolLinear::new(small, vec![0.1; 2 * 17], vec![0.0; 17]),
-        Err(HeadError::TooManyClasses { classes: 17, block: 16 })
-    ));
+    assert!(SlotLayout::input(1, 64, 64, 2048).is_err());
+    let conv = HeConv::new("c", geometry(4, 4, 3, 1, 1, 1), vec![0.1; 144], None, layout).unwrap();
+    // 8 baby steps, 3 giant steps (4 channels repeat every 4 blocks).
+    assert_eq!(conv.key_switches(), 8 + 3);
+    assert_eq!(conv.rotations(), vec![-9, -8, -7, -1, 1, 7, 8, 9, 64, 128, 192]);
+    assert!(PolyActivation::new("a", vec![0.1, 0.2, 0.0]).is_none());
+    assert!(PolyActivation::new("a", vec![0.1, 0.2]).is_none());
 }
 
 #[test]
-fn quadratic_activation_after_a_convolution_matches_plaintext_on_both_backends() {
-    use latent_he::he_nn::FoldedQuadratic;
-    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}"));
+fn activations_in_every_form_match_plaintext() {
     let params = Params::preset("insecure-n12").unwrap();
     let mut rng = ChaCha20Rng::from_entropy();
-    let layout = SlotLayout {
-        channels: 2,
-        height: 8,
-        width: 8,
-    };
-    let (a, b, c) = (-0.3, 0.8, 0.05);
-    // The conv absorbs sqrt|a|, as folding does.
-    let weights: Vec<f64> = (0..2 * 2 * 9).map(|_| rng.gen_range(-0.4..0.4)).collect();
-    let folded: Vec<f64> = weights.iter().map(|w| w * FoldedQuadratic::input_scale(a)).collect();
-    let conv = Conv2dSame::new(layout, 3, folded, params.slots()).unwrap();
-    let act = FoldedQuadratic::fold(a, b, c).unwrap();
-    assert!(FoldedQuadratic::fold(0.0, b, c).is_none());
+    let layout = SlotLayout::input(3, 8, 8, params.slots()).unwrap();
     let sk = SecretKey::generate(&params);
-    let keys = Arc::new(PublicKeySet::generate(&sk, &conv.rotations()));
-    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+    let keys = Arc::new(PublicKeySet::generate(&sk, &[]));
     let cpu = Evaluator::new(keys.clone());
-    let out = act.apply(&cpu, &conv.apply(&cpu, &params, &ct).unwrap()).unwrap();
-    assert_eq!(out.level(), ct.level() - 2, "conv and activation: two levels");
-    let got = layout.unpack(&decrypt(&sk, &out).unwrap());
-    let want: Vec<f64> = conv_reference(&x, &weights, layout, 3)
-        .iter()
-        .map(|y| a * y * y + b * y + c)
-        .collect();
-    let err = got.iter().zip(&want).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
-    assert!(err < 1e-3, "max error {err}");
-    let g = GpuEvaluator::new(&ctx, &keys).unwrap();
-    let on_gpu = act
-        .apply(&g, &conv.apply(&g, &params, &g.upload(&ct).unwrap()).unwrap())
-        .unwrap();
-    assert_eq!(g.download(&on_gpu).unwrap(), out, "GPU and CPU ciphertexts differ");
+    let x: Vec<f64> = (0..layout.len()).map(|_| rng.gen_range(-1.5..1.5)).collect();
+    let level = params.max_level();
+    let cts = encrypt_tensor(&keys, &params, &layout.pack(&x), level);
+    for (coeffs, levels) in [
+        (vec![0.05, 0.8, -1.0], 1),
+        (vec![0.05, 0.8, 0.13], 2),
+        (vec![0.5, 0.2, 0.0, 1.0], 2),
+        (vec![0.5, 0.2, 0.3, 1.0], 2),
+        (vec![0.5, 0.19, 0.0, -0.004], 3),
+    ] {
+        let act = PolyActivation::new("act", coeffs.clone()).unwrap();
+        assert_eq!(act.levels(), levels);
+        let out = act.apply(&cpu, &params, &layout, &cts).unwrap();
+        assert_eq!(out[0].level(), level - levels, "{coeffs:?}");
+        assert_eq!(
+            out[0].scale(),
+            params.scale(level - levels),
+            "{coeffs:?}: canonical scale"
+        );
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| coeffs.iter().rev().fold(0.0, |acc, c| acc * v + c))
+            .collect();
+        let got = decrypt_tensor(&sk, &layout, &out);
+        let err = max_abs_diff(&got, &want);
+        assert!(err < 1e-3, "{coeffs:?}: max error {err}");
+        let all = decrypt(&sk, &out[0]).unwrap();
+        let data: f64 = layout.pack(&got)[0]
+            .iter()
+            .zip(&all)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            data < 1e-3,
+            "{coeffs:?}: the constant leaked outside the tensor ({data})"
+        );
+    }
+}
+
+/// A model with random weights, encrypted end to end at `insecure-n12-deep`,
+/// against the folded model's f64 logits.
+fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuContext>>) {
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
+    let model =
+        fold(&Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()), spec.clone()).unwrap());
+    let plan = Plan::new(&model, params.slots()).unwrap();
+    let level = plan.levels() + 1;
+    assert!(level <= params.max_level(), "{spec}: needs {level} levels");
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &plan.rotations()));
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let cts = encrypt_tensor(&keys, &params, &plan.input().pack(&x), level);
+    let cpu = Evaluator::new(keys.clone());
+    let out = plan.execute(&cpu, &params, &cts).unwrap();
+    assert_eq!(out[0].level(), 1, "{spec}: the plan's level count is exact");
+    let got = decrypt_tensor(&sk, &plan.output(), &out);
+    let input = Array4::from_shape_vec((1, latent.channels(), latent.height(), latent.width()), x).unwrap();
+    let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
+    let err = max_abs_diff(&got, &want);
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(err < 1e-3, "{spec}: max error {err} (logits up to {scale})");
+    eprintln!(
+        "{spec}: {} levels, {} key switches, max error {err:.1e}",
+        plan.levels(),
+        plan.key_switches()
+    );
+    if let Some(ctx) = gpu {
+        let ev = GpuEvaluator::new(ctx, &keys).unwrap();
+        let up: Vec<_> = cts.iter().map(|c| ev.upload(c).unwrap()).collect();
+        let on_gpu: Vec<_> = plan
+            .execute(&ev, &params, &up)
+            .unwrap()
+            .iter()
+            .map(|c| ev.download(c).unwrap())
+            .collect();
+        assert_eq!(on_gpu, out, "{spec}: GPU and CPU ciphertexts differ");
+    }
 }
 
 #[test]
-fn a_tiny_cnn_runs_encrypted_end_to_end_on_both_backends() {
-    use latent_he::he_nn::{FoldedQuadratic, PoolLinear};
-    let ctx = GpuContext::new(None).unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}"));
-    let params = Params::preset("insecure-n12").unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
-    let layout = SlotLayout {
-        channels: 4,
-        height: 8,
-        width: 8,
-    };
-    let classes = 3;
-    let (a, b, c) = (0.2, 0.9, -0.1);
-    let conv_w: Vec<f64> = (0..4 * 4 * 9).map(|_| rng.gen_range(-0.4..0.4)).collect();
-    let head_w: Vec<f64> = (0..classes * 4).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let head_b: Vec<f64> = (0..classes).map(|_| rng.gen_range(-0.5..0.5)).collect();
-    let folded: Vec<f64> = conv_w.iter().map(|w| w * FoldedQuadratic::input_scale(a)).collect();
-    let conv = Conv2dSame::new(layout, 3, folded, params.slots()).unwrap();
-    let act = FoldedQuadratic::fold(a, b, c).unwrap();
-    let head = PoolLinear::new(layout, head_w.clone(), head_b.clone()).unwrap();
-    let mut rotations = conv.rotations();
-    rotations.extend(head.rotations());
-    let sk = SecretKey::generate(&params);
-    let keys = Arc::new(PublicKeySet::generate(&sk, &rotations));
-    let x: Vec<f64> = (0..layout.size()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let ct = encrypt_values(&keys, &layout.pack(&x)).unwrap();
+fn resnet20_runs_encrypted_with_several_ciphertexts() {
+    // 64 channels of 8x8 need two 2048-slot ciphertexts in layer 3.
+    model_case(Arch::ResNet20, false, LatentShape::new(4, 8, 8).unwrap(), None);
+}
 
-    // Plaintext reference: conv, activation, global average pool, linear.
-    let hidden: Vec<f64> = conv_reference(&x, &conv_w, layout, 3)
-        .iter()
-        .map(|y| a * y * y + b * y + c)
-        .collect();
-    let pooled: Vec<f64> = hidden
-        .chunks(layout.block())
-        .map(|ch| ch.iter().sum::<f64>() / ch.len() as f64)
-        .collect();
-    let want: Vec<f64> = (0..classes)
-        .map(|k| head_b[k] + (0..4).map(|ch| head_w[k * 4 + ch] * pooled[ch]).sum::<f64>())
-        .collect();
+#[test]
+fn resnet20_with_se_runs_encrypted() {
+    model_case(Arch::ResNet20, true, LatentShape::new(4, 8, 8).unwrap(), None);
+}
 
-    let cpu = Evaluator::new(keys.clone());
-    let run = |backend: &Evaluator| {
-        head.apply(
-            backend,
-            &params,
-            &act.apply(backend, &conv.apply(backend, &params, &ct)?)?,
-        )
-    };
-    let out = run(&cpu).unwrap();
-    assert_eq!(out.level(), ct.level() - 3, "three levels");
-    let got = decrypt(&sk, &out).unwrap();
-    let err = (0..classes).map(|k| (got[k] - want[k]).abs()).fold(0.0, f64::max);
-    assert!(err < 1e-3, "logits {:?} vs {want:?}: {err}", &got[..classes]);
+#[test]
+fn lenet5_and_vgg5_run_encrypted() {
+    model_case(Arch::LeNet5, false, LatentShape::new(4, 32, 32).unwrap(), None);
+    model_case(Arch::Vgg5, false, LatentShape::new(4, 32, 32).unwrap(), None);
+}
 
-    let g = GpuEvaluator::new(&ctx, &keys).unwrap();
-    let gx = g.upload(&ct).unwrap();
-    let on_gpu = head
-        .apply(
-            &g,
-            &params,
-            &act.apply(&g, &conv.apply(&g, &params, &gx).unwrap()).unwrap(),
-        )
-        .unwrap();
-    assert_eq!(g.download(&on_gpu).unwrap(), out, "GPU and CPU ciphertexts differ");
-    assert_eq!(head.key_switches(), 6 + 2 + 2);
+#[test]
+fn a_small_resnet_gives_identical_ciphertexts_on_the_gpu() {
+    let ctx = gpu();
+    model_case(Arch::ResNet20, false, LatentShape::new(2, 4, 4).unwrap(), Some(&ctx));
 }

@@ -7,7 +7,8 @@
 
 use latent_he::nn::model::Layer;
 use latent_he::nn::{
-    expected_tensors, fold, Arch, LatentShape, LoadOptions, Model, ModelSpec, NnError, StateDict, Tensor, WeightProblem,
+    expected_tensors, fold, random_state_dict, Arch, LatentShape, LoadOptions, Model, ModelSpec, NnError, StateDict,
+    Tensor, WeightProblem,
 };
 use ndarray::{Array2, Array4, ArrayD, Ix2, Ix4};
 use ndarray_npy::read_npy;
@@ -312,68 +313,6 @@ fn tensor_names_and_shapes_match_pytorch_state_dicts() {
     }
 }
 
-/// A state dict with every tensor of `spec`, deterministic pseudo-random
-/// values: BN statistics and nonzero activation coefficients included.
-fn random_dict(spec: &ModelSpec, seed: u64) -> StateDict {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut dict = StateDict::new();
-    let mut shared: Option<[f64; 3]> = None;
-    let tensors = expected_tensors(spec).unwrap();
-    let bn: Vec<String> = tensors
-        .iter()
-        .filter_map(|t| t.name.strip_suffix(".running_var"))
-        .map(|p| format!("{p}."))
-        .collect();
-    for t in tensors {
-        let in_bn = bn.iter().any(|p| t.name.starts_with(p.as_str()));
-        let n: usize = t.shape.iter().product();
-        let fan_in = if t.shape.len() >= 2 {
-            t.shape[1..].iter().product::<usize>()
-        } else {
-            1
-        };
-        let mut draw = |lo: f64, hi: f64| (0..n).map(|_| rng.gen_range(lo..hi)).collect::<Vec<f64>>();
-        let data = if t.name.ends_with("running_var") {
-            draw(0.5, 2.0)
-        } else if t.name.ends_with("num_batches_tracked") {
-            vec![7.0]
-        } else if in_bn && t.name.ends_with(".weight") {
-            draw(0.6, 1.4)
-        } else if in_bn {
-            draw(-0.3, 0.3)
-        } else if t.name.contains(".sigmoid.") {
-            match t.name.rsplit('.').next() {
-                Some("alpha") => draw(-0.01, -0.002),
-                Some("beta") => draw(0.1, 0.2),
-                _ => draw(0.4, 0.6),
-            }
-        } else if let Some(p) = t.name.rsplit('.').next().filter(|p| ["alpha", "beta", "c"].contains(p)) {
-            let v = match p {
-                "alpha" => draw(0.05, 0.15)[0] * if rng.gen_bool(0.3) { -1.0 } else { 1.0 },
-                "beta" => draw(0.6, 1.0)[0],
-                _ => draw(-0.1, 0.1)[0],
-            };
-            // Shared activations (VGG5, HefNet): every copy equal.
-            let is_shared = matches!(spec.arch(), Arch::Vgg5 | Arch::HefNet) && t.name.starts_with("relu");
-            if is_shared {
-                let idx = ["alpha", "beta", "c"].iter().position(|q| q == &p).unwrap();
-                let s = shared.get_or_insert([0.1, 0.8, 0.05]);
-                if t.name.starts_with("relu1.") {
-                    s[idx] = v;
-                }
-                vec![s[idx]]
-            } else {
-                vec![v]
-            }
-        } else {
-            let bound = 1.5 / (fan_in as f64).sqrt();
-            draw(-bound, bound)
-        };
-        dict.insert(t.name, Tensor::new(t.shape, data).unwrap());
-    }
-    dict
-}
-
 fn random_input(latent: LatentShape, batch: usize, seed: u64) -> Array4<f64> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     Array4::from_shape_simple_fn((batch, latent.channels(), latent.height(), latent.width()), || {
@@ -414,7 +353,7 @@ fn folded_equals_unfolded_for_every_architecture() {
             let factors: &[usize] = if arch == Arch::ResNet20 { &[2, 4, 8, 16] } else { &[8] };
             for &f in factors {
                 let spec = ModelSpec::with_class_count(arch, se, 6, LatentShape::for_factor(f).unwrap()).unwrap();
-                let dict = random_dict(&spec, 100 + k as u64);
+                let dict = random_state_dict(&spec, 100 + k as u64);
                 let model = Model::from_state_dict_with_spec(&dict, spec.clone()).expect("random dict loads");
                 let folded = fold(&model);
                 assert!(folded.is_folded() && !model.is_folded());

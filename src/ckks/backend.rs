@@ -38,6 +38,8 @@ pub trait EvalBackend {
     fn mul_const(&self, ct: &Self::Ct, c: f64) -> Result<Self::Ct, Self::Error>;
     /// `ct + c` at the ciphertext's scale.
     fn add_const(&self, ct: &Self::Ct, c: f64) -> Result<Self::Ct, Self::Error>;
+    /// Drops primes down to `level`, scale unchanged.
+    fn drop_level(&self, ct: &Self::Ct, level: usize) -> Result<Self::Ct, Self::Error>;
     /// Rotations sharing one decomposition.
     fn rotate_hoisted(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>, Self::Error>;
     /// Waits until submitted work is done (timing boundaries).
@@ -77,6 +79,11 @@ impl EvalBackend for Evaluator {
     }
     fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext, CkksError> {
         Evaluator::rescale(self, ct)
+    }
+    fn drop_level(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext, CkksError> {
+        let mut out = ct.clone();
+        self.drop_level_assign(&mut out, level)?;
+        Ok(out)
     }
     fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64]) -> Result<Vec<Ciphertext>, CkksError> {
         Evaluator::rotate_hoisted(self, ct, steps)
@@ -132,6 +139,9 @@ impl EvalBackend for GpuEvaluator {
     }
     fn rescale(&self, ct: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::rescale(self, ct)
+    }
+    fn drop_level(&self, ct: &GpuCiphertext, level: usize) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::drop_level(self, ct, level)
     }
     fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
         GpuEvaluator::rotate_hoisted(self, ct, steps)

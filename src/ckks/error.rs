@@ -118,4 +118,14 @@ pub enum CkksError {
         /// Fingerprint expected.
         expected: String,
     },
+    /// A tensor given as the wrong number of ciphertexts.
+    #[error("{what}: expected {expected} ciphertexts, got {found}")]
+    Shape {
+        /// What was checked.
+        what: &'static str,
+        /// Ciphertexts expected.
+        expected: usize,
+        /// Ciphertexts given.
+        found: usize,
+    },
 }

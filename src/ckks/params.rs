@@ -51,7 +51,7 @@ pub struct ParamsLiteral {
 
 /// Named presets. Every 128-bit one leaves the bound with some margin so that
 /// the actual primes (within half a bit of their nominal size) stay under it.
-pub const PRESETS: [&str; 5] = ["insecure-n12", "n14", "n15", "n16", "n17"];
+pub const PRESETS: [&str; 6] = ["insecure-n12", "insecure-n12-deep", "n14", "n15", "n16", "n17"];
 
 impl ParamsLiteral {
     /// The literal of a named preset.
@@ -74,6 +74,8 @@ impl ParamsLiteral {
         Ok(match name {
             // Tests only: 2^12 with 8 levels is far over the 109-bit bound.
             "insecure-n12" => chain(12, 7, 2, 4),
+            // As many levels as n17 at N = 2^12: whole models in tests.
+            "insecure-n12-deep" => chain(12, 90, 23, 4),
             // 10 levels, 3 special primes, 4 digits: log QP about 424 <= 438.
             "n14" => chain(14, 10, 3, 4),
             // 22 levels, 5 special primes, 5 digits: about 846 <= 881.

@@ -1,53 +1,154 @@
-//! The paper's quadratic activation `a*x^2 + b*x + c` in one level.
+//! Polynomial activations (the paper's `a*x^2 + b*x + c` and its cubic
+//! sigmoid `a*x^3 + b*x + c`) on every data slot of a tensor.
 //!
-//! Folding multiplies the preceding linear layer by `sqrt|a|`, so the
-//! ciphertext holds `z = sqrt|a| * x` and the activation is
-//! `sign(a) * z^2 + (b / sqrt|a|) * z + c`: the square (multiply,
-//! relinearize, rescale) and the linear term (constant multiply, rescale)
-//! land on the same level at the same canonical scale and add exactly.
+//! After folding (see [`crate::nn::fold`]) the leading coefficient is `+-1`
+//! for a quadratic and `1` for a cubic, which saves a level:
+//! - quadratic, `|a| = 1`: `a*z^2 + b*z` in one level (the square and the
+//!   constant product land on the same level at the same canonical scale);
+//! - quadratic, other `a`: `z * (a*z + b)`, two levels;
+//! - cubic, `a = 1`: `z * (z^2 + a2*z + b)`, two levels; other `a`: three.
+//!
+//! The constant term is added on data slots only, so every slot outside the
+//! tensor stays zero (the [`SlotLayout`] invariant).
 
-use crate::ckks::EvalBackend;
+use super::layout::SlotLayout;
+use crate::ckks::{encode, EvalBackend, Params};
 
-/// A folded quadratic activation: `sign * z^2 + linear * z + constant`.
+/// A polynomial activation, coefficients constant first.
 ///
-/// Invariant: `sign` is `1.0` or `-1.0`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FoldedQuadratic {
-    sign: f64,
-    linear: f64,
-    constant: f64,
+/// Invariant: degree 2 or 3 (`coeffs.len()` 3 or 4), leading coefficient
+/// nonzero and finite.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolyActivation {
+    name: String,
+    coeffs: Vec<f64>,
 }
 
-impl FoldedQuadratic {
-    /// Folds `a*x^2 + b*x + c` for an input already multiplied by
-    /// `sqrt|a|`; `None` when `a == 0` (then the activation is linear and
-    /// folds entirely into the neighbouring layers).
-    pub fn fold(a: f64, b: f64, c: f64) -> Option<Self> {
-        if a == 0.0 || !a.is_finite() {
-            return None;
-        }
-        let root = a.abs().sqrt();
-        Some(Self {
-            sign: a.signum(),
-            linear: b / root,
-            constant: c,
+impl PolyActivation {
+    /// `None` unless the degree is 2 or 3 with a nonzero, finite leading
+    /// coefficient (an activation with a zero leading coefficient is affine
+    /// and should have been folded away).
+    pub fn new(name: impl Into<String>, coeffs: Vec<f64>) -> Option<Self> {
+        let ok = matches!(coeffs.len(), 3 | 4)
+            && coeffs.iter().all(|c| c.is_finite())
+            && coeffs.last().is_some_and(|&a| a != 0.0);
+        ok.then(|| Self {
+            name: name.into(),
+            coeffs,
         })
     }
 
-    /// The factor the preceding linear layer must absorb (`sqrt|a|`).
-    pub fn input_scale(a: f64) -> f64 {
-        a.abs().sqrt()
+    /// The module name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Applies the activation to every slot; one level. Key switches: one
-    /// (the relinearization).
+    fn lead(&self) -> f64 {
+        self.coeffs[self.coeffs.len() - 1]
+    }
+
+    /// Levels one evaluation consumes.
+    pub fn levels(&self) -> usize {
+        match (self.coeffs.len(), self.lead()) {
+            (3, a) if a.abs() == 1.0 => 1,
+            (3, _) => 2,
+            (_, 1.0) => 2,
+            _ => 3,
+        }
+    }
+
+    /// Key switches one evaluation costs per ciphertext (relinearizations).
+    pub fn key_switches(&self) -> usize {
+        if self.coeffs.len() == 3 && self.lead().abs() == 1.0 {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// The activation on every data slot of `layout`; outputs at canonical
+    /// scale, [`Self::levels`] below the input.
     ///
     /// # Errors
-    /// Evaluator refusals (level 0, missing relinearization key).
-    pub fn apply<B: EvalBackend>(&self, backend: &B, z: &B::Ct) -> Result<B::Ct, B::Error> {
-        let square = backend.rescale(&backend.mul_relin(z, z)?)?;
-        let square = if self.sign < 0.0 { backend.neg(&square)? } else { square };
-        let linear = backend.rescale(&backend.mul_const(z, self.linear)?)?;
-        backend.add_const(&backend.add(&square, &linear)?, self.constant)
+    /// Evaluator refusals (too few levels, missing relinearization key).
+    pub fn apply<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        layout: &SlotLayout,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
+        let constants = layout.constant(self.coeffs[0]);
+        input
+            .iter()
+            .zip(&constants)
+            .map(|(z, constant)| {
+                let y = self.without_constant(backend, z)?;
+                add_on_slots(backend, params, &y, constant)
+            })
+            .collect()
     }
+
+    /// `p(z) - p(0)`: zero wherever `z` is zero.
+    fn without_constant<B: EvalBackend>(&self, backend: &B, z: &B::Ct) -> Result<B::Ct, B::Error> {
+        let c = &self.coeffs;
+        let lead = self.lead();
+        let square = |x: &B::Ct| backend.rescale(&backend.mul_relin(x, x)?);
+        let times = |x: &B::Ct, k: f64| backend.rescale(&backend.mul_const(x, k)?);
+        if c.len() == 3 {
+            if lead.abs() == 1.0 {
+                let sq = square(z)?;
+                let sq = if lead < 0.0 { backend.neg(&sq)? } else { sq };
+                return backend.add(&sq, &times(z, c[1])?);
+            }
+            let inner = backend.add_const(&times(z, lead)?, c[1])?;
+            let z1 = times(z, 1.0)?;
+            return backend.rescale(&backend.mul_relin(&z1, &inner)?);
+        }
+        let mut inner = square(z)?;
+        if lead != 1.0 {
+            inner = times(&inner, lead)?;
+        }
+        if c[2] != 0.0 {
+            let linear = bring_to(backend, &times(z, c[2])?, backend.level(&inner))?;
+            inner = backend.add(&inner, &linear)?;
+        }
+        let inner = backend.add_const(&inner, c[1])?;
+        let z1 = bring_to(backend, z, backend.level(&inner))?;
+        backend.rescale(&backend.mul_relin(&z1, &inner)?)
+    }
+}
+
+/// `ct + values` where `values` is a slot vector (encoded at the
+/// ciphertext's level and scale); nothing to do for an all-zero vector.
+///
+/// # Errors
+/// Encoding errors (non-finite or too large values).
+pub fn add_on_slots<B: EvalBackend>(
+    backend: &B,
+    params: &Params,
+    ct: &B::Ct,
+    values: &[f64],
+) -> Result<B::Ct, B::Error> {
+    if values.iter().all(|&v| v == 0.0) {
+        return backend.drop_level(ct, backend.level(ct));
+    }
+    let pt = encode(params, values, backend.level(ct), backend.scale(ct))?;
+    backend.add_plain(ct, &pt)
+}
+
+/// `ct` at `level` and that level's canonical scale: primes dropped down to
+/// `level + 1`, then a product with 1 and a rescale (no key switch). A
+/// ciphertext already at `level` is returned as is (it must then already be
+/// at the canonical scale, as every layer output is).
+///
+/// # Errors
+/// [`crate::ckks::CkksError::OutOfLevels`] when `ct` is below `level`.
+pub fn bring_to<B: EvalBackend>(backend: &B, ct: &B::Ct, level: usize) -> Result<B::Ct, B::Error> {
+    let current = backend.level(ct);
+    if current <= level {
+        return backend.drop_level(ct, level);
+    }
+    let dropped = backend.drop_level(ct, level + 1)?;
+    backend.rescale(&backend.mul_const(&dropped, 1.0)?)
 }

@@ -1,193 +1,384 @@
-//! Encrypted same-padding convolution, `C -> C` channels, stride 1.
+//! Encrypted convolution of any kernel size, stride, padding and groups, on
+//! tensors packed by [`SlotLayout`] (one or several ciphertexts, gaps,
+//! replicas). Linear layers lower to it too (a 1x1 convolution on a pooled
+//! tensor, or a kernel as large as the image).
 //!
-//! With the input packed channel-major and replicated ([`SlotLayout`]):
-//! 1. rotate the input by every kernel offset `dy*W + dx` (one hoisted
-//!    decomposition, `k*k - 1` key switches);
-//! 2. for each channel shift `d` in `0..C`, sum over offsets the rotated input
-//!    times a plaintext holding `w[c - d][c][offset]` on block `c`, zero where
-//!    the offset reads padding;
-//! 3. rotate each such sum left by `d` whole channels (`C - 1` key switches)
-//!    and add; one rescale at the end (one level).
+//! Output value `(co, yo, xo)` reads input `(ci, yo*s - p + ky, xo*s - p + kx)`.
+//! Because the output layout keeps the input's blocks and multiplies the gap
+//! by the stride, the slot distance between the two is
+//! `giant + baby`: `baby = ((ky - p)*row + (kx - p))*gap_in` depends on the
+//! tap only, `giant = delta*block` on the channel pair only. So, baby-step
+//! giant-step:
 //!
-//! Key switches per layer: `k*k - 1 + C - 1`.
+//! `out_j = sum_delta rot( sum_i sum_baby D[j, delta, i, baby] * rot(x_i, baby), delta*block )`
+//!
+//! with the baby rotations of each input ciphertext hoisted (one
+//! decomposition), one giant rotation per `(output ciphertext, delta)`, and
+//! one rescale (one level). `D` holds the weight at the output slot shifted
+//! by `delta*block` and zero wherever the tap reads padding, so gaps and
+//! padding channels of the output stay zero.
+//!
+//! Key switches: `cts_in * (babies - 1) + sum_j (giants_j - 1)`.
 
-use super::layout::{kernel_offsets, kernel_rotations, SlotLayout};
+use super::layout::SlotLayout;
 use crate::ckks::{encode, CkksError, EvalBackend, Params};
+use crate::nn::layers::ConvGeometry;
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Why a convolution cannot be lowered.
 #[derive(Debug, Error, PartialEq)]
 #[non_exhaustive]
 pub enum HeConvError {
-    /// The replicated tensor needs more slots than the parameters have.
-    #[error("a {channels}x{height}x{width} tensor needs {needed} slots (replicated); the parameters have {slots}")]
-    TooLarge {
-        /// Channels.
-        channels: usize,
-        /// Rows.
-        height: usize,
-        /// Columns.
-        width: usize,
-        /// Slots needed.
-        needed: usize,
-        /// Slots available.
-        slots: usize,
+    /// The input layout has another channel count than the layer.
+    #[error("layer {layer}: expects {expected} input channels, the tensor has {found}")]
+    Channels {
+        /// Layer name.
+        layer: String,
+        /// Channels the layer reads.
+        expected: usize,
+        /// Channels of the tensor.
+        found: usize,
     },
-    /// Weights whose shape does not match the layer.
-    #[error("weights have {found} values, a {channels}->{channels} {kernel}x{kernel} convolution needs {expected}")]
-    WeightShape {
-        /// Channels.
-        channels: usize,
-        /// Kernel size.
-        kernel: usize,
+    /// Weights or bias whose size does not match the geometry.
+    #[error("layer {layer}: {what} has {found} values, the geometry needs {expected}")]
+    Shape {
+        /// Layer name.
+        layer: String,
+        /// `weights` or `bias`.
+        what: &'static str,
         /// Values expected.
         expected: usize,
         /// Values given.
         found: usize,
     },
-    /// An even kernel has no centre for same padding.
-    #[error("kernel size {0} is even: same padding needs an odd kernel")]
-    EvenKernel(usize),
+    /// The geometry is invalid or the input is smaller than the kernel.
+    #[error("layer {layer}: a {kernel}x{kernel} kernel (stride {stride}, padding {padding}, groups {groups}) does not fit a {height}x{width} input")]
+    Geometry {
+        /// Layer name.
+        layer: String,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+        /// Groups.
+        groups: usize,
+        /// Input rows.
+        height: usize,
+        /// Input columns.
+        width: usize,
+    },
 }
 
-/// A `C -> C`, stride-1, same-padding convolution with plaintext weights.
-///
-/// Invariant: `weights.len() == C*C*k*k`, indexed `[out][in][ky][kx]`; `k` odd.
+/// One baby step: the slot distance and the kernel taps that share it.
 #[derive(Clone, Debug)]
-pub struct Conv2dSame {
-    layout: SlotLayout,
-    kernel: usize,
-    weights: Vec<f64>,
+struct Baby {
+    step: i64,
+    taps: Vec<(usize, usize)>,
 }
 
-impl Conv2dSame {
-    /// Checks the shapes against `layout` and `slots`.
+/// A convolution lowered onto slot layouts.
+///
+/// Invariants: `weight.len() == out * in/groups * k * k` (PyTorch order),
+/// `bias` has `out` values if present; `output` is `input` strided by the
+/// layer; `babies` are the taps that read inside the input for some output
+/// position, grouped by slot distance; `giants[j]` lists the channel-block
+/// shifts with a nonzero weight for output ciphertext `j`.
+#[derive(Clone, Debug)]
+pub struct HeConv {
+    name: String,
+    geometry: ConvGeometry,
+    weight: Vec<f64>,
+    bias: Option<Vec<f64>>,
+    input: SlotLayout,
+    output: SlotLayout,
+    babies: Vec<Baby>,
+    giants: Vec<Vec<usize>>,
+}
+
+impl HeConv {
+    /// Lowers a convolution reading a tensor laid out as `input`.
     ///
     /// # Errors
-    /// [`HeConvError`].
-    pub fn new(layout: SlotLayout, kernel: usize, weights: Vec<f64>, slots: usize) -> Result<Self, HeConvError> {
-        if kernel.is_multiple_of(2) {
-            return Err(HeConvError::EvenKernel(kernel));
+    /// [`HeConvError`] for mismatched channels, shapes or geometry.
+    pub fn new(
+        name: impl Into<String>,
+        geometry: ConvGeometry,
+        weight: Vec<f64>,
+        bias: Option<Vec<f64>>,
+        input: SlotLayout,
+    ) -> Result<Self, HeConvError> {
+        let name = name.into();
+        let g = geometry;
+        if g.in_channels != input.channels {
+            return Err(HeConvError::Channels {
+                layer: name,
+                expected: g.in_channels,
+                found: input.channels,
+            });
         }
-        let c = layout.channels;
-        let expected = c * c * kernel * kernel;
-        if weights.len() != expected {
-            return Err(HeConvError::WeightShape {
-                channels: c,
-                kernel,
+        let geometry_error = || HeConvError::Geometry {
+            layer: name.clone(),
+            kernel: g.kernel,
+            stride: g.stride,
+            padding: g.padding,
+            groups: g.groups,
+            height: input.height,
+            width: input.width,
+        };
+        let valid = g.groups >= 1
+            && g.kernel >= 1
+            && g.in_channels.is_multiple_of(g.groups)
+            && g.out_channels.is_multiple_of(g.groups);
+        let (height, width) = g
+            .output_hw(input.height, input.width)
+            .filter(|_| valid)
+            .ok_or_else(geometry_error)?;
+        let expected = g.out_channels * (g.in_channels / g.groups) * g.kernel * g.kernel;
+        if weight.len() != expected {
+            return Err(HeConvError::Shape {
+                layer: name,
+                what: "weights",
                 expected,
-                found: weights.len(),
+                found: weight.len(),
             });
         }
-        if !layout.fits(slots) {
-            return Err(HeConvError::TooLarge {
-                channels: c,
-                height: layout.height,
-                width: layout.width,
-                needed: 2 * layout.size(),
-                slots,
-            });
+        if let Some(b) = &bias {
+            if b.len() != g.out_channels {
+                return Err(HeConvError::Shape {
+                    layer: name,
+                    what: "bias",
+                    expected: g.out_channels,
+                    found: b.len(),
+                });
+            }
         }
-        Ok(Self {
-            layout,
-            kernel,
-            weights,
+        let output = input.strided(g.out_channels, height, width, g.stride);
+        let mut conv = Self {
+            name,
+            geometry,
+            weight,
+            bias,
+            input,
+            output,
+            babies: Vec::new(),
+            giants: Vec::new(),
+        };
+        conv.babies = conv.find_babies();
+        conv.giants = (0..output.cts()).map(|j| conv.find_giants(j)).collect();
+        Ok(conv)
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Layout of the input tensor.
+    pub fn input(&self) -> SlotLayout {
+        self.input
+    }
+
+    /// Layout of the output tensor.
+    pub fn output(&self) -> SlotLayout {
+        self.output
+    }
+
+    /// Input row (or column) read by output index `o` through tap `t`.
+    fn source(&self, o: usize, t: usize, size: usize) -> Option<usize> {
+        let g = self.geometry;
+        (o * g.stride + t).checked_sub(g.padding).filter(|&i| i < size)
+    }
+
+    /// True when tap `(ky, kx)` reads inside the input for output `(yo, xo)`.
+    fn reads_inside(&self, (yo, xo): (usize, usize), (ky, kx): (usize, usize)) -> Option<(usize, usize)> {
+        Some((
+            self.source(yo, ky, self.input.height)?,
+            self.source(xo, kx, self.input.width)?,
+        ))
+    }
+
+    fn find_babies(&self) -> Vec<Baby> {
+        let (k, p) = (self.geometry.kernel, self.geometry.padding as i64);
+        let (row, gap) = (self.input.row as i64, self.input.gap as i64);
+        let mut by_step: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+        for ky in 0..k {
+            for kx in 0..k {
+                let used = (0..self.output.height)
+                    .any(|yo| (0..self.output.width).any(|xo| self.reads_inside((yo, xo), (ky, kx)).is_some()));
+                if used {
+                    let step = ((ky as i64 - p) * row + (kx as i64 - p)) * gap;
+                    by_step.entry(step).or_default().push((ky, kx));
+                }
+            }
+        }
+        by_step.into_iter().map(|(step, taps)| Baby { step, taps }).collect()
+    }
+
+    /// The weight of output channel `co` on input channel `ci` at tap
+    /// `(ky, kx)`, `None` when the two are in different groups.
+    fn weight_of(&self, co: usize, ci: usize, (ky, kx): (usize, usize)) -> Option<f64> {
+        let g = self.geometry;
+        let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
+        let group = co / cout_g;
+        let local = ci.checked_sub(group * cin_g).filter(|&l| l < cin_g)?;
+        Some(self.weight[((co * cin_g + local) * g.kernel + ky) * g.kernel + kx])
+    }
+
+    /// The channel pairs `(output block, co, ci)` that shift `delta` joins
+    /// for output ciphertext `j` and input ciphertext `i`.
+    fn pairs(&self, j: usize, delta: usize, i: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let blocks = self.output.blocks_per_ct();
+        (0..blocks).filter_map(move |bo| {
+            let co = self.output.channel_at(j, bo)?;
+            let ci = self.input.channel_at(i, (bo + delta) % blocks)?;
+            Some((bo, co, ci))
         })
+    }
+
+    fn find_giants(&self, j: usize) -> Vec<usize> {
+        (0..self.input.period())
+            .filter(|&delta| {
+                (0..self.input.cts()).any(|i| {
+                    self.pairs(j, delta, i).any(|(_, co, ci)| {
+                        self.babies
+                            .iter()
+                            .flat_map(|b| &b.taps)
+                            .any(|&tap| self.weight_of(co, ci, tap).is_some_and(|w| w != 0.0))
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// The plaintext slot values `D[j, delta, i, baby]`; `None` when all zero.
+    fn diagonal(&self, j: usize, delta: usize, i: usize, baby: &Baby) -> Option<Vec<f64>> {
+        let (slots, block) = (self.output.slots, self.output.block);
+        let mut values = vec![0.0; slots];
+        let mut any = false;
+        for (bo, co, ci) in self.pairs(j, delta, i) {
+            let base = bo * block + delta * block;
+            for &tap in &baby.taps {
+                let w = match self.weight_of(co, ci, tap) {
+                    Some(w) if w != 0.0 => w,
+                    _ => continue,
+                };
+                for yo in 0..self.output.height {
+                    for xo in 0..self.output.width {
+                        if self.reads_inside((yo, xo), tap).is_some() {
+                            values[(base + self.output.offset(yo, xo)) % slots] += w;
+                            any = true;
+                        }
+                    }
+                }
+            }
+        }
+        any.then_some(values)
     }
 
     /// Every rotation (slot steps) the layer uses: Galois keys to generate.
     pub fn rotations(&self) -> Vec<i64> {
-        let block = self.layout.block() as i64;
-        let mut steps = kernel_rotations(self.layout.width, self.kernel);
-        steps.extend((1..self.layout.channels as i64).map(|d| d * block));
+        let block = self.output.block as i64;
+        let mut steps: Vec<i64> = self.babies.iter().map(|b| b.step).collect();
+        steps.extend(self.giants.iter().flatten().map(|&d| d as i64 * block));
         steps.retain(|&s| s != 0);
+        steps.sort_unstable();
+        steps.dedup();
         steps
     }
 
     /// Key switches one evaluation costs.
     pub fn key_switches(&self) -> usize {
-        self.kernel * self.kernel - 1 + self.layout.channels - 1
+        let babies = self.babies.iter().filter(|b| b.step != 0).count();
+        let giants: usize = self.giants.iter().map(|g| g.iter().filter(|&&d| d != 0).count()).sum();
+        self.input.cts() * babies + giants
     }
 
-    /// The plaintext slot values for channel shift `d` and kernel offset `o`:
-    /// on block `c` (and its replica), `w[c - d][c][o]` where the offset reads
-    /// inside the image, else 0.
-    fn diagonal(&self, d: usize, (dy, dx): (isize, isize), tap: usize) -> Vec<f64> {
-        let SlotLayout {
-            channels: c,
-            height: h,
-            width: w,
-        } = self.layout;
-        let k2 = self.kernel * self.kernel;
-        let mut slots = vec![0.0; 2 * self.layout.size()];
-        for input in 0..c {
-            let output = (input + c - d) % c;
-            let weight = self.weights[(output * c + input) * k2 + tap];
-            if weight == 0.0 {
-                continue;
-            }
-            for y in 0..h {
-                for x in 0..w {
-                    let (sy, sx) = (y as isize + dy, x as isize + dx);
-                    if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                        let slot = input * h * w + y * w + x;
-                        slots[slot] = weight;
-                        slots[slot + self.layout.size()] = weight;
-                    }
-                }
-            }
-        }
-        slots
+    /// Plaintext multiplications one evaluation costs (an upper bound:
+    /// all-zero diagonals are skipped).
+    pub fn plaintext_products(&self) -> usize {
+        self.giants.iter().map(Vec::len).sum::<usize>() * self.input.cts() * self.babies.len()
     }
 
-    /// The convolution of the encrypted, packed input; one level, result at
-    /// the next level's canonical scale, packed (first copy valid; the replica
-    /// holds partial sums).
+    /// The convolution of the encrypted input (one ciphertext per
+    /// [`SlotLayout::cts`] of the input layout, all at one level); one level,
+    /// outputs at the next level's canonical scale.
     ///
     /// # Errors
     /// Evaluator refusals (missing rotation keys: generate [`Self::rotations`];
-    /// level 0) and encoding errors.
-    pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &B::Ct) -> Result<B::Ct, B::Error> {
-        let offsets = kernel_offsets(self.kernel);
-        let steps = kernel_rotations(self.layout.width, self.kernel);
-        let rotated = backend.rotate_hoisted(input, &steps)?;
-        let (level, scale) = (backend.level(input), backend.scale(input));
+    /// level 0; mismatched levels) and encoding errors.
+    pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
+        let first = input.first().ok_or(CkksError::Shape {
+            what: "convolution input",
+            expected: self.input.cts(),
+            found: 0,
+        })?;
+        if input.len() != self.input.cts() {
+            return Err(CkksError::Shape {
+                what: "convolution input",
+                expected: self.input.cts(),
+                found: input.len(),
+            }
+            .into());
+        }
+        let (level, scale) = (backend.level(first), backend.scale(first));
         if level == 0 {
             return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
         }
         let pt_scale = params.mul_plain_scale(level, scale);
-        let block = self.layout.block() as i64;
-        let mut total: Option<B::Ct> = None;
-        for d in 0..self.layout.channels {
-            let mut partial: Option<B::Ct> = None;
-            for (tap, (&offset, r)) in offsets.iter().zip(&rotated).enumerate() {
-                let diagonal = self.diagonal(d, offset, tap);
-                if diagonal.iter().all(|&v| v == 0.0) {
-                    continue;
+        let steps: Vec<i64> = self.babies.iter().map(|b| b.step).collect();
+        let rotated = input
+            .iter()
+            .map(|x| backend.rotate_hoisted(x, &steps))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bias = self.bias.as_ref().map(|b| {
+            let plane = self.output.height * self.output.width;
+            let per_value: Vec<f64> = b.iter().flat_map(|&v| std::iter::repeat_n(v, plane)).collect();
+            self.output.pack(&per_value)
+        });
+        let block = self.output.block as i64;
+        let mut out = Vec::with_capacity(self.output.cts());
+        for (j, giants) in self.giants.iter().enumerate() {
+            let mut total: Option<B::Ct> = None;
+            for &delta in giants {
+                let mut inner: Option<B::Ct> = None;
+                for (i, rotations) in rotated.iter().enumerate() {
+                    for (baby, x) in self.babies.iter().zip(rotations) {
+                        let Some(diagonal) = self.diagonal(j, delta, i, baby) else {
+                            continue;
+                        };
+                        let term = backend.mul_plain(x, &encode(params, &diagonal, level, pt_scale)?)?;
+                        inner = Some(match inner {
+                            None => term,
+                            Some(acc) => backend.add(&acc, &term)?,
+                        });
+                    }
                 }
-                let pt = encode(params, &diagonal, level, pt_scale)?;
-                let term = backend.mul_plain(r, &pt)?;
-                partial = Some(match partial {
-                    None => term,
-                    Some(acc) => backend.add(&acc, &term)?,
+                let Some(inner) = inner else { continue };
+                let shifted = if delta == 0 {
+                    inner
+                } else {
+                    backend.rotate_hoisted(&inner, &[delta as i64 * block])?.remove(0)
+                };
+                total = Some(match total {
+                    None => shifted,
+                    Some(acc) => backend.add(&acc, &shifted)?,
                 });
             }
-            let Some(partial) = partial else { continue };
-            let shifted = if d == 0 {
-                partial
-            } else {
-                backend.rotate_hoisted(&partial, &[d as i64 * block])?.remove(0)
+            let total = match total {
+                Some(t) => t,
+                // All weights zero: the product with a zero plaintext.
+                None => backend.mul_plain(first, &encode(params, &[], level, pt_scale)?)?,
             };
-            total = Some(match total {
-                None => shifted,
-                Some(acc) => backend.add(&acc, &shifted)?,
-            });
+            let mut y = backend.rescale(&total)?;
+            if let Some(bias) = &bias {
+                let pt = encode(params, &bias[j], level - 1, backend.scale(&y))?;
+                y = backend.add_plain(&y, &pt)?;
+            }
+            out.push(y);
         }
-        let total = match total {
-            Some(t) => t,
-            // All-zero weights: the product with a zero plaintext.
-            None => backend.mul_plain(input, &encode(params, &[], level, pt_scale)?)?,
-        };
-        backend.rescale(&total)
+        Ok(out)
     }
 }

@@ -1,51 +1,216 @@
 //! Where each value of an activation tensor lives in the slots.
 
-/// A `C x H x W` tensor packed channel-major, `slot = c*H*W + y*W + x`, and
-/// replicated once (`slot + C*H*W` holds the same value) so that rotating by
-/// whole channels wraps around the C channels instead of into empty slots.
+use thiserror::Error;
+
+/// Why a tensor cannot be laid out.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// One channel's block needs more slots than a ciphertext has.
+    #[error("one {height}x{width} channel needs a block of {block} slots; a ciphertext has {slots}")]
+    ChannelTooLarge {
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+        /// Slots of one channel block (a power of two).
+        block: usize,
+        /// Slots per ciphertext.
+        slots: usize,
+    },
+    /// A tensor with an empty side.
+    #[error("a tensor side is zero ({channels}x{height}x{width})")]
+    Empty {
+        /// Channels.
+        channels: usize,
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+    },
+}
+
+/// A `C x H x W` tensor spread over one or more ciphertexts.
 ///
-/// Invariant: `2 * C * H * W <= slots`.
+/// Channel `c` owns one block of `block` slots (a power of two); value
+/// `(c, y, x)` sits at offset `y*gap*row + x*gap` of that block, so a strided
+/// layer leaves gaps instead of compacting (`gap` doubles with each stride
+/// 2). Channels are counted up to a power of two, `C'`; global block `c`
+/// lives in ciphertext `c / (slots/block)`. When `C'` blocks fill less than
+/// one ciphertext, the tensor repeats every `C'` blocks, so rotating by whole
+/// channels wraps around the channels.
+///
+/// Invariant (kept by every encrypted layer): every slot that is not a data
+/// slot of the tensor, replicas included, holds zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotLayout {
-    /// Channels.
+    /// Channels `C`.
     pub channels: usize,
-    /// Rows.
+    /// Rows `H` (logical).
     pub height: usize,
-    /// Columns.
+    /// Columns `W` (logical).
     pub width: usize,
+    /// Distance between neighbouring values, in physical rows and columns.
+    pub gap: usize,
+    /// Physical row length inside a block.
+    pub row: usize,
+    /// Slots per channel block (a power of two).
+    pub block: usize,
+    /// Slots per ciphertext (a power of two, a multiple of `block`).
+    pub slots: usize,
 }
 
 impl SlotLayout {
-    /// Slots of one channel.
-    pub fn block(&self) -> usize {
-        self.height * self.width
+    /// The layout of a model's input: no gaps, rows of `width`, blocks of
+    /// `H*W` rounded up to a power of two.
+    ///
+    /// # Errors
+    /// [`LayoutError`] for an empty tensor or a channel larger than a ciphertext.
+    pub fn input(channels: usize, height: usize, width: usize, slots: usize) -> Result<Self, LayoutError> {
+        if channels == 0 || height == 0 || width == 0 {
+            return Err(LayoutError::Empty {
+                channels,
+                height,
+                width,
+            });
+        }
+        let block = (height * width).next_power_of_two();
+        if block > slots {
+            return Err(LayoutError::ChannelTooLarge {
+                height,
+                width,
+                block,
+                slots,
+            });
+        }
+        Ok(Self {
+            channels,
+            height,
+            width,
+            gap: 1,
+            row: width,
+            block,
+            slots,
+        })
     }
 
-    /// Slots of the whole tensor, once.
-    pub fn size(&self) -> usize {
-        self.channels * self.block()
+    /// The layout of a layer's output with `channels` channels of
+    /// `height x width`, written with `stride` into the same blocks (the gap
+    /// is multiplied by `stride`).
+    pub fn strided(&self, channels: usize, height: usize, width: usize, stride: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+            gap: self.gap * stride,
+            ..*self
+        }
     }
 
-    /// True when the replicated tensor fits in `slots`.
-    pub fn fits(&self, slots: usize) -> bool {
-        2 * self.size() <= slots
+    /// One value per channel at offset 0 of its block (a pooled tensor).
+    pub fn pooled(&self, channels: usize) -> Self {
+        Self {
+            channels,
+            height: 1,
+            width: 1,
+            ..*self
+        }
     }
 
-    /// The slot vector of a `C x H x W` tensor (row-major `values`), replicated.
+    /// Blocks per ciphertext.
+    pub fn blocks_per_ct(&self) -> usize {
+        self.slots / self.block
+    }
+
+    /// `C'`: channels rounded up to a power of two.
+    pub fn padded_channels(&self) -> usize {
+        self.channels.next_power_of_two()
+    }
+
+    /// Blocks after which the channels repeat inside a ciphertext.
+    pub fn period(&self) -> usize {
+        self.padded_channels().min(self.blocks_per_ct())
+    }
+
+    /// Ciphertexts the tensor spans.
+    pub fn cts(&self) -> usize {
+        self.padded_channels().div_ceil(self.blocks_per_ct())
+    }
+
+    /// The channel held by block `block` of ciphertext `ct`, `None` for a
+    /// padding channel.
+    pub fn channel_at(&self, ct: usize, block: usize) -> Option<usize> {
+        let c = (ct * self.blocks_per_ct() + block) % self.padded_channels();
+        (c < self.channels).then_some(c)
+    }
+
+    /// Offset of `(y, x)` inside a channel block.
+    pub fn offset(&self, y: usize, x: usize) -> usize {
+        (y * self.row + x) * self.gap
+    }
+
+    /// Every data slot of ciphertext `ct` with the index of its value in the
+    /// row-major `C x H x W` tensor.
+    pub fn data_slots(&self, ct: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.blocks_per_ct()).flat_map(move |b| {
+            self.channel_at(ct, b).into_iter().flat_map(move |c| {
+                (0..self.height).flat_map(move |y| {
+                    (0..self.width).map(move |x| {
+                        (
+                            b * self.block + self.offset(y, x),
+                            (c * self.height + y) * self.width + x,
+                        )
+                    })
+                })
+            })
+        })
+    }
+
+    /// The slot vectors (one per ciphertext) of a row-major `C x H x W` tensor.
     ///
     /// # Panics
     /// If `values.len() != C*H*W`.
-    pub fn pack(&self, values: &[f64]) -> Vec<f64> {
-        assert_eq!(values.len(), self.size(), "tensor size does not match the layout");
-        let mut slots = Vec::with_capacity(2 * self.size());
-        slots.extend_from_slice(values);
-        slots.extend_from_slice(values);
-        slots
+    pub fn pack(&self, values: &[f64]) -> Vec<Vec<f64>> {
+        assert_eq!(values.len(), self.len(), "tensor size does not match the layout");
+        (0..self.cts())
+            .map(|ct| {
+                let mut slots = vec![0.0; self.slots];
+                for (slot, i) in self.data_slots(ct) {
+                    slots[slot] = values[i];
+                }
+                slots
+            })
+            .collect()
     }
 
-    /// The tensor back from its slots (the first copy).
-    pub fn unpack(&self, slots: &[f64]) -> Vec<f64> {
-        slots[..self.size()].to_vec()
+    /// A slot vector per ciphertext holding `value` on every data slot, zero
+    /// elsewhere (a constant that keeps the zero-outside-data invariant).
+    pub fn constant(&self, value: f64) -> Vec<Vec<f64>> {
+        self.pack(&vec![value; self.len()])
+    }
+
+    /// The tensor back from its slot vectors (the first copy of each value).
+    ///
+    /// # Panics
+    /// If fewer than [`Self::cts`] vectors of [`Self::slots`] values are given.
+    pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<f64> {
+        let mut values = vec![0.0; self.len()];
+        for (ct, slots) in cts.iter().enumerate().take(self.cts()) {
+            for (slot, i) in self.data_slots(ct) {
+                values[i] = slots[slot];
+            }
+        }
+        values
+    }
+
+    /// Values in the tensor, `C*H*W`.
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Never true for a layout built by [`Self::input`].
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -63,4 +228,44 @@ pub fn kernel_rotations(width: usize, kernel: usize) -> Vec<i64> {
         .into_iter()
         .map(|(dy, dx)| (dy * width as isize + dx) as i64)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_unpack_round_trip_with_replicas_gaps_and_several_ciphertexts() {
+        for (c, h, w, stride, slots) in [(3, 4, 4, 1, 128), (16, 8, 8, 2, 256), (5, 3, 5, 1, 64)] {
+            let input = SlotLayout::input(c, h, w, slots).unwrap();
+            let layout = input.strided(c, h / stride, w / stride, stride);
+            let values: Vec<f64> = (0..layout.len()).map(|i| i as f64 + 0.5).collect();
+            let packed = layout.pack(&values);
+            assert_eq!(packed.len(), layout.cts());
+            assert_eq!(layout.unpack(&packed), values);
+            let nonzero: usize = packed.iter().flatten().filter(|v| **v != 0.0).count();
+            let replicas = layout.blocks_per_ct() / layout.period();
+            assert_eq!(nonzero, layout.len() * replicas.max(1), "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn channels_repeat_with_the_padded_period() {
+        let l = SlotLayout::input(3, 4, 4, 128).unwrap();
+        assert_eq!((l.block, l.blocks_per_ct(), l.period(), l.cts()), (16, 8, 4, 1));
+        let held: Vec<_> = (0..8).map(|b| l.channel_at(0, b)).collect();
+        assert_eq!(held, [Some(0), Some(1), Some(2), None, Some(0), Some(1), Some(2), None]);
+        let wide = SlotLayout::input(20, 4, 4, 128).unwrap();
+        assert_eq!((wide.cts(), wide.period()), (4, 8));
+        assert_eq!(wide.channel_at(2, 3), Some(19));
+        assert_eq!(wide.channel_at(2, 4), None);
+    }
+
+    #[test]
+    fn channel_larger_than_a_ciphertext_is_refused() {
+        assert!(matches!(
+            SlotLayout::input(1, 16, 16, 128),
+            Err(LayoutError::ChannelTooLarge { block: 256, .. })
+        ));
+    }
 }

@@ -1,17 +1,24 @@
-//! Lowering of neural-network layers to CKKS operations.
+//! Lowering of neural networks to CKKS operations.
 //!
-//! So far: the slot layout of an activation tensor, the encrypted 3x3 (any
-//! odd k) same-padding convolution with as many output as input channels,
-//! stride 1, the folded quadratic activation, and the head (global average
-//! pooling and the final linear layer). The planner for whole models (strides, channel changes, pooling,
-//! activations, SE, the level budget) builds on these.
+//! - [`layout`]: where each value of an activation tensor lives in the slots
+//!   (channel blocks, gaps left by strides, replicas, several ciphertexts);
+//! - [`conv`]: convolutions of any kernel, stride, padding and groups (and
+//!   linear layers) by hoisted baby-step giant-step rotations;
+//! - [`activation`]: polynomial activations in one to three levels;
+//! - [`pool`]: rotation sums inside channel blocks (global pooling, the SE
+//!   block's broadcast);
+//! - [`plan`]: a folded model lowered to a tree of these steps, with its
+//!   level budget, rotations and key switches, and the executor that runs it
+//!   on either backend.
 
 pub mod activation;
 pub mod conv;
-pub mod head;
 pub mod layout;
+pub mod plan;
+pub mod pool;
 
-pub use activation::FoldedQuadratic;
-pub use conv::{Conv2dSame, HeConvError};
-pub use head::{HeadError, PoolLinear};
-pub use layout::{kernel_offsets, kernel_rotations, SlotLayout};
+pub use activation::{add_on_slots, bring_to, PolyActivation};
+pub use conv::{HeConv, HeConvError};
+pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
+pub use plan::{LayerReport, Plan, PlanError};
+pub use pool::{BlockSum, Broadcast};

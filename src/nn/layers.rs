@@ -108,9 +108,11 @@ impl<T: Real> Conv2d<T> {
     }
 
     /// The convolution of a batch, by im2col and one GEMM per (image, group).
-    /// `x` must be standard layout with `in_channels` channels and at least
-    /// the kernel's size after padding (guaranteed by model construction).
-    pub(crate) fn forward(&self, x: &Array4<T>) -> Array4<T> {
+    ///
+    /// # Panics
+    /// Unless `x` has `in_channels` channels and is at least the kernel's
+    /// size after padding (guaranteed inside a model).
+    pub fn forward(&self, x: &Array4<T>) -> Array4<T> {
         let (b, c, h, w) = x.dim();
         debug_assert_eq!(c, self.geometry.in_channels);
         let (ho, wo) = self.geometry().output_hw(h, w).unwrap_or((0, 0));

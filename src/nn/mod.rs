@@ -20,11 +20,13 @@
 pub mod fold;
 pub mod layers;
 pub mod model;
+pub mod random;
 pub mod spec;
 pub mod weights;
 
 pub use fold::fold;
 pub use model::{expected_tensors, LoadOptions, Model, TensorSpec};
+pub use random::random_state_dict;
 pub use spec::{Arch, LatentShape, ModelSpec};
 pub use weights::{StateDict, StoreDtype, Tensor};
 

@@ -1,0 +1,438 @@
+//! The planner: a folded model lowered to a tree of encrypted steps, with
+//! its level budget, rotations and key-switch counts known before anything
+//! runs; and the executor that runs a plan on either backend.
+
+use super::activation::{bring_to, PolyActivation};
+use super::conv::{HeConv, HeConvError};
+use super::layout::{LayoutError, SlotLayout};
+use super::pool::{BlockSum, Broadcast};
+use crate::ckks::{CkksError, EvalBackend, Params};
+use crate::nn::layers::{ConvGeometry, Linear};
+use crate::nn::model::Layer;
+use crate::nn::Model;
+use std::collections::BTreeSet;
+use thiserror::Error;
+
+/// Why a model cannot be lowered.
+#[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The input does not fit the slots.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// A convolution or linear layer that does not match its input.
+    #[error(transparent)]
+    Conv(#[from] HeConvError),
+    /// A layer with no encrypted form yet.
+    #[error("layer {layer}: {reason}")]
+    Unsupported {
+        /// Layer name.
+        layer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The planner needs a folded model.
+    #[error("the model must be folded first (nn::fold)")]
+    NotFolded,
+}
+
+/// One encrypted step of a plan.
+#[derive(Clone, Debug)]
+enum Step {
+    Conv(HeConv),
+    Act {
+        act: PolyActivation,
+        layout: SlotLayout,
+    },
+    Pool(BlockSum),
+    Residual {
+        body: Vec<Step>,
+        shortcut: Vec<Step>,
+    },
+    Se {
+        name: String,
+        gate: Vec<Step>,
+        broadcast: Broadcast,
+    },
+}
+
+/// One row of a plan's report: a layer, the level it enters and leaves at,
+/// and the key switches it costs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerReport {
+    /// Layer name (PyTorch module path; `+` for a residual add).
+    pub name: String,
+    /// Level of the input.
+    pub level_in: usize,
+    /// Level of the output.
+    pub level_out: usize,
+    /// Key switches (rotations and relinearizations).
+    pub key_switches: usize,
+}
+
+impl Step {
+    fn levels(&self) -> usize {
+        match self {
+            Step::Conv(_) => 1,
+            Step::Act { act, .. } => act.levels(),
+            Step::Pool(_) => 0,
+            Step::Residual { body, shortcut } => levels(body).max(levels(shortcut)),
+            Step::Se { gate, .. } => levels(gate) + 1,
+        }
+    }
+
+    fn rotations(&self, out: &mut BTreeSet<i64>) {
+        match self {
+            Step::Conv(c) => out.extend(c.rotations()),
+            Step::Act { .. } => {}
+            Step::Pool(p) => out.extend(p.rotations()),
+            Step::Residual { body, shortcut } => {
+                body.iter().chain(shortcut).for_each(|s| s.rotations(out));
+            }
+            Step::Se { gate, broadcast, .. } => {
+                gate.iter().for_each(|s| s.rotations(out));
+                out.extend(broadcast.rotations());
+            }
+        }
+    }
+
+    fn report(&self, level_in: usize, rows: &mut Vec<LayerReport>) -> usize {
+        let mut row = |name: &str, level_out: usize, key_switches: usize| {
+            rows.push(LayerReport {
+                name: name.to_string(),
+                level_in,
+                level_out,
+                key_switches,
+            });
+            level_out
+        };
+        match self {
+            Step::Conv(c) => row(c.name(), level_in - 1, c.key_switches()),
+            Step::Act { act, layout } => row(act.name(), level_in - act.levels(), act.key_switches() * layout.cts()),
+            Step::Pool(p) => row("pool", level_in, p.key_switches()),
+            Step::Residual { body, shortcut } => {
+                let out = level_in - self.levels();
+                report_all(body, level_in, rows);
+                report_all(shortcut, out + levels(shortcut), rows);
+                rows.push(LayerReport {
+                    name: "+".into(),
+                    level_in: out,
+                    level_out: out,
+                    key_switches: 0,
+                });
+                out
+            }
+            Step::Se { name, gate, broadcast } => {
+                let gate_out = report_all(gate, level_in, rows);
+                rows.push(LayerReport {
+                    name: format!("{name}.broadcast"),
+                    level_in: gate_out,
+                    level_out: gate_out - 1,
+                    key_switches: broadcast.key_switches() + broadcast.target().cts(),
+                });
+                gate_out - 1
+            }
+        }
+    }
+
+    fn execute<B: EvalBackend>(&self, backend: &B, params: &Params, x: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
+        match self {
+            Step::Conv(c) => c.apply(backend, params, x),
+            Step::Act { act, layout } => act.apply(backend, params, layout, x),
+            Step::Pool(p) => p.apply(backend, x),
+            Step::Residual { body, shortcut } => {
+                let main = execute_all(body, backend, params, x)?;
+                let target = main.first().map(|c| backend.level(c)).unwrap_or_default();
+                let side = match shortcut.first() {
+                    None => x
+                        .iter()
+                        .map(|c| bring_to(backend, c, target))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    Some(first) => {
+                        let entry = target + levels(shortcut);
+                        let enter = |c: &B::Ct| match first {
+                            // A convolution accepts any scale: drop primes only.
+                            Step::Conv(_) => backend.drop_level(c, entry),
+                            _ => bring_to(backend, c, entry),
+                        };
+                        let x = x.iter().map(enter).collect::<Result<Vec<_>, _>>()?;
+                        execute_all(shortcut, backend, params, &x)?
+                    }
+                };
+                main.iter().zip(&side).map(|(a, b)| backend.add(a, b)).collect()
+            }
+            Step::Se { gate, broadcast, .. } => {
+                let gates = broadcast.apply(backend, &execute_all(gate, backend, params, x)?)?;
+                x.iter()
+                    .zip(&gates)
+                    .map(|(v, g)| {
+                        let v = bring_to(backend, v, backend.level(g))?;
+                        backend.rescale(&backend.mul_relin(&v, g)?)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn levels(steps: &[Step]) -> usize {
+    steps.iter().map(Step::levels).sum()
+}
+
+fn report_all(steps: &[Step], level_in: usize, rows: &mut Vec<LayerReport>) -> usize {
+    steps.iter().fold(level_in, |level, s| s.report(level, rows))
+}
+
+fn execute_all<B: EvalBackend>(
+    steps: &[Step],
+    backend: &B,
+    params: &Params,
+    x: &[B::Ct],
+) -> Result<Vec<B::Ct>, B::Error> {
+    let Some((first, rest)) = steps.split_first() else {
+        return x.iter().map(|c| backend.drop_level(c, backend.level(c))).collect();
+    };
+    let mut y = first.execute(backend, params, x)?;
+    for s in rest {
+        y = s.execute(backend, params, &y)?;
+    }
+    Ok(y)
+}
+
+/// A model lowered for ciphertexts of `slots` slots.
+///
+/// Invariants: `input` is the model's latent laid out by
+/// [`SlotLayout::input`]; `output` holds one value per class, channel `k`
+/// being logit `k`; `steps` turn the first into the second.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    input: SlotLayout,
+    output: SlotLayout,
+    steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Lowers a folded model.
+    ///
+    /// # Errors
+    /// [`PlanError`]: unfolded model, a layer with no encrypted form, an
+    /// input channel larger than a ciphertext.
+    pub fn new(model: &Model<f64>, slots: usize) -> Result<Self, PlanError> {
+        if !model.is_folded() {
+            return Err(PlanError::NotFolded);
+        }
+        let [c, h, w] = model.spec().latent().dims();
+        let input = SlotLayout::input(c, h, w, slots)?;
+        let (steps, output) = lower(model.layers(), input)?;
+        Ok(Self { input, output, steps })
+    }
+
+    /// Layout of the encrypted input.
+    pub fn input(&self) -> SlotLayout {
+        self.input
+    }
+
+    /// Layout of the encrypted logits.
+    pub fn output(&self) -> SlotLayout {
+        self.output
+    }
+
+    /// Levels the plan consumes.
+    pub fn levels(&self) -> usize {
+        levels(&self.steps)
+    }
+
+    /// Every rotation the plan uses, sorted: the Galois keys to generate.
+    pub fn rotations(&self) -> Vec<i64> {
+        let mut set = BTreeSet::new();
+        self.steps.iter().for_each(|s| s.rotations(&mut set));
+        set.into_iter().collect()
+    }
+
+    /// Per-layer levels and key switches for an input at `level_in`
+    /// (at least [`Self::levels`]).
+    pub fn layers(&self, level_in: usize) -> Vec<LayerReport> {
+        let mut rows = Vec::new();
+        report_all(&self.steps, level_in, &mut rows);
+        rows
+    }
+
+    /// Key switches of one evaluation.
+    pub fn key_switches(&self) -> usize {
+        self.layers(self.levels()).iter().map(|r| r.key_switches).sum()
+    }
+
+    /// Runs the plan on the encrypted input (one ciphertext per
+    /// [`SlotLayout::cts`] of [`Self::input`]), returning the encrypted
+    /// logits in [`Self::output`]'s layout.
+    ///
+    /// # Errors
+    /// Evaluator refusals: too few levels, missing keys, wrong ciphertext count.
+    pub fn execute<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
+        if input.len() != self.input.cts() {
+            return Err(CkksError::Shape {
+                what: "encrypted input",
+                expected: self.input.cts(),
+                found: input.len(),
+            }
+            .into());
+        }
+        execute_all(&self.steps, backend, params, input)
+    }
+}
+
+fn unsupported(layer: &str, reason: impl Into<String>) -> PlanError {
+    PlanError::Unsupported {
+        layer: layer.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Lowers `layers` reading a tensor laid out as `layout`.
+fn lower(layers: &[Layer<f64>], mut layout: SlotLayout) -> Result<(Vec<Step>, SlotLayout), PlanError> {
+    let mut steps = Vec::new();
+    for layer in layers {
+        match layer {
+            Layer::Conv(conv) => {
+                let bias = conv.bias().map(|b| b.to_vec());
+                let he = HeConv::new(
+                    conv.name(),
+                    conv.geometry(),
+                    conv.weight().iter().copied().collect(),
+                    bias,
+                    layout,
+                )?;
+                layout = he.output();
+                steps.push(Step::Conv(he));
+            }
+            Layer::Act(act) => {
+                let he = PolyActivation::new(act.name(), act.coeffs().to_vec())
+                    .ok_or_else(|| unsupported(act.name(), "an activation with a zero leading coefficient"))?;
+                steps.push(Step::Act { act: he, layout });
+            }
+            Layer::AvgPool(pool) => {
+                let c = layout.channels;
+                let (k, scale) = (pool.kernel(), pool.scale());
+                let geometry = depthwise(c, k, k);
+                let he = HeConv::new("avgpool", geometry, vec![scale; c * k * k], None, layout)?;
+                layout = he.output();
+                steps.push(Step::Conv(he));
+            }
+            Layer::GlobalAvgPool => {
+                let (c, positions) = (layout.channels, layout.height * layout.width);
+                let sum = BlockSum::new(layout);
+                let mean = HeConv::new(
+                    "global_avg_pool",
+                    depthwise(c, 1, 1),
+                    vec![1.0 / positions as f64; c],
+                    None,
+                    sum.output(),
+                )?;
+                layout = mean.output();
+                steps.extend([Step::Pool(sum), Step::Conv(mean)]);
+            }
+            Layer::Linear(linear) => layout = lower_linear(linear, layout, &mut steps)?,
+            Layer::Residual { body, shortcut } => {
+                let (body, out) = lower(body, layout)?;
+                let (shortcut, side) = lower(shortcut, layout)?;
+                if out != side {
+                    return Err(unsupported(
+                        "residual",
+                        format!("body gives {out:?}, shortcut {side:?}"),
+                    ));
+                }
+                layout = out;
+                steps.push(Step::Residual { body, shortcut });
+            }
+            Layer::Se { name, gate } => {
+                let (gate, out) = lower(gate, layout)?;
+                if out != layout.pooled(layout.channels) {
+                    return Err(unsupported(name, "the gate must give one value per channel"));
+                }
+                steps.push(Step::Se {
+                    name: name.clone(),
+                    gate,
+                    broadcast: Broadcast::new(layout),
+                });
+            }
+            Layer::BatchNorm(bn) => {
+                return Err(unsupported(
+                    bn.name(),
+                    "batch norm not after a convolution (fold it first)",
+                ));
+            }
+        }
+    }
+    Ok((steps, layout))
+}
+
+/// A `channels -> channels` depthwise geometry with no padding.
+fn depthwise(channels: usize, kernel: usize, stride: usize) -> ConvGeometry {
+    ConvGeometry {
+        in_channels: channels,
+        out_channels: channels,
+        kernel,
+        stride,
+        padding: 0,
+        groups: channels,
+    }
+}
+
+/// A linear layer on the flattened `C x H x W` tensor of `layout`:
+/// - on a pooled tensor (`H = W = 1`): a 1x1 convolution;
+/// - with one weight per channel (a folded global average pool): a block sum
+///   and a 1x1 convolution;
+/// - otherwise, on a square tensor: a convolution whose kernel is the image.
+fn lower_linear(linear: &Linear<f64>, layout: SlotLayout, steps: &mut Vec<Step>) -> Result<SlotLayout, PlanError> {
+    let (c, h, w) = (layout.channels, layout.height, layout.width);
+    let positions = h * w;
+    let weight = linear.weight();
+    let out = linear.out_features();
+    if linear.in_features() != c * positions {
+        return Err(unsupported(
+            linear.name(),
+            format!("reads {} features, the tensor has {c}x{h}x{w}", linear.in_features()),
+        ));
+    }
+    let bias = linear.bias().map(|b| b.to_vec());
+    let uniform = (0..out).all(|k| {
+        (0..c).all(|ci| (1..positions).all(|p| weight[[k, ci * positions + p]] == weight[[k, ci * positions]]))
+    });
+    let (input, geometry, values) = if positions == 1 || uniform {
+        let sum = (positions > 1).then(|| BlockSum::new(layout));
+        let input = sum.as_ref().map_or(layout, BlockSum::output);
+        steps.extend(sum.map(Step::Pool));
+        let values = (0..out)
+            .flat_map(|k| (0..c).map(move |ci| weight[[k, ci * positions]]))
+            .collect();
+        (input, dense(c, out, 1), values)
+    } else if h == w {
+        (layout, dense(c, out, h), weight.iter().copied().collect())
+    } else {
+        return Err(unsupported(
+            linear.name(),
+            format!("a linear layer on a non-square {h}x{w} map"),
+        ));
+    };
+    let he = HeConv::new(linear.name(), geometry, values, bias, input)?;
+    let output = he.output();
+    steps.push(Step::Conv(he));
+    Ok(output)
+}
+
+/// A dense `cin -> cout` geometry with a `kernel` x `kernel` window, no padding.
+fn dense(cin: usize, cout: usize, kernel: usize) -> ConvGeometry {
+    ConvGeometry {
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        stride: 1,
+        padding: 0,
+        groups: 1,
+    }
+}
