@@ -28,6 +28,11 @@ pub trait EvalBackend {
     fn add_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
     /// `ct * pt`, not rescaled.
     fn mul_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
+    /// `acc + ct * pt`, not rescaled (`acc` at the product's scale); the
+    /// default multiplies then adds, a backend may fuse the two.
+    fn mul_plain_add(&self, acc: Self::Ct, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error> {
+        self.add(&acc, &self.mul_plain(ct, pt)?)
+    }
     /// `a * b` relinearized, not rescaled.
     fn mul_relin(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
     /// Division by the last prime.
@@ -73,6 +78,10 @@ impl EvalBackend for Evaluator {
     }
     fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         Evaluator::mul_plain(self, ct, pt)
+    }
+    fn mul_plain_add(&self, mut acc: Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
+        self.mul_plain_add_assign(&mut acc, ct, pt)?;
+        Ok(acc)
     }
     fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
         Evaluator::mul_relin(self, a, b)

@@ -166,6 +166,21 @@ impl Evaluator {
         Ok(())
     }
 
+    /// `acc += ct * pt` without rescaling: the product is accumulated in
+    /// place, with no ciphertext allocated for it.
+    ///
+    /// # Errors
+    /// Key or level mismatch, or an `acc` whose scale is not `ct`'s times `pt`'s.
+    pub fn mul_plain_add_assign(&self, acc: &mut Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<(), CkksError> {
+        self.check_plain(ct, pt)?;
+        self.check_pair(acc, ct)?;
+        check_scales(acc.scale, ct.scale * pt.scale)?;
+        let ring = self.params().ring();
+        acc.c0.mul_add_assign(ring, &ct.c0, &pt.poly);
+        acc.c1.mul_add_assign(ring, &ct.c1, &pt.poly);
+        Ok(())
+    }
+
     /// `ct * pt` without rescaling.
     ///
     /// # Errors

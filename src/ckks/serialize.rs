@@ -412,14 +412,11 @@ pub fn secret_key_to_bytes(sk: &SecretKey) -> Vec<u8> {
 pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
     let params = keys.params();
     let n = params.n();
-    let full = params.ring().full_layout();
-    let digits = params.digits(params.max_level()).len();
-    let pairs = 1 + keys.relin.as_ref().map_or(0, |_| digits) + keys.rotations.len() * digits;
     let mut w = Writer::new(
         FileKind::PublicKeys,
         params.fingerprint(),
         keys.id(),
-        params_bytes(params) + 16 + keys.rotations.len() * 20 + pairs * (poly_bytes(full, n) + 32),
+        public_keys_body_bytes(params, keys.relin.is_some(), keys.rotations.len()),
     );
     w.params(params);
     w.pair(&keys.public.pair);
@@ -445,6 +442,29 @@ pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
         w.switching_key(key);
     }
     w.finish()
+}
+
+/// Body size of a public key set (within a few bytes: the parameter JSON
+/// is estimated).
+fn public_keys_body_bytes(params: &Params, relin: bool, rotations: usize) -> usize {
+    let digits = params.digits(params.max_level()).len();
+    let pairs = 1 + usize::from(relin) * digits + rotations * digits;
+    let pair = poly_bytes(params.ring().full_layout(), params.n()) + 32;
+    params_bytes(params) + 16 + rotations * 20 + pairs * pair
+}
+
+/// Size of a public key set file with a relinearization key and
+/// `rotations` Galois keys (to report before generating them; exact up to
+/// the length of the parameter JSON).
+pub fn public_keys_file_bytes(params: &Params, rotations: usize) -> usize {
+    HEADER_LEN + public_keys_body_bytes(params, true, rotations) + CHECKSUM_LEN
+}
+
+/// Size of a file of `count` ciphertexts at `level` with a shape of `rank`
+/// dimensions.
+pub fn ciphertexts_file_bytes(params: &Params, level: usize, count: usize, rank: usize) -> usize {
+    let one = 28 + 2 * poly_bytes(LimbLayout::q_only(level + 1), params.n());
+    HEADER_LEN + 16 + 8 * rank + count * one + CHECKSUM_LEN
 }
 
 /// Encodes ciphertexts made under `params`. The header records the

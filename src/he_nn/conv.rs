@@ -23,6 +23,7 @@
 use super::layout::SlotLayout;
 use crate::ckks::{encode, CkksError, EvalBackend, Params};
 use crate::nn::layers::ConvGeometry;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -343,18 +344,27 @@ impl HeConv {
         for (j, giants) in self.giants.iter().enumerate() {
             let mut total: Option<B::Ct> = None;
             for &delta in giants {
+                // Diagonals are built and encoded in parallel (CPU work for
+                // either backend), then multiplied and accumulated in order.
+                let terms: Vec<(usize, usize)> = (0..rotated.len())
+                    .flat_map(|i| (0..self.babies.len()).map(move |b| (i, b)))
+                    .collect();
+                let encoded = terms
+                    .par_iter()
+                    .map(|&(i, b)| {
+                        self.diagonal(j, delta, i, &self.babies[b])
+                            .map(|d| encode(params, &d, level, pt_scale))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, CkksError>>()?;
                 let mut inner: Option<B::Ct> = None;
-                for (i, rotations) in rotated.iter().enumerate() {
-                    for (baby, x) in self.babies.iter().zip(rotations) {
-                        let Some(diagonal) = self.diagonal(j, delta, i, baby) else {
-                            continue;
-                        };
-                        let term = backend.mul_plain(x, &encode(params, &diagonal, level, pt_scale)?)?;
-                        inner = Some(match inner {
-                            None => term,
-                            Some(acc) => backend.add(&acc, &term)?,
-                        });
-                    }
+                for (&(i, b), pt) in terms.iter().zip(&encoded) {
+                    let Some(pt) = pt else { continue };
+                    let x = &rotated[i][b];
+                    inner = Some(match inner {
+                        None => backend.mul_plain(x, pt)?,
+                        Some(acc) => backend.mul_plain_add(acc, x, pt)?,
+                    });
                 }
                 let Some(inner) = inner else { continue };
                 let shifted = if delta == 0 {

@@ -20,5 +20,5 @@ pub mod pool;
 pub use activation::{add_on_slots, bring_to, PolyActivation};
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
-pub use plan::{LayerReport, Plan, PlanError};
+pub use plan::{plan_for, LayerReport, Plan, PlanError, AUTO_PRESETS, HEADROOM_LEVELS};
 pub use pool::{BlockSum, Broadcast};

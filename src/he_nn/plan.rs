@@ -34,6 +34,54 @@ pub enum PlanError {
     /// The planner needs a folded model.
     #[error("the model must be folded first (nn::fold)")]
     NotFolded,
+    /// The model needs more levels than any candidate parameter set has.
+    #[error("the model needs {needed} levels (plus {HEADROOM_LEVELS} for the logits' headroom); the largest preset tried, {preset}, has {available}")]
+    TooDeep {
+        /// Levels the plan consumes.
+        needed: usize,
+        /// Levels the largest preset tried can give a plan.
+        available: usize,
+        /// That preset.
+        preset: String,
+    },
+    /// An unknown preset.
+    #[error(transparent)]
+    Params(#[from] CkksError),
+}
+
+/// The 128-bit presets `--preset auto` chooses from, smallest first.
+pub const AUTO_PRESETS: [&str; 4] = ["n14", "n15", "n16", "n17"];
+
+/// Levels left below a plan's output: the logits need more headroom than
+/// the last prime alone gives at a scale of 2^30.
+pub const HEADROOM_LEVELS: usize = 1;
+
+/// The smallest preset (of `preset`, or of [`AUTO_PRESETS`] when `None`)
+/// whose levels and slots fit the folded `model`, with its plan.
+///
+/// # Errors
+/// [`PlanError::TooDeep`] with the levels needed and available; an unknown
+/// preset; a model with no encrypted form.
+pub fn plan_for(model: &Model<f64>, preset: Option<&str>) -> Result<(std::sync::Arc<Params>, Plan), PlanError> {
+    let names: Vec<&str> = preset.map_or(AUTO_PRESETS.to_vec(), |p| vec![p]);
+    let mut last = None;
+    for (i, name) in names.iter().enumerate() {
+        let params = Params::preset(name)?;
+        let plan = match Plan::new(model, params.slots()) {
+            Err(PlanError::Layout(_)) if i + 1 < names.len() => continue,
+            other => other?,
+        };
+        let available = params.max_level().saturating_sub(HEADROOM_LEVELS);
+        if plan.levels() <= available {
+            return Ok((params, plan));
+        }
+        last = Some(PlanError::TooDeep {
+            needed: plan.levels(),
+            available,
+            preset: name.to_string(),
+        });
+    }
+    Err(last.unwrap_or(PlanError::NotFolded))
 }
 
 /// One encrypted step of a plan.
@@ -240,6 +288,12 @@ impl Plan {
     /// Levels the plan consumes.
     pub fn levels(&self) -> usize {
         levels(&self.steps)
+    }
+
+    /// The level to encrypt the input at: the plan's levels plus the
+    /// headroom, so that the logits come out at level [`HEADROOM_LEVELS`].
+    pub fn start_level(&self) -> usize {
+        self.levels() + HEADROOM_LEVELS
     }
 
     /// Every rotation the plan uses, sorted: the Galois keys to generate.
