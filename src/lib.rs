@@ -9,6 +9,7 @@
 //! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too.
 
 pub mod backend;
+pub mod cache;
 pub mod ckks;
 pub mod cli;
 pub mod data;

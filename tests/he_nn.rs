@@ -4,8 +4,8 @@
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{decrypt, encode, encrypt, Evaluator, Params, PublicKeySet, SecretKey};
-use latent_he::he_nn::{HeConv, HeConvError, Plan, PolyActivation, SlotLayout};
+use latent_he::ckks::{decrypt, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::{decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout};
 use latent_he::nn::layers::{Conv2d, ConvGeometry};
 use latent_he::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
 use ndarray::{Array1, Array4};
@@ -16,24 +16,6 @@ use std::sync::Arc;
 fn gpu() -> Arc<GpuContext> {
     GpuContext::new(None)
         .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"))
-}
-
-/// Encrypts each slot vector at `level`.
-fn encrypt_tensor(
-    keys: &PublicKeySet,
-    params: &Params,
-    slots: &[Vec<f64>],
-    level: usize,
-) -> Vec<latent_he::ckks::Ciphertext> {
-    slots
-        .iter()
-        .map(|v| encrypt(keys, &encode(params, v, level, params.scale(level)).unwrap()).unwrap())
-        .collect()
-}
-
-fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[latent_he::ckks::Ciphertext]) -> Vec<f64> {
-    let slots: Vec<Vec<f64>> = cts.iter().map(|c| decrypt(sk, c).unwrap()).collect();
-    layout.unpack(&slots)
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -59,7 +41,7 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
     let keys = Arc::new(PublicKeySet::generate(&sk, &conv.rotations()));
     let x: Vec<f64> = (0..layout.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let level = params.max_level();
-    let cts = encrypt_tensor(&keys, &params, &layout.pack(&x), level);
+    let cts = encrypt_tensor(&keys, &params, &layout, &x, level).unwrap();
     let cpu = Evaluator::new(keys.clone());
     let out = conv.apply(&cpu, &params, &cts).unwrap();
     assert!(out
@@ -74,7 +56,7 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
     .unwrap();
     let model_input = Array4::from_shape_vec((1, g.in_channels, h, w), x).unwrap();
     let want: Vec<f64> = reference.forward(&model_input).iter().copied().collect();
-    let got = decrypt_tensor(&sk, &conv.output(), &out);
+    let got = decrypt_tensor(&sk, &conv.output(), &out).unwrap();
     let err = max_abs_diff(&got, &want);
     assert!(err < 1e-3, "{g:?} on {h}x{w} (gap {input_stride}): max error {err}");
     // Gaps, padding channels and replicas hold zero or the right copy.
@@ -166,7 +148,7 @@ fn activations_in_every_form_match_plaintext() {
     let cpu = Evaluator::new(keys.clone());
     let x: Vec<f64> = (0..layout.len()).map(|_| rng.gen_range(-1.5..1.5)).collect();
     let level = params.max_level();
-    let cts = encrypt_tensor(&keys, &params, &layout.pack(&x), level);
+    let cts = encrypt_tensor(&keys, &params, &layout, &x, level).unwrap();
     for (coeffs, levels) in [
         (vec![0.05, 0.8, -1.0], 1),
         (vec![0.05, 0.8, 0.13], 2),
@@ -187,7 +169,7 @@ fn activations_in_every_form_match_plaintext() {
             .iter()
             .map(|&v| coeffs.iter().rev().fold(0.0, |acc, c| acc * v + c))
             .collect();
-        let got = decrypt_tensor(&sk, &layout, &out);
+        let got = decrypt_tensor(&sk, &layout, &out).unwrap();
         let err = max_abs_diff(&got, &want);
         assert!(err < 1e-3, "{coeffs:?}: max error {err}");
         let all = decrypt(&sk, &out[0]).unwrap();
@@ -217,11 +199,11 @@ fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuCon
     let keys = Arc::new(PublicKeySet::generate(&sk, &plan.rotations()));
     let mut rng = ChaCha20Rng::from_entropy();
     let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let cts = encrypt_tensor(&keys, &params, &plan.input().pack(&x), level);
+    let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, level).unwrap();
     let cpu = Evaluator::new(keys.clone());
     let out = plan.execute(&cpu, &params, &cts).unwrap();
     assert_eq!(out[0].level(), 1, "{spec}: the plan's level count is exact");
-    let got = decrypt_tensor(&sk, &plan.output(), &out);
+    let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
     let input = Array4::from_shape_vec((1, latent.channels(), latent.height(), latent.width()), x).unwrap();
     let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
     let err = max_abs_diff(&got, &want);

@@ -1,15 +1,19 @@
 //! `keygen`, `encrypt`, `decrypt`: the client's key material and the packing
 //! of `.npy` arrays into ciphertexts.
 
+use super::binding::{ModelBinding, Planned};
+use super::model_args::ModelArgs;
 use super::params::ParamsSource;
+use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
 use crate::ckks::serialize::{
     load_ciphertexts, load_public_keys, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
     CiphertextFile,
 };
 use crate::ckks::{decrypt as decrypt_ct, encrypt_values, PublicKeySet, SecretKey};
+use crate::he_nn::{decrypt_tensor, encrypt_tensor};
 use clap::Args;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array4, ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -28,9 +32,14 @@ pub struct KeygenArgs {
     /// Directory for secret.key and public.key (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Slot rotations that get a Galois key, e.g. 1,2,-3.
+    /// Slot rotations that get a Galois key, e.g. 1,2,-3 (added to the model's).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     rotations: Vec<i64>,
+    /// Keys for a classifier: the preset from its plan (`--preset` picks
+    /// one, default the smallest that fits), the Galois keys it rotates by,
+    /// and DIR/model.json so that `encrypt` and `decrypt` know its layout.
+    #[command(flatten)]
+    model: Option<ModelArgs>,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -50,9 +59,9 @@ pub struct CryptArgs {
     #[arg(long)]
     input: PathBuf,
     /// `encrypt`: the ciphertext file; `decrypt`: a float64 .npy array with the
-    /// shape recorded at encryption.
+    /// shape recorded at encryption (optional for logits, which `--json` prints).
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -85,20 +94,39 @@ fn file_size(path: &Path) -> u64 {
 /// Runs `keygen`.
 pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "keygen")?;
-    let params = args.source.resolve()?;
+    let planned = args
+        .model
+        .as_ref()
+        .map(|m| Planned::load(m, args.source.preset.as_deref()))
+        .transpose()?;
+    let params = match &planned {
+        Some(p) => p.params.clone(),
+        None => args.source.resolve()?,
+    };
+    let mut rotations = planned.as_ref().map_or_else(Vec::new, |p| p.plan.rotations());
+    rotations.extend(
+        args.rotations
+            .iter()
+            .filter(|r| !rotations.contains(r))
+            .collect::<Vec<_>>(),
+    );
     std::fs::create_dir_all(&args.out).map_err(io_error(&args.out))?;
     let start = Instant::now();
     let sk = SecretKey::generate(&params);
-    let keys = PublicKeySet::generate(&sk, &args.rotations);
+    let keys = PublicKeySet::generate(&sk, &rotations);
     let seconds = start.elapsed().as_secs_f64();
     let (secret_path, public_path) = (args.out.join(SECRET_KEY_FILE), args.out.join(PUBLIC_KEY_FILE));
     save_secret_key(&secret_path, &sk)?;
     save_public_keys(&public_path, &keys)?;
+    if let Some(p) = &planned {
+        ModelBinding::new(&p.model, &p.params, &p.plan).write(&args.out)?;
+    }
     let summary = json!({
         "dir": args.out.display().to_string(),
         "key_id": sk.id().to_string(),
         "preset": params.name(),
         "fingerprint": params.fingerprint_hex(),
+        "model": planned.as_ref().map(|p| p.model.spec().to_string()),
         "rotations": keys.rotations(),
         "secret_key_bytes": file_size(&secret_path),
         "public_key_bytes": file_size(&public_path),
@@ -142,47 +170,127 @@ pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
     Ok((shape, values))
 }
 
-/// Runs `encrypt`.
-pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
-    cpu_only(args.backend, "encrypt")?;
-    let keys = load_public_keys(&args.keys.join(PUBLIC_KEY_FILE))?;
-    let (shape, values) = read_npy_f64(&args.input)?;
+/// Reads latents from a `.npy` array, `C x H x W` (one image) or
+/// `B x C x H x W`.
+///
+/// # Errors
+/// Unreadable or non-finite arrays, other ranks.
+pub fn read_latents(path: &Path) -> Result<Array4<f64>, CliError> {
+    let (shape, values) = read_npy_f64(path)?;
+    let input_err = |reason: String| CliError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    let dims = match shape.as_slice() {
+        [c, h, w] => [1, *c, *h, *w],
+        [b, c, h, w] => [*b, *c, *h, *w],
+        _ => return Err(input_err(format!("shape {shape:?} is neither CxHxW nor BxCxHxW"))),
+    };
+    Array4::from_shape_vec(dims, values).map_err(|e| input_err(e.to_string()))
+}
+
+/// The values of `path` encrypted as the binding's model reads them: one
+/// latent (`CxHxW`) or a batch (`BxCxHxW`), each in the plan's input layout
+/// at its start level. Returns the file and the batch size.
+fn encrypt_for_model(
+    keys: &PublicKeySet,
+    binding: &ModelBinding,
+    path: &Path,
+) -> Result<(CiphertextFile, usize), CliError> {
+    let x = read_latents(path)?;
+    let (images, c, h, w) = x.dim();
+    if [c, h, w] != binding.latent {
+        return Err(CliError::Input {
+            path: path.display().to_string(),
+            reason: format!(
+                "latents are {c}x{h}x{w}; the keys were made for {} reading {:?}",
+                binding.model, binding.latent
+            ),
+        });
+    }
+    let params = keys.params();
+    let mut ciphertexts = Vec::with_capacity(images * binding.input.cts());
+    for image in x.outer_iter() {
+        let values: Vec<f64> = image.iter().copied().collect();
+        ciphertexts.extend(encrypt_tensor(
+            keys,
+            params,
+            &binding.input,
+            &values,
+            binding.start_level,
+        )?);
+    }
+    let file = CiphertextFile {
+        shape: vec![images, c, h, w],
+        values: images * c * h * w,
+        ciphertexts,
+    };
+    Ok((file, images))
+}
+
+/// The values of `path` packed in order into as many ciphertexts as needed.
+fn encrypt_packed(keys: &PublicKeySet, path: &Path) -> Result<CiphertextFile, CliError> {
+    let (shape, values) = read_npy_f64(path)?;
     if values.is_empty() {
         return Err(CliError::Input {
-            path: args.input.display().to_string(),
+            path: path.display().to_string(),
             reason: "the array is empty".into(),
         });
     }
-    let params = keys.params().clone();
-    let start = Instant::now();
     let ciphertexts = values
-        .chunks(params.slots())
-        .map(|chunk| encrypt_values(&keys, chunk))
+        .chunks(keys.params().slots())
+        .map(|chunk| encrypt_values(keys, chunk))
         .collect::<Result<Vec<_>, _>>()?;
-    let seconds = start.elapsed().as_secs_f64();
-    let file = CiphertextFile {
-        shape: shape.clone(),
+    Ok(CiphertextFile {
+        shape,
         values: values.len(),
         ciphertexts,
+    })
+}
+
+fn required_out(args: &CryptArgs) -> Result<&Path, CliError> {
+    args.out
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--out is required here".into()))
+}
+
+/// Runs `encrypt`: laid out for the model when the key directory has a
+/// model binding, else packed in order.
+pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
+    cpu_only(args.backend, "encrypt")?;
+    let out = required_out(args)?;
+    let keys = load_public_keys(&args.keys.join(PUBLIC_KEY_FILE))?;
+    let binding = ModelBinding::read(&args.keys)?;
+    let start = Instant::now();
+    let (file, images) = match &binding {
+        Some(b) => {
+            let (file, images) = encrypt_for_model(&keys, b, &args.input)?;
+            (file, Some(images))
+        }
+        None => (encrypt_packed(&keys, &args.input)?, None),
     };
-    save_ciphertexts(&args.out, &file, &params)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let params = keys.params().clone();
+    save_ciphertexts(out, &file, &params)?;
     if args.json {
         print_json(&json!({
-            "out": args.out.display().to_string(),
-            "shape": shape,
-            "values": values.len(),
+            "out": out.display().to_string(),
+            "shape": file.shape,
+            "values": file.values,
+            "images": images,
+            "model": binding.as_ref().map(|b| &b.model),
             "ciphertexts": file.ciphertexts.len(),
-            "level": params.max_level(),
-            "bytes": file_size(&args.out),
+            "level": file.ciphertexts.first().map(|c| c.level()),
+            "bytes": file_size(out),
             "seconds": (seconds * 1000.0).round() / 1000.0,
         }));
     } else {
         println!(
             "encrypted {} values {:?} into {} ciphertext(s): {}",
-            values.len(),
-            shape,
+            file.values,
+            file.shape,
             file.ciphertexts.len(),
-            args.out.display()
+            out.display()
         );
     }
     Ok(())
@@ -198,34 +306,107 @@ pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, C
     Ok(values)
 }
 
-/// Runs `decrypt`.
+/// What a ciphertext file holds, read against the key directory's binding.
+enum Contents<'a> {
+    /// `B x K` logits, each image in the binding's output layout.
+    Logits(&'a ModelBinding),
+    /// `B x C x H x W` latents in the binding's input layout.
+    Latents(&'a ModelBinding),
+    /// Values packed in order.
+    Packed,
+}
+
+fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Contents<'a> {
+    let Some(b) = binding else { return Contents::Packed };
+    let count = file.ciphertexts.len();
+    match file.shape.as_slice() {
+        [n, k] if *k == b.classes.len() && count == n * b.output.cts() => Contents::Logits(b),
+        [n, c, h, w] if [*c, *h, *w] == b.latent && count == n * b.input.cts() => Contents::Latents(b),
+        _ => Contents::Packed,
+    }
+}
+
+/// Decrypts the file image by image through `layout`.
+fn decrypt_images(
+    sk: &SecretKey,
+    layout: &crate::he_nn::SlotLayout,
+    file: &CiphertextFile,
+) -> Result<Vec<f64>, CliError> {
+    let mut values = Vec::with_capacity(file.values);
+    for cts in file.ciphertexts.chunks(layout.cts()) {
+        values.extend(decrypt_tensor(sk, layout, cts)?);
+    }
+    Ok(values)
+}
+
+/// Runs `decrypt`: logits of a model (with classes and sigmoid
+/// probabilities), latents in a model's layout, or values packed in order.
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "decrypt")?;
     let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
+    let binding = ModelBinding::read(&args.keys)?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();
-    let values = decrypt_file(&sk, &file)?;
+    let kind = contents(binding.as_ref(), &file);
+    if !matches!(kind, Contents::Logits(_)) {
+        required_out(args)?;
+    }
+    let values = match kind {
+        Contents::Logits(b) => decrypt_images(&sk, &b.output, &file)?,
+        Contents::Latents(b) => decrypt_images(&sk, &b.input, &file)?,
+        Contents::Packed => decrypt_file(&sk, &file)?,
+    };
     let seconds = start.elapsed().as_secs_f64();
     let array = ArrayD::from_shape_vec(IxDyn(&file.shape), values).map_err(|e| CliError::Input {
         path: args.input.display().to_string(),
         reason: format!("recorded shape {:?} does not match the values: {e}", file.shape),
     })?;
-    let out = std::fs::File::create(&args.out).map_err(io_error(&args.out))?;
-    array
-        .write_npy(std::io::BufWriter::new(out))
-        .map_err(|e| CliError::Input {
-            path: args.out.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if args.json {
-        print_json(&json!({
-            "out": args.out.display().to_string(),
-            "shape": file.shape,
-            "level": file.ciphertexts.first().map(|c| c.level()),
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-        }));
-    } else {
-        println!("decrypted {:?} into {}", file.shape, args.out.display());
+    if let Some(out) = &args.out {
+        let f = std::fs::File::create(out).map_err(io_error(out))?;
+        array
+            .write_npy(std::io::BufWriter::new(f))
+            .map_err(|e| CliError::Input {
+                path: out.display().to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    let level = file.ciphertexts.first().map(|c| c.level());
+    let seconds = (seconds * 1000.0).round() / 1000.0;
+    match kind {
+        Contents::Logits(b) => {
+            let logits: Vec<Vec<f64>> = array.outer_iter().map(|r| r.iter().copied().collect()).collect();
+            let probabilities: Vec<Vec<f64>> = logits.iter().map(|r| r.iter().map(|&v| sigmoid(v)).collect()).collect();
+            if args.json {
+                print_json(&json!({
+                    "classes": b.classes,
+                    "logits": logits,
+                    "probabilities": probabilities,
+                    "model": b.model,
+                    "level": level,
+                    "seconds": seconds,
+                }));
+            } else {
+                for (i, row) in probabilities.iter().enumerate() {
+                    println!("image {i}:");
+                    for (name, p) in b.classes.iter().zip(row) {
+                        println!("  {name:<28} {p:.4}");
+                    }
+                }
+            }
+        }
+        _ => {
+            let out = required_out(args)?;
+            if args.json {
+                print_json(&json!({
+                    "out": out.display().to_string(),
+                    "shape": file.shape,
+                    "level": level,
+                    "seconds": seconds,
+                }));
+            } else {
+                println!("decrypted {:?} into {}", file.shape, out.display());
+            }
+        }
     }
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! `latent-he` subcommands (clap). Each command with `--json` prints exactly
 //! one JSON object on stdout; human-readable notes go to stderr.
 
+mod backend;
+mod binding;
 mod check;
 mod crypt;
 mod devices;
+mod infer;
 mod metrics;
+mod model_args;
 mod params;
 mod predict;
 mod selftest;
@@ -95,6 +99,12 @@ enum Command {
     Metrics(metrics::MetricsArgs),
     /// Plaintext inference of a classifier (safetensors) on latents (.npy): logits and sigmoid probabilities.
     Predict(predict::PredictArgs),
+    /// Lower a classifier to CKKS: preset, levels, rotations, key switches and sizes, per layer.
+    Plan(infer::PlanArgs),
+    /// The server step: run a classifier on encrypted latents with the public key set only.
+    Infer(infer::InferArgs),
+    /// Keygen, encrypt, infer, decrypt and the plaintext prediction side by side.
+    Run(infer::RunArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -110,6 +120,9 @@ pub fn main() -> ExitCode {
         Command::Selftest(args) => selftest::run(&args),
         Command::Metrics(args) => metrics::run(&args),
         Command::Predict(args) => predict::run(&args),
+        Command::Plan(args) => infer::plan(&args),
+        Command::Infer(args) => infer::infer(&args),
+        Command::Run(args) => infer::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,9 +2,9 @@
 //! (median of several runs) and checked against the same computation on f64
 //! vectors.
 
+use super::backend::Chosen;
 use super::params::ParamsSource;
 use super::{print_json, BackendChoice, CliError};
-use crate::backend::gpu::GpuContext;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::{
     decrypt, encode, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey,
@@ -144,45 +144,6 @@ pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
         }
     }
     emit(args, &params, &backend, keygen_ms, report)
-}
-
-/// The backend a run uses.
-enum Chosen {
-    Cpu,
-    Gpu(Arc<GpuContext>),
-}
-
-impl Chosen {
-    /// `--backend` as given; without it, the GPU when a hardware adapter
-    /// exists (or one is named), else the CPU with a one-line note: a software
-    /// Vulkan device such as lavapipe is slower than the CPU backend itself.
-    fn resolve(choice: Option<BackendChoice>, adapter: Option<&str>) -> Result<Self, CliError> {
-        match choice {
-            Some(BackendChoice::Cpu) => Ok(Chosen::Cpu),
-            Some(BackendChoice::Gpu) => Ok(Chosen::Gpu(GpuContext::new(adapter)?)),
-            None => match GpuContext::new(adapter) {
-                Ok(ctx) if adapter.is_some() || ctx.adapter().device_type != "Cpu" => Ok(Chosen::Gpu(ctx)),
-                Ok(ctx) => {
-                    eprintln!(
-                        "note: the only adapter is a software one ({}); using the CPU backend (--backend gpu forces it)",
-                        ctx.adapter().name
-                    );
-                    Ok(Chosen::Cpu)
-                }
-                Err(e) => {
-                    eprintln!("note: {e}; using the CPU backend");
-                    Ok(Chosen::Cpu)
-                }
-            },
-        }
-    }
-
-    fn describe(&self) -> (String, Option<String>) {
-        match self {
-            Chosen::Cpu => ("cpu".into(), None),
-            Chosen::Gpu(ctx) => ("gpu".into(), Some(ctx.adapter().name.clone())),
-        }
-    }
 }
 
 struct Inputs {

@@ -42,7 +42,7 @@ pub enum LayoutError {
 ///
 /// Invariant (kept by every encrypted layer): every slot that is not a data
 /// slot of the tensor, replicas included, holds zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlotLayout {
     /// Channels `C`.
     pub channels: usize,

@@ -7,17 +7,20 @@
 //! - [`activation`]: polynomial activations in one to three levels;
 //! - [`pool`]: rotation sums inside channel blocks (global pooling, the SE
 //!   block's broadcast);
+//! - [`client`]: a tensor encrypted into its layout's ciphertexts and back;
 //! - [`plan`]: a folded model lowered to a tree of these steps, with its
 //!   level budget, rotations and key switches, and the executor that runs it
 //!   on either backend.
 
 pub mod activation;
+pub mod client;
 pub mod conv;
 pub mod layout;
 pub mod plan;
 pub mod pool;
 
 pub use activation::{add_on_slots, bring_to, PolyActivation};
+pub use client::{decrypt_tensor, encrypt_tensor};
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
 pub use plan::{plan_for, LayerReport, Plan, PlanError, AUTO_PRESETS, HEADROOM_LEVELS};

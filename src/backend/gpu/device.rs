@@ -75,18 +75,10 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
-/// Environment variable overriding the directory of the pipeline cache.
-pub const CACHE_DIR_ENV: &str = "LATENT_HE_CACHE_DIR";
-
-/// `$LATENT_HE_CACHE_DIR`, else `$XDG_CACHE_HOME/latent-he`, else
-/// `~/.cache/latent-he`, with wgpu's per-adapter file name.
+/// The pipeline cache file: wgpu's per-adapter name in [`crate::cache::cache_dir`].
 fn pipeline_cache_file(info: &wgpu::AdapterInfo) -> Option<std::path::PathBuf> {
     let key = wgpu::util::pipeline_cache_key(info)?;
-    let dir = std::env::var_os(CACHE_DIR_ENV)
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("latent-he")))
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/latent-he")))?;
-    Some(dir.join(key))
+    Some(crate::cache::cache_dir()?.join(key))
 }
 
 fn instance() -> wgpu::Instance {

@@ -1,0 +1,419 @@
+//! `plan`, `infer` (the server step) and `run` (everything in one process,
+//! encrypted and plaintext side by side).
+
+use super::backend::Chosen;
+use super::binding::{ModelBinding, Planned};
+use super::crypt::{read_latents, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::model_args::ModelArgs;
+use super::predict::sigmoid;
+use super::{print_json, BackendChoice, CliError};
+use crate::ckks::gpu_eval::GpuEvaluator;
+use crate::ckks::serialize::{
+    ciphertexts_file_bytes, load_ciphertexts, load_public_keys, load_secret_key, public_keys_file_bytes,
+    save_ciphertexts, save_public_keys, save_secret_key, CiphertextFile,
+};
+use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::he_nn::{decrypt_tensor, encrypt_tensor, Plan, HEADROOM_LEVELS};
+use clap::Args;
+use ndarray::{Array2, Array4};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
+    #[arg(long, default_value = "auto")]
+    preset: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `infer`.
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// The public key set (public.key of a `keygen --model` directory); no
+    /// secret key is read or needed.
+    #[arg(long)]
+    public_key: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Encrypted latents (`encrypt` with keys made for this model).
+    #[arg(long)]
+    input: PathBuf,
+    /// Encrypted logits.
+    #[arg(long)]
+    out: PathBuf,
+    /// Backend (default: gpu when a hardware adapter exists).
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Latents: a float32 or float64 .npy array, C x H x W or B x C x H x W.
+    #[arg(long)]
+    input: PathBuf,
+    /// Also run encrypted: keygen (cached per model and preset), encrypt, infer, decrypt.
+    #[arg(long)]
+    encrypted: bool,
+    /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
+    #[arg(long, default_value = "auto")]
+    preset: String,
+    /// Backend for the server step (default: gpu when a hardware adapter exists).
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Bytes of the public key set once loaded (the `a` halves expanded).
+fn public_key_memory_bytes(params: &Params, rotations: usize) -> usize {
+    let digits = params.digits(params.max_level()).len();
+    let limbs = params.primes_q().len() + params.primes_p().len();
+    (1 + (1 + rotations) * digits) * 2 * limbs * params.n() * 4
+}
+
+/// The JSON report of a plan: budget, keys, sizes, per-layer costs.
+pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
+    let rotations = plan.rotations();
+    json!({
+        "preset": params.name(),
+        "slots": params.slots(),
+        "levels_needed": plan.levels(),
+        "levels_available": params.max_level().saturating_sub(HEADROOM_LEVELS),
+        "start_level": plan.start_level(),
+        "rotations": rotations,
+        "galois_keys": rotations.len(),
+        "key_switches": plan.key_switches(),
+        "public_key_bytes": public_keys_file_bytes(params, rotations.len()),
+        "public_key_memory_bytes": public_key_memory_bytes(params, rotations.len()),
+        "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
+        "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
+        "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
+        "layers": plan.layers(plan.start_level()),
+    })
+}
+
+/// Runs `plan`.
+pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
+    let planned = Planned::load(&args.model, Some(&args.preset))?;
+    let report = describe_plan(&planned.params, &planned.plan);
+    if args.json {
+        print_json(&report);
+    } else {
+        println!("model: {}", planned.model.spec());
+        println!(
+            "preset {}: {} of {} levels, {} Galois keys, {} key switches, public key {:.1} MiB",
+            report["preset"].as_str().unwrap_or("literal"),
+            report["levels_needed"],
+            report["levels_available"],
+            report["galois_keys"],
+            report["key_switches"],
+            report["public_key_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64
+        );
+        for row in planned.plan.layers(planned.plan.start_level()) {
+            println!(
+                "  {:<28} level {:>3} -> {:>3}  {:>4} key switches",
+                row.name, row.level_in, row.level_out, row.key_switches
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs the plan on each image's ciphertexts (`plan.input().cts()` per
+/// image) on `backend`; returns each image's logit ciphertexts, in order,
+/// and the seconds each image took.
+fn evaluate<B: EvalBackend>(
+    backend: &B,
+    params: &Params,
+    plan: &Plan,
+    inputs: &[Ciphertext],
+    quiet: bool,
+) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError>
+where
+    CliError: From<B::Error>,
+{
+    let per_image = plan.input().cts();
+    let images = inputs.len() / per_image;
+    let mut out = Vec::with_capacity(images * plan.output().cts());
+    let mut seconds = Vec::with_capacity(images);
+    for (i, image) in inputs.chunks(per_image).enumerate() {
+        let start = Instant::now();
+        let uploaded = image.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
+        let logits = plan.execute(backend, params, &uploaded)?;
+        for c in &logits {
+            out.push(backend.download(c)?);
+        }
+        backend.sync()?;
+        seconds.push(start.elapsed().as_secs_f64());
+        if !quiet {
+            eprintln!(
+                "image {}/{images}: {:.2} s on the {}",
+                i + 1,
+                seconds[i],
+                backend.name()
+            );
+        }
+    }
+    Ok((out, seconds))
+}
+
+/// [`evaluate`] on the chosen backend.
+fn evaluate_on(
+    chosen: &Chosen,
+    keys: &Arc<PublicKeySet>,
+    plan: &Plan,
+    inputs: &[Ciphertext],
+    quiet: bool,
+) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError> {
+    let params = keys.params();
+    match chosen {
+        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, quiet),
+        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, quiet),
+    }
+}
+
+/// Runs `infer`: reads only the public key set, the model and the
+/// encrypted latents.
+pub fn infer(args: &InferArgs) -> Result<(), CliError> {
+    let keys = Arc::new(load_public_keys(&args.public_key)?);
+    let params = keys.params().clone();
+    let model = crate::nn::fold(&args.model.load()?);
+    let input_err = |reason: String| CliError::Input {
+        path: args.input.display().to_string(),
+        reason,
+    };
+    let plan = Plan::new(&model, params.slots()).map_err(|e| input_err(e.to_string()))?;
+    let file = load_ciphertexts(&args.input, &params)?;
+    let [c, h, w] = model.spec().latent().dims();
+    let images = match file.shape.as_slice() {
+        [b, cc, hh, ww] if [*cc, *hh, *ww] == [c, h, w] && file.ciphertexts.len() == b * plan.input().cts() => *b,
+        _ => {
+            return Err(input_err(format!(
+                "holds {} ciphertexts of shape {:?}; the model reads Bx{c}x{h}x{w} latents, {} ciphertexts each \
+                 (encrypt with keys from `keygen --model`)",
+                file.ciphertexts.len(),
+                file.shape,
+                plan.input().cts()
+            )))
+        }
+    };
+    let needed = plan.start_level();
+    if let Some(low) = file.ciphertexts.iter().find(|ct| ct.level() < needed) {
+        return Err(input_err(format!(
+            "ciphertexts at level {}; the model needs {} levels plus {HEADROOM_LEVELS} of headroom",
+            low.level(),
+            plan.levels()
+        )));
+    }
+    let chosen = Chosen::resolve(args.backend, args.adapter.as_deref())?;
+    let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, args.json)?;
+    let classes = model.spec().classes().len();
+    let out = CiphertextFile {
+        shape: vec![images, classes],
+        values: images * classes,
+        ciphertexts: logits,
+    };
+    save_ciphertexts(&args.out, &out, &params)?;
+    let total: f64 = seconds.iter().sum();
+    let (backend, adapter) = chosen.describe();
+    if args.json {
+        print_json(&json!({
+            "out": args.out.display().to_string(),
+            "images": images,
+            "backend": backend,
+            "adapter": adapter,
+            "preset": params.name(),
+            "levels": plan.levels(),
+            "key_switches_per_image": plan.key_switches(),
+            "seconds": round3(total),
+            "seconds_per_image": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!(
+            "{images} image(s) in {total:.2} s on the {backend}: encrypted logits in {}",
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The key directory `run` uses for `model` under `params`: one per model
+/// file content, spec and preset, under the cache directory.
+fn key_cache_dir(args: &ModelArgs, planned: &Planned) -> Result<PathBuf, CliError> {
+    let bytes = std::fs::read(&args.model).map_err(|source| CliError::Io {
+        path: args.model.display().to_string(),
+        source,
+    })?;
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes);
+    h.update(planned.model.spec().to_string().as_bytes());
+    h.update(&planned.params.fingerprint());
+    let tag = crate::ckks::params::hex(&h.finalize().as_bytes()[..12]);
+    let root = crate::cache::cache_dir()
+        .ok_or_else(|| CliError::Usage("no cache directory: set LATENT_HE_CACHE_DIR or HOME".into()))?;
+    Ok(root.join("keys").join(tag))
+}
+
+/// Keys for `planned` from `dir`, generated (and saved there) when absent;
+/// returns them with the seconds key generation took (`None` when loaded).
+fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKeySet>, Option<f64>), CliError> {
+    let (secret, public) = (dir.join(SECRET_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
+    let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
+    if secret.exists() && public.exists() && ModelBinding::read(dir)?.as_ref() == Some(&binding) {
+        let sk = load_secret_key(&secret)?;
+        let keys = load_public_keys(&public)?;
+        if keys.id() == sk.id() && keys.rotations() == planned.plan.rotations().as_slice() {
+            return Ok((sk, Arc::new(keys), None));
+        }
+    }
+    let start = Instant::now();
+    let sk = SecretKey::generate(&planned.params);
+    let keys = PublicKeySet::generate(&sk, &planned.plan.rotations());
+    let seconds = start.elapsed().as_secs_f64();
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    save_secret_key(&secret, &sk)?;
+    save_public_keys(&public, &keys)?;
+    binding.write(dir)?;
+    Ok((sk, Arc::new(keys), Some(seconds)))
+}
+
+fn rows(a: &Array2<f64>) -> Vec<Vec<f64>> {
+    a.rows().into_iter().map(|r| r.to_vec()).collect()
+}
+
+/// Runs `run`.
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let planned = Planned::load(&args.model, Some(&args.preset))?;
+    let x: Array4<f64> = read_latents(&args.input)?;
+    let latent = planned.model.spec().latent().dims();
+    let (images, c, h, w) = x.dim();
+    if [c, h, w] != latent {
+        return Err(CliError::Input {
+            path: args.input.display().to_string(),
+            reason: format!("latents are {c}x{h}x{w}, the model reads {latent:?}"),
+        });
+    }
+    let plain = planned.model.forward(x.view()).map_err(|e| CliError::Input {
+        path: args.input.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let classes = planned.model.spec().classes().to_vec();
+    if !args.encrypted {
+        let probabilities = plain.mapv(sigmoid);
+        if args.json {
+            print_json(
+                &json!({"classes": classes, "logits_plain": rows(&plain), "probabilities_plain": rows(&probabilities)}),
+            );
+        } else {
+            for (i, row) in probabilities.outer_iter().enumerate() {
+                println!("image {i} (plaintext; --encrypted for the encrypted run):");
+                for (name, p) in classes.iter().zip(row) {
+                    println!("  {name:<28} {p:.4}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    let dir = key_cache_dir(&args.model, &planned)?;
+    let (sk, keys, keygen_s) = cached_keys(&dir, &planned)?;
+    let (params, plan) = (&planned.params, &planned.plan);
+    let start = Instant::now();
+    let mut inputs = Vec::with_capacity(images * plan.input().cts());
+    for image in x.outer_iter() {
+        let values: Vec<f64> = image.iter().copied().collect();
+        inputs.extend(encrypt_tensor(
+            &keys,
+            params,
+            &plan.input(),
+            &values,
+            plan.start_level(),
+        )?);
+    }
+    let encrypt_s = start.elapsed().as_secs_f64();
+    let chosen = Chosen::resolve(args.backend, args.adapter.as_deref())?;
+    let (logits, seconds) = evaluate_on(&chosen, &keys, plan, &inputs, args.json)?;
+    let start = Instant::now();
+    let mut he = Array2::<f64>::zeros((images, classes.len()));
+    for (mut row, cts) in he.outer_iter_mut().zip(logits.chunks(plan.output().cts())) {
+        let values = decrypt_tensor(&sk, &plan.output(), cts)?;
+        row.assign(&ndarray::ArrayView1::from(&values[..]));
+    }
+    let decrypt_s = start.elapsed().as_secs_f64();
+    let max_abs_error = he
+        .iter()
+        .zip(plain.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let (backend, adapter) = chosen.describe();
+    let infer_s: f64 = seconds.iter().sum();
+    let report = json!({
+        "classes": classes,
+        "logits_he": rows(&he),
+        "logits_plain": rows(&plain),
+        "probabilities_he": rows(&he.mapv(sigmoid)),
+        "probabilities_plain": rows(&plain.mapv(sigmoid)),
+        "max_abs_error": max_abs_error,
+        "seconds": {
+            "keygen": keygen_s.map(round3),
+            "encrypt": round3(encrypt_s),
+            "infer": round3(infer_s),
+            "infer_per_image": round3(infer_s / images.max(1) as f64),
+            "decrypt": round3(decrypt_s),
+        },
+        "keys_cached": keygen_s.is_none(),
+        "keys": dir.display().to_string(),
+        "backend": backend,
+        "adapter": adapter,
+        "preset": params.name(),
+        "levels": plan.levels(),
+        "key_switches_per_image": plan.key_switches(),
+    });
+    if args.json {
+        print_json(&report);
+    } else {
+        println!(
+            "model: {}  preset: {}  backend: {backend}",
+            planned.model.spec(),
+            report["preset"]
+        );
+        for (i, (he_row, plain_row)) in he.outer_iter().zip(plain.outer_iter()).enumerate() {
+            println!("image {i}:                      encrypted   plaintext");
+            for ((name, a), b) in classes.iter().zip(he_row).zip(plain_row) {
+                println!("  {name:<28} {:>9.4}   {:>9.4}", sigmoid(*a), sigmoid(*b));
+            }
+        }
+        println!(
+            "max |logit error| {max_abs_error:.2e}; seconds: keygen {}, encrypt {encrypt_s:.2}, infer {infer_s:.1}, decrypt {decrypt_s:.2}",
+            keygen_s.map_or("cached".to_string(), |s| format!("{s:.1}"))
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! The flags every command that reads a classifier takes (`predict`, `plan`,
+//! `keygen --model`, `infer`, `run`), and loading the model they name.
+
+use super::CliError;
+use crate::nn::spec::parse_classes;
+use crate::nn::{Arch, LatentShape, LoadOptions, Model, NnError};
+use clap::Args;
+use std::path::PathBuf;
+
+/// A classifier: its safetensors file and what its metadata may lack.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Weights: a PyTorch state dict saved as safetensors (reference tensor names).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Architecture, when the file's metadata lacks it (resnet20, resnet32,
+    /// resnet44, resnet56, lenet5, vgg5, hefnet); inferred from the tensor names otherwise.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
+    /// The model has the squeeze-and-excitation block (else from metadata or the tensors).
+    #[arg(long)]
+    pub se: bool,
+    /// Class names: nih15, chexpert14 or a,b,c (else from metadata, or class_0, class_1, ...).
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Latent shape CxHxW or f2/f4/f8/f16 (else from metadata or conv1's input channels).
+    #[arg(long, value_parser = parse_latent)]
+    pub latent: Option<LatentShape>,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse().map_err(|e: NnError| e.to_string())
+}
+
+fn parse_latent(s: &str) -> Result<LatentShape, String> {
+    s.parse().map_err(|e: NnError| e.to_string())
+}
+
+impl ModelArgs {
+    /// Loads the model, every tensor checked against its architecture.
+    ///
+    /// # Errors
+    /// Unreadable file, conflicting flags, missing or misshaped tensors.
+    pub fn load(&self) -> Result<Model<f64>, CliError> {
+        let classes = self
+            .classes
+            .as_deref()
+            .map(parse_classes)
+            .transpose()
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let opts = LoadOptions {
+            arch: self.arch,
+            se: self.se.then_some(true),
+            classes,
+            latent: self.latent,
+        };
+        Model::load(&self.model, &opts).map_err(|e| match e {
+            NnError::Io { path, source } => CliError::Io { path, source },
+            other => CliError::Input {
+                path: self.model.display().to_string(),
+                reason: other.to_string(),
+            },
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! The encrypted path through the binary: `plan`, `keygen --model`,
+//! `encrypt`, `infer` in a directory that holds no secret key, `decrypt
+//! --json`, `run --encrypted`; encrypted logits against `predict`'s.
+
+use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
+use ndarray::Array4;
+use ndarray_npy::write_npy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::{json, latent_he, refused};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nn")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A ResNet20 with random weights of realistic size on a small 2x8x8 latent,
+/// spec in the file's metadata; and two random latents for it.
+fn small_model(dir: &Path) -> (String, String) {
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 4, LatentShape::new(2, 8, 8).unwrap()).unwrap();
+    let mut dict = random_state_dict(&spec, rand::random());
+    for (k, v) in spec.metadata() {
+        dict.set_metadata(k, v);
+    }
+    let model = dir.join("model.safetensors");
+    dict.write(&model, StoreDtype::F32).unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x = Array4::<f32>::from_shape_simple_fn((2, 2, 8, 8), || rng.gen_range(-1.0..1.0));
+    let input = dir.join("x.npy");
+    write_npy(&input, &x).unwrap();
+    (model.display().to_string(), input.display().to_string())
+}
+
+fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
+}
+
+fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json(out)
+}
+
+#[test]
+fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
+    let plan = ok(&latent_he(&[
+        "plan",
+        "--model",
+        &fixture("resnet20_f8.safetensors"),
+        "--json",
+    ]));
+    assert_eq!(plan["preset"], "n16");
+    assert_eq!(plan["levels_needed"], 30);
+    assert_eq!(plan["levels_available"], 43);
+    let layers = plan["layers"].as_array().unwrap();
+    let sum: u64 = layers.iter().map(|l| l["key_switches"].as_u64().unwrap()).sum();
+    assert_eq!(plan["key_switches"].as_u64().unwrap(), sum);
+    assert_eq!(layers.first().unwrap()["name"], "conv1");
+    assert_eq!(layers.first().unwrap()["level_in"], 31);
+    assert_eq!(layers.last().unwrap()["level_out"], 1);
+    assert_eq!(
+        plan["galois_keys"].as_u64().unwrap() as usize,
+        plan["rotations"].as_array().unwrap().len()
+    );
+    assert!(plan["public_key_bytes"].as_u64().unwrap() > 1 << 30);
+    let se = ok(&latent_he(&[
+        "plan",
+        "--model",
+        &fixture("resnet20_se_f8.safetensors"),
+        "--json",
+    ]));
+    assert_eq!(se["preset"], "n17");
+    let message = refused(&latent_he(&[
+        "plan",
+        "--model",
+        &fixture("resnet20_f8.safetensors"),
+        "--preset",
+        "n15",
+    ]));
+    assert!(
+        message.contains("needs 30 levels") && message.contains("n15"),
+        "{message}"
+    );
+}
+
+#[test]
+fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
+    let dir = temp_dir("he-cli");
+    let (model, input) = small_model(&dir);
+    let keys = dir.join("keys");
+    let keys_s = keys.display().to_string();
+    let made = ok(&latent_he(&[
+        "keygen",
+        "--model",
+        &model,
+        "--preset",
+        "insecure-n12-deep",
+        "--out",
+        &keys_s,
+        "--json",
+    ]));
+    assert_eq!(made["preset"], "insecure-n12-deep");
+    assert!(keys.join("model.json").exists());
+    let ct = dir.join("x.ct").display().to_string();
+    let enc = ok(&latent_he(&[
+        "encrypt", "--keys", &keys_s, "--input", &input, "--out", &ct, "--json",
+    ]));
+    assert_eq!(enc["images"], 2);
+    // The server: a directory with the public key set and nothing else.
+    let server = dir.join("server");
+    std::fs::create_dir_all(&server).unwrap();
+    std::fs::copy(keys.join("public.key"), server.join("public.key")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .current_dir(&server)
+        .args([
+            "infer",
+            "--public-key",
+            "public.key",
+            "--model",
+            &model,
+            "--input",
+            &ct,
+            "--out",
+            "y.ct",
+            "--backend",
+            "cpu",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let inferred = ok(&out);
+    assert_eq!(inferred["images"], 2);
+    let names: Vec<_> = std::fs::read_dir(&server)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.to_string_lossy().contains("secret")),
+        "{names:?}"
+    );
+    let y = server.join("y.ct").display().to_string();
+    let decrypted = ok(&latent_he(&["decrypt", "--keys", &keys_s, "--input", &y, "--json"]));
+    let plain = ok(&latent_he(&["predict", "--model", &model, "--input", &input, "--json"]));
+    assert_eq!(decrypted["classes"], plain["classes"]);
+    let err = max_diff(&matrix(&decrypted["logits"]), &matrix(&plain["logits"]));
+    assert!(err < 1e-3, "encrypted logits differ from plaintext by {err}");
+    let perr = max_diff(&matrix(&decrypted["probabilities"]), &matrix(&plain["probabilities"]));
+    assert!(perr < 1e-3);
+    // Ciphertexts of another model's layout are refused with a reason.
+    let other = refused(&latent_he(&[
+        "infer",
+        "--public-key",
+        &keys.join("public.key").display().to_string(),
+        "--model",
+        &fixture("resnet20_f8.safetensors"),
+        "--input",
+        &ct,
+        "--out",
+        &dir.join("z.ct").display().to_string(),
+        "--backend",
+        "cpu",
+    ]));
+    assert!(other.contains("latents"), "{other}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
+    let dir = temp_dir("he-run");
+    let (model, input) = small_model(&dir);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_latent-he"))
+            .env("LATENT_HE_CACHE_DIR", dir.join("cache"))
+            .args([
+                "run",
+                "--model",
+                &model,
+                "--input",
+                &input,
+                "--encrypted",
+                "--preset",
+                "insecure-n12-deep",
+                "--backend",
+                "cpu",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = ok(&run());
+    assert_eq!(first["keys_cached"], false);
+    assert!(first["max_abs_error"].as_f64().unwrap() < 1e-3, "{first}");
+    let err = max_diff(&matrix(&first["logits_he"]), &matrix(&first["logits_plain"]));
+    assert_eq!(err, first["max_abs_error"].as_f64().unwrap());
+    for stage in ["keygen", "encrypt", "infer", "decrypt"] {
+        assert!(first["seconds"][stage].as_f64().is_some(), "{stage}");
+    }
+    let second = ok(&run());
+    assert_eq!(second["keys_cached"], true);
+    assert_eq!(second["logits_plain"], first["logits_plain"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
