@@ -31,7 +31,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// spec in the file's metadata; and two random latents for it.
 fn small_model(dir: &Path) -> (String, String) {
     let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 4, LatentShape::new(2, 8, 8).unwrap()).unwrap();
-    let mut dict = random_state_dict(&spec, rand::random());
+    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
     for (k, v) in spec.metadata() {
         dict.set_metadata(k, v);
     }

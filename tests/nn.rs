@@ -353,7 +353,7 @@ fn folded_equals_unfolded_for_every_architecture() {
             let factors: &[usize] = if arch == Arch::ResNet20 { &[2, 4, 8, 16] } else { &[8] };
             for &f in factors {
                 let spec = ModelSpec::with_class_count(arch, se, 6, LatentShape::for_factor(f).unwrap()).unwrap();
-                let dict = random_state_dict(&spec, 100 + k as u64);
+                let dict = random_state_dict(&spec, 100 + k as u64).unwrap();
                 let model = Model::from_state_dict_with_spec(&dict, spec.clone()).expect("random dict loads");
                 let folded = fold(&model);
                 assert!(folded.is_folded() && !model.is_folded());

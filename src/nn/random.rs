@@ -5,6 +5,7 @@
 use super::model::expected_tensors;
 use super::spec::{Arch, ModelSpec};
 use super::weights::{StateDict, Tensor};
+use super::NnError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -12,11 +13,15 @@ use rand_chacha::ChaCha20Rng;
 /// values: BN statistics and nonzero activation coefficients included,
 /// convolution and linear weights uniform in `+-1.5/sqrt(fan_in)`, the
 /// SE sigmoid close to the paper's approximation. Same `seed`, same dict.
-pub fn random_state_dict(spec: &ModelSpec, seed: u64) -> StateDict {
+///
+/// # Errors
+/// [`NnError::Architecture`] when the spec has no valid tensor list (a
+/// latent too small for the architecture).
+pub fn random_state_dict(spec: &ModelSpec, seed: u64) -> Result<StateDict, NnError> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut dict = StateDict::new();
     let mut shared: Option<[f64; 3]> = None;
-    let tensors = expected_tensors(spec).expect("a spec built by ModelSpec::new has its tensors");
+    let tensors = expected_tensors(spec)?;
     let bn: Vec<String> = tensors
         .iter()
         .filter_map(|t| t.name.strip_suffix(".running_var"))
@@ -67,7 +72,7 @@ pub fn random_state_dict(spec: &ModelSpec, seed: u64) -> StateDict {
             let bound = 1.5 / (fan_in as f64).sqrt();
             draw(-bound, bound)
         };
-        dict.insert(t.name, Tensor::new(t.shape, data).expect("shape and data agree"));
+        dict.insert(t.name, Tensor::new(t.shape, data)?);
     }
-    dict
+    Ok(dict)
 }
