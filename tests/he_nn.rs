@@ -190,8 +190,9 @@ fn activations_in_every_form_match_plaintext() {
 fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12-deep").unwrap();
     let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
-    let model =
-        fold(&Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap());
+    let model = fold(
+        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
+    );
     let plan = Plan::new(&model, params.slots()).unwrap();
     let level = plan.levels() + 1;
     assert!(level <= params.max_level(), "{spec}: needs {level} levels");
