@@ -7,7 +7,7 @@ use latent_he::ckks::{
     ciphertexts_from_bytes, ciphertexts_to_bytes, decrypt, encrypt_values, load_ciphertexts, load_public_keys,
     load_secret_key, peek_header, public_keys_from_bytes, public_keys_to_bytes, save_ciphertexts, save_public_keys,
     save_secret_key, secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, CkksError, Evaluator, FileError,
-    FileKind, Params, PublicKeySet, SecretKey,
+    FileKind, KeyLevels, Params, PublicKeySet, SecretKey,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -190,6 +190,78 @@ fn evaluation_works_on_loaded_keys() {
         eval.rotate(&cx, 2),
         Err(CkksError::MissingRotationKey { steps: 2 })
     ));
+}
+
+/// Keys made for lower levels: smaller, they round-trip through files,
+/// switch ciphertexts at and below their level (also on the GPU, word for
+/// word), and refuse a ciphertext above it.
+#[test]
+fn keys_at_lower_levels_are_smaller_and_refuse_higher_ciphertexts() {
+    let mut f = fixture(&[]);
+    let levels = KeyLevels {
+        relin: Some(3),
+        rotations: vec![(1, 4), (-3, 2)],
+    };
+    let keys = PublicKeySet::generate_at(&f.sk, &levels);
+    assert_eq!(keys.levels(), levels);
+    let top = PublicKeySet::generate_at(&f.sk, &KeyLevels::top(&f.params, &[1, -3]));
+    assert!(
+        keys.memory_bytes() * 2 < top.memory_bytes(),
+        "{} vs {}",
+        keys.memory_bytes(),
+        top.memory_bytes()
+    );
+    let bytes = public_keys_to_bytes(&keys);
+    assert!(bytes.len() < public_keys_to_bytes(&top).len());
+    // The size reported before key generation, up to the parameter JSON's length.
+    let reported = latent_he::ckks::serialize::public_keys_file_bytes(&f.params, &levels);
+    assert!(
+        reported.abs_diff(bytes.len()) < 1024,
+        "reported {reported}, actual {}",
+        bytes.len()
+    );
+    let loaded = Arc::new(public_keys_from_bytes(&bytes).unwrap());
+    assert_eq!(loaded.levels(), levels);
+    let eval = Evaluator::new(loaded.clone());
+    let x = f.random();
+    let at = |level: usize| {
+        let mut ct = encrypt_values(&loaded, &x).unwrap();
+        eval.drop_level_assign(&mut ct, level).unwrap();
+        ct
+    };
+    for level in [4, 1] {
+        let r = eval.rotate(&at(level), 1).unwrap();
+        assert!(precision_bits(&decrypt(&f.sk, &r).unwrap(), &rotate_left(&x, 1)) > KEYSWITCH_BITS);
+    }
+    let sq = eval.rescale(&eval.mul_relin(&at(3), &at(3)).unwrap()).unwrap();
+    let want: Vec<f64> = x.iter().map(|v| v * v).collect();
+    assert!(precision_bits(&decrypt(&f.sk, &sq).unwrap(), &want) > KEYSWITCH_BITS);
+    assert!(matches!(
+        eval.rotate(&at(3), -3),
+        Err(CkksError::KeyLevel {
+            key_level: 2,
+            level: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        eval.mul_relin(&at(4), &at(4)),
+        Err(CkksError::KeyLevel {
+            key_level: 3,
+            level: 4,
+            ..
+        })
+    ));
+    let ctx = latent_he::backend::gpu::GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    let gpu = latent_he::ckks::gpu_eval::GpuEvaluator::new(&ctx, &loaded).unwrap();
+    let ct = at(2);
+    let on_gpu = gpu.rotate_hoisted(&gpu.upload(&ct).unwrap(), &[1, -3]).unwrap();
+    let on_cpu = eval.rotate_hoisted(&ct, &[1, -3]).unwrap();
+    for (g, c) in on_gpu.iter().zip(&on_cpu) {
+        assert_eq!(&gpu.download(g).unwrap(), c, "GPU and CPU differ with truncated keys");
+    }
+    assert!(gpu.rotate_hoisted(&gpu.upload(&at(3)).unwrap(), &[-3]).is_err());
 }
 
 #[test]

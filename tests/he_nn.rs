@@ -197,7 +197,7 @@ fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuCon
     let level = plan.levels() + 1;
     assert!(level <= params.max_level(), "{spec}: needs {level} levels");
     let sk = SecretKey::generate(&params);
-    let keys = Arc::new(PublicKeySet::generate(&sk, &plan.rotations()));
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels()));
     let mut rng = ChaCha20Rng::from_entropy();
     let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, level).unwrap();

@@ -95,6 +95,16 @@ pub enum CkksError {
         /// The rotation asked for.
         steps: i64,
     },
+    /// An evaluation key made for lower levels than the ciphertext's.
+    #[error("the {what} serves levels up to {key_level}; the ciphertext is at level {level} (generate keys for the plan's levels)")]
+    KeyLevel {
+        /// Which key.
+        what: String,
+        /// Highest level the key serves.
+        key_level: usize,
+        /// The ciphertext's level.
+        level: usize,
+    },
     /// Multiplication without a relinearization key.
     #[error("no relinearization key in this key set")]
     MissingRelinKey,

@@ -235,6 +235,7 @@ impl Evaluator {
     pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
         self.check_pair(a, b)?;
         let key = self.keys.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        check_key_level("relinearization key", key.level(), a.level())?;
         let params = self.params();
         let ring = params.ring();
         let mut d0 = a.c0.clone();
@@ -322,7 +323,9 @@ impl Evaluator {
         self.check_key(ct)?;
         let params = self.params();
         let n = params.n();
-        let keys = rotation_keys(steps, n, |g| self.keys.galois.get(&g).map(|k| (g, k)))?;
+        let keys = rotation_keys(steps, n, ct.level(), |g| {
+            self.keys.galois.get(&g).map(|k| ((g, k), k.level()))
+        })?;
         let needs_keyswitch = keys.iter().any(Option::is_some);
         let decomposed = needs_keyswitch.then(|| decompose(params, &ct.c1));
         let ring = params.ring();
@@ -355,7 +358,8 @@ impl Evaluator {
 pub(crate) fn rotation_keys<K>(
     steps: &[i64],
     n: usize,
-    lookup: impl Fn(u64) -> Option<K>,
+    level: usize,
+    lookup: impl Fn(u64) -> Option<(K, usize)>,
 ) -> Result<Vec<Option<K>>, CkksError> {
     steps
         .iter()
@@ -364,9 +368,26 @@ pub(crate) fn rotation_keys<K>(
             if g == 1 {
                 return Ok(None);
             }
-            lookup(g).map(Some).ok_or(CkksError::MissingRotationKey { steps: s })
+            let (key, key_level) = lookup(g).ok_or(CkksError::MissingRotationKey { steps: s })?;
+            check_key_level(&format!("Galois key for rotation {s}"), key_level, level)?;
+            Ok(Some(key))
         })
         .collect()
+}
+
+/// Refuses a key switch at `level` with a key made for lower levels.
+///
+/// # Errors
+/// [`CkksError::KeyLevel`].
+pub(crate) fn check_key_level(what: &str, key_level: usize, level: usize) -> Result<(), CkksError> {
+    if key_level < level {
+        return Err(CkksError::KeyLevel {
+            what: what.to_string(),
+            key_level,
+            level,
+        });
+    }
+    Ok(())
 }
 
 /// `round(c * scale)` as a signed integer.

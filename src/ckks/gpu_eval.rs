@@ -50,9 +50,10 @@ impl GpuCiphertext {
     }
 }
 
-/// A switching key's digits on the device, over `Q_L ++ P`.
+/// A switching key's digits on the device, over `Q_level ++ P`.
 struct GpuSwitchingKey {
     digits: Vec<(GpuPoly<Eval>, GpuPoly<Eval>)>,
+    level: usize,
 }
 
 /// The GPU evaluator: the ring's tables, the evaluation keys and the
@@ -79,6 +80,7 @@ impl GpuEvaluator {
                 .iter()
                 .map(|d| (ring.upload(&d.b), ring.upload(&d.a)))
                 .collect(),
+            level: key.level(),
         };
         let relin = keys.relin.as_ref().map(upload);
         let n = params.n();
@@ -441,6 +443,7 @@ impl GpuEvaluator {
     pub fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
+        super::evaluator::check_key_level("relinearization key", key.level, a.level())?;
         let d0 = self.copy(&a.c0);
         self.ring.mul_assign(&d0, &b.c0)?;
         let d1 = self.copy(&a.c0);
@@ -468,7 +471,8 @@ impl GpuEvaluator {
     pub fn rotate_hoisted(&self, ct: &GpuCiphertext, steps: &[i64]) -> Result<Vec<GpuCiphertext>, GpuEvalError> {
         self.check_key(ct.key_id)?;
         let n = self.params.n();
-        let keys = super::evaluator::rotation_keys(steps, n, |g| self.galois.get(&g))?;
+        let keys =
+            super::evaluator::rotation_keys(steps, n, ct.level(), |g| self.galois.get(&g).map(|k| (k, k.0.level)))?;
         let digits = if keys.iter().any(Option::is_some) {
             self.decompose(&ct.c1)?
         } else {

@@ -129,15 +129,20 @@ pub struct SwitchingKey {
 }
 
 impl SwitchingKey {
-    fn generate(params: &Params, sk: &SecretKey, from: &RnsPoly<Eval>, sampler: &mut Sampler) -> Self {
+    /// A key serving ciphertexts up to `level`: its samples live over
+    /// `Q_level ++ P` only, which is all a key switch at that level reads.
+    fn generate(params: &Params, sk: &SecretKey, from: &RnsPoly<Eval>, level: usize, sampler: &mut Sampler) -> Self {
         let ring = params.ring();
-        let layout = ring.full_layout();
+        let layout = LimbLayout {
+            q: level + 1,
+            p: ring.p_count(),
+        };
         let n = params.n();
         let digits = params
-            .digits(params.max_level())
+            .digits(level)
             .into_iter()
             .map(|range| {
-                let mut pair = SeededPair::sample(params, &sk.eval, layout, sampler);
+                let mut pair = SeededPair::sample(params, &sk.eval.restricted(layout), layout, sampler);
                 for i in range {
                     let m = ring.q(i);
                     let p_mod = (0..ring.p_count()).fold(1, |acc, j| m.mul(acc, ring.p(j).value() % m.value()));
@@ -151,6 +156,38 @@ impl SwitchingKey {
             })
             .collect();
         Self { digits }
+    }
+}
+
+impl SwitchingKey {
+    /// The highest ciphertext level the key can switch.
+    pub fn level(&self) -> usize {
+        self.digits.first().map_or(0, |d| d.b.layout().q - 1)
+    }
+
+    /// Bytes the key takes in memory (both halves of every digit).
+    pub fn memory_bytes(&self) -> usize {
+        self.digits.iter().map(|d| 2 * d.b.words().len() * 4).sum()
+    }
+}
+
+/// Which evaluation keys to generate, and the highest level each must
+/// serve (a key is no larger than its level needs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyLevels {
+    /// The relinearization key's level, `None` for no key.
+    pub relin: Option<usize>,
+    /// Rotations (slot steps) with the level of each Galois key.
+    pub rotations: Vec<(i64, usize)>,
+}
+
+impl KeyLevels {
+    /// Every key at the top level of `params`.
+    pub fn top(params: &Params, rotations: &[i64]) -> Self {
+        Self {
+            relin: Some(params.max_level()),
+            rotations: rotations.iter().map(|&r| (r, params.max_level())).collect(),
+        }
     }
 }
 
@@ -171,18 +208,27 @@ pub struct PublicKeySet {
 impl PublicKeySet {
     /// Generates the public key, the relinearization key and one Galois key
     /// per distinct non-zero rotation in `rotations` (slot steps, negative
-    /// rotates right).
+    /// rotates right), all at the top level.
     pub fn generate(sk: &SecretKey, rotations: &[i64]) -> Self {
+        Self::generate_at(sk, &KeyLevels::top(&sk.params, rotations))
+    }
+
+    /// Generates the public key and the evaluation keys of `levels`, each
+    /// over the primes of its level only (levels above the top are clamped).
+    pub fn generate_at(sk: &SecretKey, levels: &KeyLevels) -> Self {
         let params = sk.params.clone();
         let ring = params.ring();
+        let top = params.max_level();
         let mut sampler = Sampler::from_os();
-        let top = params.layout(params.max_level());
         let public = PublicKey {
             pair: SeededPair::sample(&params, &sk.eval, ring.full_layout(), &mut sampler),
         };
-        let mut s2 = sk.eval_q(top.q);
-        s2.mul_assign(ring, &sk.eval_q(top.q));
-        let relin = Some(SwitchingKey::generate(&params, sk, &s2, &mut sampler));
+        let relin = levels.relin.map(|level| {
+            let q = level.min(top) + 1;
+            let mut s2 = sk.eval_q(q);
+            s2.mul_assign(ring, &sk.eval_q(q));
+            SwitchingKey::generate(&params, sk, &s2, level.min(top), &mut sampler)
+        });
         let mut set = Self {
             params: params.clone(),
             id: sk.id,
@@ -191,24 +237,45 @@ impl PublicKeySet {
             galois: BTreeMap::new(),
             rotations: Vec::new(),
         };
-        set.add_rotations(sk, rotations, &mut sampler);
+        let n = params.n();
+        let s = sk.eval_q(top + 1).into_coeff(ring);
+        for &(steps, level) in &levels.rotations {
+            let g = rotation_galois_element(steps, n);
+            if g == 1 || set.galois.contains_key(&g) {
+                continue;
+            }
+            let level = level.min(top);
+            let rotated = s
+                .automorphism(ring, g)
+                .into_eval(ring)
+                .restricted(LimbLayout::q_only(level + 1));
+            set.galois
+                .insert(g, SwitchingKey::generate(&params, sk, &rotated, level, &mut sampler));
+            set.rotations.push(steps);
+        }
         set
     }
 
-    fn add_rotations(&mut self, sk: &SecretKey, rotations: &[i64], sampler: &mut Sampler) {
-        let params = self.params.clone();
-        let n = params.n();
-        let s = sk.eval_q(params.max_level() + 1).into_coeff(params.ring());
-        for &steps in rotations {
-            let g = rotation_galois_element(steps, n);
-            if g == 1 || self.galois.contains_key(&g) {
-                continue;
-            }
-            let rotated = s.automorphism(params.ring(), g).into_eval(params.ring());
-            self.galois
-                .insert(g, SwitchingKey::generate(&params, sk, &rotated, sampler));
-            self.rotations.push(steps);
+    /// The level of every evaluation key.
+    pub fn levels(&self) -> KeyLevels {
+        let n = self.params.n();
+        KeyLevels {
+            relin: self.relin.as_ref().map(SwitchingKey::level),
+            rotations: self
+                .rotations
+                .iter()
+                .filter_map(|&r| self.galois.get(&rotation_galois_element(r, n)).map(|k| (r, k.level())))
+                .collect(),
         }
+    }
+
+    /// Bytes the evaluation keys take in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.relin
+            .iter()
+            .chain(self.galois.values())
+            .map(SwitchingKey::memory_bytes)
+            .sum()
     }
 
     /// The key identifier.

@@ -83,7 +83,9 @@ pub fn switch(
     let n = params.n();
     let level = decomposed.level;
     let ext = params.extended_layout(level);
-    let q_top = params.max_level() + 1;
+    // Key limbs: Q primes of the key's level, then P.
+    let q_top = key.level() + 1;
+    debug_assert!(level <= key.level(), "the caller checks the key's level");
     let mut acc = [RnsPoly::<Eval>::zero(n, ext), RnsPoly::<Eval>::zero(n, ext)];
     let [acc_b, acc_a] = &mut acc;
     acc_b

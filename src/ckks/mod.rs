@@ -17,7 +17,7 @@ pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
 pub use encoder::{decode, encode, Plaintext};
 pub use error::CkksError;
 pub use evaluator::Evaluator;
-pub use keys::{KeyId, PublicKeySet, SecretKey};
+pub use keys::{KeyId, KeyLevels, PublicKeySet, SecretKey};
 pub use params::{Params, ParamsLiteral};
 pub use serialize::{
     ciphertexts_from_bytes, ciphertexts_to_bytes, load_ciphertexts, load_public_keys, load_secret_key, peek_header,

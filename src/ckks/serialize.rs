@@ -35,8 +35,10 @@
 //! - *pair* (an RLWE sample `(b, a)` of a key): the `b` *poly* over the full
 //!   layout `Q ++ P`, then the 32-byte seed of `a`. `a` is not stored: it is
 //!   re-expanded from the seed on load, which halves the size of keys.
-//! - *switching key*: `u32` digit count (must be the parameter set's number of
-//!   digits at the top level), then one *pair* per digit.
+//! - *switching key*: `u32` digit count, then one *pair* per digit, all over
+//!   the same layout `Q_level ++ P`: the key serves ciphertexts up to `level`
+//!   (its pairs' `q - 1`), and the digit count must be the parameter set's
+//!   number of digits at that level. A key no larger than its level needs.
 //!
 //! Bodies:
 //!
@@ -61,7 +63,7 @@
 
 use super::ciphertext::Ciphertext;
 use super::error::CkksError;
-use super::keys::{KeyId, PublicKey, PublicKeySet, SecretKey, SeededPair, SwitchingKey};
+use super::keys::{KeyId, KeyLevels, PublicKey, PublicKeySet, SecretKey, SeededPair, SwitchingKey};
 use super::params::{hex, Params, ParamsLiteral, LOG_N_RANGE};
 use crate::ring::automorphism::rotation_galois_element;
 use crate::ring::sampler::Seed;
@@ -416,7 +418,7 @@ pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
         FileKind::PublicKeys,
         params.fingerprint(),
         keys.id(),
-        public_keys_body_bytes(params, keys.relin.is_some(), keys.rotations.len()),
+        public_keys_body_bytes(params, &keys.levels()),
     );
     w.params(params);
     w.pair(&keys.public.pair);
@@ -444,20 +446,26 @@ pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
     w.finish()
 }
 
-/// Body size of a public key set (within a few bytes: the parameter JSON
-/// is estimated).
-fn public_keys_body_bytes(params: &Params, relin: bool, rotations: usize) -> usize {
-    let digits = params.digits(params.max_level()).len();
-    let pairs = 1 + usize::from(relin) * digits + rotations * digits;
-    let pair = poly_bytes(params.ring().full_layout(), params.n()) + 32;
-    params_bytes(params) + 16 + rotations * 20 + pairs * pair
+/// Body size of a public key set whose evaluation keys serve `levels`
+/// (within a few bytes: the parameter JSON is estimated).
+fn public_keys_body_bytes(params: &Params, levels: &KeyLevels) -> usize {
+    let key = |level: usize| {
+        let layout = LimbLayout {
+            q: level.min(params.max_level()) + 1,
+            p: params.ring().p_count(),
+        };
+        4 + params.digits(level.min(params.max_level())).len() * (poly_bytes(layout, params.n()) + 32)
+    };
+    let public = poly_bytes(params.ring().full_layout(), params.n()) + 32;
+    let galois: usize = levels.rotations.iter().map(|&(_, level)| 20 + key(level)).sum();
+    params_bytes(params) + public + 5 + levels.relin.map_or(0, key) + galois
 }
 
-/// Size of a public key set file with a relinearization key and
-/// `rotations` Galois keys (to report before generating them; exact up to
-/// the length of the parameter JSON).
-pub fn public_keys_file_bytes(params: &Params, rotations: usize) -> usize {
-    HEADER_LEN + public_keys_body_bytes(params, true, rotations) + CHECKSUM_LEN
+/// Size of a public key set file with the evaluation keys of `levels` (to
+/// report before generating them; exact up to the length of the parameter
+/// JSON).
+pub fn public_keys_file_bytes(params: &Params, levels: &KeyLevels) -> usize {
+    HEADER_LEN + public_keys_body_bytes(params, levels) + CHECKSUM_LEN
 }
 
 /// Size of a file of `count` ciphertexts at `level` with a shape of `rank`
@@ -571,14 +579,24 @@ impl<'a> Reader<'a> {
 
     /// A polynomial over exactly `layout`, every word checked canonical.
     fn poly(&mut self, params: &Params, layout: LimbLayout, what: &str) -> Result<RnsPoly<Eval>, FileError> {
+        self.poly_where(params, what, |found| {
+            (found == layout)
+                .then_some(())
+                .ok_or_else(|| format!("expected {} + {}", layout.q, layout.p))
+        })
+    }
+
+    /// A *poly* whose layout `accept` checks (an error names what it expected).
+    fn poly_where(
+        &mut self,
+        params: &Params,
+        what: &str,
+        accept: impl FnOnce(LimbLayout) -> Result<(), String>,
+    ) -> Result<RnsPoly<Eval>, FileError> {
         let q = self.len32(what)?;
         let p = self.len32(what)?;
-        if (LimbLayout { q, p }) != layout {
-            return Err(corrupt(format!(
-                "{what} has {q} + {p} limbs, expected {} + {}",
-                layout.q, layout.p
-            )));
-        }
+        let layout = LimbLayout { q, p };
+        accept(layout).map_err(|expected| corrupt(format!("{what} has {q} + {p} limbs, {expected}")))?;
         let n = params.n();
         let ring = params.ring();
         let words = layout.len() * n;
@@ -809,21 +827,40 @@ fn read_b_and_seed(r: &mut Reader<'_>, params: &Params, what: &str) -> Result<(R
     Ok((b, seed))
 }
 
+/// A switching key: its level is its first pair's (`q - 1`), every pair
+/// has that layout, and the digit count is the parameters' at that level.
 fn read_switching_key(
     r: &mut Reader<'_>,
     params: &Params,
     what: &str,
 ) -> Result<Vec<(RnsPoly<Eval>, Seed)>, FileError> {
-    let expected = params.digits(params.max_level()).len();
     let digits = r.len32(what)?;
-    if digits != expected {
-        return Err(corrupt(format!(
-            "{what} has {digits} digits, the parameters have {expected}"
-        )));
+    let (top, special) = (params.max_level() + 1, params.ring().p_count());
+    let mut key_layout: Option<LimbLayout> = None;
+    let mut pairs = Vec::new();
+    for d in 0..digits {
+        let label = format!("digit {d} of {what}");
+        let b = r.poly_where(params, &label, |found| match key_layout {
+            Some(first) if found != first => Err(format!("the key's first digit has {} + {}", first.q, first.p)),
+            _ if found.q == 0 || found.q > top || found.p != special => Err(format!("expected 1..={top} + {special}")),
+            _ => Ok(()),
+        })?;
+        let layout = *key_layout.get_or_insert(b.layout());
+        if d == 0 {
+            let expected = params.digits(layout.q - 1).len();
+            if digits != expected {
+                return Err(corrupt(format!(
+                    "{what} has {digits} digits, the parameters have {expected} at its level {}",
+                    layout.q - 1
+                )));
+            }
+        }
+        pairs.push((b, r.array::<32>(&label)?));
     }
-    (0..digits)
-        .map(|d| read_b_and_seed(r, params, &format!("digit {d} of {what}")))
-        .collect()
+    if digits == 0 {
+        return Err(corrupt(format!("{what} has no digits")));
+    }
+    Ok(pairs)
 }
 
 fn expand(params: &Params, parts: Vec<(RnsPoly<Eval>, Seed)>) -> Vec<SeededPair> {
@@ -851,7 +888,11 @@ pub fn public_keys_from_bytes(bytes: &[u8]) -> Result<PublicKeySet, FileError> {
     } else {
         None
     };
-    let min_galois = 8 + 8 + 4 + poly_bytes(params.ring().full_layout(), n) + 32;
+    let smallest_key = LimbLayout {
+        q: 1,
+        p: params.ring().p_count(),
+    };
+    let min_galois = 8 + 8 + 4 + poly_bytes(smallest_key, n) + 32;
     let count = r.count(min_galois, "the Galois key count")?;
     let mut rotations = Vec::new();
     let mut galois_parts = Vec::new();

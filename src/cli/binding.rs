@@ -3,7 +3,7 @@
 //! `encrypt` lays out latents and `decrypt` reads logits without the model.
 //! It holds nothing secret.
 
-use super::model_args::ModelArgs;
+use super::model_args::{ModelArgs, ModelHints};
 use super::CliError;
 use crate::ckks::Params;
 use crate::he_nn::{plan_for, Plan, SlotLayout};
@@ -106,10 +106,18 @@ impl Planned {
     /// Model loading errors; a model that fits no preset (with the levels it
     /// needs and the largest available); a layer with no encrypted form.
     pub fn load(args: &ModelArgs, preset: Option<&str>) -> Result<Self, CliError> {
-        let model = fold(&args.load()?);
+        Self::load_from(&args.model, &args.hints, preset)
+    }
+
+    /// [`Self::load`] for a path and its hints.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_from(path: &Path, hints: &ModelHints, preset: Option<&str>) -> Result<Self, CliError> {
+        let model = fold(&hints.load(path)?);
         let preset = preset.filter(|p| *p != "auto");
         let (params, plan) = plan_for(&model, preset).map_err(|e| CliError::Input {
-            path: args.model.display().to_string(),
+            path: path.display().to_string(),
             reason: e.to_string(),
         })?;
         Ok(Self { model, params, plan })

@@ -2,7 +2,7 @@
 //! of `.npy` arrays into ciphertexts.
 
 use super::binding::{ModelBinding, Planned};
-use super::model_args::ModelArgs;
+use super::model_args::ModelHints;
 use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
@@ -10,7 +10,7 @@ use crate::ckks::serialize::{
     load_ciphertexts, load_public_keys, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
     CiphertextFile,
 };
-use crate::ckks::{decrypt as decrypt_ct, encrypt_values, PublicKeySet, SecretKey};
+use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_tensor, encrypt_tensor};
 use clap::Args;
 use ndarray::{Array4, ArrayD, IxDyn};
@@ -35,11 +35,14 @@ pub struct KeygenArgs {
     /// Slot rotations that get a Galois key, e.g. 1,2,-3 (added to the model's).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     rotations: Vec<i64>,
-    /// Keys for a classifier: the preset from its plan (`--preset` picks
-    /// one, default the smallest that fits), the Galois keys it rotates by,
-    /// and DIR/model.json so that `encrypt` and `decrypt` know its layout.
+    /// Keys for a classifier (safetensors): the preset from its plan
+    /// (`--preset` picks one, default the smallest that fits), the Galois keys
+    /// it rotates by at the levels it uses them, and DIR/model.json so that
+    /// `encrypt` and `decrypt` know its layout.
+    #[arg(long)]
+    model: Option<PathBuf>,
     #[command(flatten)]
-    model: Option<ModelArgs>,
+    hints: ModelHints,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -97,23 +100,25 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let planned = args
         .model
         .as_ref()
-        .map(|m| Planned::load(m, args.source.preset.as_deref()))
+        .map(|m| Planned::load_from(m, &args.hints, args.source.preset.as_deref()))
         .transpose()?;
     let params = match &planned {
         Some(p) => p.params.clone(),
         None => args.source.resolve()?,
     };
-    let mut rotations = planned.as_ref().map_or_else(Vec::new, |p| p.plan.rotations());
-    rotations.extend(
-        args.rotations
-            .iter()
-            .filter(|r| !rotations.contains(r))
-            .collect::<Vec<_>>(),
-    );
+    // The model's keys at the levels its plan uses them; extra rotations at the top.
+    let mut levels = planned
+        .as_ref()
+        .map_or_else(|| KeyLevels::top(&params, &[]), |p| p.plan.key_levels());
+    for &r in &args.rotations {
+        if !levels.rotations.iter().any(|&(s, _)| s == r) {
+            levels.rotations.push((r, params.max_level()));
+        }
+    }
     std::fs::create_dir_all(&args.out).map_err(io_error(&args.out))?;
     let start = Instant::now();
     let sk = SecretKey::generate(&params);
-    let keys = PublicKeySet::generate(&sk, &rotations);
+    let keys = PublicKeySet::generate_at(&sk, &levels);
     let seconds = start.elapsed().as_secs_f64();
     let (secret_path, public_path) = (args.out.join(SECRET_KEY_FILE), args.out.join(PUBLIC_KEY_FILE));
     save_secret_key(&secret_path, &sk)?;

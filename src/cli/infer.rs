@@ -12,7 +12,7 @@ use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys, load_secret_key, public_keys_file_bytes,
     save_ciphertexts, save_public_keys, save_secret_key, CiphertextFile,
 };
-use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyLevels, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_tensor, encrypt_tensor, Plan, HEADROOM_LEVELS};
 use clap::Args;
 use ndarray::{Array2, Array4};
@@ -89,15 +89,18 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Bytes of the public key set once loaded (the `a` halves expanded).
-fn public_key_memory_bytes(params: &Params, rotations: usize) -> usize {
-    let digits = params.digits(params.max_level()).len();
-    let limbs = params.primes_q().len() + params.primes_p().len();
-    (1 + (1 + rotations) * digits) * 2 * limbs * params.n() * 4
+/// Bytes the evaluation keys of `levels` take once loaded (both halves).
+fn key_memory_bytes(params: &Params, levels: &KeyLevels) -> usize {
+    let key = |level: usize| {
+        let level = level.min(params.max_level());
+        params.digits(level).len() * 2 * (level + 1 + params.primes_p().len()) * params.n() * 4
+    };
+    levels.relin.map_or(0, key) + levels.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
 }
 
 /// The JSON report of a plan: budget, keys, sizes, per-layer costs.
 pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
+    let levels = plan.key_levels();
     let rotations = plan.rotations();
     json!({
         "preset": params.name(),
@@ -108,8 +111,8 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "rotations": rotations,
         "galois_keys": rotations.len(),
         "key_switches": plan.key_switches(),
-        "public_key_bytes": public_keys_file_bytes(params, rotations.len()),
-        "public_key_memory_bytes": public_key_memory_bytes(params, rotations.len()),
+        "public_key_bytes": public_keys_file_bytes(params, &levels),
+        "evaluation_key_memory_bytes": key_memory_bytes(params, &levels),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
         "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
         "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
@@ -287,13 +290,13 @@ fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKe
     if secret.exists() && public.exists() && ModelBinding::read(dir)?.as_ref() == Some(&binding) {
         let sk = load_secret_key(&secret)?;
         let keys = load_public_keys(&public)?;
-        if keys.id() == sk.id() && keys.rotations() == planned.plan.rotations().as_slice() {
+        if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
             return Ok((sk, Arc::new(keys), None));
         }
     }
     let start = Instant::now();
     let sk = SecretKey::generate(&planned.params);
-    let keys = PublicKeySet::generate(&sk, &planned.plan.rotations());
+    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
     let seconds = start.elapsed().as_secs_f64();
     std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         path: dir.display().to_string(),

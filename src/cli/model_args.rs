@@ -5,7 +5,7 @@ use super::CliError;
 use crate::nn::spec::parse_classes;
 use crate::nn::{Arch, LatentShape, LoadOptions, Model, NnError};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A classifier: its safetensors file and what its metadata may lack.
 #[derive(Args, Debug, Clone)]
@@ -13,13 +13,21 @@ pub struct ModelArgs {
     /// Weights: a PyTorch state dict saved as safetensors (reference tensor names).
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub hints: ModelHints,
+}
+
+/// What a state dict's metadata may lack.
+#[derive(Args, Debug, Clone)]
+pub struct ModelHints {
     /// Architecture, when the file's metadata lacks it (resnet20, resnet32,
     /// resnet44, resnet56, lenet5, vgg5, hefnet); inferred from the tensor names otherwise.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<Arch>,
-    /// The model has the squeeze-and-excitation block (else from metadata or the tensors).
-    #[arg(long)]
-    pub se: bool,
+    /// The model has the squeeze-and-excitation block (`--se` or `--se true|false`;
+    /// else from metadata or the tensors).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub se: Option<bool>,
     /// Class names: nih15, chexpert14 or a,b,c (else from metadata, or class_0, class_1, ...).
     #[arg(long)]
     pub classes: Option<String>,
@@ -42,6 +50,16 @@ impl ModelArgs {
     /// # Errors
     /// Unreadable file, conflicting flags, missing or misshaped tensors.
     pub fn load(&self) -> Result<Model<f64>, CliError> {
+        self.hints.load(&self.model)
+    }
+}
+
+impl ModelHints {
+    /// Loads the model at `path` with these hints.
+    ///
+    /// # Errors
+    /// Unreadable file, conflicting flags, missing or misshaped tensors.
+    pub fn load(&self, path: &Path) -> Result<Model<f64>, CliError> {
         let classes = self
             .classes
             .as_deref()
@@ -50,14 +68,14 @@ impl ModelArgs {
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let opts = LoadOptions {
             arch: self.arch,
-            se: self.se.then_some(true),
+            se: self.se,
             classes,
             latent: self.latent,
         };
-        Model::load(&self.model, &opts).map_err(|e| match e {
+        Model::load(path, &opts).map_err(|e| match e {
             NnError::Io { path, source } => CliError::Io { path, source },
             other => CliError::Input {
-                path: self.model.display().to_string(),
+                path: path.display().to_string(),
                 reason: other.to_string(),
             },
         })

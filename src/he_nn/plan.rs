@@ -6,11 +6,11 @@ use super::activation::{bring_to, PolyActivation};
 use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
 use super::pool::{BlockSum, Broadcast};
-use crate::ckks::{CkksError, EvalBackend, Params};
+use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
 use crate::nn::model::Layer;
 use crate::nn::Model;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Why a model cannot be lowered.
@@ -129,17 +129,21 @@ impl Step {
         }
     }
 
-    fn rotations(&self, out: &mut BTreeSet<i64>) {
+    /// Records the keys the step uses at input level `level_in`, each at
+    /// the highest level it is used.
+    fn keys(&self, level_in: usize, out: &mut KeyUse) {
         match self {
-            Step::Conv(c) => out.extend(c.rotations()),
-            Step::Act { .. } => {}
-            Step::Pool(p) => out.extend(p.rotations()),
+            Step::Conv(c) => out.rotate(c.rotations(), level_in),
+            Step::Act { .. } => out.relinearize(level_in),
+            Step::Pool(p) => out.rotate(p.rotations(), level_in),
             Step::Residual { body, shortcut } => {
-                body.iter().chain(shortcut).for_each(|s| s.rotations(out));
+                keys_all(body, level_in, out);
+                keys_all(shortcut, level_in - self.levels() + levels(shortcut), out);
             }
             Step::Se { gate, broadcast, .. } => {
-                gate.iter().for_each(|s| s.rotations(out));
-                out.extend(broadcast.rotations());
+                let gate_out = keys_all(gate, level_in, out);
+                out.rotate(broadcast.rotations(), gate_out);
+                out.relinearize(gate_out);
             }
         }
     }
@@ -223,6 +227,37 @@ impl Step {
     }
 }
 
+/// The evaluation keys a plan uses, each with the highest level it serves.
+struct KeyUse {
+    slots: i64,
+    rotations: BTreeMap<i64, usize>,
+    relin: Option<usize>,
+}
+
+impl KeyUse {
+    /// Steps are recorded modulo the slot count, in `(-slots/2, slots/2]`:
+    /// `s` and `s - slots` are the same rotation and share one key.
+    fn rotate(&mut self, steps: Vec<i64>, level: usize) {
+        for s in steps {
+            let s = s.rem_euclid(self.slots);
+            let s = if s > self.slots / 2 { s - self.slots } else { s };
+            let entry = self.rotations.entry(s).or_insert(level);
+            *entry = (*entry).max(level);
+        }
+    }
+
+    fn relinearize(&mut self, level: usize) {
+        self.relin = Some(self.relin.map_or(level, |l| l.max(level)));
+    }
+}
+
+fn keys_all(steps: &[Step], level_in: usize, out: &mut KeyUse) -> usize {
+    steps.iter().fold(level_in, |level, s| {
+        s.keys(level, out);
+        level - s.levels()
+    })
+}
+
 fn levels(steps: &[Step]) -> usize {
     steps.iter().map(Step::levels).sum()
 }
@@ -298,9 +333,23 @@ impl Plan {
 
     /// Every rotation the plan uses, sorted: the Galois keys to generate.
     pub fn rotations(&self) -> Vec<i64> {
-        let mut set = BTreeSet::new();
-        self.steps.iter().for_each(|s| s.rotations(&mut set));
-        set.into_iter().collect()
+        self.key_levels().rotations.into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// The evaluation keys the plan uses for an input at
+    /// [`Self::start_level`], each at the highest level it serves: keys no
+    /// larger than their level needs.
+    pub fn key_levels(&self) -> KeyLevels {
+        let mut used = KeyUse {
+            slots: self.input.slots as i64,
+            rotations: BTreeMap::new(),
+            relin: None,
+        };
+        keys_all(&self.steps, self.start_level(), &mut used);
+        KeyLevels {
+            relin: used.relin,
+            rotations: used.rotations.into_iter().collect(),
+        }
     }
 
     /// Per-layer levels and key switches for an input at `level_in`
