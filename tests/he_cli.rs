@@ -11,15 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{json, latent_he, refused};
-
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/nn")
-        .join(name)
-        .display()
-        .to_string()
-}
+use common::{fixture, json, latent_he, matrix, refused};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
@@ -42,14 +34,6 @@ fn small_model(dir: &Path) -> (String, String) {
     let input = dir.join("x.npy");
     write_npy(&input, &x).unwrap();
     (model.display().to_string(), input.display().to_string())
-}
-
-fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect()
 }
 
 fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
@@ -75,13 +59,13 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
         "--json",
     ]));
     assert_eq!(plan["preset"], "n16");
-    assert_eq!(plan["levels_needed"], 30);
+    assert_eq!(plan["levels_needed"], 31);
     assert_eq!(plan["levels_available"], 43);
     let layers = plan["layers"].as_array().unwrap();
     let sum: u64 = layers.iter().map(|l| l["key_switches"].as_u64().unwrap()).sum();
     assert_eq!(plan["key_switches"].as_u64().unwrap(), sum);
     assert_eq!(layers.first().unwrap()["name"], "conv1");
-    assert_eq!(layers.first().unwrap()["level_in"], 31);
+    assert_eq!(layers.first().unwrap()["level_in"], 32);
     assert_eq!(layers.last().unwrap()["level_out"], 1);
     assert_eq!(
         plan["galois_keys"].as_u64().unwrap() as usize,
@@ -103,7 +87,7 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
         "n15",
     ]));
     assert!(
-        message.contains("needs 30 levels") && message.contains("n15"),
+        message.contains("needs 31 levels") && message.contains("n15"),
         "{message}"
     );
 }

@@ -18,6 +18,21 @@ fn gpu() -> Arc<GpuContext> {
         .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"))
 }
 
+/// Runs `f` on the GPU on the uploaded `cts` and checks the downloaded
+/// result equals `cpu_out` word for word.
+fn same_on_gpu(
+    ctx: &Arc<GpuContext>,
+    keys: &PublicKeySet,
+    cts: &[latent_he::ckks::Ciphertext],
+    cpu_out: &[latent_he::ckks::Ciphertext],
+    f: impl Fn(&GpuEvaluator, &[latent_he::ckks::gpu_eval::GpuCiphertext]) -> Vec<latent_he::ckks::gpu_eval::GpuCiphertext>,
+) {
+    let ev = GpuEvaluator::new(ctx, keys).unwrap();
+    let up: Vec<_> = cts.iter().map(|c| ev.upload(c).unwrap()).collect();
+    let on_gpu: Vec<_> = f(&ev, &up).iter().map(|c| ev.download(c).unwrap()).collect();
+    assert_eq!(on_gpu, cpu_out, "GPU and CPU ciphertexts differ");
+}
+
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
@@ -70,15 +85,7 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
         .fold(0.0, f64::max);
     assert!(stray < 1e-3, "{g:?}: a slot outside the tensor holds {stray}");
     if let Some(ctx) = gpu {
-        let ev = GpuEvaluator::new(ctx, &keys).unwrap();
-        let up: Vec<_> = cts.iter().map(|c| ev.upload(c).unwrap()).collect();
-        let on_gpu: Vec<_> = conv
-            .apply(&ev, &params, &up)
-            .unwrap()
-            .iter()
-            .map(|c| ev.download(c).unwrap())
-            .collect();
-        assert_eq!(on_gpu, out, "GPU and CPU ciphertexts differ");
+        same_on_gpu(ctx, &keys, &cts, &out, |ev, up| conv.apply(ev, &params, up).unwrap());
     }
 }
 
@@ -216,15 +223,7 @@ fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuCon
         plan.key_switches()
     );
     if let Some(ctx) = gpu {
-        let ev = GpuEvaluator::new(ctx, &keys).unwrap();
-        let up: Vec<_> = cts.iter().map(|c| ev.upload(c).unwrap()).collect();
-        let on_gpu: Vec<_> = plan
-            .execute(&ev, &params, &up)
-            .unwrap()
-            .iter()
-            .map(|c| ev.download(c).unwrap())
-            .collect();
-        assert_eq!(on_gpu, out, "{spec}: GPU and CPU ciphertexts differ");
+        same_on_gpu(ctx, &keys, &cts, &out, |ev, up| plan.execute(ev, &params, up).unwrap());
     }
 }
 

@@ -3,32 +3,15 @@
 
 use ndarray::{ArrayD, Axis, Ix2};
 use ndarray_npy::{read_npy, write_npy};
-use std::path::PathBuf;
 use std::process::Output;
 
 mod common;
-use common::{json, latent_he, refused};
-
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/nn")
-        .join(name)
-        .display()
-        .to_string()
-}
+use common::{fixture, json, latent_he, matrix, refused};
 
 fn run(args: &[&str]) -> Output {
     let mut all = vec!["predict"];
     all.extend_from_slice(args);
     latent_he(&all)
-}
-
-fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect()
 }
 
 #[test]

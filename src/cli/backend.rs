@@ -3,7 +3,29 @@
 
 use super::{BackendChoice, CliError};
 use crate::backend::gpu::GpuContext;
+use clap::Args;
 use std::sync::Arc;
+
+/// `--backend` and `--adapter`, shared by the commands that evaluate.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Backend for the evaluation (default: gpu when a hardware adapter exists).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
+    #[arg(long)]
+    pub adapter: Option<String>,
+}
+
+impl DeviceArgs {
+    /// The backend these flags choose (see [`Chosen::resolve`]).
+    ///
+    /// # Errors
+    /// `--backend gpu` with no usable adapter.
+    pub fn resolve(&self) -> Result<Chosen, CliError> {
+        Chosen::resolve(self.backend, self.adapter.as_deref())
+    }
+}
 
 /// The backend a run uses.
 pub enum Chosen {

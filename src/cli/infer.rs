@@ -1,12 +1,12 @@
 //! `plan`, `infer` (the server step) and `run` (everything in one process,
 //! encrypted and plaintext side by side).
 
-use super::backend::Chosen;
+use super::backend::{Chosen, DeviceArgs};
 use super::binding::{ModelBinding, Planned};
 use super::crypt::{read_latents, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
-use super::{print_json, BackendChoice, CliError};
+use super::{print_json, CliError};
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys, load_secret_key, public_keys_file_bytes,
@@ -49,12 +49,8 @@ pub struct InferArgs {
     /// Encrypted logits.
     #[arg(long)]
     out: PathBuf,
-    /// Backend (default: gpu when a hardware adapter exists).
-    #[arg(long, value_enum)]
-    backend: Option<BackendChoice>,
-    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
-    #[arg(long)]
-    adapter: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -74,12 +70,8 @@ pub struct RunArgs {
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     #[arg(long, default_value = "auto")]
     preset: String,
-    /// Backend for the server step (default: gpu when a hardware adapter exists).
-    #[arg(long, value_enum)]
-    backend: Option<BackendChoice>,
-    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
-    #[arg(long)]
-    adapter: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -233,7 +225,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             plan.levels()
         )));
     }
-    let chosen = Chosen::resolve(args.backend, args.adapter.as_deref())?;
+    let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, args.json)?;
     let classes = model.spec().classes().len();
     let out = CiphertextFile {
@@ -361,7 +353,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         )?);
     }
     let encrypt_s = start.elapsed().as_secs_f64();
-    let chosen = Chosen::resolve(args.backend, args.adapter.as_deref())?;
+    let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(&chosen, &keys, plan, &inputs, args.json)?;
     let start = Instant::now();
     let mut he = Array2::<f64>::zeros((images, classes.len()));

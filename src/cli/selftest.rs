@@ -2,9 +2,9 @@
 //! (median of several runs) and checked against the same computation on f64
 //! vectors.
 
-use super::backend::Chosen;
+use super::backend::{Chosen, DeviceArgs};
 use super::params::ParamsSource;
-use super::{print_json, BackendChoice, CliError};
+use super::{print_json, CliError};
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::{
     decrypt, encode, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey,
@@ -27,12 +27,8 @@ const KERNEL_ROW: usize = 32;
 pub struct SelftestArgs {
     #[command(flatten)]
     source: ParamsSource,
-    /// Backend for the evaluation operations (default: gpu when a hardware adapter exists).
-    #[arg(long, value_enum)]
-    backend: Option<BackendChoice>,
-    /// GPU adapter name substring (else $LATENT_HE_ADAPTER, else the best).
-    #[arg(long)]
-    adapter: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Timed runs per operation (the median is reported).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
@@ -89,7 +85,7 @@ fn rotate_left(v: &[f64], steps: i64) -> Vec<f64> {
 /// the evaluation operations on the chosen backend.
 pub fn run(args: &SelftestArgs) -> Result<(), CliError> {
     let params = args.source.resolve()?;
-    let backend = Chosen::resolve(args.backend, args.adapter.as_deref())?;
+    let backend = args.device.resolve()?;
     let repeats = args.repeats;
     let kernel = kernel_rotations(KERNEL_ROW, 3);
     let keygen_start = Instant::now();

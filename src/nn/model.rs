@@ -64,7 +64,8 @@ impl<T: Real> Layer<T> {
         }
     }
 
-    fn forward(&self, x: Array4<T>) -> Array4<T> {
+    /// This layer's forward pass on a batch (shapes as the model was built for).
+    pub fn forward(&self, x: Array4<T>) -> Array4<T> {
         match self {
             Layer::Conv(c) => c.forward(&x),
             Layer::BatchNorm(b) => b.forward(x),

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that drive the `latent-he` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// Runs `latent-he` with `args`.
@@ -34,4 +35,22 @@ pub fn refused(out: &Output) -> String {
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
     stderr
+}
+
+/// The path of a file in `tests/fixtures/nn`.
+pub fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nn")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A JSON array of arrays of numbers.
+pub fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect()
 }
