@@ -195,24 +195,29 @@ fn activations_in_every_form_match_plaintext() {
 /// A model with random weights, encrypted end to end at `insecure-n12-deep`,
 /// against the folded model's f64 logits.
 fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuContext>>) {
+    model_case_batched(arch, se, latent, 1, gpu);
+}
+
+/// [`model_case`] for `batch` images sharing the ciphertexts.
+fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12-deep").unwrap();
     let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
     let model = fold(
         &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
     );
-    let plan = Plan::new(&model, params.slots()).unwrap();
+    let plan = Plan::batched(&model, params.slots(), batch).unwrap();
     let level = plan.levels() + 1;
     assert!(level <= params.max_level(), "{spec}: needs {level} levels");
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels()));
     let mut rng = ChaCha20Rng::from_entropy();
-    let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let x: Vec<f64> = (0..batch * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, level).unwrap();
     let cpu = Evaluator::new(keys.clone());
     let out = plan.execute(&cpu, &params, &cts).unwrap();
     assert_eq!(out[0].level(), 1, "{spec}: the plan's level count is exact");
     let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
-    let input = Array4::from_shape_vec((1, latent.channels(), latent.height(), latent.width()), x).unwrap();
+    let input = Array4::from_shape_vec((batch, latent.channels(), latent.height(), latent.width()), x).unwrap();
     let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
     let err = max_abs_diff(&got, &want);
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -242,6 +247,11 @@ fn resnet20_with_se_runs_encrypted() {
 fn lenet5_and_vgg5_run_encrypted() {
     model_case(Arch::LeNet5, false, LatentShape::new(4, 32, 32).unwrap(), None);
     model_case(Arch::Vgg5, false, LatentShape::new(4, 32, 32).unwrap(), None);
+}
+
+#[test]
+fn three_images_share_the_ciphertexts_of_a_batched_plan() {
+    model_case_batched(Arch::ResNet20, false, LatentShape::new(2, 8, 8).unwrap(), 3, None);
 }
 
 #[test]

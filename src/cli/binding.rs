@@ -32,10 +32,17 @@ pub struct ModelBinding {
     pub preset: String,
     /// Level the input is encrypted at.
     pub start_level: usize,
-    /// Layout of one encrypted latent.
+    /// Layout of one encrypted set of `batch` latents.
     pub input: SlotLayout,
-    /// Layout of one image's encrypted logits.
+    /// Layout of one set's encrypted logits (image `b`'s class `k` is channel `b*K + k`).
     pub output: SlotLayout,
+    /// Images sharing one set of ciphertexts (`--batch`).
+    #[serde(default = "one")]
+    pub batch: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ModelBinding {
@@ -49,6 +56,7 @@ impl ModelBinding {
             start_level: plan.start_level(),
             input: plan.input(),
             output: plan.output(),
+            batch: plan.batch(),
         }
     }
 
@@ -100,23 +108,23 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Loads, folds and plans.
+    /// Loads, folds and plans for `batch` images per ciphertext set.
     ///
     /// # Errors
     /// Model loading errors; a model that fits no preset (with the levels it
     /// needs and the largest available); a layer with no encrypted form.
-    pub fn load(args: &ModelArgs, preset: Option<&str>) -> Result<Self, CliError> {
-        Self::load_from(&args.model, &args.hints, preset)
+    pub fn load(args: &ModelArgs, preset: Option<&str>, batch: usize) -> Result<Self, CliError> {
+        Self::load_from(&args.model, &args.hints, preset, batch)
     }
 
     /// [`Self::load`] for a path and its hints.
     ///
     /// # Errors
     /// As [`Self::load`].
-    pub fn load_from(path: &Path, hints: &ModelHints, preset: Option<&str>) -> Result<Self, CliError> {
+    pub fn load_from(path: &Path, hints: &ModelHints, preset: Option<&str>, batch: usize) -> Result<Self, CliError> {
         let model = fold(&hints.load(path)?);
         let preset = preset.filter(|p| *p != "auto");
-        let (params, plan) = plan_for(&model, preset).map_err(|e| CliError::Input {
+        let (params, plan) = plan_for(&model, preset, batch).map_err(|e| CliError::Input {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;

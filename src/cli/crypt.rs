@@ -43,6 +43,9 @@ pub struct KeygenArgs {
     model: Option<PathBuf>,
     #[command(flatten)]
     hints: ModelHints,
+    /// With --model: images sharing one set of ciphertexts.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -100,7 +103,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let planned = args
         .model
         .as_ref()
-        .map(|m| Planned::load_from(m, &args.hints, args.source.preset.as_deref()))
+        .map(|m| Planned::load_from(m, &args.hints, args.source.preset.as_deref(), args.batch))
         .transpose()?;
     let params = match &planned {
         Some(p) => p.params.clone(),
@@ -214,9 +217,13 @@ fn encrypt_for_model(
         });
     }
     let params = keys.params();
-    let mut ciphertexts = Vec::with_capacity(images * binding.input.cts());
-    for image in x.outer_iter() {
-        let values: Vec<f64> = image.iter().copied().collect();
+    let per_set = binding.batch.max(1) * c * h * w;
+    let flat: Vec<f64> = x.iter().copied().collect();
+    let mut ciphertexts = Vec::with_capacity(images.div_ceil(binding.batch.max(1)) * binding.input.cts());
+    for set in flat.chunks(per_set) {
+        // The last set is padded with zero images.
+        let mut values = set.to_vec();
+        values.resize(per_set, 0.0);
         ciphertexts.extend(encrypt_tensor(
             keys,
             params,
@@ -324,14 +331,16 @@ enum Contents<'a> {
 fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Contents<'a> {
     let Some(b) = binding else { return Contents::Packed };
     let count = file.ciphertexts.len();
+    let sets = |n: usize| n.div_ceil(b.batch.max(1));
     match file.shape.as_slice() {
-        [n, k] if *k == b.classes.len() && count == n * b.output.cts() => Contents::Logits(b),
-        [n, c, h, w] if [*c, *h, *w] == b.latent && count == n * b.input.cts() => Contents::Latents(b),
+        [n, k] if *k == b.classes.len() && count == sets(*n) * b.output.cts() => Contents::Logits(b),
+        [n, c, h, w] if [*c, *h, *w] == b.latent && count == sets(*n) * b.input.cts() => Contents::Latents(b),
         _ => Contents::Packed,
     }
 }
 
-/// Decrypts the file image by image through `layout`.
+/// Decrypts the file set by set through `layout` (each set a batch of
+/// images stacked along the channels).
 fn decrypt_images(
     sk: &SecretKey,
     layout: &crate::he_nn::SlotLayout,
@@ -341,6 +350,8 @@ fn decrypt_images(
     for cts in file.ciphertexts.chunks(layout.cts()) {
         values.extend(decrypt_tensor(sk, layout, cts)?);
     }
+    // Drop the zero images that padded the last set.
+    values.truncate(file.values);
     Ok(values)
 }
 

@@ -29,6 +29,9 @@ pub struct PlanArgs {
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     #[arg(long, default_value = "auto")]
     preset: String,
+    /// Images sharing one set of ciphertexts.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -49,6 +52,9 @@ pub struct InferArgs {
     /// Encrypted logits.
     #[arg(long)]
     out: PathBuf,
+    /// Images per set of ciphertexts, as the keys were made (`keygen --batch`).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     #[command(flatten)]
     device: DeviceArgs,
     /// Print one JSON object.
@@ -70,6 +76,9 @@ pub struct RunArgs {
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     #[arg(long, default_value = "auto")]
     preset: String,
+    /// Images sharing one set of ciphertexts.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     #[command(flatten)]
     device: DeviceArgs,
     /// Print one JSON object.
@@ -103,6 +112,8 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "rotations": rotations,
         "galois_keys": rotations.len(),
         "key_switches": plan.key_switches(),
+        "batch": plan.batch(),
+        "key_switches_per_image": plan.key_switches() as f64 / plan.batch() as f64,
         "public_key_bytes": public_keys_file_bytes(params, &levels),
         "evaluation_key_memory_bytes": key_memory_bytes(params, &levels),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
@@ -114,7 +125,7 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
 
 /// Runs `plan`.
 pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
-    let planned = Planned::load(&args.model, Some(&args.preset))?;
+    let planned = Planned::load(&args.model, Some(&args.preset), args.batch)?;
     let report = describe_plan(&planned.params, &planned.plan);
     if args.json {
         print_json(&report);
@@ -139,9 +150,9 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs the plan on each image's ciphertexts (`plan.input().cts()` per
-/// image) on `backend`; returns each image's logit ciphertexts, in order,
-/// and the seconds each image took.
+/// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
+/// `plan.batch()` images) on `backend`; returns each set's logit
+/// ciphertexts, in order, and the seconds each set took.
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
@@ -152,13 +163,13 @@ fn evaluate<B: EvalBackend>(
 where
     CliError: From<B::Error>,
 {
-    let per_image = plan.input().cts();
-    let images = inputs.len() / per_image;
-    let mut out = Vec::with_capacity(images * plan.output().cts());
-    let mut seconds = Vec::with_capacity(images);
-    for (i, image) in inputs.chunks(per_image).enumerate() {
+    let per_set = plan.input().cts();
+    let sets = inputs.len() / per_set;
+    let mut out = Vec::with_capacity(sets * plan.output().cts());
+    let mut seconds = Vec::with_capacity(sets);
+    for (i, set) in inputs.chunks(per_set).enumerate() {
         let start = Instant::now();
-        let uploaded = image.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
+        let uploaded = set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
         let logits = plan.execute(backend, params, &uploaded)?;
         for c in &logits {
             out.push(backend.download(c)?);
@@ -166,12 +177,7 @@ where
         backend.sync()?;
         seconds.push(start.elapsed().as_secs_f64());
         if !quiet {
-            eprintln!(
-                "image {}/{images}: {:.2} s on the {}",
-                i + 1,
-                seconds[i],
-                backend.name()
-            );
+            eprintln!("set {}/{sets}: {:.2} s on the {}", i + 1, seconds[i], backend.name());
         }
     }
     Ok((out, seconds))
@@ -202,18 +208,23 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         path: args.input.display().to_string(),
         reason,
     };
-    let plan = Plan::new(&model, params.slots()).map_err(|e| input_err(e.to_string()))?;
+    let plan = Plan::batched(&model, params.slots(), args.batch).map_err(|e| input_err(e.to_string()))?;
     let file = load_ciphertexts(&args.input, &params)?;
     let [c, h, w] = model.spec().latent().dims();
+    let batch = plan.batch();
     let images = match file.shape.as_slice() {
-        [b, cc, hh, ww] if [*cc, *hh, *ww] == [c, h, w] && file.ciphertexts.len() == b * plan.input().cts() => *b,
+        [n, cc, hh, ww]
+            if [*cc, *hh, *ww] == [c, h, w] && file.ciphertexts.len() == n.div_ceil(batch) * plan.input().cts() =>
+        {
+            *n
+        }
         _ => {
             return Err(input_err(format!(
-                "holds {} ciphertexts of shape {:?}; the model reads Bx{c}x{h}x{w} latents, {} ciphertexts each \
-                 (encrypt with keys from `keygen --model`)",
+                "holds {} ciphertexts of shape {:?}; the model reads Bx{c}x{h}x{w} latents, {batch} image(s) in {} \
+                 ciphertexts per set (encrypt with keys from `keygen --model --batch {batch}`)",
                 file.ciphertexts.len(),
                 file.shape,
-                plan.input().cts()
+                plan.input().cts(),
             )))
         }
     };
@@ -240,13 +251,15 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         print_json(&json!({
             "out": args.out.display().to_string(),
             "images": images,
+            "batch": batch,
+            "seconds_per_image_amortized": round3(total / images.max(1) as f64),
             "backend": backend,
             "adapter": adapter,
             "preset": params.name(),
             "levels": plan.levels(),
-            "key_switches_per_image": plan.key_switches(),
+            "key_switches_per_set": plan.key_switches(),
             "seconds": round3(total),
-            "seconds_per_image": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
+            "seconds_per_set": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
         }));
     } else {
         println!(
@@ -306,7 +319,7 @@ fn rows(a: &Array2<f64>) -> Vec<Vec<f64>> {
 
 /// Runs `run`.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let planned = Planned::load(&args.model, Some(&args.preset))?;
+    let planned = Planned::load(&args.model, Some(&args.preset), args.batch)?;
     let x: Array4<f64> = read_latents(&args.input)?;
     let latent = planned.model.spec().latent().dims();
     let (images, c, h, w) = x.dim();
@@ -341,9 +354,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let (sk, keys, keygen_s) = cached_keys(&dir, &planned)?;
     let (params, plan) = (&planned.params, &planned.plan);
     let start = Instant::now();
-    let mut inputs = Vec::with_capacity(images * plan.input().cts());
-    for image in x.outer_iter() {
-        let values: Vec<f64> = image.iter().copied().collect();
+    let per_set = plan.batch() * c * h * w;
+    let flat: Vec<f64> = x.iter().copied().collect();
+    let mut inputs = Vec::new();
+    for set in flat.chunks(per_set) {
+        // The last set is padded with zero images.
+        let mut values = set.to_vec();
+        values.resize(per_set, 0.0);
         inputs.extend(encrypt_tensor(
             &keys,
             params,
@@ -356,11 +373,12 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(&chosen, &keys, plan, &inputs, args.json)?;
     let start = Instant::now();
-    let mut he = Array2::<f64>::zeros((images, classes.len()));
-    for (mut row, cts) in he.outer_iter_mut().zip(logits.chunks(plan.output().cts())) {
-        let values = decrypt_tensor(&sk, &plan.output(), cts)?;
-        row.assign(&ndarray::ArrayView1::from(&values[..]));
+    let mut values = Vec::with_capacity(images * classes.len());
+    for cts in logits.chunks(plan.output().cts()) {
+        values.extend(decrypt_tensor(&sk, &plan.output(), cts)?);
     }
+    values.truncate(images * classes.len());
+    let he = Array2::from_shape_vec((images, classes.len()), values).expect("one logit per image and class");
     let decrypt_s = start.elapsed().as_secs_f64();
     let max_abs_error = he
         .iter()
@@ -389,7 +407,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "adapter": adapter,
         "preset": params.name(),
         "levels": plan.levels(),
-        "key_switches_per_image": plan.key_switches(),
+        "batch": plan.batch(),
+        "key_switches_per_set": plan.key_switches(),
     });
     if args.json {
         print_json(&report);

@@ -57,17 +57,22 @@ pub const AUTO_PRESETS: [&str; 4] = ["n14", "n15", "n16", "n17"];
 pub const HEADROOM_LEVELS: usize = 1;
 
 /// The smallest preset (of `preset`, or of [`AUTO_PRESETS`] when `None`)
-/// whose levels and slots fit the folded `model`, with its plan.
+/// whose levels and slots fit the folded `model` for `batch` images per
+/// ciphertext set, with its plan.
 ///
 /// # Errors
 /// [`PlanError::TooDeep`] with the levels needed and available; an unknown
 /// preset; a model with no encrypted form.
-pub fn plan_for(model: &Model<f64>, preset: Option<&str>) -> Result<(std::sync::Arc<Params>, Plan), PlanError> {
+pub fn plan_for(
+    model: &Model<f64>,
+    preset: Option<&str>,
+    batch: usize,
+) -> Result<(std::sync::Arc<Params>, Plan), PlanError> {
     let names: Vec<&str> = preset.map_or(AUTO_PRESETS.to_vec(), |p| vec![p]);
     let mut last = None;
     for (i, name) in names.iter().enumerate() {
         let params = Params::preset(name)?;
-        let plan = match Plan::new(model, params.slots()) {
+        let plan = match Plan::batched(model, params.slots(), batch) {
             Err(PlanError::Layout(_)) if i + 1 < names.len() => continue,
             other => other?,
         };
@@ -323,22 +328,48 @@ pub struct Plan {
     input: SlotLayout,
     output: SlotLayout,
     steps: Vec<Step>,
+    batch: usize,
 }
 
 impl Plan {
-    /// Lowers a folded model.
+    /// Lowers a folded model for one image per ciphertext set.
     ///
     /// # Errors
     /// [`PlanError`]: unfolded model, a layer with no encrypted form, an
     /// input channel larger than a ciphertext.
     pub fn new(model: &Model<f64>, slots: usize) -> Result<Self, PlanError> {
+        Self::batched(model, slots, 1)
+    }
+
+    /// Lowers a folded model for `batch` images sharing each ciphertext:
+    /// image `b`'s channel `c` is channel `b*C + c` of the stacked tensor, every
+    /// layer is applied per image (grouped), and image `b`'s logit `k` comes
+    /// out as channel `b*K + k`.
+    ///
+    /// # Errors
+    /// As [`Self::new`]; a zero batch.
+    pub fn batched(model: &Model<f64>, slots: usize, batch: usize) -> Result<Self, PlanError> {
         if !model.is_folded() {
             return Err(PlanError::NotFolded);
         }
+        if batch == 0 {
+            return Err(unsupported("input", "a batch of zero images"));
+        }
         let [c, h, w] = model.spec().latent().dims();
-        let input = SlotLayout::input(c, h, w, slots)?;
-        let (steps, output) = lower(model.layers(), input, Context::Network)?;
-        Ok(Self { input, output, steps })
+        let input = SlotLayout::input(c * batch, h, w, slots)?;
+        let context = Context { gate: false, batch };
+        let (steps, output) = lower(model.layers(), input, context)?;
+        Ok(Self {
+            input,
+            output,
+            steps,
+            batch,
+        })
+    }
+
+    /// Images per ciphertext set.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     /// Layout of the encrypted input.
@@ -449,11 +480,30 @@ fn unsupported(layer: &str, reason: impl Into<String>) -> PlanError {
 }
 
 /// Lowers `layers` reading a tensor laid out as `layout`.
-/// Where layers are lowered: the network's own path, or an SE gate.
+/// Where layers are lowered: the network's own path or an SE gate, for
+/// `batch` images stacked along the channels.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Context {
-    Network,
-    Gate,
+struct Context {
+    gate: bool,
+    batch: usize,
+}
+
+/// A layer applied to `batch` images stacked along the channels: `batch`
+/// times the channels and groups, the weights repeated, so that image `b`'s
+/// outputs read only image `b`'s inputs.
+fn batched(
+    g: ConvGeometry,
+    weight: Vec<f64>,
+    bias: Option<Vec<f64>>,
+    batch: usize,
+) -> (ConvGeometry, Vec<f64>, Option<Vec<f64>>) {
+    let g = ConvGeometry {
+        in_channels: g.in_channels * batch,
+        out_channels: g.out_channels * batch,
+        groups: g.groups * batch,
+        ..g
+    };
+    (g, weight.repeat(batch), bias.map(|b| b.repeat(batch)))
 }
 
 /// Lowers `layers` reading a tensor laid out as `layout`.
@@ -466,14 +516,13 @@ fn lower(
     for layer in layers {
         match layer {
             Layer::Conv(conv) => {
-                let bias = conv.bias().map(|b| b.to_vec());
-                let he = HeConv::new(
-                    conv.name(),
+                let (geometry, weight, bias) = batched(
                     conv.geometry(),
                     conv.weight().iter().copied().collect(),
-                    bias,
-                    layout,
-                )?;
+                    conv.bias().map(|b| b.to_vec()),
+                    context.batch,
+                );
+                let he = HeConv::new(conv.name(), geometry, weight, bias, layout)?;
                 layout = he.output();
                 steps.push(Step::Conv(he));
             }
@@ -521,7 +570,7 @@ fn lower(
                 });
             }
             Layer::Se { name, gate } => {
-                let (gate, out) = lower(gate, layout, Context::Gate)?;
+                let (gate, out) = lower(gate, layout, Context { gate: true, ..context })?;
                 if out != layout.pooled(layout.channels) {
                     return Err(unsupported(name, "the gate must give one value per channel"));
                 }
@@ -573,7 +622,8 @@ fn lower_linear(
     context: Context,
     steps: &mut Vec<Step>,
 ) -> Result<SlotLayout, PlanError> {
-    let (c, h, w) = (layout.channels, layout.height, layout.width);
+    // Channels of one image: the layout stacks `batch` images.
+    let (c, h, w) = (layout.channels / context.batch, layout.height, layout.width);
     let positions = h * w;
     let weight = linear.weight();
     let out = linear.out_features();
@@ -588,7 +638,7 @@ fn lower_linear(
         (0..c).all(|ci| (1..positions).all(|p| weight[[k, ci * positions + p]] == weight[[k, ci * positions]]))
     });
     let (input, geometry, values) = if positions == 1 || uniform {
-        let mean_first = positions > 1 && context == Context::Network;
+        let mean_first = positions > 1 && !context.gate;
         if mean_first {
             steps.push(Step::Scale {
                 name: format!("{}.mean", linear.name()),
@@ -612,6 +662,7 @@ fn lower_linear(
             format!("a linear layer on a non-square {h}x{w} map"),
         ));
     };
+    let (geometry, values, bias) = batched(geometry, values, bias, context.batch);
     let he = HeConv::new(linear.name(), geometry, values, bias, input)?;
     let output = he.output();
     steps.push(Step::Conv(he));
