@@ -210,6 +210,7 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
         (err - reported).abs() <= 1e-12 * reported.max(1.0),
         "{err} vs {reported}"
     );
+    assert!(first["peak_memory_bytes"].as_u64().unwrap() > 1 << 20);
     for stage in ["keygen", "encrypt", "infer", "decrypt"] {
         assert!(first["seconds"][stage].as_f64().is_some(), "{stage}");
     }

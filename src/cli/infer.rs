@@ -86,6 +86,15 @@ pub struct RunArgs {
     json: bool,
 }
 
+/// The process's peak resident memory so far, from `/proc/self/status`
+/// (`VmHWM`); `None` where the file does not exist (not Linux).
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -258,6 +267,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             "preset": params.name(),
             "levels": plan.levels(),
             "key_switches_per_set": plan.key_switches(),
+            "peak_memory_bytes": peak_memory_bytes(),
             "seconds": round3(total),
             "seconds_per_set": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
         }));
@@ -409,6 +419,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "levels": plan.levels(),
         "batch": plan.batch(),
         "key_switches_per_set": plan.key_switches(),
+        "peak_memory_bytes": peak_memory_bytes(),
     });
     if args.json {
         print_json(&report);
