@@ -11,7 +11,7 @@ use crate::ckks::serialize::{
     CiphertextFile,
 };
 use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_tensor, encrypt_tensor};
+use crate::he_nn::{decrypt_batches, encrypt_batches};
 use clap::Args;
 use ndarray::{Array4, ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -217,21 +217,8 @@ fn encrypt_for_model(
         });
     }
     let params = keys.params();
-    let per_set = binding.batch.max(1) * c * h * w;
     let flat: Vec<f64> = x.iter().copied().collect();
-    let mut ciphertexts = Vec::with_capacity(images.div_ceil(binding.batch.max(1)) * binding.input.cts());
-    for set in flat.chunks(per_set) {
-        // The last set is padded with zero images.
-        let mut values = set.to_vec();
-        values.resize(per_set, 0.0);
-        ciphertexts.extend(encrypt_tensor(
-            keys,
-            params,
-            &binding.input,
-            &values,
-            binding.start_level,
-        )?);
-    }
+    let ciphertexts = encrypt_batches(keys, params, &binding.input, &flat, binding.start_level)?;
     let file = CiphertextFile {
         shape: vec![images, c, h, w],
         values: images * c * h * w,
@@ -339,22 +326,6 @@ fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Con
     }
 }
 
-/// Decrypts the file set by set through `layout` (each set a batch of
-/// images stacked along the channels).
-fn decrypt_images(
-    sk: &SecretKey,
-    layout: &crate::he_nn::SlotLayout,
-    file: &CiphertextFile,
-) -> Result<Vec<f64>, CliError> {
-    let mut values = Vec::with_capacity(file.values);
-    for cts in file.ciphertexts.chunks(layout.cts()) {
-        values.extend(decrypt_tensor(sk, layout, cts)?);
-    }
-    // Drop the zero images that padded the last set.
-    values.truncate(file.values);
-    Ok(values)
-}
-
 /// Runs `decrypt`: logits of a model (with classes and sigmoid
 /// probabilities), latents in a model's layout, or values packed in order.
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
@@ -368,8 +339,8 @@ pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
         required_out(args)?;
     }
     let values = match kind {
-        Contents::Logits(b) => decrypt_images(&sk, &b.output, &file)?,
-        Contents::Latents(b) => decrypt_images(&sk, &b.input, &file)?,
+        Contents::Logits(b) => decrypt_batches(&sk, &b.output, &file.ciphertexts, file.values)?,
+        Contents::Latents(b) => decrypt_batches(&sk, &b.input, &file.ciphertexts, file.values)?,
         Contents::Packed => decrypt_file(&sk, &file)?,
     };
     let seconds = start.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use crate::ckks::serialize::{
     save_ciphertexts, save_public_keys, save_secret_key, CiphertextFile,
 };
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyLevels, Params, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_tensor, encrypt_tensor, Plan, HEADROOM_LEVELS};
+use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, HEADROOM_LEVELS};
 use clap::Args;
 use ndarray::{Array2, Array4};
 use serde_json::json;
@@ -21,17 +21,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Arguments of `plan`.
+/// The parameter set and batch a plan is made for.
 #[derive(Args, Debug)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    model: ModelArgs,
+pub struct PlanChoice {
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     #[arg(long, default_value = "auto")]
     preset: String,
     /// Images sharing one set of ciphertexts.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+}
+
+impl PlanChoice {
+    /// Loads, folds and plans `model` as chosen.
+    fn plan(&self, model: &ModelArgs) -> Result<Planned, CliError> {
+        Planned::load(model, Some(&self.preset), self.batch)
+    }
+}
+
+/// Arguments of `plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    choice: PlanChoice,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -73,12 +87,8 @@ pub struct RunArgs {
     /// Also run encrypted: keygen (cached per model and preset), encrypt, infer, decrypt.
     #[arg(long)]
     encrypted: bool,
-    /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
-    #[arg(long, default_value = "auto")]
-    preset: String,
-    /// Images sharing one set of ciphertexts.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    #[command(flatten)]
+    choice: PlanChoice,
     #[command(flatten)]
     device: DeviceArgs,
     /// Print one JSON object.
@@ -134,7 +144,7 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
 
 /// Runs `plan`.
 pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
-    let planned = Planned::load(&args.model, Some(&args.preset), args.batch)?;
+    let planned = args.choice.plan(&args.model)?;
     let report = describe_plan(&planned.params, &planned.plan);
     if args.json {
         print_json(&report);
@@ -329,7 +339,7 @@ fn rows(a: &Array2<f64>) -> Vec<Vec<f64>> {
 
 /// Runs `run`.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let planned = Planned::load(&args.model, Some(&args.preset), args.batch)?;
+    let planned = args.choice.plan(&args.model)?;
     let x: Array4<f64> = read_latents(&args.input)?;
     let latent = planned.model.spec().latent().dims();
     let (images, c, h, w) = x.dim();
@@ -364,30 +374,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let (sk, keys, keygen_s) = cached_keys(&dir, &planned)?;
     let (params, plan) = (&planned.params, &planned.plan);
     let start = Instant::now();
-    let per_set = plan.batch() * c * h * w;
     let flat: Vec<f64> = x.iter().copied().collect();
-    let mut inputs = Vec::new();
-    for set in flat.chunks(per_set) {
-        // The last set is padded with zero images.
-        let mut values = set.to_vec();
-        values.resize(per_set, 0.0);
-        inputs.extend(encrypt_tensor(
-            &keys,
-            params,
-            &plan.input(),
-            &values,
-            plan.start_level(),
-        )?);
-    }
+    let inputs = encrypt_batches(&keys, params, &plan.input(), &flat, plan.start_level())?;
     let encrypt_s = start.elapsed().as_secs_f64();
     let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(&chosen, &keys, plan, &inputs, args.json)?;
     let start = Instant::now();
-    let mut values = Vec::with_capacity(images * classes.len());
-    for cts in logits.chunks(plan.output().cts()) {
-        values.extend(decrypt_tensor(&sk, &plan.output(), cts)?);
-    }
-    values.truncate(images * classes.len());
+    let values = decrypt_batches(&sk, &plan.output(), &logits, images * classes.len())?;
     let he = Array2::from_shape_vec((images, classes.len()), values).expect("one logit per image and class");
     let decrypt_s = start.elapsed().as_secs_f64();
     let max_abs_error = he

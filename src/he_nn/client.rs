@@ -1,5 +1,6 @@
-//! The client's side of a plan: a tensor encrypted into the ciphertexts of
-//! its layout, and decrypted back. Only these touch the secret key.
+//! The client's side of a plan: a tensor (or sets of images) encrypted into
+//! the ciphertexts of its layout, and decrypted back. Only decryption touches
+//! the secret key.
 
 use super::layout::SlotLayout;
 use crate::ckks::{decrypt, encode, encrypt, Ciphertext, CkksError, Params, PublicKeySet, SecretKey};
@@ -40,4 +41,47 @@ pub fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -
     }
     let slots = cts.iter().map(|c| decrypt(sk, c)).collect::<Result<Vec<_>, _>>()?;
     Ok(layout.unpack(&slots))
+}
+
+/// Encrypts images (row-major, one after another) in sets that fill the
+/// tensor of `layout` (a batch stacked along the channels), each set into
+/// the layout's ciphertexts at `level`; the last set is padded with zeros
+/// (whole zero images when `images` holds whole images).
+///
+/// # Errors
+/// As [`encrypt_tensor`].
+pub fn encrypt_batches(
+    keys: &PublicKeySet,
+    params: &Params,
+    layout: &SlotLayout,
+    images: &[f64],
+    level: usize,
+) -> Result<Vec<Ciphertext>, CkksError> {
+    let per_set = layout.len();
+    let mut out = Vec::with_capacity(images.len().div_ceil(per_set) * layout.cts());
+    for set in images.chunks(per_set) {
+        let mut values = set.to_vec();
+        values.resize(per_set, 0.0);
+        out.extend(encrypt_tensor(keys, params, layout, &values, level)?);
+    }
+    Ok(out)
+}
+
+/// Decrypts sets of ciphertexts in `layout` (see [`encrypt_batches`]) and
+/// keeps the first `values` values: the padding images are dropped.
+///
+/// # Errors
+/// As [`decrypt_tensor`].
+pub fn decrypt_batches(
+    sk: &SecretKey,
+    layout: &SlotLayout,
+    cts: &[Ciphertext],
+    values: usize,
+) -> Result<Vec<f64>, CkksError> {
+    let mut out = Vec::with_capacity(values);
+    for set in cts.chunks(layout.cts()) {
+        out.extend(decrypt_tensor(sk, layout, set)?);
+    }
+    out.truncate(values);
+    Ok(out)
 }
