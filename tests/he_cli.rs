@@ -72,6 +72,9 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
         plan["rotations"].as_array().unwrap().len()
     );
     assert!(plan["public_key_bytes"].as_u64().unwrap() > 1 << 30);
+    let keys = plan["evaluation_key_memory_bytes"].as_u64().unwrap();
+    let peak = plan["peak_memory_estimate_bytes"].as_u64().unwrap();
+    assert!(peak > keys && peak < 12 << 30, "ResNet20 f=8 under 12 GB: {peak}");
     let se = ok(&latent_he(&[
         "plan",
         "--model",

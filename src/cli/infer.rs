@@ -135,6 +135,11 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "key_switches_per_image": plan.key_switches() as f64 / plan.batch() as f64,
         "public_key_bytes": public_keys_file_bytes(params, &levels),
         "evaluation_key_memory_bytes": key_memory_bytes(params, &levels),
+        "working_memory_bytes": plan.working_memory_bytes(params.n()),
+        // The server reads the key file whole, then expands it.
+        "peak_memory_estimate_bytes": key_memory_bytes(params, &levels)
+            + public_keys_file_bytes(params, &levels)
+            + plan.working_memory_bytes(params.n()),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
         "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
         "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},

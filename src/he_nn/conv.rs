@@ -297,6 +297,17 @@ impl HeConv {
         self.input.cts() * babies + giants
     }
 
+    /// Bytes the convolution holds at once at `level` for ring degree `n`:
+    /// the hoisted rotations of every input ciphertext, the plaintexts of one
+    /// giant step (encoded together) and the output accumulators.
+    pub fn working_bytes(&self, level: usize, n: usize) -> usize {
+        let limb = n * 4;
+        let ct = 2 * (level + 1) * limb;
+        let pt = (level + 1) * limb;
+        let rotated = self.input.cts() * self.babies.len();
+        rotated * (ct + pt) + 2 * self.output.cts() * ct
+    }
+
     /// Plaintext multiplications one evaluation costs (an upper bound:
     /// all-zero diagonals are skipped).
     pub fn plaintext_products(&self) -> usize {

@@ -174,6 +174,26 @@ impl Step {
         }
     }
 
+    /// The most bytes the step holds at once at input level `level_in`
+    /// (ring degree `n`), ciphertexts kept for later steps included.
+    fn working_bytes(&self, level_in: usize, n: usize) -> usize {
+        let tensor = |layout: &SlotLayout, level: usize| layout.cts() * 2 * (level + 1) * n * 4;
+        match self {
+            Step::Conv(c) => c.working_bytes(level_in, n),
+            Step::Act { layout, .. } | Step::Scale { layout, .. } => 3 * tensor(layout, level_in),
+            Step::Pool(p) => 3 * tensor(&p.output(), level_in),
+            Step::Residual { body, shortcut, output } => {
+                // The block's input is kept while the body runs.
+                let kept = tensor(output, level_in);
+                let inner = working_all(body, level_in, n).max(working_all(shortcut, level_in, n));
+                kept + inner
+            }
+            Step::Se { gate, broadcast, .. } => {
+                2 * tensor(&broadcast.target(), level_in) + working_all(gate, level_in, n)
+            }
+        }
+    }
+
     fn report(&self, level_in: usize, rows: &mut Vec<LayerReport>) -> usize {
         let mut row = |name: &str, level_out: usize, key_switches: usize| {
             rows.push(LayerReport {
@@ -287,6 +307,16 @@ fn keys_all(steps: &[Step], level_in: usize, out: &mut KeyUse) -> usize {
         s.keys(level, out);
         level - s.levels()
     })
+}
+
+fn working_all(steps: &[Step], level_in: usize, n: usize) -> usize {
+    let mut level = level_in;
+    let mut most = 0;
+    for s in steps {
+        most = most.max(s.working_bytes(level, n));
+        level -= s.levels();
+    }
+    most
 }
 
 fn levels(steps: &[Step]) -> usize {
@@ -420,6 +450,12 @@ impl Plan {
         let mut rows = Vec::new();
         report_all(&self.steps, level_in, &mut rows);
         rows
+    }
+
+    /// An estimate of the most bytes of ciphertexts and plaintexts one
+    /// evaluation holds at once, for ring degree `n` (keys not included).
+    pub fn working_memory_bytes(&self, n: usize) -> usize {
+        working_all(&self.steps, self.start_level(), n)
     }
 
     /// Key switches of one evaluation.
