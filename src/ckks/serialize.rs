@@ -829,11 +829,7 @@ fn read_b_and_seed(r: &mut Reader<'_>, params: &Params, what: &str) -> Result<(R
 
 /// A switching key: its level is its first pair's (`q - 1`), every pair
 /// has that layout, and the digit count is the parameters' at that level.
-fn read_switching_key(
-    r: &mut Reader<'_>,
-    params: &Params,
-    what: &str,
-) -> Result<Vec<(RnsPoly<Eval>, Seed)>, FileError> {
+fn read_switching_key(r: &mut Reader<'_>, params: &Params, what: &str) -> Result<KeyParts, FileError> {
     let digits = r.len32(what)?;
     let (top, special) = (params.max_level() + 1, params.ring().p_count());
     let mut key_layout: Option<LimbLayout> = None;
@@ -863,11 +859,25 @@ fn read_switching_key(
     Ok(pairs)
 }
 
-fn expand(params: &Params, parts: Vec<(RnsPoly<Eval>, Seed)>) -> Vec<SeededPair> {
+fn expand(params: &Params, parts: KeyParts) -> Vec<SeededPair> {
     parts
         .into_par_iter()
         .map(|(b, seed)| SeededPair::from_seed(params, b, seed))
         .collect()
+}
+
+/// A switching key as read from its file: each digit's `b` and seed of `a`.
+type KeyParts = Vec<(RnsPoly<Eval>, Seed)>;
+
+/// A public key set as read from its file: every `b` half and every seed,
+/// the `a` halves not yet expanded (half the memory of the expanded set).
+struct PublicKeyParts {
+    params: Arc<Params>,
+    key_id: KeyId,
+    public: (RnsPoly<Eval>, Seed),
+    relin: Option<KeyParts>,
+    galois: Vec<(u64, KeyParts)>,
+    rotations: Vec<i64>,
 }
 
 /// Decodes a public key set from [`public_keys_to_bytes`] output,
@@ -878,6 +888,10 @@ fn expand(params: &Params, parts: Vec<(RnsPoly<Eval>, Seed)>) -> Vec<SeededPair>
 /// damaged or invalid bytes (including a Galois element that does not match
 /// its rotation, or a repeated one) are refused; never panics.
 pub fn public_keys_from_bytes(bytes: &[u8]) -> Result<PublicKeySet, FileError> {
+    Ok(parse_public_keys(bytes)?.expand())
+}
+
+fn parse_public_keys(bytes: &[u8]) -> Result<PublicKeyParts, FileError> {
     let (header, body) = open(bytes, FileKind::PublicKeys)?;
     let mut r = Reader { bytes: body };
     let params = read_params(&mut r, &header, |n, limbs| 8 + limbs * n * 4 + 32)?;
@@ -912,31 +926,53 @@ pub fn public_keys_from_bytes(bytes: &[u8]) -> Result<PublicKeySet, FileError> {
         rotations.push(steps);
     }
     r.end()?;
-    let public = PublicKey {
-        pair: SeededPair::from_seed(&params, public.0, public.1),
-    };
-    let relin = relin.map(|parts| SwitchingKey {
-        digits: expand(&params, parts),
-    });
-    let galois: BTreeMap<u64, SwitchingKey> = galois_parts
-        .into_iter()
-        .map(|(g, parts)| {
-            (
-                g,
-                SwitchingKey {
-                    digits: expand(&params, parts),
-                },
-            )
-        })
-        .collect();
-    Ok(PublicKeySet {
+    Ok(PublicKeyParts {
         params,
-        id: header.key_id,
+        key_id: header.key_id,
         public,
         relin,
-        galois,
+        galois: galois_parts,
         rotations,
     })
+}
+
+impl PublicKeyParts {
+    /// Expands every `a` half from its seed.
+    fn expand(self) -> PublicKeySet {
+        let Self {
+            params,
+            key_id,
+            public,
+            relin,
+            galois,
+            rotations,
+        } = self;
+        let public = PublicKey {
+            pair: SeededPair::from_seed(&params, public.0, public.1),
+        };
+        let relin = relin.map(|parts| SwitchingKey {
+            digits: expand(&params, parts),
+        });
+        let galois: BTreeMap<u64, SwitchingKey> = galois
+            .into_iter()
+            .map(|(g, parts)| {
+                (
+                    g,
+                    SwitchingKey {
+                        digits: expand(&params, parts),
+                    },
+                )
+            })
+            .collect();
+        PublicKeySet {
+            params,
+            id: key_id,
+            public,
+            relin,
+            galois,
+            rotations,
+        }
+    }
 }
 
 /// Decodes ciphertexts from [`ciphertexts_to_bytes`] output, for the
@@ -1102,7 +1138,12 @@ pub fn save_public_keys(path: &Path, keys: &PublicKeySet) -> Result<(), FileErro
 /// As [`public_keys_from_bytes`], wrapped in [`FileError::At`] with the
 /// path, or [`FileError::Io`].
 pub fn load_public_keys(path: &Path) -> Result<PublicKeySet, FileError> {
-    public_keys_from_bytes(&read_file(path)?).map_err(|e| e.at(path))
+    let bytes = read_file(path)?;
+    let parts = parse_public_keys(&bytes).map_err(|e| e.at(path))?;
+    // The file's bytes go before the `a` halves are expanded: the peak is
+    // the expanded set, not the set plus its file.
+    drop(bytes);
+    Ok(parts.expand())
 }
 
 /// Writes ciphertexts made under `params` to `path` atomically (via

@@ -118,6 +118,13 @@ fn key_memory_bytes(params: &Params, levels: &KeyLevels) -> usize {
     levels.relin.map_or(0, key) + levels.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
 }
 
+/// An upper bound on `infer`'s peak memory: the key file (read whole, then
+/// freed, but kept by the allocator for reuse), the expanded keys and the
+/// widest step.
+fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels) -> usize {
+    public_keys_file_bytes(params, levels) + key_memory_bytes(params, levels) + plan.working_memory_bytes(params.n())
+}
+
 /// The JSON report of a plan: budget, keys, sizes, per-layer costs.
 pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
     let levels = plan.key_levels();
@@ -136,10 +143,7 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "public_key_bytes": public_keys_file_bytes(params, &levels),
         "evaluation_key_memory_bytes": key_memory_bytes(params, &levels),
         "working_memory_bytes": plan.working_memory_bytes(params.n()),
-        // The server reads the key file whole, then expands it.
-        "peak_memory_estimate_bytes": key_memory_bytes(params, &levels)
-            + public_keys_file_bytes(params, &levels)
-            + plan.working_memory_bytes(params.n()),
+        "peak_memory_estimate_bytes": server_peak_bytes(params, plan, &levels),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
         "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
         "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
