@@ -24,4 +24,4 @@ pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tenso
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
 pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS};
-pub use pool::{BlockSum, Broadcast};
+pub use pool::{Direction, RotationSum};

@@ -5,7 +5,7 @@
 use super::activation::{bring_to, PolyActivation};
 use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
-use super::pool::{BlockSum, Broadcast};
+use super::pool::RotationSum;
 use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
 use crate::nn::model::Layer;
@@ -97,7 +97,7 @@ enum Step {
         act: PolyActivation,
         layout: SlotLayout,
     },
-    Pool(BlockSum),
+    Pool(RotationSum),
     /// `x * factor` on every slot, exact (a scalar), one level.
     Scale {
         name: String,
@@ -112,7 +112,7 @@ enum Step {
     Se {
         name: String,
         gate: Vec<Step>,
-        broadcast: Broadcast,
+        broadcast: RotationSum,
     },
 }
 
@@ -139,7 +139,7 @@ impl Step {
             Step::Pool(p) => p.output(),
             Step::Scale { layout, .. } => *layout,
             Step::Residual { output, .. } => *output,
-            Step::Se { broadcast, .. } => broadcast.target(),
+            Step::Se { broadcast, .. } => broadcast.output(),
         }
     }
 
@@ -189,7 +189,7 @@ impl Step {
                 kept + inner
             }
             Step::Se { gate, broadcast, .. } => {
-                2 * tensor(&broadcast.target(), level_in) + working_all(gate, level_in, n)
+                2 * tensor(&broadcast.output(), level_in) + working_all(gate, level_in, n)
             }
         }
     }
@@ -227,7 +227,7 @@ impl Step {
                     name: format!("{name}.broadcast"),
                     level_in: gate_out,
                     level_out: gate_out - 1,
-                    key_switches: broadcast.key_switches() + broadcast.target().cts(),
+                    key_switches: broadcast.key_switches() + broadcast.output().cts(),
                 });
                 gate_out - 1
             }
@@ -577,7 +577,7 @@ fn lower(
             }
             Layer::GlobalAvgPool => {
                 let (c, positions) = (layout.channels, layout.height * layout.width);
-                let sum = BlockSum::new(layout);
+                let sum = RotationSum::gather(layout);
                 let mean = HeConv::new(
                     "global_avg_pool",
                     depthwise(c, 1, 1),
@@ -613,7 +613,7 @@ fn lower(
                 steps.push(Step::Se {
                     name: name.clone(),
                     gate,
-                    broadcast: Broadcast::new(layout),
+                    broadcast: RotationSum::spread(layout),
                 });
             }
             Layer::BatchNorm(bn) => {
@@ -682,8 +682,8 @@ fn lower_linear(
                 layout,
             });
         }
-        let sum = (positions > 1).then(|| BlockSum::new(layout));
-        let input = sum.as_ref().map_or(layout, BlockSum::output);
+        let sum = (positions > 1).then(|| RotationSum::gather(layout));
+        let input = sum.as_ref().map_or(layout, RotationSum::output);
         steps.extend(sum.map(Step::Pool));
         let gain = if mean_first { positions as f64 } else { 1.0 };
         let values = (0..out)

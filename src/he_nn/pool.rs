@@ -34,69 +34,56 @@ fn rotate_sum<B: EvalBackend>(backend: &B, x: &B::Ct, steps: &[i64]) -> Result<B
     Ok(acc)
 }
 
-/// Sums each channel of `input` into offset 0 of its block. The result is
-/// read as `input.pooled(C)`; its other slots hold partial sums, which the
-/// next layer (a 1x1 convolution) masks out.
+/// Which way a [`RotationSum`] moves values inside each channel block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Every value of a channel summed into offset 0 of its block (global
+    /// pooling). The result is read as the layout's pooled form; its other
+    /// slots hold partial sums, which the next layer (a 1x1 convolution)
+    /// masks out.
+    Gather,
+    /// The value at offset 0 of each block copied onto every data position
+    /// (and beyond, inside the block: only a product with a tensor in the
+    /// layout may use the result). The input must be zero elsewhere.
+    Spread,
+}
+
+/// Rotation sums inside the channel blocks of `layout`, one way or the other.
+///
+/// Invariant: `steps` are [`lattice_steps`] of `layout`, negated for
+/// [`Direction::Spread`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockSum {
-    input: SlotLayout,
+pub struct RotationSum {
+    layout: SlotLayout,
+    direction: Direction,
     steps: Vec<i64>,
 }
 
-impl BlockSum {
-    /// The sum over the channels of `input`.
-    pub fn new(input: SlotLayout) -> Self {
+impl RotationSum {
+    /// The sum of each channel of `input` into offset 0 of its block.
+    pub fn gather(input: SlotLayout) -> Self {
         Self {
             steps: lattice_steps(&input),
-            input,
+            layout: input,
+            direction: Direction::Gather,
         }
     }
 
-    /// The layout read by the next layer.
-    pub fn output(&self) -> SlotLayout {
-        self.input.pooled(self.input.channels)
-    }
-
-    /// Rotations used (Galois keys).
-    pub fn rotations(&self) -> Vec<i64> {
-        self.steps.clone()
-    }
-
-    /// Key switches one evaluation costs.
-    pub fn key_switches(&self) -> usize {
-        self.steps.len() * self.input.cts()
-    }
-
-    /// The channel sums (same level and scale as the input).
-    ///
-    /// # Errors
-    /// Missing rotation keys.
-    pub fn apply<B: EvalBackend>(&self, backend: &B, input: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
-        input.iter().map(|x| rotate_sum(backend, x, &self.steps)).collect()
-    }
-}
-
-/// Copies the value at offset 0 of each block onto every data position of
-/// `target` (and beyond, inside the block: only a product with a tensor in
-/// `target`'s layout may use the result).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Broadcast {
-    target: SlotLayout,
-    steps: Vec<i64>,
-}
-
-impl Broadcast {
-    /// The broadcast onto the positions of `target`.
-    pub fn new(target: SlotLayout) -> Self {
+    /// The copy of each block's offset-0 value onto the positions of `target`.
+    pub fn spread(target: SlotLayout) -> Self {
         Self {
             steps: lattice_steps(&target).into_iter().map(|s| -s).collect(),
-            target,
+            layout: target,
+            direction: Direction::Spread,
         }
     }
 
-    /// The layout the values are copied onto.
-    pub fn target(&self) -> SlotLayout {
-        self.target
+    /// The layout of the result: pooled for a gather, the target for a spread.
+    pub fn output(&self) -> SlotLayout {
+        match self.direction {
+            Direction::Gather => self.layout.pooled(self.layout.channels),
+            Direction::Spread => self.layout,
+        }
     }
 
     /// Rotations used (Galois keys).
@@ -106,11 +93,10 @@ impl Broadcast {
 
     /// Key switches one evaluation costs.
     pub fn key_switches(&self) -> usize {
-        self.steps.len() * self.target.cts()
+        self.steps.len() * self.layout.cts()
     }
 
-    /// The broadcast values (same level and scale as the input, which must
-    /// be zero everywhere but offset 0 of each block).
+    /// The sums (same level and scale as the input).
     ///
     /// # Errors
     /// Missing rotation keys.
