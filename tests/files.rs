@@ -204,6 +204,11 @@ fn keys_at_lower_levels_are_smaller_and_refuse_higher_ciphertexts() {
     };
     let keys = PublicKeySet::generate_at(&f.sk, &levels);
     assert_eq!(keys.levels(), levels);
+    assert_eq!(
+        keys.memory_bytes(),
+        levels.memory_bytes(&f.params),
+        "the size predicted before generation"
+    );
     let top = PublicKeySet::generate_at(&f.sk, &KeyLevels::top(&f.params, &[1, -3]));
     assert!(
         keys.memory_bytes() * 2 < top.memory_bytes(),

@@ -182,6 +182,17 @@ pub struct KeyLevels {
 }
 
 impl KeyLevels {
+    /// Bytes these keys take in memory once generated or loaded (both
+    /// halves of every digit), before any is made.
+    pub fn memory_bytes(&self, params: &Params) -> usize {
+        let key = |level: usize| {
+            let level = level.min(params.max_level());
+            let limbs = level + 1 + params.ring().p_count();
+            params.digits(level).len() * 2 * limbs * params.n() * 4
+        };
+        self.relin.map_or(0, key) + self.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
+    }
+
     /// Every key at the top level of `params`.
     pub fn top(params: &Params, rotations: &[i64]) -> Self {
         Self {

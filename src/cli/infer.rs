@@ -109,26 +109,19 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Bytes the evaluation keys of `levels` take once loaded (both halves).
-fn key_memory_bytes(params: &Params, levels: &KeyLevels) -> usize {
-    let key = |level: usize| {
-        let level = level.min(params.max_level());
-        params.digits(level).len() * 2 * (level + 1 + params.primes_p().len()) * params.n() * 4
-    };
-    levels.relin.map_or(0, key) + levels.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
-}
-
 /// An upper bound on `infer`'s peak memory: the key file (read whole, then
 /// freed, but kept by the allocator for reuse), the expanded keys and the
 /// widest step.
 fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels) -> usize {
-    public_keys_file_bytes(params, levels) + key_memory_bytes(params, levels) + plan.working_memory_bytes(params.n())
+    public_keys_file_bytes(params, levels) + levels.memory_bytes(params) + plan.working_memory_bytes(params.n())
 }
 
 /// The JSON report of a plan: budget, keys, sizes, per-layer costs.
 pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
     let levels = plan.key_levels();
-    let rotations = plan.rotations();
+    let rotations: Vec<i64> = levels.rotations.iter().map(|&(r, _)| r).collect();
+    let layers = plan.layers(plan.start_level());
+    let products: usize = layers.iter().map(|r| r.plaintext_products).sum();
     json!({
         "preset": params.name(),
         "slots": params.slots(),
@@ -141,13 +134,14 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "batch": plan.batch(),
         "key_switches_per_image": plan.key_switches() as f64 / plan.batch() as f64,
         "public_key_bytes": public_keys_file_bytes(params, &levels),
-        "evaluation_key_memory_bytes": key_memory_bytes(params, &levels),
+        "plaintext_products": products,
+        "evaluation_key_memory_bytes": levels.memory_bytes(params),
         "working_memory_bytes": plan.working_memory_bytes(params.n()),
         "peak_memory_estimate_bytes": server_peak_bytes(params, plan, &levels),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
         "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
         "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
-        "layers": plan.layers(plan.start_level()),
+        "layers": layers,
     })
 }
 

@@ -121,15 +121,7 @@ impl PolyActivation {
 
 /// `ct + values` where `values` is a slot vector (encoded at the
 /// ciphertext's level and scale); nothing to do for an all-zero vector.
-///
-/// # Errors
-/// Encoding errors (non-finite or too large values).
-pub fn add_on_slots<B: EvalBackend>(
-    backend: &B,
-    params: &Params,
-    ct: &B::Ct,
-    values: &[f64],
-) -> Result<B::Ct, B::Error> {
+fn add_on_slots<B: EvalBackend>(backend: &B, params: &Params, ct: &B::Ct, values: &[f64]) -> Result<B::Ct, B::Error> {
     if values.iter().all(|&v| v == 0.0) {
         return backend.drop_level(ct, backend.level(ct));
     }

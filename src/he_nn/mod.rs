@@ -19,7 +19,7 @@ pub mod layout;
 pub mod plan;
 pub mod pool;
 
-pub use activation::{add_on_slots, bring_to, PolyActivation};
+pub use activation::{bring_to, PolyActivation};
 pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tensor};
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};

@@ -69,7 +69,7 @@ pub fn plan_for(
     batch: usize,
 ) -> Result<(std::sync::Arc<Params>, Plan), PlanError> {
     let names: Vec<&str> = preset.map_or(AUTO_PRESETS.to_vec(), |p| vec![p]);
-    let mut last = None;
+    let mut refusal = None;
     for (i, name) in names.iter().enumerate() {
         let params = Params::preset(name)?;
         let plan = match Plan::batched(model, params.slots(), batch) {
@@ -80,13 +80,14 @@ pub fn plan_for(
         if plan.levels() <= available {
             return Ok((params, plan));
         }
-        last = Some(PlanError::TooDeep {
+        refusal = Some(PlanError::TooDeep {
             needed: plan.levels(),
             available,
             preset: name.to_string(),
         });
     }
-    Err(last.unwrap_or(PlanError::NotFolded))
+    // Every name was tried: the last one's refusal (the largest preset).
+    Err(refusal.unwrap_or_else(|| unsupported("model", "no preset to plan for")))
 }
 
 /// One encrypted step of a plan.
@@ -128,6 +129,21 @@ pub struct LayerReport {
     pub level_out: usize,
     /// Key switches (rotations and relinearizations).
     pub key_switches: usize,
+    /// Plaintext products (an upper bound: all-zero diagonals are skipped),
+    /// each preceded by encoding its plaintext.
+    pub plaintext_products: usize,
+}
+
+impl LayerReport {
+    fn new(name: &str, level_in: usize, level_out: usize, key_switches: usize, plaintext_products: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            level_in,
+            level_out,
+            key_switches,
+            plaintext_products,
+        }
+    }
 }
 
 impl Step {
@@ -195,40 +211,38 @@ impl Step {
     }
 
     fn report(&self, level_in: usize, rows: &mut Vec<LayerReport>) -> usize {
-        let mut row = |name: &str, level_out: usize, key_switches: usize| {
-            rows.push(LayerReport {
-                name: name.to_string(),
-                level_in,
-                level_out,
-                key_switches,
-            });
+        let mut row = |name: &str, level_out: usize, key_switches: usize, products: usize| {
+            rows.push(LayerReport::new(name, level_in, level_out, key_switches, products));
             level_out
         };
         match self {
-            Step::Conv(c) => row(c.name(), level_in - 1, c.key_switches()),
-            Step::Act { act, layout } => row(act.name(), level_in - act.levels(), act.key_switches() * layout.cts()),
-            Step::Pool(p) => row("pool", level_in, p.key_switches()),
-            Step::Scale { name, .. } => row(name, level_in - 1, 0),
+            Step::Conv(c) => row(c.name(), level_in - 1, c.key_switches(), c.plaintext_products()),
+            Step::Act { act, layout } => row(
+                act.name(),
+                level_in - act.levels(),
+                act.key_switches() * layout.cts(),
+                0,
+            ),
+            Step::Pool(p) => row("pool", level_in, p.key_switches(), 0),
+            Step::Scale { name, .. } => row(name, level_in - 1, 0, 0),
             Step::Residual { body, shortcut, .. } => {
                 let out = level_in - self.levels();
                 report_all(body, level_in, rows);
                 report_all(shortcut, out + levels(shortcut), rows);
-                rows.push(LayerReport {
-                    name: "+".into(),
-                    level_in: out,
-                    level_out: out,
-                    key_switches: 0,
-                });
+                rows.push(LayerReport::new("+", out, out, 0, 0));
                 out
             }
             Step::Se { name, gate, broadcast } => {
                 let gate_out = report_all(gate, level_in, rows);
-                rows.push(LayerReport {
-                    name: format!("{name}.broadcast"),
-                    level_in: gate_out,
-                    level_out: gate_out - 1,
-                    key_switches: broadcast.key_switches() + broadcast.output().cts(),
-                });
+                // The broadcast's rotations and one relinearization per ciphertext.
+                let key_switches = broadcast.key_switches() + broadcast.output().cts();
+                rows.push(LayerReport::new(
+                    &format!("{name}.broadcast"),
+                    gate_out,
+                    gate_out - 1,
+                    key_switches,
+                    0,
+                ));
                 gate_out - 1
             }
         }
@@ -475,15 +489,7 @@ impl Plan {
         params: &Params,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
-        if input.len() != self.input.cts() {
-            return Err(CkksError::Shape {
-                what: "encrypted input",
-                expected: self.input.cts(),
-                found: input.len(),
-            }
-            .into());
-        }
-        execute_all(&self.steps, backend, params, input)
+        self.execute_traced(backend, params, input, &mut |_, _, _| Ok(()))
     }
 
     /// [`Self::execute`], calling `trace` after each top-level step with
@@ -499,10 +505,24 @@ impl Plan {
         input: &[B::Ct],
         trace: &mut StepTrace<'_, B>,
     ) -> Result<Vec<B::Ct>, B::Error> {
-        let mut x = execute_all(&[], backend, params, input)?;
-        for (i, step) in self.steps.iter().enumerate() {
+        if input.len() != self.input.cts() {
+            return Err(CkksError::Shape {
+                what: "encrypted input",
+                expected: self.input.cts(),
+                found: input.len(),
+            }
+            .into());
+        }
+        let (first, rest) = self.steps.split_first().ok_or(CkksError::Shape {
+            what: "plan steps",
+            expected: 1,
+            found: 0,
+        })?;
+        let mut x = first.execute(backend, params, input)?;
+        trace(0, &first.output(), &x)?;
+        for (i, step) in rest.iter().enumerate() {
             x = step.execute(backend, params, &x)?;
-            trace(i, &step.output(), &x)?;
+            trace(i + 1, &step.output(), &x)?;
         }
         Ok(x)
     }
@@ -576,17 +596,14 @@ fn lower(
                 steps.push(Step::Conv(he));
             }
             Layer::GlobalAvgPool => {
-                let (c, positions) = (layout.channels, layout.height * layout.width);
-                let sum = RotationSum::gather(layout);
-                let mean = HeConv::new(
-                    "global_avg_pool",
-                    depthwise(c, 1, 1),
-                    vec![1.0 / positions as f64; c],
-                    None,
-                    sum.output(),
-                )?;
-                layout = mean.output();
-                steps.extend([Step::Pool(sum), Step::Conv(mean)]);
+                let (pooled, factor) = pool_channels("global_avg_pool", layout, context, &mut steps);
+                layout = pooled;
+                if factor != 1.0 {
+                    let c = layout.channels;
+                    let mean = HeConv::new("global_avg_pool", depthwise(c, 1, 1), vec![factor; c], None, layout)?;
+                    layout = mean.output();
+                    steps.push(Step::Conv(mean));
+                }
             }
             Layer::Linear(linear) => layout = lower_linear(linear, layout, context, &mut steps)?,
             Layer::Residual { body, shortcut } => {
@@ -627,6 +644,38 @@ fn lower(
     Ok((steps, layout))
 }
 
+/// Steps that leave each channel's pooled value at offset 0 of its block;
+/// returns the pooled layout and the factor the next layer must still apply
+/// to turn that value into the mean (1 for a 1x1 map).
+///
+/// On the network's path the mean is taken first, by the exact scalar
+/// `1/(H*W)` (one level), and then summed: summing first makes values `H*W`
+/// times larger, and their product with a plaintext holding small weights
+/// `w/(H*W)` loses that factor of precision to the plaintext's rounding
+/// (measured: ResNet20 logits off by 2e-3 at f=4, 9e-2 at f=2). An SE gate
+/// sums only and leaves `1/(H*W)` to its next layer: its depth budget has no
+/// spare level (see docs/precision.md).
+fn pool_channels(name: &str, layout: SlotLayout, context: Context, steps: &mut Vec<Step>) -> (SlotLayout, f64) {
+    let positions = layout.height * layout.width;
+    if positions == 1 {
+        return (layout, 1.0);
+    }
+    let factor = if context.gate {
+        1.0 / positions as f64
+    } else {
+        steps.push(Step::Scale {
+            name: format!("{name}.mean"),
+            factor: 1.0 / positions as f64,
+            layout,
+        });
+        1.0
+    };
+    let sum = RotationSum::gather(layout);
+    let pooled = sum.output();
+    steps.push(Step::Pool(sum));
+    (pooled, factor)
+}
+
 /// A `channels -> channels` depthwise geometry with no padding.
 fn depthwise(channels: usize, kernel: usize, stride: usize) -> ConvGeometry {
     ConvGeometry {
@@ -645,13 +694,7 @@ fn depthwise(channels: usize, kernel: usize, stride: usize) -> ConvGeometry {
 ///   and a 1x1 convolution;
 /// - otherwise, on a square tensor: a convolution whose kernel is the image.
 ///
-/// On the network's path, a pooled linear layer first divides by the
-/// position count with an exact scalar (one level) and then sums: summing
-/// first makes values `H*W` times larger, and their product with the small
-/// weights `w/(H*W)` loses that factor of precision to the plaintext's
-/// rounding (measured: ResNet20 logits off by 2e-3 at f=4, 9e-2 at f=2). An
-/// SE gate keeps the one-level-cheaper sum (its depth budget is tight; see
-/// docs/precision.md).
+/// Pooling as [`pool_channels`] takes it.
 fn lower_linear(
     linear: &Linear<f64>,
     layout: SlotLayout,
@@ -674,18 +717,9 @@ fn lower_linear(
         (0..c).all(|ci| (1..positions).all(|p| weight[[k, ci * positions + p]] == weight[[k, ci * positions]]))
     });
     let (input, geometry, values) = if positions == 1 || uniform {
-        let mean_first = positions > 1 && !context.gate;
-        if mean_first {
-            steps.push(Step::Scale {
-                name: format!("{}.mean", linear.name()),
-                factor: 1.0 / positions as f64,
-                layout,
-            });
-        }
-        let sum = (positions > 1).then(|| RotationSum::gather(layout));
-        let input = sum.as_ref().map_or(layout, RotationSum::output);
-        steps.extend(sum.map(Step::Pool));
-        let gain = if mean_first { positions as f64 } else { 1.0 };
+        let (input, factor) = pool_channels(linear.name(), layout, context, steps);
+        // The folded weight is w/(H*W); the pooled value needs w * factor.
+        let gain = positions as f64 * factor;
         let values = (0..out)
             .flat_map(|k| (0..c).map(move |ci| weight[[k, ci * positions]] * gain))
             .collect();

@@ -26,10 +26,14 @@ fn lattice_steps(layout: &SlotLayout) -> Vec<i64> {
 
 /// `x + rot(x, s)` for each step in turn.
 fn rotate_sum<B: EvalBackend>(backend: &B, x: &B::Ct, steps: &[i64]) -> Result<B::Ct, B::Error> {
-    let mut acc = backend.drop_level(x, backend.level(x))?;
-    for &s in steps {
-        let rotated = backend.rotate_hoisted(&acc, &[s])?.remove(0);
-        acc = backend.add(&acc, &rotated)?;
+    let step = |acc: &B::Ct, s: i64| backend.add(acc, &backend.rotate_hoisted(acc, &[s])?.remove(0));
+    let Some((&first, rest)) = steps.split_first() else {
+        // A 1x1 map: nothing to add (a copy, as every step returns its own).
+        return backend.drop_level(x, backend.level(x));
+    };
+    let mut acc = step(x, first)?;
+    for &s in rest {
+        acc = step(&acc, s)?;
     }
     Ok(acc)
 }
