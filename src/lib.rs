@@ -17,6 +17,7 @@ pub mod he_nn;
 pub mod math;
 pub mod nn;
 pub mod ring;
+pub mod vqgan;
 
 /// Large polynomial buffers are allocated and freed constantly; glibc's malloc
 /// returns each one to the kernel (mmap threshold), which then zeroes fresh
