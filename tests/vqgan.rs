@@ -211,3 +211,64 @@ fn attention_in_query_blocks_equals_the_whole_softmax() {
     let e = relative_error(&got, &want);
     assert!(e < 1e-5, "relative error {e:e}");
 }
+
+mod common;
+
+#[test]
+fn encode_and_decode_commands_write_the_latents_and_psnr() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("f4.safetensors").display().to_string();
+    let input = fixture("f4.input.npy").display().to_string();
+    let z = dir.path().join("z.npy").display().to_string();
+    let out = common::json(&common::latent_he(&[
+        "encode",
+        "--vqgan",
+        &weights,
+        "--input",
+        &input,
+        "--out",
+        &z,
+        "--backend",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(out["shape"], serde_json::json!([2, 3, 8, 8]));
+    let latent: ArrayD<f32> = read_npy(&z).unwrap();
+    let e = relative_error(&latent.into_dimensionality::<Ix4>().unwrap(), &array64("f4.latent.npy"));
+    assert!(e < 1e-5, "latent from the command: relative error {e:e}");
+
+    let recon_dir = dir.path().join("recon").display().to_string();
+    let out = common::json(&common::latent_he(&[
+        "decode",
+        "--vqgan",
+        &weights,
+        "--input",
+        &z,
+        "--out",
+        &recon_dir,
+        "--psnr-against",
+        &input,
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
+    let psnr = out["psnr_db"].as_array().unwrap();
+    assert_eq!(psnr.len(), 2);
+    // random weights reconstruct badly but finitely
+    assert!(psnr.iter().all(|p| p.as_f64().unwrap().is_finite()), "{out}");
+
+    let err = common::refused(&common::latent_he(&[
+        "encode",
+        "--vqgan",
+        &input,
+        "--input",
+        &input,
+        "--out",
+        &z,
+        "--backend",
+        "cpu",
+    ]));
+    assert!(err.contains("safetensors"), "{err}");
+}

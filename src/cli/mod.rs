@@ -12,6 +12,7 @@ mod model_args;
 mod params;
 mod predict;
 mod selftest;
+mod vqgan;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;
@@ -32,6 +33,9 @@ pub enum CliError {
     /// A GPU evaluator refusal or failure.
     #[error(transparent)]
     GpuEval(#[from] crate::ckks::gpu_eval::GpuEvalError),
+    /// A VQGAN file that cannot be read.
+    #[error(transparent)]
+    Vqgan(#[from] crate::vqgan::VqganError),
     /// A key or ciphertext file that cannot be used.
     #[error(transparent)]
     File(#[from] FileError),
@@ -105,6 +109,10 @@ enum Command {
     Infer(infer::InferArgs),
     /// Keygen, encrypt, infer, decrypt and the plaintext prediction side by side.
     Run(infer::RunArgs),
+    /// Compress images to latents with a VQGAN encoder (the client's first step).
+    Encode(vqgan::EncodeArgs),
+    /// Reconstruct images from latents with the VQGAN decoder, with PSNR against the originals.
+    Decode(vqgan::DecodeArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -123,6 +131,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => infer::plan(&args),
         Command::Infer(args) => infer::infer(&args),
         Command::Run(args) => infer::run(&args),
+        Command::Encode(args) => vqgan::encode(&args),
+        Command::Decode(args) => vqgan::decode(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
