@@ -1,8 +1,10 @@
 //! Plaintext data around the encrypted pipeline: a reader for numeric CSV
-//! tables with a header of column names ([`parse_csv_table`]) and the
+//! tables with a header of column names ([`parse_csv_table`]), the
 //! multi-label classification metrics ([`metrics`]) that score a classifier's
-//! decrypted outputs against ground-truth labels.
+//! decrypted outputs against ground-truth labels, and X-ray image files in
+//! and out with the VQGAN's preprocessing ([`image`]).
 
+pub mod image;
 pub mod metrics;
 
 use ndarray::Array2;

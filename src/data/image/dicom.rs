@@ -1,0 +1,351 @@
+//! DICOM Part 10 files to 8-bit grey images, parsed with dicom-object.
+//!
+//! Supported: monochrome images (`MONOCHROME1`, `MONOCHROME2`, one sample per
+//! pixel) with Bits Allocated 8 or 16, signed or unsigned (Pixel
+//! Representation), in the native little-endian transfer syntaxes (implicit
+//! and explicit VR) or 8-bit JPEG baseline / extended (1.2.840.10008.1.2.4.50
+//! and .51), whose frame is decoded with the same JPEG decoder as `.jpg`
+//! files (within 1 of libjpeg, unlike dicom-pixeldata's jpeg-decoder). Other
+//! transfer syntaxes (big endian, deflated, JPEG lossless, JPEG-LS, JPEG 2000,
+//! RLE, ...) are refused with [`ImageError::UnsupportedDicom`]. Of a
+//! multi-frame image only the first frame is read.
+//!
+//! Each stored value `v` (masked to Bits Stored, sign-extended when signed)
+//! becomes a modality value `m = slope * v + intercept` (Rescale Slope and
+//! Intercept, 1 and 0 when absent), then a level `y` in [0, 1]:
+//! - with a Window Center `c` and Width `w >= 1` (the first value of each when
+//!   multi-valued), the DICOM linear VOI function (PS3.3 C.11.2.1.2.1):
+//!   `y = 0` if `m <= c - 0.5 - (w - 1) / 2`, `y = 1` if
+//!   `m > c - 0.5 + (w - 1) / 2`, else `y = (m - (c - 0.5)) / (w - 1) + 0.5`;
+//! - otherwise min-max over the frame: `y = (m - min) / (max - min)`, 0
+//!   everywhere when the frame is constant.
+//!
+//! `MONOCHROME1` (minimum displayed white) is inverted: `y = 1 - y`. The 8-bit
+//! sample is `floor(255 * y + 0.5)`.
+
+use super::{ImageError, ImageFormat};
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use ndarray::Array3;
+use std::borrow::Cow;
+use std::path::Path;
+
+/// (7FE0,0010) Pixel Data.
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+/// (0028,0002) Samples per Pixel.
+const SAMPLES_PER_PIXEL: Tag = Tag(0x0028, 0x0002);
+/// (0028,0004) Photometric Interpretation.
+const PHOTOMETRIC: Tag = Tag(0x0028, 0x0004);
+/// (0028,0010) Rows.
+const ROWS: Tag = Tag(0x0028, 0x0010);
+/// (0028,0011) Columns.
+const COLUMNS: Tag = Tag(0x0028, 0x0011);
+/// (0028,0100) Bits Allocated.
+const BITS_ALLOCATED: Tag = Tag(0x0028, 0x0100);
+/// (0028,0101) Bits Stored.
+const BITS_STORED: Tag = Tag(0x0028, 0x0101);
+/// (0028,0103) Pixel Representation.
+const PIXEL_REPRESENTATION: Tag = Tag(0x0028, 0x0103);
+/// (0028,1050) Window Center.
+const WINDOW_CENTER: Tag = Tag(0x0028, 0x1050);
+/// (0028,1051) Window Width.
+const WINDOW_WIDTH: Tag = Tag(0x0028, 0x1051);
+/// (0028,1052) Rescale Intercept.
+const RESCALE_INTERCEPT: Tag = Tag(0x0028, 0x1052);
+/// (0028,1053) Rescale Slope.
+const RESCALE_SLOPE: Tag = Tag(0x0028, 0x1053);
+
+/// Implicit and explicit VR little endian: pixel data stored as is.
+const NATIVE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
+/// JPEG baseline (process 1) and extended (processes 2 and 4).
+const JPEG: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
+
+/// Largest frame decoded, in pixels (a guard against absurd Rows x Columns).
+const MAX_PIXELS: u64 = 1 << 28;
+
+/// A linear VOI window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    center: f64,
+    width: f64,
+}
+
+/// Decodes the first frame of a DICOM file's bytes (preamble included) to an
+/// H x W x 1 array; `path` names the file in errors.
+pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError> {
+    let unsupported = |reason: String| ImageError::UnsupportedDicom {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .from_reader(bytes)
+        .map_err(|e| ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let Some(pixel_data) = obj.get(PIXEL_DATA) else {
+        return Err(ImageError::NoPixelData {
+            path: path.to_path_buf(),
+        });
+    };
+    let (height, width) = check_geometry(&obj, path)?;
+    let photometric = text(&obj, PHOTOMETRIC).unwrap_or_default();
+    let samples = int(&obj, SAMPLES_PER_PIXEL).unwrap_or(1);
+    if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") || samples != 1 {
+        return Err(unsupported(format!(
+            "photometric interpretation `{photometric}` with {samples} samples per pixel \
+             (only MONOCHROME1/2 with 1 is read)"
+        )));
+    }
+    let ts = obj.meta().transfer_syntax();
+    let (frame, layout): (Cow<'_, [u8]>, SampleLayout) = if NATIVE.contains(&ts) {
+        let frame = pixel_data
+            .to_bytes()
+            .map_err(|e| unsupported(format!("Pixel Data: {e}")))?;
+        (frame, SampleLayout::of(&obj).map_err(unsupported)?)
+    } else if JPEG.contains(&ts) {
+        (
+            Cow::Owned(jpeg_frame(pixel_data.value().fragments(), path)?),
+            SampleLayout::BYTE,
+        )
+    } else {
+        return Err(unsupported(format!("transfer syntax {ts}")));
+    };
+    let (slope, intercept) = (
+        float(&obj, RESCALE_SLOPE).unwrap_or(1.0),
+        float(&obj, RESCALE_INTERCEPT).unwrap_or(0.0),
+    );
+    let modality: Vec<f64> = frame
+        .chunks_exact(layout.bytes)
+        .take(height * width)
+        .map(|s| slope * layout.value(s) + intercept)
+        .collect();
+    if modality.len() != height * width {
+        return Err(ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason: format!(
+                "pixel data holds {} samples, Rows x Columns is {}",
+                modality.len(),
+                height * width
+            ),
+        });
+    }
+    let window = float(&obj, WINDOW_CENTER)
+        .zip(float(&obj, WINDOW_WIDTH))
+        .map(|(center, width)| Window { center, width });
+    let levels = to_levels(&modality, window, photometric == "MONOCHROME1");
+    Ok(Array3::from_shape_vec((height, width, 1), levels).expect("height * width samples"))
+}
+
+/// The 8-bit grey samples of the first frame of a JPEG-encapsulated Pixel
+/// Data: the single fragment per frame, or all fragments of a single frame.
+fn jpeg_frame(fragments: Option<&[Vec<u8>]>, path: &Path) -> Result<Vec<u8>, ImageError> {
+    let fragments = fragments.unwrap_or_default();
+    let stream: Vec<u8> = match fragments {
+        [] => {
+            return Err(ImageError::Dicom {
+                path: path.to_path_buf(),
+                reason: "JPEG transfer syntax without encapsulated fragments".into(),
+            })
+        }
+        [first, rest @ ..] if rest.iter().all(|f| f.starts_with(&[0xFF, 0xD8])) => first.clone(),
+        all => all.concat(),
+    };
+    let decoded = super::decode_codec(&stream, ImageFormat::Jpeg, path)?;
+    if decoded.dim().2 != 1 {
+        return Err(ImageError::UnsupportedDicom {
+            path: path.to_path_buf(),
+            reason: "colour JPEG in a monochrome image".into(),
+        });
+    }
+    Ok(decoded.into_raw_vec_and_offset().0)
+}
+
+/// The first value of a numeric attribute, if present and readable.
+fn float(obj: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+    obj.get(tag)?.to_multi_float64().ok()?.first().copied()
+}
+
+/// An integer attribute, if present and readable.
+fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<u32> {
+    obj.get(tag)?.to_int::<u32>().ok()
+}
+
+/// A text attribute without padding, if present and readable.
+fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    Some(obj.get(tag)?.to_str().ok()?.trim().to_string())
+}
+
+/// Rows and Columns, both >= 1, with at most [`MAX_PIXELS`] pixels.
+fn check_geometry(obj: &DefaultDicomObject, path: &Path) -> Result<(usize, usize), ImageError> {
+    let unsupported = |reason: String| ImageError::UnsupportedDicom {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let read = |tag, name: &str| {
+        int(obj, tag)
+            .map(|v| v as usize)
+            .ok_or_else(|| unsupported(format!("no readable {name}")))
+    };
+    let (height, width) = (read(ROWS, "Rows")?, read(COLUMNS, "Columns")?);
+    if height == 0 || width == 0 {
+        return Err(ImageError::ZeroSized {
+            path: path.to_path_buf(),
+            height,
+            width,
+        });
+    }
+    if (height as u64) * (width as u64) > MAX_PIXELS {
+        return Err(unsupported(format!("{height} x {width} pixels (at most {MAX_PIXELS})")));
+    }
+    Ok((height, width))
+}
+
+/// How one stored sample is laid out in the decoded little-endian bytes.
+struct SampleLayout {
+    /// 1 or 2.
+    bytes: usize,
+    /// Significant low bits; the others are ignored (any value outside
+    /// 1..=8 * bytes means all bits).
+    bits_stored: u16,
+    /// Two's complement in `bits_stored` bits.
+    signed: bool,
+}
+
+impl SampleLayout {
+    /// What a JPEG frame decodes to: unsigned bytes.
+    const BYTE: Self = Self {
+        bytes: 1,
+        bits_stored: 8,
+        signed: false,
+    };
+
+    /// The layout native pixel data declares (Bits Allocated 8 or 16).
+    fn of(obj: &DefaultDicomObject) -> Result<Self, String> {
+        let bytes = match int(obj, BITS_ALLOCATED) {
+            Some(8) => 1,
+            Some(16) => 2,
+            other => return Err(format!("Bits Allocated {other:?} (only 8 and 16 are read)")),
+        };
+        Ok(Self {
+            bytes,
+            bits_stored: int(obj, BITS_STORED).unwrap_or(0) as u16,
+            signed: int(obj, PIXEL_REPRESENTATION) == Some(1),
+        })
+    }
+
+    /// The stored value of one sample (`bytes` long).
+    fn value(&self, sample: &[u8]) -> f64 {
+        let raw = sample.iter().rev().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
+        let all = 8 * self.bytes as u32;
+        let bits = match u32::from(self.bits_stored) {
+            b if (1..=all).contains(&b) => b,
+            _ => all,
+        };
+        let unused = 32 - bits;
+        if self.signed {
+            f64::from(((raw << unused) as i32) >> unused)
+        } else {
+            f64::from((raw << unused) >> unused)
+        }
+    }
+}
+
+/// Modality values to 8-bit levels: window (or min-max), inversion for
+/// MONOCHROME1, `floor(255 y + 0.5)`.
+fn to_levels(modality: &[f64], window: Option<Window>, invert: bool) -> Vec<u8> {
+    let level: Box<dyn Fn(f64) -> f64> = match window.filter(|w| w.width >= 1.0) {
+        Some(Window { center, width }) => Box::new(move |m| linear_window(m, center, width)),
+        None => {
+            let (lo, hi) = modality
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &m| {
+                    (lo.min(m), hi.max(m))
+                });
+            let span = hi - lo;
+            Box::new(move |m| if span > 0.0 { (m - lo) / span } else { 0.0 })
+        }
+    };
+    modality
+        .iter()
+        .map(|&m| {
+            let y = level(m);
+            let y = if invert { 1.0 - y } else { y };
+            (255.0 * y + 0.5).floor().clamp(0.0, 255.0) as u8
+        })
+        .collect()
+}
+
+/// The DICOM linear VOI function, to [0, 1]; `width >= 1`.
+fn linear_window(m: f64, center: f64, width: f64) -> f64 {
+    let half = (width - 1.0) / 2.0;
+    if m <= center - 0.5 - half {
+        0.0
+    } else if m > center - 0.5 + half {
+        1.0
+    } else {
+        (m - (center - 0.5)) / (width - 1.0) + 0.5
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_masked_and_sign_extended() {
+        let s12 = SampleLayout {
+            bytes: 2,
+            bits_stored: 12,
+            signed: true,
+        };
+        assert_eq!(s12.value(&[0xFF, 0xFF]), -1.0);
+        assert_eq!(s12.value(&[0xFF, 0x07]), 2047.0);
+        assert_eq!(s12.value(&[0x00, 0x08]), -2048.0);
+        let u12 = SampleLayout {
+            bytes: 2,
+            bits_stored: 12,
+            signed: false,
+        };
+        assert_eq!(u12.value(&[0xFF, 0xFF]), 4095.0);
+        let i8 = SampleLayout {
+            bytes: 1,
+            bits_stored: 8,
+            signed: true,
+        };
+        assert_eq!(i8.value(&[0x80]), -128.0);
+        let u16_any = SampleLayout {
+            bytes: 2,
+            bits_stored: 0,
+            signed: false,
+        };
+        assert_eq!(u16_any.value(&[0x34, 0x12]), 4660.0);
+    }
+
+    #[test]
+    fn window_follows_the_dicom_linear_function() {
+        let w = Some(Window {
+            center: 100.0,
+            width: 51.0,
+        });
+        // lo = 74.5, hi = 124.5
+        assert_eq!(
+            to_levels(&[74.5, 74.6, 99.5, 124.5, 124.6], w, false),
+            vec![0, 1, 128, 255, 255]
+        );
+        assert_eq!(to_levels(&[74.5, 124.6], w, true), vec![255, 0]);
+    }
+
+    #[test]
+    fn min_max_without_window_and_constant_frames() {
+        assert_eq!(to_levels(&[-10.0, 0.0, 10.0], None, false), vec![0, 128, 255]);
+        assert_eq!(to_levels(&[3.0, 3.0], None, false), vec![0, 0]);
+        assert_eq!(to_levels(&[3.0, 3.0], None, true), vec![255, 255]);
+        let too_narrow = Some(Window {
+            center: 0.0,
+            width: 0.5,
+        });
+        assert_eq!(to_levels(&[-10.0, 10.0], too_narrow, false), vec![0, 255]);
+    }
+}

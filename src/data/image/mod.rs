@@ -1,0 +1,361 @@
+//! Chest X-ray images in and out: decoding PNG, JPEG and DICOM files to an
+//! 8-bit grey or RGB [`Image8`] ([`read_image`], [`decode_image`]), the
+//! reference code's preprocessing to the VQGAN's input ([`preprocess`],
+//! [`preprocess_u8`]), the inverse for display ([`save_png`]) and the listing
+//! of a folder's image files ([`list_images`]).
+//!
+//! The format is recognised from the content (PNG signature, JPEG SOI marker,
+//! `DICM` at offset 128), never from the extension alone. Bit depths above 8
+//! are reduced the way OpenCV's `cv2.imread(path, cv2.IMREAD_COLOR)` does it:
+//! a 16-bit sample keeps its high byte (`v >> 8`, no rounding). Alpha channels
+//! are dropped (not composited), palettes are expanded.
+
+mod dicom;
+mod preprocess;
+
+pub use preprocess::{preprocess, preprocess_u8, PAPER_SIZE};
+
+use ::image::{DynamicImage, ImageFormat as CodecFormat, ImageReader};
+use ndarray::{Array3, ArrayView3, Axis};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why an image cannot be read, converted or written. Every variant names the
+/// file it is about.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    /// The file or folder cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file holds no bytes at all.
+    #[error("{path}: empty file")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The content is none of PNG, JPEG or DICOM (whatever the extension says).
+    #[error("{path}: not a PNG, JPEG or DICOM file")]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A PNG or JPEG file that its decoder rejects (truncated, corrupt, too large).
+    #[error("{path}: cannot decode {format:?}: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The format its content announced.
+        format: ImageFormat,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A DICOM file that cannot be parsed, or whose pixel data cannot be decoded.
+    #[error("{path}: cannot read DICOM: {reason}")]
+    Dicom {
+        /// The file.
+        path: PathBuf,
+        /// The parser's or decoder's message.
+        reason: String,
+    },
+    /// A DICOM data set without a Pixel Data element.
+    #[error("{path}: DICOM data set has no Pixel Data")]
+    NoPixelData {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A DICOM image this reader does not handle (colour, odd bit depths,
+    /// unsupported transfer syntax, invalid attributes).
+    #[error("{path}: unsupported DICOM image: {reason}")]
+    UnsupportedDicom {
+        /// The file.
+        path: PathBuf,
+        /// What is not supported.
+        reason: String,
+    },
+    /// An image with no pixel: zero rows or zero columns.
+    #[error("{path}: image has no pixel ({height}x{width})")]
+    ZeroSized {
+        /// The file.
+        path: PathBuf,
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+    },
+    /// An array that is not an image of the expected layout.
+    #[error("{path}: expected {expected}, got shape {shape:?}")]
+    Shape {
+        /// The file the array was meant for or came from.
+        path: PathBuf,
+        /// The layout expected.
+        expected: &'static str,
+        /// The shape received.
+        shape: Vec<usize>,
+    },
+    /// The PNG encoder failed.
+    #[error("{path}: cannot encode PNG: {reason}")]
+    Encode {
+        /// The file.
+        path: PathBuf,
+        /// The encoder's message.
+        reason: String,
+    },
+}
+
+/// A container format recognised from the first bytes of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Starts with the 8-byte PNG signature.
+    Png,
+    /// Starts with the JPEG start-of-image marker `FF D8 FF`.
+    Jpeg,
+    /// A DICOM Part 10 file: 128-byte preamble, then `DICM`.
+    Dicom,
+}
+
+impl ImageFormat {
+    /// The format announced by the first bytes of `bytes`, if any. Only the
+    /// magic bytes are looked at: a truncated file may still fail to decode.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+        if bytes.starts_with(PNG) {
+            Some(Self::Png)
+        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if bytes.get(128..132) == Some(b"DICM") {
+            Some(Self::Dicom)
+        } else {
+            None
+        }
+    }
+}
+
+/// An 8-bit image, grey or RGB.
+///
+/// Invariants: the pixel array is height x width x channels (row-major,
+/// channels interleaved) with height >= 1, width >= 1 and channels 1 (grey)
+/// or 3 (red, green, blue in that order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image8 {
+    pixels: Array3<u8>,
+}
+
+impl Image8 {
+    /// Wraps an H x W x C array.
+    ///
+    /// # Errors
+    /// [`ImageError::Shape`] (naming `path`) unless C is 1 or 3 and H, W >= 1.
+    pub fn new(pixels: Array3<u8>, path: &Path) -> Result<Self, ImageError> {
+        let (h, w, c) = pixels.dim();
+        if h == 0 || w == 0 || !(c == 1 || c == 3) {
+            return Err(ImageError::Shape {
+                path: path.to_path_buf(),
+                expected: "H x W x C with H, W >= 1 and C in {1, 3}",
+                shape: pixels.shape().to_vec(),
+            });
+        }
+        Ok(Self { pixels })
+    }
+
+    /// Rows (>= 1).
+    pub fn height(&self) -> usize {
+        self.pixels.dim().0
+    }
+
+    /// Columns (>= 1).
+    pub fn width(&self) -> usize {
+        self.pixels.dim().1
+    }
+
+    /// Whether the image has a single grey channel (else it is RGB).
+    pub fn is_grey(&self) -> bool {
+        self.pixels.dim().2 == 1
+    }
+
+    /// The H x W x C samples (C = 1 or 3).
+    pub fn pixels(&self) -> ArrayView3<'_, u8> {
+        self.pixels.view()
+    }
+}
+
+/// Reads and decodes the image file at `path` (see [`decode_image`]).
+///
+/// # Errors
+/// [`ImageError::Io`] if the file cannot be read, else those of [`decode_image`].
+pub fn read_image(path: &Path) -> Result<Image8, ImageError> {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_image(&bytes, path)
+}
+
+/// Decodes the bytes of a PNG, JPEG or DICOM file, recognised by content.
+/// `path` only names the file in errors.
+///
+/// PNG: 1 to 16 bits, grey, grey+alpha, RGB, RGBA or palette; JPEG: grey or
+/// colour; DICOM: monochrome, 8 or 16 bits, native little endian or 8-bit
+/// JPEG, first frame, windowed to 8 bits (details in `dicom.rs`). 16-bit
+/// samples keep their high byte, alpha is dropped: what `cv2.imread(path,
+/// cv2.IMREAD_COLOR)` returns, with RGB order instead of BGR.
+///
+/// # Errors
+/// [`ImageError::Empty`], [`ImageError::UnknownFormat`],
+/// [`ImageError::Decode`] for a PNG or JPEG its decoder rejects,
+/// [`ImageError::Dicom`], [`ImageError::NoPixelData`] and
+/// [`ImageError::UnsupportedDicom`] for DICOM, [`ImageError::ZeroSized`].
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Image8, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let image = match ImageFormat::sniff(bytes) {
+        Some(ImageFormat::Png) => decode_codec(bytes, ImageFormat::Png, path)?,
+        Some(ImageFormat::Jpeg) => decode_codec(bytes, ImageFormat::Jpeg, path)?,
+        Some(ImageFormat::Dicom) => dicom::decode(bytes, path)?,
+        None => {
+            return Err(ImageError::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+        }
+    };
+    let (height, width, _) = image.dim();
+    if height == 0 || width == 0 {
+        return Err(ImageError::ZeroSized {
+            path: path.to_path_buf(),
+            height,
+            width,
+        });
+    }
+    Image8::new(image, path)
+}
+
+/// Decodes a PNG or JPEG (also a JPEG frame inside a DICOM) to H x W x C
+/// samples, C = 1 or 3.
+fn decode_codec(bytes: &[u8], format: ImageFormat, path: &Path) -> Result<Array3<u8>, ImageError> {
+    let codec = match format {
+        ImageFormat::Jpeg => CodecFormat::Jpeg,
+        _ => CodecFormat::Png,
+    };
+    let decoded = ImageReader::with_format(Cursor::new(bytes), codec)
+        .decode()
+        .map_err(|e| ImageError::Decode {
+            path: path.to_path_buf(),
+            format,
+            reason: e.to_string(),
+        })?;
+    Ok(to_8bit(decoded))
+}
+
+/// The samples of a decoded image as 8-bit grey or RGB: alpha dropped, 16-bit
+/// and float samples reduced to their high byte (`v >> 8`, OpenCV's rule).
+fn to_8bit(image: DynamicImage) -> Array3<u8> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let high_byte = |v: u16| (v >> 8) as u8;
+    let (channels, samples): (usize, Vec<u8>) = match image {
+        DynamicImage::ImageLuma8(b) => (1, b.into_raw()),
+        DynamicImage::ImageLumaA8(b) => (1, b.into_raw().chunks(2).map(|p| p[0]).collect()),
+        DynamicImage::ImageRgb8(b) => (3, b.into_raw()),
+        DynamicImage::ImageLuma16(b) => (1, b.into_raw().into_iter().map(high_byte).collect()),
+        DynamicImage::ImageLumaA16(b) => (1, b.into_raw().chunks(2).map(|p| high_byte(p[0])).collect()),
+        DynamicImage::ImageRgb16(b) => (3, b.into_raw().into_iter().map(high_byte).collect()),
+        DynamicImage::ImageRgba16(b) => (3, drop_alpha(&b.into_raw()).map(high_byte).collect()),
+        other => (3, drop_alpha(&other.into_rgba8().into_raw()).collect()),
+    };
+    Array3::from_shape_vec((h, w, channels), samples).expect("decoder returns h * w * channels samples")
+}
+
+/// The R, G, B samples of interleaved RGBA samples.
+fn drop_alpha<T: Copy>(rgba: &[T]) -> impl Iterator<Item = T> + '_ {
+    rgba.chunks(4).flat_map(|p| p[..3].iter().copied())
+}
+
+/// Writes a 3 x H x W array of values in [-1, 1] (the output of
+/// [`preprocess`] or a decoder) as an 8-bit PNG: each value `x` becomes
+/// `round((x + 1) * 127.5)` clamped to 0..=255 (NaN becomes 0). The PNG is grey
+/// when the three quantised channels are equal everywhere, else RGB.
+///
+/// # Errors
+/// [`ImageError::Shape`] unless the array is 3 x H x W with H, W >= 1;
+/// [`ImageError::Encode`] or [`ImageError::Io`] if writing fails.
+pub fn save_png(chw: ArrayView3<'_, f32>, path: &Path) -> Result<(), ImageError> {
+    let (c, h, w) = chw.dim();
+    if c != 3 || h == 0 || w == 0 {
+        return Err(ImageError::Shape {
+            path: path.to_path_buf(),
+            expected: "3 x H x W with H, W >= 1",
+            shape: chw.shape().to_vec(),
+        });
+    }
+    let quantised = chw.mapv(|x| ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8);
+    let grey = quantised.index_axis(Axis(0), 0);
+    let is_grey = quantised.outer_iter().all(|channel| channel == grey);
+    let (samples, color) = if is_grey {
+        (grey.iter().copied().collect(), ::image::ExtendedColorType::L8)
+    } else {
+        let hwc = quantised.permuted_axes([1, 2, 0]);
+        (
+            hwc.iter().copied().collect::<Vec<u8>>(),
+            ::image::ExtendedColorType::Rgb8,
+        )
+    };
+    let encode_err = |e: ::image::ImageError| match e {
+        ::image::ImageError::IoError(source) => ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ImageError::Encode {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    };
+    ::image::save_buffer_with_format(path, &samples, w as u32, h as u32, color, CodecFormat::Png).map_err(encode_err)
+}
+
+/// The image files of folder `dir` (not of its subfolders), sorted by file
+/// name: regular files named `*.png`, `*.jpg`, `*.jpeg` or `*.dcm` (any case),
+/// and files without extension whose content starts with a DICOM preamble.
+/// Listing a file does not mean it decodes.
+///
+/// # Errors
+/// [`ImageError::Io`] if the folder, one of its entries, or the first bytes of
+/// an extensionless file cannot be read.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageError::Io { path, source }
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.is_file() && looks_like_image(&path).map_err(io_err(&path))? {
+            found.push(path);
+        }
+    }
+    found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(found)
+}
+
+/// Whether a regular file is listed by [`list_images`].
+fn looks_like_image(path: &Path) -> std::io::Result<bool> {
+    match path.extension() {
+        Some(ext) => {
+            let ext = ext.to_string_lossy().to_ascii_lowercase();
+            Ok(matches!(ext.as_str(), "png" | "jpg" | "jpeg" | "dcm"))
+        }
+        None => {
+            use std::io::Read;
+            let mut head = Vec::with_capacity(132);
+            std::fs::File::open(path)?.take(132).read_to_end(&mut head)?;
+            Ok(ImageFormat::sniff(&head) == Some(ImageFormat::Dicom))
+        }
+    }
+}

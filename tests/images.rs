@@ -1,0 +1,255 @@
+//! Image decoding and the VQGAN preprocessing against OpenCV, albumentations
+//! and pydicom (fixtures written by `tests/fixtures/images/make_fixtures.py`),
+//! plus the errors of broken files.
+
+use latent_he::data::image::{
+    decode_image, list_images, preprocess, preprocess_u8, read_image, save_png, Image8, ImageError, ImageFormat,
+    PAPER_SIZE,
+};
+use ndarray::{Array3, Axis};
+use ndarray_npy::read_npy;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+/// Synthetic cases: file and the preprocessing sizes with a reference.
+const CASES: &[(&str, &[usize])] = &[
+    ("grey_64x64.png", &[32]),
+    ("grey_300x437.png", &[64, 256]),
+    ("grey_1000x37.png", &[16]),
+    ("grey_13x20.png", &[32]),
+    ("rgb_64x93.png", &[32]),
+    ("grey16_90x70.png", &[32]),
+    ("rgba_40x30.png", &[16]),
+    ("greyalpha_40x30.png", &[16]),
+    ("palette_40x30.png", &[16]),
+    ("grey_60x80.jpg", &[32]),
+    ("rgb_60x80.jpg", &[32]),
+    ("mono1_48x40.dcm", &[32]),
+    ("signed_30x50", &[24]),
+];
+
+/// The real samples (256 x 256 references).
+const REAL: &[&str] = &["00000001_000.png", "00027426_000.png", "rsna-pneumonia-sample.dcm"];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/images")
+        .join(name)
+}
+
+fn npy_u8(path: PathBuf) -> Array3<u8> {
+    read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn size(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+/// `a` (C = 1 or 3 along `axis`) broadcast to 3 channels.
+fn three_channels(a: &Array3<u8>, axis: usize) -> Array3<u8> {
+    let views: Vec<_> = (0..3)
+        .map(|c| a.index_axis(Axis(axis), c % a.len_of(Axis(axis))))
+        .collect();
+    ndarray::stack(Axis(axis), &views).unwrap()
+}
+
+/// Largest and mean absolute difference of two equally shaped arrays.
+fn diff(a: &Array3<u8>, b: &Array3<u8>) -> (u8, f64) {
+    assert_eq!(a.shape(), b.shape());
+    let d: Vec<u8> = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).collect();
+    let mean = d.iter().map(|&v| f64::from(v)).sum::<f64>() / d.len() as f64;
+    (d.into_iter().max().unwrap(), mean)
+}
+
+/// Exact, or for a JPEG (our decoder's IDCT and colour conversion round
+/// differently from libjpeg-turbo's) off by at most 2 on a few samples.
+fn assert_close(got: &Array3<u8>, want: &Array3<u8>, jpeg: bool, what: &str) {
+    let (max, mean) = diff(got, want);
+    if jpeg {
+        assert!(max <= 2 && mean < 0.25, "{what}: differs by up to {max} (mean {mean})");
+    } else {
+        assert_eq!(max, 0, "{what}: differs by up to {max} (mean {mean})");
+    }
+}
+
+/// PNG and DICOM decode exactly as cv2 / pydicom; JPEG nearly.
+#[test]
+fn decoding_matches_the_reference_readers() {
+    for (name, _) in CASES {
+        let got = read_image(&fixture(name)).unwrap();
+        let want = npy_u8(fixture(&format!("{name}.decoded.npy")));
+        let got3 = three_channels(&got.pixels().to_owned(), 2);
+        assert_close(&got3, &three_channels(&want, 2), name.ends_with(".jpg"), name);
+        let grey = name.starts_with("grey") || name.ends_with(".dcm") || name.starts_with("signed");
+        assert_eq!(got.is_grey(), grey, "{name}");
+    }
+}
+
+/// SmallestMaxSize + CenterCrop exactly as albumentations with cv2 INTER_LINEAR,
+/// from the reference's decoded pixels (so JPEG decoders do not interfere),
+/// and from our own decoding where it is exact.
+#[test]
+fn preprocessing_matches_albumentations_bit_for_bit() {
+    for (name, sizes) in CASES {
+        let reference = npy_u8(fixture(&format!("{name}.decoded.npy")));
+        let from_reference = Image8::new(reference, Path::new(name)).unwrap();
+        let decoded = read_image(&fixture(name)).unwrap();
+        for &s in *sizes {
+            let want = three_channels(&npy_u8(fixture(&format!("{name}.s{s}.npy"))), 0);
+            assert_eq!(preprocess_u8(&from_reference, size(s)), want, "{name} at {s}");
+            if !name.ends_with(".jpg") {
+                assert_eq!(preprocess_u8(&decoded, size(s)), want, "{name} decoded by us, at {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn real_samples_preprocess_to_the_paper_input() {
+    for name in REAL {
+        let path = fixture(&format!("real/{name}"));
+        let image = read_image(&path).unwrap();
+        let x = preprocess(&image, PAPER_SIZE);
+        assert_eq!(x.shape(), &[3, 256, 256], "{name}");
+        assert!(x.iter().all(|v| (-1.0..=1.0).contains(v)), "{name}");
+        let (lo, hi) = x.iter().fold((1.0f32, -1.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        assert!(hi - lo > 0.5, "{name}: nearly constant ({lo}..{hi})");
+        let want = three_channels(&npy_u8(fixture(&format!("real/{name}.s256.npy"))), 0);
+        let got = preprocess_u8(&image, PAPER_SIZE);
+        // The DICOM is JPEG-compressed (pydicom decodes it with Pillow's libjpeg).
+        assert_close(&got, &want, name.ends_with(".dcm"), name);
+    }
+}
+
+#[test]
+fn scaling_to_minus_one_one_is_numpy_f64_then_f32() {
+    let ramp = Array3::from_shape_fn((16, 16, 1), |(y, x, _)| (16 * y + x) as u8);
+    let image = Image8::new(ramp, Path::new("ramp")).unwrap();
+    let u8s = preprocess_u8(&image, size(16));
+    let x = preprocess(&image, size(16));
+    for (a, b) in u8s.iter().zip(&x) {
+        assert_eq!(*b, (f64::from(*a) / 127.5 - 1.0) as f32);
+    }
+    assert_eq!(x[(0, 0, 0)], -1.0);
+    assert_eq!(x[(2, 15, 15)], 1.0);
+}
+
+#[test]
+fn save_png_inverts_the_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, grey) in [("real/00000001_000.png", true), ("rgb_64x93.png", false)] {
+        let image = read_image(&fixture(name)).unwrap();
+        let x = preprocess(&image, size(32));
+        let out = dir.path().join("out.png");
+        save_png(x.view(), &out).unwrap();
+        let back = read_image(&out).unwrap();
+        assert_eq!(back.is_grey(), grey, "{name}");
+        assert_eq!(
+            preprocess_u8(&back, size(32)),
+            preprocess_u8(&image, size(32)),
+            "{name}"
+        );
+    }
+    let bad = Array3::<f32>::zeros((1, 4, 4));
+    let err = save_png(bad.view(), &dir.path().join("bad.png")).unwrap_err();
+    assert!(matches!(err, ImageError::Shape { .. }), "{err}");
+}
+
+#[test]
+fn format_is_sniffed_from_content() {
+    for (name, format) in [
+        ("grey_64x64.png", ImageFormat::Png),
+        ("rgb_60x80.jpg", ImageFormat::Jpeg),
+        ("signed_30x50", ImageFormat::Dicom),
+    ] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        assert_eq!(ImageFormat::sniff(&bytes), Some(format), "{name}");
+    }
+    // A PNG named .jpg still decodes as a PNG.
+    let bytes = std::fs::read(fixture("grey_13x20.png")).unwrap();
+    let image = decode_image(&bytes, Path::new("misnamed.jpg")).unwrap();
+    assert_eq!((image.height(), image.width()), (13, 20));
+}
+
+/// Whether an error is of the expected variant.
+type Expected = fn(&ImageError) -> bool;
+
+#[test]
+fn broken_files_give_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = std::fs::read(fixture("grey_300x437.png")).unwrap();
+    let dcm = std::fs::read(fixture("mono1_48x40.dcm")).unwrap();
+    let jpg = std::fs::read(fixture("rgb_60x80.jpg")).unwrap();
+    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let cases: Vec<(&str, Vec<u8>, Expected)> = vec![
+        ("truncated.png", png[..png.len() / 2].to_vec(), |e| {
+            matches!(e, ImageError::Decode { .. })
+        }),
+        ("header-only.png", png[..40].to_vec(), |e| {
+            matches!(e, ImageError::Decode { .. })
+        }),
+        ("header-only.jpg", jpg[..20].to_vec(), |e| {
+            matches!(e, ImageError::Decode { .. })
+        }),
+        ("random.png", random, |e| matches!(e, ImageError::UnknownFormat { .. })),
+        ("empty.png", Vec::new(), |e| matches!(e, ImageError::Empty { .. })),
+        ("text.png", b"not an image\n".to_vec(), |e| {
+            matches!(e, ImageError::UnknownFormat { .. })
+        }),
+        ("nopixels.dcm", std::fs::read(fixture("nopixels.dcm")).unwrap(), |e| {
+            matches!(e, ImageError::NoPixelData { .. })
+        }),
+        ("truncated.dcm", dcm[..dcm.len() - 100].to_vec(), |e| {
+            matches!(e, ImageError::Dicom { .. })
+        }),
+        ("preamble-only.dcm", dcm[..200].to_vec(), |e| {
+            matches!(e, ImageError::Dicom { .. })
+        }),
+    ];
+    for (name, bytes, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_image(&path).unwrap_err();
+        assert!(expected(&err), "{name}: {err:?}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+    let missing = dir.path().join("missing.png");
+    assert!(matches!(read_image(&missing), Err(ImageError::Io { .. })));
+}
+
+/// Every prefix of every fixture fails cleanly or decodes (a JPEG cut after
+/// its headers decodes, grey-filled, as libjpeg does too): never a panic.
+#[test]
+fn no_prefix_of_a_fixture_panics() {
+    for (name, _) in CASES.iter().chain(&[("nopixels.dcm", &[][..])]) {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let step = (bytes.len() / 97).max(1);
+        for end in (0..bytes.len()).step_by(step) {
+            let _ = decode_image(&bytes[..end], Path::new(name));
+        }
+    }
+}
+
+#[test]
+fn list_images_finds_image_files_sorted() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &str, to: &str| std::fs::copy(fixture(from), dir.path().join(to)).unwrap();
+    copy("grey_13x20.png", "b.PNG");
+    copy("rgb_60x80.jpg", "a.jpeg");
+    copy("signed_30x50", "c");
+    copy("mono1_48x40.dcm", "d.dcm");
+    copy("grey_60x80.jpg", "e.jpg");
+    std::fs::write(dir.path().join("notes"), "text").unwrap();
+    std::fs::write(dir.path().join("f.txt"), "text").unwrap();
+    std::fs::create_dir(dir.path().join("sub.png")).unwrap();
+    let names: Vec<String> = list_images(dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.jpeg", "b.PNG", "c", "d.dcm", "e.jpg"]);
+    assert!(matches!(
+        list_images(&dir.path().join("none")),
+        Err(ImageError::Io { .. })
+    ));
+}
