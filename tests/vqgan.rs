@@ -272,3 +272,89 @@ fn encode_and_decode_commands_write_the_latents_and_psnr() {
     ]));
     assert!(err.contains("safetensors"), "{err}");
 }
+
+/// A small random VQGAN without level attention (fast on 256x256 images),
+/// written to `dir/vq.safetensors`.
+fn small_random_vqgan(dir: &std::path::Path) -> String {
+    let cfg = VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 1, 1, 1],
+        num_res_blocks: 1,
+        attn_resolutions: vec![],
+        embed_dim: 8,
+        n_embed: 16,
+        ..VqganConfig::preset("f8").unwrap()
+    };
+    let dict = latent_he::vqgan::random::random_state_dict(&cfg, rand::random()).unwrap();
+    let path = dir.join("vq.safetensors");
+    dict.write(&path, latent_he::nn::StoreDtype::F32).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn encode_reads_png_and_dicom_folders_and_decode_writes_pngs() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = small_random_vqgan(dir.path());
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/real");
+    let images = images.display().to_string();
+    let z = dir.path().join("z.npy").display().to_string();
+    let out = common::json(&common::latent_he(&[
+        "encode",
+        "--vqgan",
+        &weights,
+        "--input",
+        &images,
+        "--out",
+        &z,
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(out["shape"], serde_json::json!([3, 4, 32, 32]));
+    let names: Vec<&str> = out["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        names[0].ends_with("00000001_000.png") && names[2].ends_with("rsna-pneumonia-sample.dcm"),
+        "{names:?}"
+    );
+
+    let recon = dir.path().join("recon");
+    let out = common::json(&common::latent_he(&[
+        "decode",
+        "--vqgan",
+        &weights,
+        "--input",
+        &z,
+        "--out",
+        &recon.display().to_string(),
+        "--psnr-against",
+        &images,
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
+    assert_eq!(out["psnr_db"].as_array().unwrap().len(), 3);
+    let png = recon.join("rsna-pneumonia-sample.png");
+    let decoded = latent_he::data::image::read_image(&png).expect("reconstruction is a PNG");
+    assert_eq!((decoded.height(), decoded.width()), (256, 256));
+
+    // an undecodable file in the folder: an error naming it
+    std::fs::write(dir.path().join("broken.png"), b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    std::fs::copy(png, dir.path().join("good.png")).unwrap();
+    let err = common::refused(&common::latent_he(&[
+        "encode",
+        "--vqgan",
+        &weights,
+        "--input",
+        &dir.path().display().to_string(),
+        "--out",
+        &z,
+        "--backend",
+        "cpu",
+    ]));
+    assert!(err.contains("broken.png"), "{err}");
+}

@@ -4,6 +4,7 @@
 use super::backend::{Chosen, DeviceArgs};
 use super::crypt::read_latents;
 use super::{print_json, CliError};
+use crate::data::image::{list_images, preprocess, read_image, save_png, PAPER_SIZE};
 use crate::vqgan::cpu::CpuOps;
 use crate::vqgan::{Vqgan, VqganError};
 use clap::Args;
@@ -126,37 +127,105 @@ impl LoadedVqgan {
     }
 }
 
-/// Runs `f` over `x` in batches of `batch` images along axis 0 and stacks the
-/// results.
-fn batched(
-    x: Array4<f32>,
-    batch: usize,
-    mut f: impl FnMut(Array4<f32>) -> Result<Array4<f32>, VqganError>,
-) -> Result<Array4<f32>, VqganError> {
-    let n = x.len_of(Axis(0));
-    let mut parts = Vec::new();
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        parts.push(f(x.slice(s![start..end, .., .., ..]).to_owned())?);
-    }
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(Axis(0), &views).map_err(|e| VqganError::Input(e.to_string()))
+/// Preprocessed images to encode: a `.npy` array already in memory, or
+/// image files read a batch at a time (the paper's preprocessing, 256x256).
+pub enum ImageSource {
+    /// `Bx3xHxW` values in [-1, 1], named `path[i]`.
+    Array(Vec<String>, Array4<f32>),
+    /// Image files (PNG, JPEG, DICOM), in order.
+    Files(Vec<PathBuf>),
 }
 
-/// Preprocessed images from a `.npy` array (`3xHxW` or `Bx3xHxW`, values
-/// in [-1, 1]), named `path[i]`.
-fn read_preprocessed(path: &Path) -> Result<(Vec<String>, Array4<f32>), CliError> {
-    let x = read_latents(path)?.mapv(|v| v as f32);
-    if let Some(v) = x.iter().find(|v| v.abs() > 1.0 + 1e-6) {
-        return Err(CliError::Input {
+impl ImageSource {
+    /// A `.npy` file, a folder of images (sorted by name) or one image.
+    ///
+    /// # Errors
+    /// Unreadable paths, arrays of the wrong rank or outside [-1, 1], a
+    /// folder without images.
+    pub fn open(path: &Path) -> Result<Self, CliError> {
+        let input_err = |reason: String| CliError::Input {
             path: path.display().to_string(),
-            reason: format!("preprocessed images must lie in [-1, 1]; found {v}"),
-        });
+            reason,
+        };
+        if path.is_dir() {
+            let files = list_images(path).map_err(|e| input_err(e.to_string()))?;
+            if files.is_empty() {
+                return Err(input_err("no PNG, JPEG or DICOM files in this folder".into()));
+            }
+            return Ok(ImageSource::Files(files));
+        }
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            let x = read_latents(path)?.mapv(|v| v as f32);
+            if let Some(v) = x.iter().find(|v| v.abs() > 1.0 + 1e-6) {
+                return Err(input_err(format!("preprocessed images must lie in [-1, 1]; found {v}")));
+            }
+            let names = (0..x.len_of(Axis(0)))
+                .map(|i| format!("{}[{i}]", path.display()))
+                .collect();
+            return Ok(ImageSource::Array(names, x));
+        }
+        Ok(ImageSource::Files(vec![path.to_path_buf()]))
     }
-    let names = (0..x.len_of(Axis(0)))
-        .map(|i| format!("{}[{i}]", path.display()))
-        .collect();
-    Ok((names, x))
+
+    /// How many images.
+    #[allow(clippy::len_without_is_empty)] // never empty: `open` refuses an empty folder
+    pub fn len(&self) -> usize {
+        match self {
+            ImageSource::Array(names, _) => names.len(),
+            ImageSource::Files(files) => files.len(),
+        }
+    }
+
+    /// The names of images `range`.
+    pub fn names(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        match self {
+            ImageSource::Array(names, _) => names[range].to_vec(),
+            ImageSource::Files(files) => files[range].iter().map(|p| p.display().to_string()).collect(),
+        }
+    }
+
+    /// Images `range`, preprocessed, as one batch.
+    ///
+    /// # Errors
+    /// An image that does not decode (the error names the file).
+    pub fn batch(&self, range: std::ops::Range<usize>) -> Result<Array4<f32>, CliError> {
+        match self {
+            ImageSource::Array(_, x) => Ok(x.slice(s![range, .., .., ..]).to_owned()),
+            ImageSource::Files(files) => {
+                let images = files[range]
+                    .iter()
+                    .map(|path| {
+                        let image = read_image(path).map_err(|e| CliError::Input {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        })?;
+                        Ok(preprocess(&image, PAPER_SIZE))
+                    })
+                    .collect::<Result<Vec<_>, CliError>>()?;
+                let views: Vec<_> = images.iter().map(|x| x.view()).collect();
+                ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(format!("images of different sizes: {e}")))
+            }
+        }
+    }
+
+    /// Runs `f` over the images `batch` at a time and stacks the results.
+    ///
+    /// # Errors
+    /// Undecodable images; `f`'s errors, mapped by `on_error`.
+    pub fn map_batches(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(Array4<f32>) -> Result<Array4<f32>, VqganError>,
+        on_error: impl Fn(VqganError) -> CliError,
+    ) -> Result<Array4<f32>, CliError> {
+        let mut parts = Vec::new();
+        for start in (0..self.len()).step_by(batch) {
+            let end = (start + batch).min(self.len());
+            parts.push(f(self.batch(start..end)?).map_err(&on_error)?);
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))
+    }
 }
 
 /// Writes `x` as a float32 `.npy` file.
@@ -184,12 +253,16 @@ pub fn encode(args: &EncodeArgs) -> Result<(), CliError> {
     let t0 = Instant::now();
     let (vq, backend) = LoadedVqgan::load(&args.vqgan, args.preset.as_deref(), &args.device)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let (files, images) = read_preprocessed(&args.input)?;
+    let source = ImageSource::open(&args.input)?;
     let t1 = Instant::now();
-    let latents = batched(images, args.batch_size as usize, |x| vq.encode(x, args.quantized))
-        .map_err(input_error(&args.input))?;
+    let latents = source.map_batches(
+        args.batch_size as usize,
+        |x| vq.encode(x, args.quantized),
+        input_error(&args.input),
+    )?;
     let encode_s = t1.elapsed().as_secs_f64();
     write_npy(&args.out, &latents)?;
+    let files = source.names(0..source.len());
     let n = files.len();
     if args.json {
         print_json(&json!({
@@ -228,11 +301,21 @@ pub fn psnr(a: ndarray::ArrayView3<'_, f32>, b: ndarray::ArrayView3<'_, f32>) ->
 pub fn decode(args: &DecodeArgs) -> Result<(), CliError> {
     let (vq, backend) = LoadedVqgan::load(&args.vqgan, args.preset.as_deref(), &args.device)?;
     let latents = read_latents(&args.input)?.mapv(|v| v as f32);
+    let names = (0..latents.len_of(Axis(0))).map(|i| format!("latent {i}")).collect();
     let t0 = Instant::now();
-    let recon = batched(latents, args.batch_size as usize, |z| vq.decode(z, args.quantized))
-        .map_err(input_error(&args.input))?;
+    let recon = ImageSource::Array(names, latents).map_batches(
+        args.batch_size as usize,
+        |z| vq.decode(z, args.quantized),
+        input_error(&args.input),
+    )?;
     let decode_s = t0.elapsed().as_secs_f64();
-    let originals = args.psnr_against.as_deref().map(read_preprocessed).transpose()?;
+    let originals = match args.psnr_against.as_deref() {
+        Some(path) => {
+            let source = ImageSource::open(path)?;
+            Some((source.names(0..source.len()), source.batch(0..source.len())?))
+        }
+        None => None,
+    };
     if let Some((_, x)) = &originals {
         if x.shape() != recon.shape() {
             return Err(CliError::Input {
@@ -256,8 +339,20 @@ pub fn decode(args: &DecodeArgs) -> Result<(), CliError> {
     let mut files = Vec::new();
     let mut psnrs = Vec::new();
     for (i, image) in recon.axis_iter(Axis(0)).enumerate() {
-        let path = args.out.join(format!("recon_{i:04}.npy"));
-        write_npy(&path, &image.to_owned().insert_axis(Axis(0)))?;
+        let stem = originals
+            .as_ref()
+            .and_then(|(names, _)| {
+                Path::new(&names[i])
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .filter(|_| args.psnr_against.as_deref().is_some_and(Path::is_dir))
+            .unwrap_or_else(|| format!("recon_{i:04}"));
+        let path = args.out.join(format!("{stem}.png"));
+        save_png(image, &path).map_err(|e| CliError::Input {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         files.push(path.display().to_string());
         if let Some((_, x)) = &originals {
             psnrs.push(psnr(image, x.index_axis(Axis(0), i)));
