@@ -12,6 +12,7 @@ mod model_args;
 mod params;
 mod predict;
 mod selftest;
+mod synth;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;
@@ -54,6 +55,9 @@ pub enum CliError {
     /// `check` found words that differ between the backends (exit status 1).
     #[error("the GPU and CPU results differ")]
     ChecksFailed,
+    /// A synthetic data set that cannot be made.
+    #[error(transparent)]
+    Synth(#[from] crate::data::synth::SynthError),
     /// A combination of flags that makes no sense.
     #[error("{0}")]
     Usage(String),
@@ -105,6 +109,8 @@ enum Command {
     Infer(infer::InferArgs),
     /// Keygen, encrypt, infer, decrypt and the plaintext prediction side by side.
     Run(infer::RunArgs),
+    /// Write a synthetic chest X-ray set in NIH ChestX-ray14's layout (images, CSV, split lists).
+    Synth(synth::SynthArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -123,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => infer::plan(&args),
         Command::Infer(args) => infer::infer(&args),
         Command::Run(args) => infer::run(&args),
+        Command::Synth(args) => synth::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,11 @@
 //! Plaintext data around the encrypted pipeline: a reader for numeric CSV
 //! tables with a header of column names ([`parse_csv_table`]) and the
 //! multi-label classification metrics ([`metrics`]) that score a classifier's
-//! decrypted outputs against ground-truth labels.
+//! decrypted outputs against ground-truth labels, and a synthetic chest
+//! X-ray set in NIH ChestX-ray14's layout ([`synth`]).
 
 pub mod metrics;
+pub mod synth;
 
 use ndarray::Array2;
 use thiserror::Error;
