@@ -50,9 +50,13 @@ def counted(counter, key=None):
 
 def rust_table(name, doc, ty, pairs, fmt):
     lines = [f"/// {line}".rstrip() for line in doc.split("\n")]
-    lines.append(f"pub const {name}: [({ty}, u32); {len(pairs)}] = [")
-    lines += [f"    ({fmt(v)}, {c})," for v, c in pairs]
-    lines.append("];")
+    head = f"pub const {name}: [({ty}, u32); {len(pairs)}] = ["
+    items = [f"({fmt(v)}, {c})" for v, c in pairs]
+    one_line = head + ", ".join(items) + "];"
+    if len(one_line) <= 120:  # as rustfmt (max_width = 120) writes it
+        lines.append(one_line)
+    else:
+        lines += [head] + [f"    {item}," for item in items] + ["];"]
     return "\n".join(lines)
 
 
