@@ -93,24 +93,47 @@ pub enum SynthError {
     },
 }
 
-/// One of the 14 NIH findings. The discriminant is the finding's bit in
-/// [`Labels`] and its index in [`nih_labels::FINDING_NAMES`].
+/// One of the 14 NIH findings, each with the sign [`render`] draws for it.
+/// The discriminant is the finding's bit in [`Labels`] and its index in
+/// [`nih_labels::FINDING_NAMES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
 pub enum Finding {
+    /// A dense wedge from the hilum to the base, plate-like lines above the
+    /// diaphragm, that hemidiaphragm raised and the mediastinum pulled over.
     Atelectasis,
+    /// A heart 35-55% wider (cardiothoracic ratio above 0.5), mostly to the
+    /// patient's left.
     Cardiomegaly,
+    /// A whole upper or lower lobe dense and homogeneous behind a sharp
+    /// fissure, with dark air bronchograms.
     Consolidation,
+    /// Bilateral perihilar (bat-wing) haze, Kerley B lines at the lateral
+    /// bases, prominent upper-zone vessels.
     Edema,
+    /// Fluid at a lung base (both in a third): blunted costophrenic angle,
+    /// lost dome, a meniscus climbing the lateral wall.
     Effusion,
+    /// Darker, larger lungs with sparse vessels, a low flat diaphragm, a
+    /// narrow heart and a few bullae in the upper zones.
     Emphysema,
+    /// A reticular net, peripheral, in the lower or upper zones, with some
+    /// volume loss.
     Fibrosis,
+    /// A round sac behind the heart above the diaphragm with a gas cap over
+    /// an air-fluid level.
     Hernia,
+    /// Several faint, ill-defined, mottled patches.
     Infiltration,
+    /// One large (3-6 cm) round, lobulated, well-defined opacity.
     Mass,
+    /// Two to five small (about 1 cm) dense, sharp, round opacities.
     Nodule,
+    /// A thick dense rim along the lateral chest wall and apex (`Pleural_Thickening`).
     PleuralThickening,
+    /// One fluffy, rounded air-space opacity in the mid or lower zone.
     Pneumonia,
+    /// A band of air without markings between the chest wall and a visible
+    /// pleural line, widest at the apex.
     Pneumothorax,
 }
 
@@ -198,20 +221,21 @@ impl fmt::Display for Labels {
     }
 }
 
-/// Patient sex as NIH's `Patient Gender` column writes it (`M`/`F`).
+/// Patient sex as NIH's `Patient Gender` column writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum Sex {
+    /// `M`.
     Male,
+    /// `F`; drawn with breast shadows over the lung bases.
     Female,
 }
 
-/// NIH's `View Position`: posteroanterior (standing) or anteroposterior
-/// (bedside; the heart looks larger).
+/// NIH's `View Position`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum View {
+    /// `PA`: posteroanterior, standing.
     Pa,
+    /// `AP`: anteroposterior, bedside; the heart is drawn 8% wider.
     Ap,
 }
 
@@ -238,7 +262,7 @@ pub struct ImageRecord {
     pub follow_up: u32,
     /// Age in years.
     pub age: u8,
-    /// Sex; women get breast shadows over the lung bases.
+    /// Sex.
     pub sex: Sex,
     /// View position.
     pub view: View,

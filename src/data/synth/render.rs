@@ -40,7 +40,7 @@ const BODY: f32 = 0.72;
 /// Air in the middle of a normal lung (subtracted).
 const AIR: f32 = 0.52;
 /// Bone of a rib, a clavicle, the spine.
-const RIB: f32 = 0.085;
+const RIB: f32 = 0.075;
 /// Vessels (lung markings) at the hilum.
 const MARKING: f32 = 0.14;
 
@@ -492,10 +492,10 @@ impl Scene {
             hilum_y: apex_y + [0.3, 0.28][side],
         };
         let lungs = [lung(0, &mut rng), lung(1, &mut rng)];
-        let heart_rx = uniform(&mut rng, 0.14, 0.155) * if record.view == View::Ap { 1.08 } else { 1.0 };
-        let heart_y = lungs[1].dome_y - uniform(&mut rng, 0.05, 0.07);
+        let heart_rx = uniform(&mut rng, 0.15, 0.165) * if record.view == View::Ap { 1.08 } else { 1.0 };
+        let heart_y = lungs[1].dome_y - uniform(&mut rng, 0.03, 0.05);
         let mut scene = Scene {
-            heart: Ellipse::new(0.54, heart_y, heart_rx, 0.14, uniform(&mut rng, -0.4, -0.2)),
+            heart: Ellipse::new(0.55, heart_y, heart_rx, 0.125, uniform(&mut rng, -0.6, -0.4)),
             mid_x: 0.5,
             body_w: lat_u + uniform(&mut rng, 0.06, 0.09),
             rib_y0: apex_y + uniform(&mut rng, -0.03, -0.01),
@@ -656,7 +656,7 @@ impl Scene {
                     self.signs.push(Sign::Fluid {
                         side: s,
                         height: uniform(rng, 0.06, 0.16),
-                        meniscus: uniform(rng, 0.04, 0.08),
+                        meniscus: uniform(rng, 0.07, 0.12),
                     });
                 }
             }
