@@ -13,6 +13,7 @@ mod params;
 mod predict;
 mod selftest;
 mod vqgan;
+mod synth;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;
@@ -58,6 +59,9 @@ pub enum CliError {
     /// `check` found words that differ between the backends (exit status 1).
     #[error("the GPU and CPU results differ")]
     ChecksFailed,
+    /// A synthetic data set that cannot be made.
+    #[error(transparent)]
+    Synth(#[from] crate::data::synth::SynthError),
     /// A combination of flags that makes no sense.
     #[error("{0}")]
     Usage(String),
@@ -113,6 +117,8 @@ enum Command {
     Encode(vqgan::EncodeArgs),
     /// Reconstruct images from latents with the VQGAN decoder, with PSNR against the originals.
     Decode(vqgan::DecodeArgs),
+    /// Write a synthetic chest X-ray set in NIH ChestX-ray14's layout (images, CSV, split lists).
+    Synth(synth::SynthArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -133,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => infer::run(&args),
         Command::Encode(args) => vqgan::encode(&args),
         Command::Decode(args) => vqgan::decode(&args),
+        Command::Synth(args) => synth::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
