@@ -422,14 +422,6 @@ impl GpuOps {
         })
     }
 
-    /// Waits for every operation recorded so far.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`] for an error the device reported.
-    pub fn sync(&self) -> Result<(), GpuError> {
-        self.shared.commands.sync()
-    }
-
     /// A tensor of `shape` with unspecified contents: a pooled buffer of
     /// its size, or a fresh one.
     fn alloc(&self, shape: [usize; 4]) -> Result<GpuTensor, GpuError> {

@@ -36,11 +36,12 @@ pub enum KernelFile {
 
 impl KernelFile {
     /// All kernel files.
-    pub const ALL: [KernelFile; 4] = [
+    pub const ALL: [KernelFile; 5] = [
         KernelFile::Ntt,
         KernelFile::Elementwise,
         KernelFile::Basis,
         KernelFile::KeySwitch,
+        KernelFile::Limbwise,
     ];
 
     /// File name under `shaders/`.
