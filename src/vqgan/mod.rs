@@ -4,11 +4,13 @@
 //!
 //! The network's structure ([`network`]) and forward pass ([`ops`]) are
 //! written once over the [`NetOps`] backend trait; [`cpu::CpuOps`] is the
-//! reference implementation. Tensor names are taming's, so a converted
+//! reference implementation; [`gpu::GpuOps`] runs the same pass on a wgpu
+//! device. Tensor names are taming's, so a converted
 //! taming checkpoint loads as is ([`Vqgan::load`]).
 
 pub mod config;
 pub mod cpu;
+pub mod gpu;
 pub mod network;
 pub mod ops;
 pub mod random;

@@ -2,9 +2,10 @@
 //! arithmetic, basis conversion and the key-switching inner product, each
 //! recorded into the ring's pending command encoder.
 
+use super::commands::{entry, storage_usage};
 use super::device::GpuError;
 use super::poly::{GpuPoly, GpuWords};
-use super::ring::{entry, storage_usage, GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
+use super::ring::{GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
 use crate::ring::basis::BasisConverter;
 use crate::ring::{Coeff, Domain, Eval};
 use bytemuck::{Pod, Zeroable};
@@ -132,7 +133,7 @@ impl GpuRing {
                     limb_base: limb_base as u32,
                     pad: [0; 2],
                 };
-                let uniform = self.uniform(&info);
+                let uniform = self.commands.uniform(&info);
                 let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("ntt"),
                     layout: &pipeline.get_bind_group_layout(0),
@@ -144,7 +145,7 @@ impl GpuRing {
                         entry(4, &uniform),
                     ],
                 });
-                self.record(|encoder| {
+                self.commands.record(|encoder| {
                     let mut pass = encoder.begin_compute_pass(&Default::default());
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, &bind, &[]);
@@ -183,12 +184,12 @@ impl GpuRing {
             words,
             pad: [0; 2],
         };
-        let uniform = self.uniform(&shape);
+        let uniform = self.commands.uniform(&shape);
         let limb_primes = self.limb_primes(a.layout);
         let pipeline = &self.elementwise[op as usize];
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
-        self.dispatch(
+        self.commands.dispatch(
             pipeline,
             &[
                 entry(0, &a.buffer),
@@ -269,13 +270,13 @@ impl GpuRing {
             targets: targets.len() as u32,
             centered: u32::from(centered),
         };
-        let uniform = self.uniform(&shape);
+        let uniform = self.commands.uniform(&shape);
         let (source_buf, target_buf, table_buf) = (
             self.storage_init("source primes", &source_prime),
             self.storage_init("target primes", &target_prime),
             self.storage_init("convert tables", &tables),
         );
-        self.dispatch(
+        self.commands.dispatch(
             &self.convert,
             &[
                 entry(0, &input.buffer),
@@ -327,11 +328,11 @@ impl GpuRing {
             use_perm: u32::from(perm.is_some()),
             pad: 0,
         };
-        let uniform = self.uniform(&shape);
+        let uniform = self.commands.uniform(&shape);
         // Without a permutation the binding still needs a buffer: the table
         // stands in, unread.
         let perm_buffer = perm.map_or(&table, |p| &p.buffer);
-        self.dispatch(
+        self.commands.dispatch(
             &self.inner_product,
             &[
                 entry(0, &digit.buffer),
@@ -374,7 +375,7 @@ impl GpuRing {
             source_prime: source_prime as u32,
             pad: 0,
         };
-        let uniform = self.uniform(&shape);
+        let uniform = self.commands.uniform(&shape);
         let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
         let limb_primes = self.storage_init("limb primes", &list);
         let pipeline = &self.limbwise[op as usize];
@@ -391,7 +392,7 @@ impl GpuRing {
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
-        self.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
+        self.commands.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! `shaders/modarith.wgsl`, so its output equals the CPU backend's bit for bit;
 //! the tests compare every word.
 
+pub(crate) mod commands;
 pub mod device;
 pub mod kernels;
 pub mod poly;

@@ -2,12 +2,13 @@
 //! pipelines, and the plumbing every kernel shares: uploads and downloads,
 //! limb copies, and the pending command encoder.
 //!
-//! Kernels and copies are recorded into one pending command encoder and
-//! submitted together at the next [`GpuRing::sync`] or download (or every
-//! `FLUSH_EVERY` commands): a whole operation, a key switch included, goes to
+//! Kernels and copies are recorded into one pending command encoder
+//! (`super::commands`) and submitted together at the next [`GpuRing::sync`]
+//! or download (or every few hundred commands): a whole operation, a key switch included, goes to
 //! the device as one command buffer. An error wgpu reports surfaces at that
 //! point.
 
+use super::commands::{storage_usage, CommandRecorder};
 use super::device::{GpuContext, GpuError};
 use super::poly::{GpuPoly, GpuWords};
 use super::shaders::KernelFile;
@@ -20,9 +21,6 @@ use wgpu::util::DeviceExt;
 
 /// Invocations per workgroup in every kernel.
 pub(super) const WORKGROUP: u32 = 256;
-/// Commands recorded before the pending encoder is submitted on its own,
-/// bounding what one command buffer holds.
-const FLUSH_EVERY: usize = 256;
 /// Largest workgroup count in one dispatch dimension (WebGPU's minimum limit).
 pub(super) const MAX_GROUPS_PER_DIM: u32 = 65535;
 
@@ -60,12 +58,8 @@ pub struct GpuRing {
     pub(super) convert: wgpu::ComputePipeline,
     pub(super) inner_product: wgpu::ComputePipeline,
     pub(super) limbwise: [wgpu::ComputePipeline; 4],
-    /// Work recorded but not yet submitted, and how many commands it holds.
-    pub(super) pending: std::sync::Mutex<(Option<wgpu::CommandEncoder>, usize)>,
-}
-
-pub(super) fn storage_usage() -> wgpu::BufferUsages {
-    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    /// Work recorded but not yet submitted.
+    pub(super) commands: CommandRecorder,
 }
 
 impl GpuRing {
@@ -134,16 +128,8 @@ impl GpuRing {
                 source: wgpu::ShaderSource::Wgsl(file.source(ctx.wide_mul()).into()),
             })
         };
-        let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: ctx.pipeline_cache(),
-            })
-        };
+        let commands = CommandRecorder::new(ctx);
+        let pipeline = |module: &wgpu::ShaderModule, entry: &str| commands.pipeline(module, entry, &[]);
         let ntt = module(KernelFile::Ntt);
         let elementwise = module(KernelFile::Elementwise);
         let basis = module(KernelFile::Basis);
@@ -172,68 +158,11 @@ impl GpuRing {
                 pipeline(&limbwise, "sub_mul_scalar"),
                 pipeline(&limbwise, "broadcast_centered"),
             ],
-            pending: std::sync::Mutex::new((None, 0)),
+            commands,
         };
         ctx.finish()?;
         ctx.save_pipeline_cache();
         Ok(ring_gpu)
-    }
-
-    /// A uniform buffer holding `value`.
-    pub(super) fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("uniform"),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
-    }
-
-    /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`.
-    pub(super) fn dispatch(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        entries: &[wgpu::BindGroupEntry<'_>],
-        groups: (u32, u32, u32),
-    ) {
-        let device = self.ctx.device();
-        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries,
-        });
-        self.record(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        });
-    }
-
-    /// Records commands into the pending encoder; they run, in order, at the
-    /// next [`Self::sync`] or download, or once [`FLUSH_EVERY`] commands
-    /// have accumulated.
-    pub(super) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        let mut pending = self.pending.lock().expect("pending encoder");
-        let encoder = pending
-            .0
-            .get_or_insert_with(|| self.ctx.device().create_command_encoder(&Default::default()));
-        f(encoder);
-        pending.1 += 1;
-        if pending.1 >= FLUSH_EVERY {
-            Self::submit(&self.ctx, &mut pending);
-        }
-    }
-
-    /// Submits the pending encoder, if any.
-    fn flush(&self) {
-        Self::submit(&self.ctx, &mut self.pending.lock().expect("pending encoder"));
-    }
-
-    fn submit(ctx: &GpuContext, pending: &mut (Option<wgpu::CommandEncoder>, usize)) {
-        if let Some(encoder) = pending.0.take() {
-            ctx.queue().submit([encoder.finish()]);
-        }
-        pending.1 = 0;
     }
 
     /// Copies a host polynomial to the device.
@@ -255,39 +184,8 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
     pub fn download<D: Domain>(&self, poly: &GpuPoly<D>) -> Result<RnsPoly<D>, GpuError> {
-        let words = self.read_buffer(&poly.buffer)?;
+        let words = self.commands.read_buffer(&poly.buffer)?;
         Ok(RnsPoly::from_words(self.n, poly.layout, words))
-    }
-
-    pub(super) fn read_buffer(&self, buffer: &wgpu::Buffer) -> Result<Vec<u32>, GpuError> {
-        let device = self.ctx.device();
-        let size = buffer.size();
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("staging"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.record(|encoder| encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size));
-        self.flush();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = sender.send(r);
-        });
-        self.ctx.finish()?;
-        receiver
-            .recv()
-            .map_err(|e| GpuError::Runtime(e.to_string()))?
-            .map_err(|e| GpuError::Runtime(e.to_string()))?;
-        let words = {
-            let view = staging
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| GpuError::Runtime(e.to_string()))?;
-            bytemuck::cast_slice::<u8, u32>(&view).to_vec()
-        };
-        staging.unmap();
-        Ok(words)
     }
 
     /// The global prime index of every limb of `layout`.
@@ -333,7 +231,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn download_words(&self, words: &GpuWords) -> Result<Vec<u32>, GpuError> {
-        self.read_buffer(&words.buffer)
+        self.commands.read_buffer(&words.buffer)
     }
 }
 
@@ -348,8 +246,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn sync(&self) -> Result<(), GpuError> {
-        self.flush();
-        self.ctx.finish()
+        self.commands.sync()
     }
 
     /// Fresh zeroed device words for `limbs` limbs.
@@ -367,7 +264,7 @@ impl GpuRing {
     /// Copies `count` limbs from limb `from` of `src` to limb `to` of `dst`.
     pub fn copy_limbs(&self, src: &GpuWords, from: usize, dst: &GpuWords, to: usize, count: usize) {
         let limb = (4 * self.n) as u64;
-        self.record(|encoder| {
+        self.commands.record(|encoder| {
             encoder.copy_buffer_to_buffer(
                 &src.buffer,
                 from as u64 * limb,
@@ -383,12 +280,5 @@ impl GpuRing {
         let out = self.zeros(count);
         self.copy_limbs(src, from, &out, 0, count);
         out
-    }
-}
-
-pub(super) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
     }
 }

@@ -1,5 +1,7 @@
-//! The WGSL sources: one file per kernel family in `shaders/`, each with the
-//! shared modular arithmetic of `shaders/modarith.wgsl` prepended.
+//! The WGSL sources: one file per kernel family in `shaders/`. The CKKS
+//! kernels ([`KernelFile`]) have the shared modular arithmetic of
+//! `shaders/modarith.wgsl` prepended; the f32 tensor kernels of the VQGAN
+//! ([`TensorKernelFile`]) stand alone.
 
 /// Shared modular arithmetic, prepended to every kernel file.
 const MODARITH: &str = include_str!("../../../shaders/modarith.wgsl");
@@ -34,11 +36,12 @@ pub enum KernelFile {
 
 impl KernelFile {
     /// All kernel files.
-    pub const ALL: [KernelFile; 4] = [
+    pub const ALL: [KernelFile; 5] = [
         KernelFile::Ntt,
         KernelFile::Elementwise,
         KernelFile::Basis,
         KernelFile::KeySwitch,
+        KernelFile::Limbwise,
     ];
 
     /// File name under `shaders/`.
@@ -73,6 +76,47 @@ impl KernelFile {
     }
 }
 
+/// The f32 tensor kernels (the VQGAN's, `crate::vqgan::gpu`); one `.wgsl`
+/// file each, used as is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorKernelFile {
+    /// `shaders/vqgan_gemm.wgsl`: convolution as an implicit GEMM, and the
+    /// strided GEMM (1x1 convolutions, attention's two products).
+    Gemm,
+    /// `shaders/vqgan_norm.wgsl`: GroupNorm with optional swish.
+    GroupNorm,
+    /// `shaders/vqgan_elementwise.wgsl`: add, nearest 2x upsampling, the
+    /// column softmax of attention scores.
+    Elementwise,
+}
+
+impl TensorKernelFile {
+    /// All tensor kernel files.
+    pub const ALL: [TensorKernelFile; 3] = [
+        TensorKernelFile::Gemm,
+        TensorKernelFile::GroupNorm,
+        TensorKernelFile::Elementwise,
+    ];
+
+    /// File name under `shaders/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorKernelFile::Gemm => "vqgan_gemm.wgsl",
+            TensorKernelFile::GroupNorm => "vqgan_norm.wgsl",
+            TensorKernelFile::Elementwise => "vqgan_elementwise.wgsl",
+        }
+    }
+
+    /// The module source.
+    pub fn source(self) -> &'static str {
+        match self {
+            TensorKernelFile::Gemm => include_str!("../../../shaders/vqgan_gemm.wgsl"),
+            TensorKernelFile::GroupNorm => include_str!("../../../shaders/vqgan_norm.wgsl"),
+            TensorKernelFile::Elementwise => include_str!("../../../shaders/vqgan_elementwise.wgsl"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +136,14 @@ mod tests {
                     .validate(&module)
                     .unwrap_or_else(|e| panic!("{} ({wide:?}): {e:?}", file.name()));
             }
+        }
+        for file in TensorKernelFile::ALL {
+            let source = file.source();
+            let module = naga::front::wgsl::parse_str(source)
+                .unwrap_or_else(|e| panic!("{}: {}", file.name(), e.emit_to_string(source)));
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}: {e:?}", file.name()));
         }
     }
 
