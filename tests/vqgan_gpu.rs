@@ -240,10 +240,10 @@ fn array32(name: &str) -> Array4<f32> {
 
 #[test]
 fn gpu_encoder_and_decoder_match_the_cpu_and_pytorch_for_every_preset_shape() {
-    context();
+    let ctx = context();
     for preset in PRESETS {
         let path = fixture(&format!("{preset}.safetensors"));
-        let gpu = Vqgan::<GpuOps>::load_gpu(&path, None, None).unwrap();
+        let gpu = Vqgan::<GpuOps>::load_gpu(&path, None, &ctx).unwrap();
         let cpu: Vqgan<CpuOps> = Vqgan::load_cpu(&path, None).unwrap();
         let x = array32(&format!("{preset}.input.npy"));
         let start = std::time::Instant::now();
@@ -279,4 +279,42 @@ fn gpu_encoder_and_decoder_match_the_cpu_and_pytorch_for_every_preset_shape() {
             recon.dim().0
         );
     }
+}
+
+mod common;
+
+#[test]
+fn encode_command_on_the_gpu_equals_the_cpu() {
+    context();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fixture("f16.safetensors").display().to_string();
+    let input = fixture("f16.input.npy").display().to_string();
+    let mut latents = Vec::new();
+    for backend in ["gpu", "cpu"] {
+        let z = dir.path().join(format!("{backend}.npy"));
+        let out = common::json(&common::latent_he(&[
+            "encode",
+            "--vqgan",
+            &weights,
+            "--input",
+            &input,
+            "--out",
+            &z.display().to_string(),
+            "--backend",
+            backend,
+            "--json",
+        ]));
+        assert!(out["backend"].as_str().unwrap().starts_with(backend), "{out}");
+        let a: ArrayD<f32> = read_npy(&z).unwrap();
+        latents.push(a);
+    }
+    let scale = latents[1].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = latents[0]
+        .iter()
+        .zip(latents[1].iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff / scale < 1e-4,
+        "GPU and CPU latents differ by {diff} (scale {scale})"
+    );
 }

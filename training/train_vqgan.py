@@ -41,7 +41,8 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg")
 
 
 def load_image(path, size=256):
-    """The paper's preprocessing: uint8 grey -> 3 x size x size in [-1, 1]."""
+    """The paper's preprocessing up to the crop: a size x size uint8 grey
+    image (`to_input` makes the network's 3-channel [-1, 1] input)."""
     try:
         import cv2
 
@@ -63,8 +64,13 @@ def load_image(path, size=256):
         img = np.asarray(im)
     h, w = img.shape
     top, left = (h - size) // 2, (w - size) // 2
-    img = img[top:top + size, left:left + size].astype(np.float32) / 127.5 - 1.0
-    return np.repeat(img[None], 3, axis=0)
+    return np.ascontiguousarray(img[top:top + size, left:left + size])
+
+
+def to_input(grey):
+    """uint8 grey images (B x H x W) -> B x 3 x H x W float32 in [-1, 1]."""
+    x = torch.from_numpy(np.asarray(grey)).float() / 127.5 - 1.0
+    return x[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
 def list_images(root):
@@ -117,7 +123,7 @@ def evaluate(model, images, batch):
     values = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.stack(images[i:i + batch]))
+            x = to_input(np.stack(images[i:i + batch]))
             recon, _ = model(x)
             values += psnr(recon, x).tolist()
     model.train()
@@ -185,9 +191,9 @@ def main(argv=None):
         crops = []
         for i in idx:
             img = train[i]
-            top, left = rng.integers(0, img.shape[1] - args.crop + 1), rng.integers(0, img.shape[2] - args.crop + 1)
-            crops.append(img[:, top:top + args.crop, left:left + args.crop])
-        x = torch.from_numpy(np.stack(crops)).to(device)
+            top, left = rng.integers(0, img.shape[0] - args.crop + 1), rng.integers(0, img.shape[1] - args.crop + 1)
+            crops.append(img[top:top + args.crop, left:left + args.crop])
+        x = to_input(np.stack(crops)).to(device)
         recon, vq_loss = model(x)
         rec_loss = F.mse_loss(recon, x)
         gan_on = step >= disc_start

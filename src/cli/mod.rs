@@ -12,8 +12,8 @@ mod model_args;
 mod params;
 mod predict;
 mod selftest;
-mod vqgan;
 mod synth;
+mod vqgan;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;

@@ -6,7 +6,8 @@ use super::crypt::read_latents;
 use super::{print_json, CliError};
 use crate::data::image::{list_images, preprocess, read_image, save_png, PAPER_SIZE};
 use crate::vqgan::cpu::CpuOps;
-use crate::vqgan::{Vqgan, VqganError};
+use crate::vqgan::gpu::{GpuOps, VqganGpuError};
+use crate::vqgan::{Vqgan, VqganConfig, VqganError};
 use clap::Args;
 use ndarray::{s, Array4, Axis};
 use serde_json::json;
@@ -77,15 +78,26 @@ pub struct DecodeArgs {
 /// A VQGAN on the backend the flags chose.
 pub enum LoadedVqgan {
     /// On the CPU reference backend.
-    Cpu(Vqgan<CpuOps>),
+    Cpu(Box<Vqgan<CpuOps>>),
+    /// On a GPU through wgpu.
+    Gpu(Box<Vqgan<GpuOps>>),
 }
 
 impl LoadedVqgan {
-    /// Loads `path` for the backend `device` chooses.
+    /// Loads `path` for the backend `device` chooses; returns it with the
+    /// backend's name (`cpu` or `gpu (ADAPTER)`).
     ///
     /// # Errors
     /// Unreadable or unusable weights, no usable adapter for `--backend gpu`.
     pub fn load(path: &Path, preset: Option<&str>, device: &DeviceArgs) -> Result<(Self, String), CliError> {
+        Self::load_on(path, preset, &device.resolve()?)
+    }
+
+    /// Loads `path` onto an already chosen backend.
+    ///
+    /// # Errors
+    /// As [`LoadedVqgan::load`].
+    pub fn load_on(path: &Path, preset: Option<&str>, chosen: &Chosen) -> Result<(Self, String), CliError> {
         let vqgan_error = |e: VqganError| match e {
             VqganError::File(_) => CliError::Vqgan(e),
             _ => CliError::Input {
@@ -93,37 +105,56 @@ impl LoadedVqgan {
                 reason: e.to_string(),
             },
         };
-        match device.resolve()? {
+        match chosen {
             Chosen::Cpu => Ok((
-                LoadedVqgan::Cpu(Vqgan::load_cpu(path, preset).map_err(vqgan_error)?),
+                LoadedVqgan::Cpu(Box::new(Vqgan::load_cpu(path, preset).map_err(vqgan_error)?)),
                 "cpu".into(),
             )),
-            Chosen::Gpu(_) => Err(CliError::Usage(
-                "the VQGAN runs on the CPU backend only so far; pass --backend cpu".into(),
-            )),
+            Chosen::Gpu(ctx) => {
+                let vq = Vqgan::load_gpu(path, preset, ctx).map_err(|e| match e {
+                    VqganGpuError::Vqgan(e) => vqgan_error(e),
+                    VqganGpuError::Gpu(e) => CliError::Gpu(e),
+                })?;
+                Ok((LoadedVqgan::Gpu(Box::new(vq)), format!("gpu ({})", ctx.adapter().name)))
+            }
         }
     }
 
     /// The encoder's output (or its quantization) for preprocessed images.
-    pub fn encode(&self, images: Array4<f32>, quantized: bool) -> Result<Array4<f32>, VqganError> {
+    ///
+    /// # Errors
+    /// Bad input batches; device failures.
+    pub fn encode(&self, images: Array4<f32>, quantized: bool) -> Result<Array4<f32>, String> {
         match self {
-            LoadedVqgan::Cpu(vq) if quantized => vq.encode_quantized(images),
-            LoadedVqgan::Cpu(vq) => vq.encode(images),
+            LoadedVqgan::Cpu(vq) if quantized => vq.encode_quantized(images).map_err(|e| e.to_string()),
+            LoadedVqgan::Cpu(vq) => vq.encode(images).map_err(|e| e.to_string()),
+            LoadedVqgan::Gpu(vq) if quantized => vq.encode_quantized(images).map_err(|e| e.to_string()),
+            LoadedVqgan::Gpu(vq) => vq.encode(images).map_err(|e| e.to_string()),
         }
     }
 
     /// Reconstructions of latents.
-    pub fn decode(&self, latents: Array4<f32>, quantized: bool) -> Result<Array4<f32>, VqganError> {
+    ///
+    /// # Errors
+    /// Bad latents, no decoder; device failures.
+    pub fn decode(&self, latents: Array4<f32>, quantized: bool) -> Result<Array4<f32>, String> {
         match self {
-            LoadedVqgan::Cpu(vq) => vq.decode(latents, quantized),
+            LoadedVqgan::Cpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
+            LoadedVqgan::Gpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The network's configuration.
+    pub fn config(&self) -> &VqganConfig {
+        match self {
+            LoadedVqgan::Cpu(vq) => vq.config(),
+            LoadedVqgan::Gpu(vq) => vq.config(),
         }
     }
 
     /// One line describing the network.
     pub fn summary(&self) -> String {
-        match self {
-            LoadedVqgan::Cpu(vq) => vq.config().summary(),
-        }
+        self.config().summary()
     }
 }
 
@@ -215,8 +246,8 @@ impl ImageSource {
     pub fn map_batches(
         &self,
         batch: usize,
-        mut f: impl FnMut(Array4<f32>) -> Result<Array4<f32>, VqganError>,
-        on_error: impl Fn(VqganError) -> CliError,
+        mut f: impl FnMut(Array4<f32>) -> Result<Array4<f32>, String>,
+        on_error: impl Fn(String) -> CliError,
     ) -> Result<Array4<f32>, CliError> {
         let mut parts = Vec::new();
         for start in (0..self.len()).step_by(batch) {
@@ -241,10 +272,10 @@ fn write_npy(path: &Path, x: &Array4<f32>) -> Result<(), CliError> {
     })
 }
 
-fn input_error(path: &Path) -> impl Fn(VqganError) -> CliError + '_ {
-    move |e| CliError::Input {
+fn input_error(path: &Path) -> impl Fn(String) -> CliError + '_ {
+    move |reason| CliError::Input {
         path: path.display().to_string(),
-        reason: e.to_string(),
+        reason,
     }
 }
 

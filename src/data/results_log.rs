@@ -93,9 +93,17 @@ impl ResultsLog {
     /// # Errors
     /// I/O failures, another header, malformed complete rows.
     pub fn open(path: &Path, header: &[String]) -> Result<(Self, Vec<Vec<String>>), ResultsLogError> {
-        let io = |source| ResultsLogError::Io { path: path.display().to_string(), source };
+        let io = |source| ResultsLogError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let header_line = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(io)?;
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
@@ -127,13 +135,24 @@ impl ResultsLog {
                     };
                     let fields = split_line(line).map_err(row_error)?;
                     if fields.len() != header.len() {
-                        return Err(row_error(format!("{} fields, the header has {}", fields.len(), header.len())));
+                        return Err(row_error(format!(
+                            "{} fields, the header has {}",
+                            fields.len(),
+                            header.len()
+                        )));
                     }
                     rows.push(fields);
                 }
             }
         }
-        Ok((ResultsLog { path: path.to_path_buf(), file, columns: header.len() }, rows))
+        Ok((
+            ResultsLog {
+                path: path.to_path_buf(),
+                file,
+                columns: header.len(),
+            },
+            rows,
+        ))
     }
 
     /// Appends rows in one write and waits until they are on disk.
@@ -147,13 +166,20 @@ impl ResultsLog {
                 return Err(ResultsLogError::Row {
                     path: self.path.display().to_string(),
                     line: 0,
-                    reason: format!("row {i} to append has {} fields, the header has {}", row.len(), self.columns),
+                    reason: format!(
+                        "row {i} to append has {} fields, the header has {}",
+                        row.len(),
+                        self.columns
+                    ),
                 });
             }
             text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             text.push('\n');
         }
-        let io = |source| ResultsLogError::Io { path: self.path.display().to_string(), source };
+        let io = |source| ResultsLogError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
         self.file.write_all(text.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
@@ -173,12 +199,24 @@ mod tests {
         let path = dir.path().join("r.csv");
         let (mut log, rows) = ResultsLog::open(&path, &header()).unwrap();
         assert!(rows.is_empty());
-        log.append(&[vec!["a,1.png".into(), "0.25".into()], vec!["b\"q".into(), "0.5".into()]]).unwrap();
+        log.append(&[vec!["a,1.png".into(), "0.25".into()], vec!["b\"q".into(), "0.5".into()]])
+            .unwrap();
         drop(log);
         // an interrupted write leaves half a line
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"c.png,0.7").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"c.png,0.7")
+            .unwrap();
         let (mut log, rows) = ResultsLog::open(&path, &header()).unwrap();
-        assert_eq!(rows, vec![vec!["a,1.png".to_string(), "0.25".into()], vec!["b\"q".into(), "0.5".into()]]);
+        assert_eq!(
+            rows,
+            vec![
+                vec!["a,1.png".to_string(), "0.25".into()],
+                vec!["b\"q".into(), "0.5".into()]
+            ]
+        );
         log.append(&[vec!["c.png".into(), "0.75".into()]]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "file,p\n\"a,1.png\",0.25\n\"b\"\"q\",0.5\nc.png,0.75\n");
@@ -189,9 +227,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "file,q\n").unwrap();
-        assert!(matches!(ResultsLog::open(&path, &header()), Err(ResultsLogError::Header { .. })));
+        assert!(matches!(
+            ResultsLog::open(&path, &header()),
+            Err(ResultsLogError::Header { .. })
+        ));
         std::fs::write(&path, "file,p\na,1,2\n").unwrap();
-        assert!(matches!(ResultsLog::open(&path, &header()), Err(ResultsLogError::Row { line: 2, .. })));
+        assert!(matches!(
+            ResultsLog::open(&path, &header()),
+            Err(ResultsLogError::Row { line: 2, .. })
+        ));
         let (mut log, _) = ResultsLog::open(&dir.path().join("s.csv"), &header()).unwrap();
         assert!(log.append(&[vec!["only one".into()]]).is_err());
     }

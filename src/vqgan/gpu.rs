@@ -896,16 +896,14 @@ impl NetOps for GpuOps {
 }
 
 impl Vqgan<GpuOps> {
-    /// Loads a safetensors VQGAN onto the best adapter whose name contains
-    /// `adapter_filter` (see [`GpuContext::new`]): the weights are uploaded
-    /// once, every forward pass then runs on the device.
+    /// Loads a safetensors VQGAN onto the device of `ctx`: the weights are
+    /// uploaded once, every forward pass then runs on the device.
     ///
     /// # Errors
-    /// As [`Vqgan::new`] and [`Vqgan::load_cpu`]; [`GpuError::NoAdapter`] /
-    /// [`GpuError::Device`] when no device opens.
-    pub fn load_gpu(path: &Path, preset: Option<&str>, adapter_filter: Option<&str>) -> Result<Self, VqganGpuError> {
+    /// As [`Vqgan::new`] and [`Vqgan::load_cpu`]; the device's errors.
+    pub fn load_gpu(path: &Path, preset: Option<&str>, ctx: &Arc<GpuContext>) -> Result<Self, VqganGpuError> {
         let dict = StateDict::read(path).map_err(VqganError::from)?;
-        let ops = GpuOps::new(&GpuContext::new(adapter_filter)?)?;
+        let ops = GpuOps::new(ctx)?;
         let uploader = ops.clone();
         Vqgan::new(
             ops,
