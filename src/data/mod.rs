@@ -4,6 +4,7 @@
 //! decrypted outputs against ground-truth labels, and X-ray image files in
 //! and out with the VQGAN's preprocessing ([`image`]).
 
+pub mod dataset;
 pub mod image;
 pub mod metrics;
 
