@@ -342,7 +342,7 @@ impl CsvFile {
     }
 
     /// Checks that `row` has `expected` fields, or at least that many if
-    /// `at_least` (NIH's header has fewer names than its rows have fields).
+    /// `at_least` (a quoted NIH header has fewer fields than its rows).
     fn check_width(&self, row: &Record, at_least: bool) -> Result<(), DatasetError> {
         let (found, expected) = (row.fields.len(), self.columns.len());
         if found == expected || (at_least && found > expected) {
@@ -414,9 +414,10 @@ struct NihRow<'a> {
 ///
 /// The label table is `csv` if given, else `root/Data_Entry_2017.csv`, else
 /// `root/Data_Entry_2017_v2020.csv`. Its `Image Index` and `Finding Labels`
-/// columns are found by name; rows may have more fields than the header has
-/// names (NIH's last two names hold commas inside brackets, so its rows have
-/// 11 fields for 9 names), never fewer. Classes are [`NIH15`] in that order;
+/// columns are found by name; rows may have more fields than the header,
+/// never fewer (NIH's last two names hold a comma inside brackets: unquoted,
+/// as NIH ships it, they split into 11 fields like the rows; quoted, they are
+/// 9 fields for rows of 11). Classes are [`NIH15`] in that order;
 /// `Finding Labels` are joined by `|` (`No Finding` for none).
 ///
 /// The samples are the names of the split file, in its order (one name a line,
