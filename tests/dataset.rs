@@ -49,7 +49,8 @@ fn nih_table(rows: &[(&str, &str)]) -> String {
 }
 
 /// Four rows: a, b, c, d; images a, c in `images/`, b in
-/// `images_001/images/`, d in `images_002/`; test split d, b, a.
+/// `images_001/images/`, d in `images_002/` (plus copies of a); test split
+/// d, b, a.
 fn nih_fixture() -> TempDir {
     let dir = TempDir::new().unwrap();
     let root = dir.path();
@@ -63,11 +64,14 @@ fn nih_fixture() -> TempDir {
             ("d.png", "Hernia|Effusion"),
         ]),
     );
+    // a.png also at the root and in images_002/: `images/` wins.
     for rel in [
         "images/a.png",
         "images/c.png",
         "images_001/images/b.png",
         "images_002/d.png",
+        "images_002/a.png",
+        "a.png",
     ] {
         put(root, rel, "");
     }

@@ -373,7 +373,8 @@ impl CsvFile {
     }
 }
 
-/// Records `name` (at `line` of `path`) in `seen` with `index`.
+/// Records `name` (at `line` of `path`) in `seen` with `index` (the caller's
+/// row index, which NIH uses to find rows by name).
 ///
 /// # Errors
 /// [`DatasetError::EmptyName`] or [`DatasetError::DuplicateName`].
@@ -541,30 +542,38 @@ fn split_rows(path: &Path, by_name: &HashMap<&str, usize>, csv: &Path) -> Result
 /// File name -> path for the files of NIH's image folders (see [`nih`] for the
 /// order; the first folder holding a name wins), and the folders searched.
 fn image_index(root: &Path) -> Result<(HashMap<String, PathBuf>, Vec<PathBuf>), DatasetError> {
-    let mut folders = vec![root.join("images")];
-    let mut parts: Vec<PathBuf> = read_folder(root)?
-        .into_iter()
+    let top = read_folder(root)?;
+    let mut parts: Vec<&str> = top
+        .iter()
         .filter(|(name, is_file)| !is_file && name != "images" && name.starts_with("images"))
-        .map(|(name, _)| root.join(name))
+        .map(|(name, _)| name.as_str())
         .collect();
-    parts.sort();
+    parts.sort_unstable();
+    let mut folders = vec![root.join("images")];
     for part in parts {
-        folders.push(part.join("images"));
-        folders.push(part);
+        folders.push(root.join(part).join("images"));
+        folders.push(root.join(part));
     }
-    folders.push(root.to_path_buf());
+    folders.retain(|f| f.is_dir());
 
     let mut images = HashMap::new();
-    folders.retain(|f| f.is_dir());
     for folder in &folders {
-        for (name, is_file) in read_folder(folder)? {
-            if is_file {
-                let path = folder.join(&name);
-                images.entry(name).or_insert(path);
-            }
+        add_files(&mut images, folder, read_folder(folder)?);
+    }
+    add_files(&mut images, root, top);
+    folders.push(root.to_path_buf());
+    Ok((images, folders))
+}
+
+/// Adds the files among `entries` (of `folder`, as [`read_folder`] lists them)
+/// to `images`, keeping names already there.
+fn add_files(images: &mut HashMap<String, PathBuf>, folder: &Path, entries: Vec<(String, bool)>) {
+    for (name, is_file) in entries {
+        if is_file {
+            let path = folder.join(&name);
+            images.entry(name).or_insert(path);
         }
     }
-    Ok((images, folders))
 }
 
 /// The UTF-8 names in `dir`, each with whether it is a file (following
@@ -639,8 +648,9 @@ pub fn chexpert(root: &Path, csv: Option<&Path>, policy: UncertainPolicy) -> Res
                 let text = row.fields[j].value();
                 match text.parse::<f64>() {
                     _ if text.is_empty() => Ok(0.0),
-                    Ok(v) if v == -1.0 => Ok(uncertain),
-                    Ok(v) if v == 0.0 || v == 1.0 => Ok(v),
+                    Ok(-1.0) => Ok(uncertain),
+                    Ok(0.0) => Ok(0.0),
+                    Ok(1.0) => Ok(1.0),
                     _ => Err(DatasetError::BadLabel {
                         path: csv_path.clone(),
                         line: row.line,
