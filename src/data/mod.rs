@@ -6,6 +6,7 @@
 //! in NIH ChestX-ray14's layout ([`synth`]), and the resumable per-sample
 //! results file of long runs ([`results_log`]).
 
+pub mod dataset;
 pub mod image;
 pub mod metrics;
 pub mod results_log;
