@@ -12,6 +12,7 @@
 //! [`crate::cli`].
 
 mod plot;
+mod text;
 
 pub use plot::{roc_png, time_vs_latent_png};
 

@@ -1,22 +1,23 @@
 //! Drawing of the two figures: layout, styles and the PNG file.
 
+use super::text::{self, Label};
 use super::{PlotError, RocCurves, Series};
+use ab_glyph::FontRef;
 use plotters::coord::Shift;
 use plotters::element::{DashedPathElement, Drawable, PointCollection};
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::text_anchor::HPos;
 use plotters_backend::{BackendCoord, DrawingErrorKind};
 use std::path::Path;
 use std::sync::OnceLock;
 
-/// DejaVu Sans (Bitstream Vera licence, `assets/fonts/DejaVuSans.LICENSE`).
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-/// The family every text of the figures asks for; [`render`] registers
-/// [`FONT`] under it before drawing.
+/// The family plotters' mesh asks for; [`render`] registers the bundled
+/// font under it (the mesh's own labels are left empty: [`Label`] sets all
+/// text).
 const FAMILY: &str = "sans-serif";
 
-const TEXT: RGBColor = RGBColor(30, 30, 30);
 const GRID: RGBColor = RGBColor(222, 222, 222);
+const MINOR_GRID: RGBColor = RGBColor(242, 242, 242);
 const PLAIN: RGBColor = RGBColor(31, 119, 180);
 const ENCRYPTED: RGBColor = RGBColor(230, 110, 0);
 const CHANCE: RGBColor = RGBColor(150, 150, 150);
@@ -44,6 +45,10 @@ const HEADER: u32 = 92;
 const BORDER: u32 = 20;
 /// Size of the time figure, legend column included.
 const TIME_SIZE: (u32, u32) = (1120, 660);
+
+/// Tick values of both axes of a ROC panel (plotters' own choice for six
+/// labels over [0, 1], which its grid lines follow).
+const ROC_TICKS: [f64; 6] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 type DrawError = DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>;
@@ -80,19 +85,19 @@ pub fn roc_png(path: &Path, title: &str, curves: &[RocCurves]) -> Result<(), Plo
         columns as u32 * PANEL + 2 * BORDER,
         rows as u32 * PANEL + HEADER + BORDER,
     );
-    render(path, size, |root| {
+    render(path, size, |root, font| {
         let (header, body) = root.split_vertically(HEADER);
-        draw_text(&header, title, 24.0, (size.0 as i32 / 2, 16), HPos::Center)?;
+        header.draw(&centred(font, title, 24.0, (size.0 as i32 / 2, 24)))?;
         let legend = [
             (LineKind::Solid(PLAIN), "plaintext"),
             (LineKind::Dashed(ENCRYPTED), "encrypted (CKKS)"),
             (LineKind::Dashed(CHANCE), "chance"),
         ];
-        draw_legend_row(&header, &legend, size.0 as i32 / 2, 66)?;
+        draw_legend_row(&header, font, &legend, size.0 as i32 / 2, 66)?;
         let body = body.margin(0, BORDER, BORDER, BORDER);
         for (index, (panel, class)) in body.split_evenly((rows, columns)).iter().zip(curves).enumerate() {
             let bottom_of_column = index + columns >= curves.len();
-            draw_roc_panel(panel, class, bottom_of_column, index % columns == 0)?;
+            draw_roc_panel(root, panel, font, class, bottom_of_column, index % columns == 0)?;
         }
         Ok(())
     })
@@ -142,40 +147,61 @@ pub fn time_vs_latent_png(path: &Path, title: &str, x_labels: &[String], series:
         .filter(|(_, s)| s.seconds.iter().any(Option::is_some))
         .collect();
 
-    render(path, TIME_SIZE, |root| {
-        let label_style = text_style(16.0);
-        let mut legend_width = 0;
-        for (_, line) in &drawn {
-            legend_width = legend_width.max(root.estimate_text_size(&line.name, &label_style)?.0);
-        }
-        let legend_width = legend_width + 90;
+    render(path, TIME_SIZE, |root, font| {
+        let names = drawn.iter().map(|(_, line)| text::width(font, &line.name, 16.0));
+        let legend_width = names.fold(0.0, f32::max).ceil() as u32 + 90;
         let (plot, legend) = root.split_horizontally(TIME_SIZE.0 - legend_width);
 
         // One segment per latent size; points sit at the segment centres.
         let x_axis = (0..x_labels.len() - 1).into_segmented();
-        let y_axis = (low..high).log_scale().with_key_points(log_ticks(low, high));
-        let x_name = |x: &SegmentValue<usize>| match x {
-            SegmentValue::CenterOf(i) => x_labels[*i].clone(),
-            _ => String::new(),
-        };
+        let y_ticks = log_ticks(low, high);
+        let y_axis = (low..high)
+            .log_scale()
+            .with_key_points(y_ticks.clone())
+            .with_light_points(minor_log_ticks(low, high));
         let mut chart = ChartBuilder::on(&plot)
-            .caption(title, text_style(24.0))
             .margin(24)
+            .margin_top(64)
             .x_label_area_size(64)
             .y_label_area_size(84)
             .build_cartesian_2d(x_axis, y_axis)?;
         chart
             .configure_mesh()
             .x_labels(x_labels.len())
-            .x_label_formatter(&x_name)
-            .y_label_formatter(&|y: &f64| seconds_label(*y))
-            .x_desc("latent size")
-            .y_desc("seconds per image (log scale)")
-            .label_style(text_style(16.0))
-            .axis_desc_style(text_style(17.0))
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&|_| String::new())
             .bold_line_style(GRID)
-            .light_line_style(WHITE)
+            .light_line_style(MINOR_GRID)
             .draw()?;
+
+        let (xs, ys) = chart.plotting_area().get_pixel_range();
+        let centre_x = (xs.start + xs.end) / 2;
+        root.draw(&centred(font, title, 24.0, (centre_x, 34)))?;
+        for (i, name) in x_labels.iter().enumerate() {
+            let (x, _) = chart.backend_coord(&(SegmentValue::CenterOf(i), low));
+            root.draw(&centred(font, name, 16.0, (x, ys.end + 20)))?;
+        }
+        for &tick in &y_ticks {
+            let (_, y) = chart.backend_coord(&(SegmentValue::CenterOf(0), tick));
+            root.draw(&Label {
+                font,
+                text: &seconds_label(tick),
+                at: (xs.start - 10, y),
+                size: 16.0,
+                anchor: HPos::Right,
+                vertical: false,
+            })?;
+        }
+        root.draw(&centred(font, "latent size", 17.0, (centre_x, ys.end + 50)))?;
+        root.draw(&Label {
+            vertical: true,
+            ..centred(
+                font,
+                "seconds per image (log scale)",
+                17.0,
+                (xs.start - 66, (ys.start + ys.end) / 2),
+            )
+        })?;
 
         for &(index, line) in &drawn {
             let colour = PALETTE[index % PALETTE.len()];
@@ -213,7 +239,10 @@ pub fn time_vs_latent_png(path: &Path, title: &str, x_labels: &[String], series:
                 index,
                 colour,
             })?;
-            draw_text(&legend, &line.name, 16.0, (x + 56, y), HPos::Left)?;
+            legend.draw(&Label {
+                anchor: HPos::Left,
+                ..centred(font, &line.name, 16.0, (x + 56, y))
+            })?;
         }
         Ok(())
     })
@@ -269,27 +298,28 @@ fn validate_series(path: &Path, x_labels: &[String], line: &Series) -> Result<()
     Ok(())
 }
 
-/// Registers the bundled font (once per process), draws on a white RGB
-/// bitmap of `width x height` pixels and writes it to `path` as PNG.
+/// Registers the bundled font with plotters (once per process), draws on a
+/// white RGB bitmap of `width x height` pixels, handing `draw` the parsed
+/// font, and writes the bitmap to `path` as PNG.
 fn render(
     path: &Path,
     (width, height): (u32, u32),
-    draw: impl FnOnce(&Area) -> Result<(), DrawError>,
+    draw: impl FnOnce(&Area, &FontRef<'static>) -> Result<(), DrawError>,
 ) -> Result<(), PlotError> {
-    static FONT_READY: OnceLock<bool> = OnceLock::new();
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
     let draw_error = |message: String| PlotError::Draw {
         path: path.to_path_buf(),
         message,
     };
-    let font_ready =
-        *FONT_READY.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
-    if !font_ready {
+    let registered =
+        *REGISTERED.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, text::FONT_BYTES).is_ok());
+    let Some(font) = text::font().filter(|_| registered) else {
         return Err(draw_error("the bundled font does not parse".into()));
-    }
+    };
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        draw(&root)
+        draw(&root, font)
             .and_then(|()| root.present())
             .map_err(|e| draw_error(e.to_string()))?;
     }
@@ -307,9 +337,17 @@ fn render(
     })
 }
 
-/// One class's panel: title with AUCs, axes over [0, 1], the diagonal and
-/// whichever curves are given. Axis names only on the outer panels.
-fn draw_roc_panel(panel: &Area, class: &RocCurves, x_name: bool, y_name: bool) -> Result<(), DrawError> {
+/// One class's panel (a part of `root`): title with AUCs, axes over [0, 1],
+/// the diagonal and whichever curves are given. Axis names only on the
+/// outer panels. Text goes on `root`, at the chart's absolute pixels.
+fn draw_roc_panel(
+    root: &Area,
+    panel: &Area,
+    font: &FontRef<'static>,
+    class: &RocCurves,
+    x_name: bool,
+    y_name: bool,
+) -> Result<(), DrawError> {
     let aucs: Vec<String> = [("plain", class.auc_plain), ("HE", class.auc_encrypted)]
         .into_iter()
         .filter_map(|(name, auc)| auc.map(|auc| format!("{name} {auc:.3}")))
@@ -320,32 +358,51 @@ fn draw_roc_panel(panel: &Area, class: &RocCurves, x_name: bool, y_name: bool) -
     };
     // The largest size up to 16 px at which the title fits the panel.
     let mut size = 16.0;
-    while size > 9.0 && panel.estimate_text_size(&title, &text_style(size))?.0 > PANEL - 16 {
+    while size > 9.0 && text::width(font, &title, size) > (PANEL - 24) as f32 {
         size -= 1.0;
     }
 
     let mut chart = ChartBuilder::on(panel)
-        .caption(&title, text_style(size))
-        .margin(10)
+        .margin(14)
+        .margin_top(34)
         .x_label_area_size(40)
         .y_label_area_size(48)
         .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
-    let mut mesh = chart.configure_mesh();
-    mesh.x_labels(6)
-        .y_labels(6)
-        .x_label_formatter(&|v| format!("{v:.1}"))
-        .y_label_formatter(&|v| format!("{v:.1}"))
-        .label_style(text_style(13.0))
-        .axis_desc_style(text_style(13.0))
+    chart
+        .configure_mesh()
+        .x_labels(ROC_TICKS.len())
+        .y_labels(ROC_TICKS.len())
+        .x_label_formatter(&|_| String::new())
+        .y_label_formatter(&|_| String::new())
         .bold_line_style(GRID)
-        .light_line_style(WHITE);
+        .light_line_style(WHITE)
+        .draw()?;
+
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let centre = ((xs.start + xs.end) / 2, (ys.start + ys.end) / 2);
+    // Centred on the panel: a long title may be wider than the plot.
+    let (panel_xs, _) = panel.get_pixel_range();
+    let title_x = (panel_xs.start + panel_xs.end) / 2;
+    root.draw(&centred(font, &title, size, (title_x, ys.start - 18)))?;
+    for tick in ROC_TICKS {
+        let text = format!("{tick:.1}");
+        let (x, _) = chart.backend_coord(&(tick, 0.0));
+        root.draw(&centred(font, &text, 13.0, (x, ys.end + 16)))?;
+        let (_, y) = chart.backend_coord(&(0.0, tick));
+        root.draw(&Label {
+            anchor: HPos::Right,
+            ..centred(font, &text, 13.0, (xs.start - 8, y))
+        })?;
+    }
     if x_name {
-        mesh.x_desc("false positive rate");
+        root.draw(&centred(font, "false positive rate", 14.0, (centre.0, ys.end + 36)))?;
     }
     if y_name {
-        mesh.y_desc("true positive rate");
+        root.draw(&Label {
+            vertical: true,
+            ..centred(font, "true positive rate", 14.0, (xs.start - 38, centre.1))
+        })?;
     }
-    mesh.draw()?;
 
     chart.draw_series(DashedLineSeries::new(
         [(0.0, 0.0), (1.0, 1.0)],
@@ -376,15 +433,19 @@ enum LineKind {
 
 /// A horizontal legend (line sample, then its text, per entry) centred on
 /// `centre_x`, its line samples at height `y`.
-fn draw_legend_row(area: &Area, entries: &[(LineKind, &str)], centre_x: i32, y: i32) -> Result<(), DrawError> {
+fn draw_legend_row(
+    area: &Area,
+    font: &FontRef<'static>,
+    entries: &[(LineKind, &str)],
+    centre_x: i32,
+    y: i32,
+) -> Result<(), DrawError> {
     const SAMPLE: i32 = 40;
     const GAP: i32 = 8;
     const SPACING: i32 = 36;
-    let style = text_style(16.0);
-    let mut widths = Vec::with_capacity(entries.len());
-    for (_, text) in entries {
-        widths.push(area.estimate_text_size(text, &style)?.0 as i32);
-    }
+    let widths: Vec<i32> = (entries.iter())
+        .map(|(_, text)| text::width(font, text, 16.0).ceil() as i32)
+        .collect();
     let total: i32 = widths.iter().map(|w| SAMPLE + GAP + w).sum::<i32>() + SPACING * (entries.len() as i32 - 1);
     let mut x = centre_x - total / 2;
     for ((kind, text), width) in entries.iter().zip(widths) {
@@ -397,21 +458,25 @@ fn draw_legend_row(area: &Area, entries: &[(LineKind, &str)], centre_x: i32, y: 
                 area.draw(&DashedPathElement::new(ends, 7, 5, colour.stroke_width(2)))?;
             }
         }
-        draw_text(area, text, 16.0, (x + SAMPLE + GAP, y), HPos::Left)?;
+        area.draw(&Label {
+            anchor: HPos::Left,
+            ..centred(font, text, 16.0, (x + SAMPLE + GAP, y))
+        })?;
         x += SAMPLE + GAP + width + SPACING;
     }
     Ok(())
 }
 
-/// Text in the bundled font and the text colour, `size` pixels high.
-fn text_style(size: f64) -> TextStyle<'static> {
-    TextStyle::from((FAMILY, size).into_font()).color(&TEXT)
-}
-
-/// Text vertically centred on `at.1`, anchored horizontally by `anchor`.
-fn draw_text(area: &Area, text: &str, size: f64, at: (i32, i32), anchor: HPos) -> Result<(), DrawError> {
-    let style = text_style(size).pos(Pos::new(anchor, VPos::Center));
-    area.draw(&Text::new(text, at, style))
+/// A horizontal line of text centred on `at`.
+fn centred<'a>(font: &'a FontRef<'static>, text: &'a str, size: f32, at: (i32, i32)) -> Label<'a> {
+    Label {
+        font,
+        text,
+        at,
+        size,
+        anchor: HPos::Center,
+        vertical: false,
+    }
 }
 
 /// The marker of the `index`-th series of the time figure, centred on a
@@ -465,6 +530,16 @@ fn log_ticks(low: f64, high: f64) -> Vec<f64> {
     (first..=last)
         .flat_map(|exponent| steps.iter().map(move |m| m * 10f64.powi(exponent)))
         .filter(|&tick| tick <= high * (1.0 + 1e-9))
+        .collect()
+}
+
+/// Light grid values of a logarithmic axis from `low` to `high` (powers of
+/// ten): 2 to 9 times each decade, inside the axis.
+fn minor_log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let first = low.log10().round() as i32;
+    let last = high.log10().round() as i32;
+    (first..last)
+        .flat_map(|exponent| (2..10).map(move |m| f64::from(m) * 10f64.powi(exponent)))
         .collect()
 }
 
