@@ -152,37 +152,39 @@ pub fn time_vs_latent_png(path: &Path, title: &str, x_labels: &[String], series:
         let legend_width = names.fold(0.0, f32::max).ceil() as u32 + 90;
         let (plot, legend) = root.split_horizontally(TIME_SIZE.0 - legend_width);
 
-        // One segment per latent size; points sit at the segment centres.
-        let x_axis = (0..x_labels.len() - 1).into_segmented();
+        // Latent size i sits at x = i, half a step from each side. The grid
+        // is drawn here: plotters' mesh cannot take these key points on f64.
+        let right = x_labels.len() as f64 - 0.5;
         let y_ticks = log_ticks(low, high);
-        let y_axis = (low..high)
-            .log_scale()
-            .with_key_points(y_ticks.clone())
-            .with_light_points(minor_log_ticks(low, high));
         let mut chart = ChartBuilder::on(&plot)
             .margin(24)
             .margin_top(64)
             .x_label_area_size(64)
             .y_label_area_size(84)
-            .build_cartesian_2d(x_axis, y_axis)?;
-        chart
-            .configure_mesh()
-            .x_labels(x_labels.len())
-            .x_label_formatter(&|_| String::new())
-            .y_label_formatter(&|_| String::new())
-            .bold_line_style(GRID)
-            .light_line_style(MINOR_GRID)
-            .draw()?;
+            .build_cartesian_2d(-0.5..right, (low..high).log_scale())?;
+        let rule = |from: (f64, f64), to: (f64, f64), colour: RGBColor| LineSeries::new([from, to], colour);
+        for tick in minor_log_ticks(low, high) {
+            chart.draw_series(rule((-0.5, tick), (right, tick), MINOR_GRID))?;
+        }
+        for &tick in &y_ticks {
+            chart.draw_series(rule((-0.5, tick), (right, tick), GRID))?;
+        }
+        for i in 0..x_labels.len() {
+            chart.draw_series(rule((i as f64, low), (i as f64, high), GRID))?;
+        }
+        chart.draw_series(LineSeries::new([(-0.5, high), (-0.5, low), (right, low)], BLACK))?;
 
         let (xs, ys) = chart.plotting_area().get_pixel_range();
         let centre_x = (xs.start + xs.end) / 2;
         root.draw(&centred(font, title, 24.0, (centre_x, 34)))?;
         for (i, name) in x_labels.iter().enumerate() {
-            let (x, _) = chart.backend_coord(&(SegmentValue::CenterOf(i), low));
+            let (x, y) = chart.backend_coord(&(i as f64, low));
+            root.draw(&PathElement::new(vec![(x, y), (x, y + 5)], BLACK))?;
             root.draw(&centred(font, name, 16.0, (x, ys.end + 20)))?;
         }
         for &tick in &y_ticks {
-            let (_, y) = chart.backend_coord(&(SegmentValue::CenterOf(0), tick));
+            let (x, y) = chart.backend_coord(&(-0.5, tick));
+            root.draw(&PathElement::new(vec![(x - 5, y), (x, y)], BLACK))?;
             root.draw(&Label {
                 font,
                 text: &seconds_label(tick),
@@ -211,7 +213,7 @@ pub fn time_vs_latent_png(path: &Path, title: &str, x_labels: &[String], series:
                 .enumerate()
                 .filter_map(|(i, s)| s.map(|s| (i, s)))
                 .collect();
-            let at = |&(i, s): &(usize, f64)| (SegmentValue::CenterOf(i), s);
+            let at = |&(i, s): &(usize, f64)| (i as f64, s);
             // Runs of consecutive measured sizes; a missing one breaks the line.
             for run in present.chunk_by(|a, b| b.0 == a.0 + 1) {
                 chart.draw_series(LineSeries::new(run.iter().map(at), colour.stroke_width(2)))?;
