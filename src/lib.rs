@@ -6,7 +6,8 @@
 //! its CPU evaluator and the GPU evaluator) -> [`he_nn`] (network layers as
 //! CKKS operations) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
-//! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too.
+//! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too,
+//! and so does [`report`] (the ROC and timing figures as PNG).
 
 pub mod backend;
 pub mod cache;
@@ -16,6 +17,7 @@ pub mod data;
 pub mod he_nn;
 pub mod math;
 pub mod nn;
+pub mod report;
 pub mod ring;
 pub mod vqgan;
 
