@@ -28,6 +28,7 @@ impl DeviceArgs {
 }
 
 /// The backend a run uses.
+#[derive(Clone)]
 pub enum Chosen {
     /// The CPU reference evaluator.
     Cpu,

@@ -1,25 +1,24 @@
 //! `plan`, `infer` (the server step) and `run` (everything in one process,
 //! encrypted and plaintext side by side).
 
-use super::backend::{Chosen, DeviceArgs};
-use super::binding::{ModelBinding, Planned};
-use super::crypt::{read_latents, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::backend::DeviceArgs;
+use super::binding::Planned;
+use super::crypt::read_latents;
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
+use super::session::{evaluate_on, EncryptedSession};
 use super::{print_json, CliError};
-use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{
-    ciphertexts_file_bytes, load_ciphertexts, load_public_keys, load_secret_key, public_keys_file_bytes,
-    save_ciphertexts, save_public_keys, save_secret_key, CiphertextFile,
+    ciphertexts_file_bytes, load_ciphertexts, load_public_keys, public_keys_file_bytes, save_ciphertexts,
+    CiphertextFile,
 };
-use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyLevels, Params, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, HEADROOM_LEVELS};
+use crate::ckks::{KeyLevels, Params};
+use crate::he_nn::{Plan, HEADROOM_LEVELS};
 use clap::Args;
 use ndarray::{Array2, Array4};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The parameter set and batch a plan is made for.
 #[derive(Args, Debug)]
@@ -34,7 +33,7 @@ pub struct PlanChoice {
 
 impl PlanChoice {
     /// Loads, folds and plans `model` as chosen.
-    fn plan(&self, model: &ModelArgs) -> Result<Planned, CliError> {
+    pub fn plan(&self, model: &ModelArgs) -> Result<Planned, CliError> {
         Planned::load(model, Some(&self.preset), self.batch)
     }
 }
@@ -172,54 +171,6 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
-/// `plan.batch()` images) on `backend`; returns each set's logit
-/// ciphertexts, in order, and the seconds each set took.
-fn evaluate<B: EvalBackend>(
-    backend: &B,
-    params: &Params,
-    plan: &Plan,
-    inputs: &[Ciphertext],
-    quiet: bool,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError>
-where
-    CliError: From<B::Error>,
-{
-    let per_set = plan.input().cts();
-    let sets = inputs.len() / per_set;
-    let mut out = Vec::with_capacity(sets * plan.output().cts());
-    let mut seconds = Vec::with_capacity(sets);
-    for (i, set) in inputs.chunks(per_set).enumerate() {
-        let start = Instant::now();
-        let uploaded = set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
-        let logits = plan.execute(backend, params, &uploaded)?;
-        for c in &logits {
-            out.push(backend.download(c)?);
-        }
-        backend.sync()?;
-        seconds.push(start.elapsed().as_secs_f64());
-        if !quiet {
-            eprintln!("set {}/{sets}: {:.2} s on the {}", i + 1, seconds[i], backend.name());
-        }
-    }
-    Ok((out, seconds))
-}
-
-/// [`evaluate`] on the chosen backend.
-fn evaluate_on(
-    chosen: &Chosen,
-    keys: &Arc<PublicKeySet>,
-    plan: &Plan,
-    inputs: &[Ciphertext],
-    quiet: bool,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError> {
-    let params = keys.params();
-    match chosen {
-        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, quiet),
-        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, quiet),
-    }
-}
-
 /// Runs `infer`: reads only the public key set, the model and the
 /// encrypted latents.
 pub fn infer(args: &InferArgs) -> Result<(), CliError> {
@@ -293,49 +244,6 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The key directory `run` uses for `model` under `params`: one per model
-/// file content, spec and preset, under the cache directory.
-fn key_cache_dir(args: &ModelArgs, planned: &Planned) -> Result<PathBuf, CliError> {
-    let bytes = std::fs::read(&args.model).map_err(|source| CliError::Io {
-        path: args.model.display().to_string(),
-        source,
-    })?;
-    let mut h = blake3::Hasher::new();
-    h.update(&bytes);
-    h.update(planned.model.spec().to_string().as_bytes());
-    h.update(&planned.params.fingerprint());
-    let tag = crate::ckks::params::hex(&h.finalize().as_bytes()[..12]);
-    let root = crate::cache::cache_dir()
-        .ok_or_else(|| CliError::Usage("no cache directory: set LATENT_HE_CACHE_DIR or HOME".into()))?;
-    Ok(root.join("keys").join(tag))
-}
-
-/// Keys for `planned` from `dir`, generated (and saved there) when absent;
-/// returns them with the seconds key generation took (`None` when loaded).
-fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKeySet>, Option<f64>), CliError> {
-    let (secret, public) = (dir.join(SECRET_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
-    let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
-    if secret.exists() && public.exists() && ModelBinding::read(dir)?.as_ref() == Some(&binding) {
-        let sk = load_secret_key(&secret)?;
-        let keys = load_public_keys(&public)?;
-        if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
-            return Ok((sk, Arc::new(keys), None));
-        }
-    }
-    let start = Instant::now();
-    let sk = SecretKey::generate(&planned.params);
-    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
-    let seconds = start.elapsed().as_secs_f64();
-    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    save_secret_key(&secret, &sk)?;
-    save_public_keys(&public, &keys)?;
-    binding.write(dir)?;
-    Ok((sk, Arc::new(keys), Some(seconds)))
-}
-
 fn rows(a: &Array2<f64>) -> Vec<Vec<f64>> {
     a.rows().into_iter().map(|r| r.to_vec()).collect()
 }
@@ -373,26 +281,17 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         }
         return Ok(());
     }
-    let dir = key_cache_dir(&args.model, &planned)?;
-    let (sk, keys, keygen_s) = cached_keys(&dir, &planned)?;
-    let (params, plan) = (&planned.params, &planned.plan);
-    let start = Instant::now();
-    let flat: Vec<f64> = x.iter().copied().collect();
-    let inputs = encrypt_batches(&keys, params, &plan.input(), &flat, plan.start_level())?;
-    let encrypt_s = start.elapsed().as_secs_f64();
     let chosen = args.device.resolve()?;
-    let (logits, seconds) = evaluate_on(&chosen, &keys, plan, &inputs, args.json)?;
-    let start = Instant::now();
-    let values = decrypt_batches(&sk, &plan.output(), &logits, images * classes.len())?;
-    let he = Array2::from_shape_vec((images, classes.len()), values).expect("one logit per image and class");
-    let decrypt_s = start.elapsed().as_secs_f64();
+    let session = EncryptedSession::open(&args.model.model, planned, chosen)?;
+    let (he, stages) = session.logits(&x, args.json)?;
+    let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
+    let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
     let max_abs_error = he
         .iter()
         .zip(plain.iter())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    let (backend, adapter) = chosen.describe();
-    let infer_s: f64 = seconds.iter().sum();
+    let (backend, adapter) = session.backend();
     let report = json!({
         "classes": classes,
         "logits_he": rows(&he),
@@ -408,7 +307,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             "decrypt": round3(decrypt_s),
         },
         "keys_cached": keygen_s.is_none(),
-        "keys": dir.display().to_string(),
+        "keys": session.key_dir.display().to_string(),
         "backend": backend,
         "adapter": adapter,
         "preset": params.name(),
@@ -422,7 +321,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     } else {
         println!(
             "model: {}  preset: {}  backend: {backend}",
-            planned.model.spec(),
+            session.planned.model.spec(),
             report["preset"]
         );
         for (i, (he_row, plain_row)) in he.outer_iter().zip(plain.outer_iter()).enumerate() {

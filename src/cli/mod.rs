@@ -11,7 +11,9 @@ mod metrics;
 mod model_args;
 mod params;
 mod predict;
+mod score;
 mod selftest;
+mod session;
 mod synth;
 mod vqgan;
 
@@ -119,6 +121,8 @@ enum Command {
     Decode(vqgan::DecodeArgs),
     /// Write a synthetic chest X-ray set in NIH ChestX-ray14's layout (images, CSV, split lists).
     Synth(synth::SynthArgs),
+    /// Score a whole test set end to end (plaintext and encrypted side by side), resumable.
+    Score(score::ScoreArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -140,6 +144,7 @@ pub fn main() -> ExitCode {
         Command::Encode(args) => vqgan::encode(&args),
         Command::Decode(args) => vqgan::decode(&args),
         Command::Synth(args) => synth::run(&args),
+        Command::Score(args) => score::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

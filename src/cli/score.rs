@@ -1,0 +1,552 @@
+//! `score`: a whole test set end to end (decode, VQGAN encode, plaintext
+//! prediction and, with `--encrypted`, encrypt, infer, decrypt), one row per
+//! image appended to `OUT/results.csv` as it goes, then the metrics of the
+//! plaintext and encrypted runs side by side (`summary.json`, `summary.md`,
+//! `roc.png`). A rerun with the same `OUT` resumes after the last complete
+//! row.
+
+use super::backend::DeviceArgs;
+use super::infer::PlanChoice;
+use super::metrics::report_json;
+use super::model_args::ModelArgs;
+use super::predict::sigmoid;
+use super::session::{EncryptedSession, StageSeconds};
+use super::vqgan::LoadedVqgan;
+use super::{print_json, CliError};
+use crate::data::dataset::{self, Dataset, DatasetKind, UncertainPolicy};
+use crate::data::image::{preprocess, read_image, PAPER_SIZE};
+use crate::data::metrics::{evaluate, MultiLabelMetrics};
+use crate::data::results_log::ResultsLog;
+use crate::nn::Model;
+use crate::report::{roc_png, roc_points, RocCurves};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{s, Array2, Array4, Axis};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which layout `--root` has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetChoice {
+    /// NIH ChestX-ray14: Data_Entry_2017.csv, images/, test_list.txt.
+    Nih,
+    /// CheXpert: valid.csv (or --csv) with Path and 14 label columns.
+    Chexpert,
+    /// A folder with latents.npy, labels.csv and optionally names.txt.
+    Latents,
+}
+
+/// CheXpert's uncertain labels (-1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Uncertain {
+    /// As negatives (U-zeros, the paper's choice).
+    Zeros,
+    /// As positives (U-ones).
+    Ones,
+}
+
+/// Arguments of `score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The data set's layout.
+    #[arg(long, value_enum)]
+    dataset: DatasetChoice,
+    /// The data set's folder.
+    #[arg(long)]
+    root: PathBuf,
+    /// NIH: the list of images to score (default: ROOT/test_list.txt, else all).
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// The label table, when not at its usual place under ROOT.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// CheXpert: how uncertain labels count.
+    #[arg(long, value_enum, default_value = "zeros")]
+    uncertain: Uncertain,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The VQGAN that makes the latents (not needed for --dataset latents).
+    #[arg(long)]
+    vqgan: Option<PathBuf>,
+    /// The VQGAN's config when its file records none (f2, f4, f8, f16).
+    #[arg(long)]
+    vqgan_preset: Option<String>,
+    /// Also run every image encrypted and report both.
+    #[arg(long)]
+    encrypted: bool,
+    #[command(flatten)]
+    choice: PlanChoice,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Score only the first N images of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output folder (results.csv, failed.csv, summary.json, summary.md, roc.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+const RESULTS_FILE: &str = "results.csv";
+const FAILED_FILE: &str = "failed.csv";
+const RUN_FILE: &str = "run.json";
+/// Images per plaintext batch (an encrypted run uses the plan's batch).
+const SCORE_BATCH: usize = 8;
+const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn file_hash(path: &Path) -> Result<String, CliError> {
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    Ok(blake3::hash(&bytes).to_hex()[..24].to_string())
+}
+
+fn load_dataset(args: &ScoreArgs) -> Result<Dataset, CliError> {
+    let policy = match args.uncertain {
+        Uncertain::Zeros => UncertainPolicy::Zeros,
+        Uncertain::Ones => UncertainPolicy::Ones,
+    };
+    let mut data = match args.dataset {
+        DatasetChoice::Nih => dataset::nih(&args.root, args.csv.as_deref(), args.split.as_deref()),
+        DatasetChoice::Chexpert => dataset::chexpert(&args.root, args.csv.as_deref(), policy),
+        DatasetChoice::Latents => dataset::latents(&args.root),
+    }
+    .map_err(|e| CliError::Input {
+        path: args.root.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if let Some(n) = args.limit {
+        data.truncate(n);
+    }
+    Ok(data)
+}
+
+/// What identifies a run: a rerun into the same folder must match it.
+fn run_identity(args: &ScoreArgs, data: &Dataset, classes: &[String], preset: Option<&str>) -> Result<Value, CliError> {
+    Ok(json!({
+        "dataset": format!("{:?}", args.dataset).to_lowercase(),
+        "root": args.root.display().to_string(),
+        "split": args.split.as_ref().map(|p| p.display().to_string()),
+        "uncertain": format!("{:?}", args.uncertain).to_lowercase(),
+        "images": data.samples.len(),
+        "model": file_hash(&args.model.model)?,
+        "vqgan": args.vqgan.as_deref().map(file_hash).transpose()?,
+        "encrypted": args.encrypted,
+        "preset": preset,
+        "classes": classes,
+    }))
+}
+
+/// Writes `OUT/run.json`, or checks that the one there is this run's.
+fn claim_output(out: &Path, identity: &Value) -> Result<(), CliError> {
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
+    let path = out.join(RUN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let previous: Value = serde_json::from_str(&text).map_err(|e| CliError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if &previous != identity {
+                return Err(CliError::Input {
+                    path: path.display().to_string(),
+                    reason: format!("holds another run ({previous}); this one is {identity}; choose another --out"),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{identity:#}\n")).map_err(io_error(&path))
+        }
+        Err(e) => Err(io_error(&path)(e)),
+    }
+}
+
+fn header(classes: &[String], encrypted: bool) -> Vec<String> {
+    let mut h = vec!["file".to_string()];
+    let groups: &[&str] = if encrypted {
+        &["label", "plain", "he"]
+    } else {
+        &["label", "plain"]
+    };
+    for group in groups {
+        h.extend(classes.iter().map(|c| format!("{group}:{c}")));
+    }
+    h.extend(STAGES.iter().map(|s| format!("seconds_{s}")));
+    h
+}
+
+/// The models a run uses.
+struct Pipeline {
+    model: Model<f64>,
+    vqgan: Option<LoadedVqgan>,
+    session: Option<EncryptedSession>,
+    batch: usize,
+}
+
+impl Pipeline {
+    /// Latents of `samples[range]` (VQGAN-encoded images, or the stored
+    /// latents), the indices that made it and the failures
+    /// (`(sample index, error)`); also the encoding seconds.
+    #[allow(clippy::type_complexity)]
+    fn latents(
+        &self,
+        data: &Dataset,
+        indices: &[usize],
+    ) -> Result<(Array4<f64>, Vec<usize>, Vec<(usize, String)>, f64), CliError> {
+        if let Some(stored) = &data.latents {
+            let views: Vec<_> = indices.iter().map(|&i| stored.slice(s![i, .., .., ..])).collect();
+            let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))?;
+            return Ok((x.mapv(f64::from), indices.to_vec(), Vec::new(), 0.0));
+        }
+        let vqgan = self
+            .vqgan
+            .as_ref()
+            .ok_or_else(|| CliError::Usage("--vqgan is needed to encode images".into()))?;
+        let start = Instant::now();
+        let mut images = Vec::new();
+        let (mut kept, mut failed) = (Vec::new(), Vec::new());
+        for &i in indices {
+            match read_image(&data.samples[i].path) {
+                Ok(image) => {
+                    images.push(preprocess(&image, PAPER_SIZE));
+                    kept.push(i);
+                }
+                Err(e) => failed.push((i, e.to_string())),
+            }
+        }
+        if images.is_empty() {
+            return Ok((Array4::zeros((0, 0, 0, 0)), kept, failed, 0.0));
+        }
+        let views: Vec<_> = images.iter().map(|x| x.view()).collect();
+        let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))?;
+        let z = vqgan.encode(x, false).map_err(CliError::Usage)?;
+        Ok((z.mapv(f64::from), kept, failed, start.elapsed().as_secs_f64()))
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v}")
+}
+
+/// Scores the pending samples in batches, appending rows and failures.
+fn score_pending(
+    pipeline: &Pipeline,
+    data: &Dataset,
+    labels: &Array2<f64>,
+    pending: &[usize],
+    results: &mut ResultsLog,
+    failures: &mut ResultsLog,
+    bar: &ProgressBar,
+) -> Result<(), CliError> {
+    for chunk in pending.chunks(pipeline.batch) {
+        let (x, kept, failed, encode_s) = pipeline.latents(data, chunk)?;
+        let failed_rows: Vec<Vec<String>> = failed
+            .iter()
+            .map(|(i, e)| vec![data.samples[*i].name.clone(), e.clone()])
+            .collect();
+        failures
+            .append(&failed_rows)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        if !kept.is_empty() {
+            let start = Instant::now();
+            let plain = pipeline
+                .model
+                .forward(x.view())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let plain_s = start.elapsed().as_secs_f64();
+            let (he, stages) = match &pipeline.session {
+                Some(session) => {
+                    let (he, stages) = session.logits(&x, true)?;
+                    (Some(he), stages)
+                }
+                None => (None, StageSeconds::default()),
+            };
+            let n = kept.len() as f64;
+            let seconds = [encode_s, plain_s, stages.encrypt, stages.infer, stages.decrypt];
+            let rows: Vec<Vec<String>> = kept
+                .iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let mut row = vec![data.samples[i].name.clone()];
+                    row.extend(labels.row(i).iter().map(|&v| fmt(v)));
+                    row.extend(plain.row(r).iter().map(|&v| fmt(sigmoid(v))));
+                    if let Some(he) = &he {
+                        row.extend(he.row(r).iter().map(|&v| fmt(sigmoid(v))));
+                    }
+                    row.extend(seconds.iter().map(|s| fmt(s / n)));
+                    row
+                })
+                .collect();
+            results.append(&rows).map_err(|e| CliError::Usage(e.to_string()))?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(())
+}
+
+/// Columns `group:<class>` of the results as a matrix.
+fn column_block(
+    header: &[String],
+    rows: &[Vec<String>],
+    group: &str,
+    classes: &[String],
+) -> Result<Array2<f64>, CliError> {
+    let columns: Vec<usize> = classes
+        .iter()
+        .map(|c| {
+            header
+                .iter()
+                .position(|h| *h == format!("{group}:{c}"))
+                .expect("header built from the classes")
+        })
+        .collect();
+    let mut m = Array2::zeros((rows.len(), classes.len()));
+    for (r, row) in rows.iter().enumerate() {
+        for (j, &col) in columns.iter().enumerate() {
+            m[[r, j]] = row[col].parse::<f64>().map_err(|_| CliError::Input {
+                path: RESULTS_FILE.into(),
+                reason: format!("row {}: `{}` is not a number", r + 2, row[col]),
+            })?;
+        }
+    }
+    Ok(m)
+}
+
+fn stage_seconds(header: &[String], rows: &[Vec<String>]) -> Value {
+    let mut out = serde_json::Map::new();
+    for stage in STAGES {
+        let col = header
+            .iter()
+            .position(|h| *h == format!("seconds_{stage}"))
+            .expect("stage column");
+        let mut v: Vec<f64> = rows.iter().filter_map(|r| r[col].parse::<f64>().ok()).collect();
+        v.sort_by(f64::total_cmp);
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let median = match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        out.insert(stage.into(), json!({"mean": mean, "median": median}));
+    }
+    Value::Object(out)
+}
+
+fn table_row(name: &str, he: &str, seconds: f64, m: &MultiLabelMetrics) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let a = m.auroc;
+    format!(
+        "| {name} | {he} | {} | {} | {} | {} | {} | {} | {} |",
+        if seconds < 1.0 {
+            format!("{:.2} ms", seconds * 1e3)
+        } else {
+            format!("{seconds:.2} s")
+        },
+        f(a.map(|a| a.micro)),
+        f(a.map(|a| a.macro_avg)),
+        f(a.map(|a| a.weighted)),
+        f(Some(m.f1.micro)),
+        f(Some(m.f1.macro_avg)),
+        f(Some(m.f1.weighted)),
+    )
+}
+
+/// Writes summary.json, summary.md and roc.png from every row and failure
+/// in the output folder; returns the summary.
+fn summarize(args: &ScoreArgs, classes: &[String], model_name: &str, backend: &str) -> Result<Value, CliError> {
+    let header = header(classes, args.encrypted);
+    let (_, rows) =
+        ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (_, failed) = ResultsLog::open(&args.out.join(FAILED_FILE), &["file".into(), "error".into()])
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if rows.is_empty() {
+        return Err(CliError::Usage("no image could be scored; see failed.csv".into()));
+    }
+    let labels = column_block(&header, &rows, "label", classes)?;
+    let metrics_of = |group: &str| -> Result<MultiLabelMetrics, CliError> {
+        let scores = column_block(&header, &rows, group, classes)?;
+        evaluate(labels.view(), scores.view()).map_err(|e| CliError::Usage(format!("{RESULTS_FILE}: {e}")))
+    };
+    let plain = metrics_of("plain")?;
+    let he = args.encrypted.then(|| metrics_of("he")).transpose()?;
+    let seconds = stage_seconds(&header, &rows);
+    let secs = |stage: &str| seconds[stage]["mean"].as_f64().unwrap_or(0.0);
+    let mut md = format!(
+        "# {model_name}: {} images\n\nData: `{}` ({:?}). Backend: {backend}. Mean seconds per image; \
+         AUROC and F1 (threshold 0.5) as scikit-learn computes them.\n\n\
+         | Model | HE | Inference time | AUROC micro | AUROC macro | AUROC weighted | F1 micro | F1 macro | F1 weighted |\n\
+         |---|---|---|---|---|---|---|---|---|\n{}\n",
+        rows.len(),
+        args.root.display(),
+        args.dataset,
+        table_row(model_name, "✗", secs("plain"), &plain),
+    );
+    if let Some(he) = &he {
+        md.push_str(&table_row(
+            model_name,
+            "✓",
+            secs("encrypt") + secs("infer") + secs("decrypt"),
+            he,
+        ));
+        md.push('\n');
+    }
+    if !failed.is_empty() {
+        md.push_str(&format!(
+            "\n{} image(s) failed to decode; see failed.csv.\n",
+            failed.len()
+        ));
+    }
+    let delta = he.as_ref().map(|he| {
+        let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a - b).abs());
+        json!({
+            "auroc_micro": d(he.auroc.map(|a| a.micro), plain.auroc.map(|a| a.micro)),
+            "auroc_macro": d(he.auroc.map(|a| a.macro_avg), plain.auroc.map(|a| a.macro_avg)),
+            "auroc_weighted": d(he.auroc.map(|a| a.weighted), plain.auroc.map(|a| a.weighted)),
+            "f1_micro": (he.f1.micro - plain.f1.micro).abs(),
+            "f1_macro": (he.f1.macro_avg - plain.f1.macro_avg).abs(),
+            "f1_weighted": (he.f1.weighted - plain.f1.weighted).abs(),
+        })
+    });
+    let summary = json!({
+        "model": model_name,
+        "dataset": format!("{:?}", args.dataset).to_lowercase(),
+        "root": args.root.display().to_string(),
+        "images": rows.len(),
+        "backend": backend,
+        "plain": report_json(classes, &plain),
+        "encrypted": he.as_ref().map(|m| report_json(classes, m)),
+        "abs_difference": delta,
+        "seconds_per_image": seconds,
+        "failed": failed.iter().map(|r| json!({"file": r[0], "error": r[1]})).collect::<Vec<_>>(),
+        "results": args.out.join(RESULTS_FILE).display().to_string(),
+        "roc": args.out.join("roc.png").display().to_string(),
+    });
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).map_err(io_error(&path))
+    };
+    write("summary.json", format!("{summary:#}\n"))?;
+    write("summary.md", md)?;
+    let he_scores = args
+        .encrypted
+        .then(|| column_block(&header, &rows, "he", classes))
+        .transpose()?;
+    let plain_scores = column_block(&header, &rows, "plain", classes)?;
+    let curves: Vec<RocCurves> = classes
+        .iter()
+        .enumerate()
+        .map(|(j, class)| {
+            let truth: Vec<bool> = labels.column(j).iter().map(|&v| v == 1.0).collect();
+            let curve = |m: &Array2<f64>| roc_points(&truth, &m.column(j).to_vec());
+            RocCurves {
+                class: class.clone(),
+                plain: curve(&plain_scores),
+                encrypted: he_scores.as_ref().and_then(curve),
+                auc_plain: plain.auroc_per_class[j],
+                auc_encrypted: he.as_ref().and_then(|m| m.auroc_per_class[j]),
+            }
+        })
+        .collect();
+    let title = format!("{model_name}: ROC per class, {} images", rows.len());
+    roc_png(&args.out.join("roc.png"), &title, &curves).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(summary)
+}
+
+/// Runs `score`.
+pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
+    let data = load_dataset(args)?;
+    let chosen = args.device.resolve()?;
+    let (backend, _) = chosen.describe();
+    let (model, planned) = if args.encrypted {
+        let planned = args.choice.plan(&args.model)?;
+        (planned.model.clone(), Some(planned))
+    } else {
+        (crate::nn::fold(&args.model.load()?), None)
+    };
+    let classes = model.spec().classes().to_vec();
+    let labels = data.labels_for(&classes).map_err(|e| CliError::Input {
+        path: args.root.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let model_name = model.spec().to_string();
+    let vqgan = match (&data.kind, &args.vqgan) {
+        (DatasetKind::Latents, _) => None,
+        (_, None) => {
+            return Err(CliError::Usage(
+                "--vqgan is needed to encode the images (or use --dataset latents)".into(),
+            ))
+        }
+        (_, Some(path)) => Some(LoadedVqgan::load_on(path, args.vqgan_preset.as_deref(), &chosen)?.0),
+    };
+    if let Some(vq) = &vqgan {
+        let f = vq.config().factor();
+        let side = PAPER_SIZE.get() / f;
+        let want = model.spec().latent().dims();
+        if [vq.config().encoder_out_channels(), side, side] != want {
+            return Err(CliError::Usage(format!(
+                "the VQGAN makes {}x{side}x{side} latents, the model reads {want:?}",
+                vq.config().encoder_out_channels()
+            )));
+        }
+    }
+    let preset = planned.as_ref().and_then(|p| p.params.name().map(str::to_string));
+    let identity = run_identity(args, &data, &classes, preset.as_deref())?;
+    claim_output(&args.out, &identity)?;
+    let header = header(&classes, args.encrypted);
+    let (mut results, done) =
+        ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (mut failures, failed) = ResultsLog::open(&args.out.join(FAILED_FILE), &["file".into(), "error".into()])
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let finished: std::collections::HashSet<&str> = done.iter().chain(failed.iter()).map(|r| r[0].as_str()).collect();
+    let pending: Vec<usize> = (0..data.samples.len())
+        .filter(|&i| !finished.contains(data.samples[i].name.as_str()))
+        .collect();
+    let batch = planned.as_ref().map_or(SCORE_BATCH, |p| p.plan.batch());
+    let session = planned
+        .map(|p| EncryptedSession::open(&args.model.model, p, chosen.clone()))
+        .transpose()?;
+    if !args.json {
+        eprintln!(
+            "{model_name} on {} images ({} done before, {} to go), {}, backend {backend}",
+            data.samples.len(),
+            data.samples.len() - pending.len(),
+            pending.len(),
+            if args.encrypted {
+                "plaintext and encrypted"
+            } else {
+                "plaintext only"
+            }
+        );
+    }
+    let bar = ProgressBar::new(pending.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let pipeline = Pipeline {
+        model,
+        vqgan,
+        session,
+        batch,
+    };
+    score_pending(&pipeline, &data, &labels, &pending, &mut results, &mut failures, &bar)?;
+    bar.finish_and_clear();
+    let summary = summarize(args, &classes, &model_name, &backend)?;
+    if args.json {
+        print_json(&summary);
+    } else {
+        let md = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
+        println!("{md}");
+        println!("results: {}", args.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Encrypted inference of one model inside one process, as `run`, `score`,
+//! `bench` and `demo` do it: keys generated once and cached per model and
+//! preset, then encrypt, evaluate on the chosen backend, decrypt.
+
+use super::backend::Chosen;
+use super::binding::{ModelBinding, Planned};
+use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::CliError;
+use crate::ckks::gpu_eval::GpuEvaluator;
+use crate::ckks::serialize::{load_public_keys, load_secret_key, save_public_keys, save_secret_key};
+use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::he_nn::{decrypt_batches, encrypt_batches, Plan};
+use ndarray::{Array2, Array4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Seconds of the client and server stages for one call.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageSeconds {
+    /// Encoding and encryption (client).
+    pub encrypt: f64,
+    /// The plan on the ciphertexts (server).
+    pub infer: f64,
+    /// Decryption and decoding (client).
+    pub decrypt: f64,
+}
+
+/// A planned model with its keys on a backend.
+///
+/// Invariant: the keys were generated for `planned.params` and cover every
+/// rotation and level `planned.plan` uses.
+pub struct EncryptedSession {
+    /// The folded model, its parameters and plan.
+    pub planned: Planned,
+    sk: SecretKey,
+    keys: Arc<PublicKeySet>,
+    chosen: Chosen,
+    /// Seconds key generation took; `None` when the keys came from the cache.
+    pub keygen_seconds: Option<f64>,
+    /// Where the keys are cached.
+    pub key_dir: PathBuf,
+}
+
+impl EncryptedSession {
+    /// Keys for `planned` (from the cache directory for `model_file`'s
+    /// content and the plan, generated and saved when absent) on `chosen`.
+    ///
+    /// # Errors
+    /// Unreadable model file, no cache directory, key files that cannot be
+    /// written or read.
+    pub fn open(model_file: &Path, planned: Planned, chosen: Chosen) -> Result<Self, CliError> {
+        let key_dir = key_cache_dir(model_file, &planned)?;
+        let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned)?;
+        Ok(EncryptedSession {
+            planned,
+            sk,
+            keys,
+            chosen,
+            keygen_seconds,
+            key_dir,
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.planned.params
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.planned.plan
+    }
+
+    /// `("cpu" | "gpu", adapter name)`.
+    pub fn backend(&self) -> (String, Option<String>) {
+        self.chosen.describe()
+    }
+
+    /// Encrypted logits of latents `x` (`B x C x H x W`, the model's latent
+    /// shape), decrypted: `B x classes`, with the seconds of each stage.
+    ///
+    /// # Errors
+    /// Latents of the wrong shape; evaluation failures.
+    pub fn logits(&self, x: &Array4<f64>, quiet: bool) -> Result<(Array2<f64>, StageSeconds), CliError> {
+        let (params, plan) = (self.params(), self.plan());
+        let latent = self.planned.model.spec().latent().dims();
+        let (images, c, h, w) = x.dim();
+        if [c, h, w] != latent {
+            return Err(CliError::Usage(format!(
+                "latents are {c}x{h}x{w}, the model reads {latent:?}"
+            )));
+        }
+        let start = Instant::now();
+        let flat: Vec<f64> = x.iter().copied().collect();
+        let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
+        let encrypt = start.elapsed().as_secs_f64();
+        let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, quiet)?;
+        let start = Instant::now();
+        let classes = self.planned.model.spec().classes().len();
+        let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
+        let logits = Array2::from_shape_vec((images, classes), values).expect("one logit per image and class");
+        let seconds = StageSeconds {
+            encrypt,
+            infer: seconds.iter().sum(),
+            decrypt: start.elapsed().as_secs_f64(),
+        };
+        Ok((logits, seconds))
+    }
+}
+
+/// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
+/// `plan.batch()` images) on `backend`; returns each set's logit
+/// ciphertexts, in order, and the seconds each set took.
+fn evaluate<B: EvalBackend>(
+    backend: &B,
+    params: &Params,
+    plan: &Plan,
+    inputs: &[Ciphertext],
+    quiet: bool,
+) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError>
+where
+    CliError: From<B::Error>,
+{
+    let per_set = plan.input().cts();
+    let sets = inputs.len() / per_set;
+    let mut out = Vec::with_capacity(sets * plan.output().cts());
+    let mut seconds = Vec::with_capacity(sets);
+    for (i, set) in inputs.chunks(per_set).enumerate() {
+        let start = Instant::now();
+        let uploaded = set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
+        let logits = plan.execute(backend, params, &uploaded)?;
+        for c in &logits {
+            out.push(backend.download(c)?);
+        }
+        backend.sync()?;
+        seconds.push(start.elapsed().as_secs_f64());
+        if !quiet {
+            eprintln!("set {}/{sets}: {:.2} s on the {}", i + 1, seconds[i], backend.name());
+        }
+    }
+    Ok((out, seconds))
+}
+
+/// [`evaluate`] on the chosen backend.
+pub fn evaluate_on(
+    chosen: &Chosen,
+    keys: &Arc<PublicKeySet>,
+    plan: &Plan,
+    inputs: &[Ciphertext],
+    quiet: bool,
+) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError> {
+    let params = keys.params();
+    match chosen {
+        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, quiet),
+        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, quiet),
+    }
+}
+
+/// The key directory for `model_file` under `planned`: one per model file
+/// content, spec and preset, under the cache directory.
+fn key_cache_dir(model_file: &Path, planned: &Planned) -> Result<PathBuf, CliError> {
+    let bytes = std::fs::read(model_file).map_err(|source| CliError::Io {
+        path: model_file.display().to_string(),
+        source,
+    })?;
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes);
+    h.update(planned.model.spec().to_string().as_bytes());
+    h.update(&planned.params.fingerprint());
+    let tag = crate::ckks::params::hex(&h.finalize().as_bytes()[..12]);
+    let root = crate::cache::cache_dir()
+        .ok_or_else(|| CliError::Usage("no cache directory: set LATENT_HE_CACHE_DIR or HOME".into()))?;
+    Ok(root.join("keys").join(tag))
+}
+
+/// Keys for `planned` from `dir`, generated (and saved there) when absent;
+/// returns them with the seconds key generation took (`None` when loaded).
+fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKeySet>, Option<f64>), CliError> {
+    let (secret, public) = (dir.join(SECRET_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
+    let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
+    if secret.exists() && public.exists() && ModelBinding::read(dir)?.as_ref() == Some(&binding) {
+        let sk = load_secret_key(&secret)?;
+        let keys = load_public_keys(&public)?;
+        if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
+            return Ok((sk, Arc::new(keys), None));
+        }
+    }
+    let start = Instant::now();
+    let sk = SecretKey::generate(&planned.params);
+    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
+    let seconds = start.elapsed().as_secs_f64();
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    save_secret_key(&secret, &sk)?;
+    save_public_keys(&public, &keys)?;
+    binding.write(dir)?;
+    Ok((sk, Arc::new(keys), Some(seconds)))
+}

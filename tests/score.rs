@@ -1,0 +1,210 @@
+//! `latent-he score`: whole test sets, plaintext and encrypted side by side,
+//! written as it goes and resumed after an interruption.
+
+mod common;
+
+use common::{json, refused};
+use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
+use ndarray::Array4;
+use ndarray_npy::write_npy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A ResNet20 on 2x8x8 latents with random weights, and a latents data set
+/// of `n` samples for it (labels with both values in every class).
+fn latents_set(dir: &Path, n: usize) -> (String, String, Vec<String>) {
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 3, LatentShape::new(2, 8, 8).unwrap()).unwrap();
+    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
+    for (k, v) in spec.metadata() {
+        dict.set_metadata(k, v);
+    }
+    let model = dir.join("model.safetensors");
+    dict.write(&model, StoreDtype::F32).unwrap();
+    let root = dir.join("latents");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x = Array4::<f32>::from_shape_simple_fn((n, 2, 8, 8), || rng.gen_range(-1.0..1.0));
+    write_npy(root.join("latents.npy"), &x).unwrap();
+    let classes = spec.classes().to_vec();
+    let mut csv = classes.join(",") + "\n";
+    for i in 0..n {
+        let row: Vec<&str> = (0..classes.len())
+            .map(|j| if (i + j) % 2 == 0 { "1" } else { "0" })
+            .collect();
+        csv += &(row.join(",") + "\n");
+    }
+    std::fs::write(root.join("labels.csv"), csv).unwrap();
+    let names: Vec<String> = (0..n).map(|i| format!("case_{i:03}")).collect();
+    std::fs::write(root.join("names.txt"), names.join("\n") + "\n").unwrap();
+    (model.display().to_string(), root.display().to_string(), names)
+}
+
+fn score(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .env("LATENT_HE_CACHE_DIR", dir.join("cache"))
+        .arg("score")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn encrypted_scores_follow_the_plaintext_and_an_interrupted_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, root, names) = latents_set(dir.path(), 5);
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    let args = [
+        "--dataset",
+        "latents",
+        "--root",
+        &root,
+        "--model",
+        &model,
+        "--encrypted",
+        "--preset",
+        "insecure-n12-deep",
+        "--backend",
+        "cpu",
+        "--out",
+        &out_s,
+        "--json",
+    ];
+    let summary = json(&score(dir.path(), &args));
+    assert_eq!(summary["images"], 5);
+    assert!(summary["encrypted"]["auroc"]["macro"].as_f64().is_some(), "{summary}");
+    let first = rows(&out.join("results.csv"));
+    let header = &first[0];
+    assert_eq!(first.len(), 6);
+    assert_eq!(first.iter().skip(1).map(|r| r[0].clone()).collect::<Vec<_>>(), names);
+    // encrypted probabilities follow the plaintext ones
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for class in ["plain", "he"].map(|g| format!("{g}:class_0")) {
+        assert!(col(&class) > 0);
+    }
+    for row in &first[1..] {
+        for c in 0..3 {
+            let p: f64 = row[col(&format!("plain:class_{c}"))].parse().unwrap();
+            let h: f64 = row[col(&format!("he:class_{c}"))].parse().unwrap();
+            assert!((p - h).abs() < 1e-3, "{p} vs {h}");
+        }
+    }
+    for file in ["summary.md", "roc.png", "failed.csv", "run.json"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+
+    // interrupted: two complete rows and half of the third on disk
+    let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let partial = format!(
+        "{}\n{}\n{}\n{}",
+        lines[0],
+        lines[1],
+        lines[2],
+        &lines[3][..lines[3].len() / 2]
+    );
+    std::fs::write(out.join("results.csv"), partial).unwrap();
+    let resumed = json(&score(dir.path(), &args));
+    assert_eq!(resumed["images"], 5);
+    let second = rows(&out.join("results.csv"));
+    assert_eq!(second.len(), first.len(), "no row lost or repeated");
+    assert_eq!(
+        second[..3],
+        first[..3],
+        "rows before the interruption are kept as they were"
+    );
+    let plain_cols: Vec<usize> = (0..header.len())
+        .filter(|&i| !header[i].starts_with("he:") && !header[i].starts_with("seconds"))
+        .collect();
+    for (a, b) in first.iter().zip(&second) {
+        for &i in &plain_cols {
+            assert_eq!(a[i], b[i], "column {}", header[i]);
+        }
+    }
+
+    // the same folder for another model is refused
+    std::fs::create_dir_all(dir.path().join("x")).unwrap();
+    let (other, _, _) = latents_set(&dir.path().join("x"), 5);
+    let mut other_args = args.to_vec();
+    other_args[5] = &other;
+    let message = refused(&score(dir.path(), &other_args));
+    assert!(message.contains("another run"), "{message}");
+}
+
+#[test]
+fn images_that_do_not_decode_are_listed_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let synth = common::latent_he(&[
+        "synth",
+        "--n",
+        "6",
+        "--seed",
+        "5",
+        "--out",
+        &data.display().to_string(),
+        "--json",
+    ]);
+    json(&synth);
+    // break one of the images
+    let first = std::fs::read_to_string(data.join("train_val_list.txt"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(data.join("images").join(&first), b"not a png").unwrap();
+    let vq = latent_he::vqgan::VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 1, 1, 1],
+        num_res_blocks: 1,
+        attn_resolutions: vec![],
+        embed_dim: 8,
+        n_embed: 16,
+        ..latent_he::vqgan::VqganConfig::preset("f8").unwrap()
+    };
+    let weights = dir.path().join("vq.safetensors");
+    latent_he::vqgan::random::random_state_dict(&vq, 1)
+        .unwrap()
+        .write(&weights, StoreDtype::F32)
+        .unwrap();
+    let out = dir.path().join("out");
+    let summary = json(&score(
+        dir.path(),
+        &[
+            "--dataset",
+            "nih",
+            "--root",
+            &data.display().to_string(),
+            "--split",
+            &data.join("train_val_list.txt").display().to_string(),
+            "--model",
+            &common::fixture("resnet20_f8.safetensors"),
+            "--vqgan",
+            &weights.display().to_string(),
+            "--backend",
+            "cpu",
+            "--out",
+            &out.display().to_string(),
+            "--json",
+        ],
+    ));
+    let failed = summary["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert_eq!(failed[0]["file"], first.as_str());
+    let listed = std::fs::read_to_string(data.join("train_val_list.txt"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(summary["images"], listed - 1);
+    assert!(summary["encrypted"].is_null());
+}
