@@ -222,3 +222,43 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
     assert_eq!(second["logits_plain"], first["logits_plain"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_times_each_combination_and_reports_what_does_not_run() {
+    let dir = temp_dir("he-bench");
+    let out = dir.join("bench");
+    let report = ok(&latent_he(&[
+        "bench",
+        "--models",
+        "resnet20,lenet5",
+        "--latents",
+        "2x8x8",
+        "--preset",
+        "insecure-n12-deep",
+        "--runs",
+        "2",
+        "--backend",
+        "cpu",
+        "--out",
+        &out.display().to_string(),
+        "--json",
+    ]));
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let resnet = &rows[0];
+    assert_eq!(resnet["status"], "ok", "{resnet}");
+    assert_eq!(resnet["runs"], 2);
+    assert!(resnet["seconds"]["infer_per_image"].as_f64().unwrap() > 0.0);
+    assert!(resnet["seconds"]["keygen"].as_f64().unwrap() > 0.0);
+    assert!(resnet["plain_ms_per_image"].as_f64().unwrap() > 0.0);
+    // LeNet5's 5x5 convolutions do not fit an 8x8 latent: a row saying so, not a failure
+    assert!(
+        rows[1]["status"].as_str().unwrap().starts_with("not defined"),
+        "{}",
+        rows[1]
+    );
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(out.join("he_time_vs_latent.png").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

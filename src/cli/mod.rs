@@ -2,6 +2,7 @@
 //! one JSON object on stdout; human-readable notes go to stderr.
 
 mod backend;
+mod bench;
 mod binding;
 mod check;
 mod crypt;
@@ -123,6 +124,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Score a whole test set end to end (plaintext and encrypted side by side), resumable.
     Score(score::ScoreArgs),
+    /// Encrypted inference time per image across models, latent sizes and backends (the paper's figure 5a).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line, runs the command, maps errors to exit status 2.
@@ -145,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Decode(args) => vqgan::decode(&args),
         Command::Synth(args) => synth::run(&args),
         Command::Score(args) => score::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -62,6 +62,20 @@ impl EncryptedSession {
         })
     }
 
+    /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
+    /// written, key generation is always timed).
+    pub fn generate(planned: Planned, chosen: Chosen) -> Self {
+        let (sk, keys, seconds) = generate_keys(&planned);
+        EncryptedSession {
+            planned,
+            sk,
+            keys,
+            chosen,
+            keygen_seconds: Some(seconds),
+            key_dir: PathBuf::new(),
+        }
+    }
+
     /// The parameters.
     pub fn params(&self) -> &Params {
         &self.planned.params
@@ -186,10 +200,7 @@ fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKe
             return Ok((sk, Arc::new(keys), None));
         }
     }
-    let start = Instant::now();
-    let sk = SecretKey::generate(&planned.params);
-    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
-    let seconds = start.elapsed().as_secs_f64();
+    let (sk, keys, seconds) = generate_keys(planned);
     std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         path: dir.display().to_string(),
         source,
@@ -197,5 +208,13 @@ fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKe
     save_secret_key(&secret, &sk)?;
     save_public_keys(&public, &keys)?;
     binding.write(dir)?;
-    Ok((sk, Arc::new(keys), Some(seconds)))
+    Ok((sk, keys, Some(seconds)))
+}
+
+/// A secret key and the public keys `planned` needs, with the seconds taken.
+fn generate_keys(planned: &Planned) -> (SecretKey, Arc<PublicKeySet>, f64) {
+    let start = Instant::now();
+    let sk = SecretKey::generate(&planned.params);
+    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
+    (sk, Arc::new(keys), start.elapsed().as_secs_f64())
 }

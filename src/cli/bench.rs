@@ -1,0 +1,315 @@
+//! `bench`: encrypted inference time per image across models, latent sizes
+//! and backends (the paper's figure 5a), with the plaintext time of the same
+//! models. Weights are random of realistic size: the time of a plan does not
+//! depend on the weights' values. Key generation is timed apart and never
+//! counted in the inference time.
+
+use super::backend::Chosen;
+use super::binding::Planned;
+use super::session::EncryptedSession;
+use super::{print_json, BackendChoice, CliError};
+use crate::he_nn::plan_for;
+use crate::nn::spec::NIH15;
+use crate::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec, NnError};
+use crate::report::{time_vs_latent_png, Series};
+use clap::Args;
+use ndarray::Array4;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Comma-separated architectures, `-se` for the SE block (resnet20,resnet20-se,lenet5,...).
+    #[arg(long, default_value = "resnet20,resnet20-se")]
+    models: String,
+    /// Comma-separated latent sizes: f2, f4, f8, f16 (the paper's) or CxHxW.
+    #[arg(long, default_value = "f8")]
+    latents: String,
+    /// Comma-separated backends: gpu, cpu.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// GPU adapter name substring.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Parameter preset, or `auto` (the smallest that fits).
+    #[arg(long, default_value = "auto")]
+    preset: String,
+    /// Encrypted runs per combination (the median is reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Output folder (bench.csv, bench.json, he_time_vs_latent.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// Print bench.json's content as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One combination's outcome.
+struct Row {
+    model: String,
+    latent: String,
+    backend: String,
+    status: String,
+    preset: Option<String>,
+    levels: Option<usize>,
+    key_switches: Option<usize>,
+    keygen_s: Option<f64>,
+    encrypt_s: Option<f64>,
+    infer_s: Option<f64>,
+    decrypt_s: Option<f64>,
+    plain_ms: Option<f64>,
+    runs: usize,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+fn parse_model(name: &str) -> Result<(Arch, bool), CliError> {
+    let (arch, se) = match name.strip_suffix("-se") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let arch: Arch = arch
+        .parse()
+        .map_err(|e: NnError| CliError::Usage(format!("--models: {e}")))?;
+    Ok((arch, se))
+}
+
+fn parse_latent(name: &str) -> Result<LatentShape, CliError> {
+    name.parse()
+        .map_err(|e: NnError| CliError::Usage(format!("--latents: {e}")))
+}
+
+/// Bytes of memory available now (`MemAvailable`), where the OS says.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// A folded model of `spec` with random weights of realistic size.
+fn random_model(spec: &ModelSpec) -> Result<Model<f64>, NnError> {
+    let dict = random_state_dict(spec, 1)?;
+    Ok(fold(&Model::from_state_dict_with_spec(&dict, spec.clone())?))
+}
+
+/// Median milliseconds of one plaintext forward pass of one image.
+fn plain_ms(model: &Model<f64>, x: &Array4<f64>, runs: usize) -> Option<f64> {
+    let times = (0..runs.max(3))
+        .map(|_| {
+            let start = Instant::now();
+            let _ = model.forward(x.view());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(times)
+}
+
+/// Runs one combination.
+fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &str) -> Result<Row, CliError> {
+    let (arch, se) = parse_model(model_name)?;
+    let latent = parse_latent(latent_name)?;
+    let mut row = Row {
+        model: model_name.into(),
+        latent: latent_name.into(),
+        backend: backend.into(),
+        status: "ok".into(),
+        preset: None,
+        levels: None,
+        key_switches: None,
+        keygen_s: None,
+        encrypt_s: None,
+        infer_s: None,
+        decrypt_s: None,
+        plain_ms: None,
+        runs: 0,
+    };
+    let classes = NIH15.iter().map(|c| c.to_string()).collect();
+    let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_model(&spec)) {
+        Ok(model) => model,
+        Err(e) => {
+            row.status = format!("not defined at this latent: {e}");
+            return Ok(row);
+        }
+    };
+    let [c, h, w] = latent.dims();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x = Array4::from_shape_simple_fn((1, c, h, w), || rng.gen_range(-1.0..1.0));
+    row.plain_ms = plain_ms(&model, &x, args.runs as usize);
+    let preset = Some(args.preset.as_str()).filter(|p| *p != "auto");
+    let (params, plan) = match plan_for(&model, preset, 1) {
+        Ok(p) => p,
+        Err(e) => {
+            row.status = format!("does not fit: {e}");
+            return Ok(row);
+        }
+    };
+    row.preset = params.name().map(str::to_string);
+    row.levels = Some(plan.levels());
+    row.key_switches = Some(plan.key_switches());
+    let needed = plan.key_levels().memory_bytes(&params) + plan.working_memory_bytes(params.n());
+    if let Some(available) = available_memory().filter(|&a| (needed as u64) > a) {
+        row.status = format!(
+            "skipped: keys and working memory need {:.1} GB, {:.1} GB available",
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        );
+        return Ok(row);
+    }
+    let chosen = match backend {
+        "cpu" => Chosen::Cpu,
+        _ => Chosen::resolve(Some(BackendChoice::Gpu), args.adapter.as_deref())?,
+    };
+    let session = EncryptedSession::generate(Planned { model, params, plan }, chosen);
+    row.keygen_s = session.keygen_seconds;
+    let mut stages = Vec::new();
+    for _ in 0..args.runs {
+        stages.push(session.logits(&x, true)?.1);
+    }
+    row.runs = stages.len();
+    row.encrypt_s = median(stages.iter().map(|s| s.encrypt).collect());
+    row.infer_s = median(stages.iter().map(|s| s.infer).collect());
+    row.decrypt_s = median(stages.iter().map(|s| s.decrypt).collect());
+    Ok(row)
+}
+
+const CSV_HEADER: &str =
+    "model,latent,backend,status,preset,levels,key_switches,keygen_s,encrypt_s,infer_s,decrypt_s,plain_ms,runs";
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or(String::new(), ToString::to_string)
+}
+
+fn csv_line(r: &Row) -> String {
+    let status = super::super::data::results_log::csv_field(&r.status);
+    format!(
+        "{},{},{},{status},{},{},{},{},{},{},{},{},{}",
+        r.model,
+        r.latent,
+        r.backend,
+        opt(&r.preset),
+        opt(&r.levels),
+        opt(&r.key_switches),
+        opt(&r.keygen_s),
+        opt(&r.encrypt_s),
+        opt(&r.infer_s),
+        opt(&r.decrypt_s),
+        opt(&r.plain_ms),
+        r.runs
+    )
+}
+
+fn row_json(r: &Row) -> Value {
+    json!({
+        "model": r.model, "latent": r.latent, "backend": r.backend, "status": r.status,
+        "preset": r.preset, "levels": r.levels, "key_switches": r.key_switches,
+        "seconds": {"keygen": r.keygen_s, "encrypt": r.encrypt_s, "infer_per_image": r.infer_s, "decrypt": r.decrypt_s},
+        "plain_ms_per_image": r.plain_ms, "runs": r.runs,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|source| CliError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Runs `bench`.
+pub fn run(args: &BenchArgs) -> Result<(), CliError> {
+    let split = |s: &str| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let (models, latents, backends) = (split(&args.models), split(&args.latents), split(&args.backend));
+    for m in &models {
+        parse_model(m)?;
+    }
+    for l in &latents {
+        parse_latent(l)?;
+    }
+    if let Some(b) = backends.iter().find(|b| !["cpu", "gpu"].contains(&b.as_str())) {
+        return Err(CliError::Usage(format!("--backend: `{b}` is not gpu or cpu")));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|source| CliError::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    for model in &models {
+        for latent in &latents {
+            for backend in &backends {
+                if !args.json {
+                    eprintln!("{model} at {latent} on the {backend} ...");
+                }
+                let row = bench_one(args, model, latent, backend)?;
+                if !args.json {
+                    eprintln!(
+                        "  {}: infer {} s/image (keygen {} s), plaintext {} ms",
+                        row.status,
+                        opt(&row.infer_s.map(|s| (s * 1000.0).round() / 1000.0)),
+                        opt(&row.keygen_s.map(|s| (s * 10.0).round() / 10.0)),
+                        opt(&row.plain_ms.map(|s| (s * 100.0).round() / 100.0)),
+                    );
+                }
+                rows.push(row);
+                let csv: Vec<String> = std::iter::once(CSV_HEADER.to_string())
+                    .chain(rows.iter().map(csv_line))
+                    .collect();
+                write(&args.out.join("bench.csv"), &(csv.join("\n") + "\n"))?;
+            }
+        }
+    }
+    let series: Vec<Series> = models
+        .iter()
+        .flat_map(|m| backends.iter().map(move |b| (m, b)))
+        .map(|(m, b)| Series {
+            name: format!("{m} {b}"),
+            seconds: latents
+                .iter()
+                .map(|l| {
+                    rows.iter()
+                        .find(|r| &r.model == m && &r.backend == b && &r.latent == l)
+                        .and_then(|r| r.infer_s)
+                })
+                .collect(),
+        })
+        .collect();
+    let figure = args.out.join("he_time_vs_latent.png");
+    let plotted = series.iter().any(|s| s.seconds.iter().any(Option::is_some));
+    if plotted {
+        time_vs_latent_png(&figure, "Encrypted inference time per image", &latents, &series)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    let report = json!({
+        "results": rows.iter().map(row_json).collect::<Vec<_>>(),
+        "csv": args.out.join("bench.csv").display().to_string(),
+        "figure": plotted.then(|| figure.display().to_string()),
+        "threads": rayon::current_num_threads(),
+    });
+    write(&args.out.join("bench.json"), &format!("{report:#}\n"))?;
+    if args.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{}",
+            std::fs::read_to_string(args.out.join("bench.csv")).unwrap_or_default()
+        );
+        println!("results in {}", args.out.display());
+    }
+    Ok(())
+}
