@@ -6,6 +6,7 @@ mod bench;
 mod binding;
 mod check;
 mod crypt;
+mod demo;
 mod devices;
 mod infer;
 mod metrics;
@@ -92,6 +93,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything on bundled defaults: synthetic X-rays, VQGAN, encrypted ResNet20, findings side by side.
+    Demo(demo::DemoArgs),
     /// Show a parameter set: primes, levels, security.
     Params(params::ParamsArgs),
     /// List the GPU adapters wgpu can see, best first.
@@ -132,6 +135,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Params(args) => params::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Check(args) => check::run(&args),

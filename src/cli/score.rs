@@ -463,6 +463,23 @@ fn summarize(args: &ScoreArgs, classes: &[String], model_name: &str, backend: &s
 
 /// Runs `score`.
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
+    let summary = score(args)?;
+    if args.json {
+        print_json(&summary);
+    } else {
+        let md = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
+        println!("{md}");
+        println!("results: {}", args.out.display());
+    }
+    Ok(())
+}
+
+/// Scores the data set as `args` say (resuming in `args.out`) and returns
+/// the summary also written to `summary.json`.
+///
+/// # Errors
+/// Unusable data set, models or output folder; evaluation failures.
+pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     let data = load_dataset(args)?;
     let chosen = args.device.resolve()?;
     let (backend, _) = chosen.describe();
@@ -540,13 +557,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     };
     score_pending(&pipeline, &data, &labels, &pending, &mut results, &mut failures, &bar)?;
     bar.finish_and_clear();
-    let summary = summarize(args, &classes, &model_name, &backend)?;
-    if args.json {
-        print_json(&summary);
-    } else {
-        let md = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
-        println!("{md}");
-        println!("results: {}", args.out.display());
-    }
-    Ok(())
+    let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
+    let mut summary = summarize(args, &classes, &model_name, &backend)?;
+    summary["keygen_seconds"] = json!(keygen);
+    Ok(summary)
 }

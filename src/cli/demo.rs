@@ -1,0 +1,202 @@
+//! `demo`: the whole product on bundled defaults. Makes a few synthetic
+//! chest X-rays, compresses them with the bundled VQGAN, classifies the
+//! latents in plaintext and under CKKS encryption with the bundled ResNet20
+//! (`score --encrypted`), and prints each image's top findings with both
+//! probabilities side by side, the timings and where the report went.
+
+use super::backend::DeviceArgs;
+use super::score::{score, ScoreArgs};
+use super::{BackendChoice, Cli, CliError, Command};
+use crate::data::synth::{write_dataset, SynthConfig};
+use clap::{Args, Parser};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The bundled models' folder in this source tree (used when `./models`
+/// does not exist, e.g. when the binary runs from another directory).
+const SOURCE_MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+/// The bundled VQGAN, under the models folder.
+pub const BUNDLED_VQGAN: &str = "vqgan_f8.safetensors";
+/// The bundled classifier, under the models folder.
+pub const BUNDLED_CLASSIFIER: &str = "resnet20_f8.safetensors";
+/// The synthetic set's seed (any fixed value: the demo is reproducible).
+const DEMO_SEED: u64 = 2026;
+
+/// Arguments of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Synthetic images to run.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    n: u32,
+    /// Output folder (the synthetic images and the report).
+    #[arg(long, default_value = "latent-he-demo")]
+    out: PathBuf,
+    /// Folder with the bundled models (default: ./models, else the source tree's).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Skip the encrypted run (plaintext only).
+    #[arg(long)]
+    plaintext_only: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+fn models_dir(args: &DemoArgs) -> PathBuf {
+    args.models.clone().unwrap_or_else(|| {
+        let local = PathBuf::from("models");
+        if local.join(BUNDLED_CLASSIFIER).exists() {
+            local
+        } else {
+            PathBuf::from(SOURCE_MODELS)
+        }
+    })
+}
+
+/// The `score` arguments the demo runs.
+fn score_args(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Result<ScoreArgs, CliError> {
+    let path = |p: &Path| p.display().to_string();
+    let mut argv = vec![
+        "latent-he".to_string(),
+        "score".into(),
+        "--dataset".into(),
+        "nih".into(),
+        "--root".into(),
+        path(data),
+        "--split".into(),
+        path(split),
+        "--model".into(),
+        path(&models.join(BUNDLED_CLASSIFIER)),
+        "--vqgan".into(),
+        path(&models.join(BUNDLED_VQGAN)),
+        "--out".into(),
+        path(&args.out.join("report")),
+    ];
+    if !args.plaintext_only {
+        argv.push("--encrypted".into());
+    }
+    if let Some(b) = args.device.backend {
+        argv.extend([
+            "--backend".into(),
+            if b == BackendChoice::Gpu { "gpu" } else { "cpu" }.into(),
+        ]);
+    }
+    if let Some(a) = &args.device.adapter {
+        argv.extend(["--adapter".into(), a.clone()]);
+    }
+    match Cli::try_parse_from(argv).map(|cli| cli.command) {
+        Ok(Command::Score(score)) => Ok(score),
+        Ok(_) => unreachable!("the argument list names `score`"),
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
+}
+
+/// Prints each image's three most probable findings, plaintext and
+/// encrypted, from `results.csv`.
+fn print_findings(results: &Path, encrypted: bool) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(results).map_err(|source| CliError::Io {
+        path: results.display().to_string(),
+        source,
+    })?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let classes: Vec<&str> = header.iter().filter_map(|h| h.strip_prefix("plain:")).collect();
+    let column = |name: String| header.iter().position(|h| *h == name);
+    for line in lines {
+        let row: Vec<&str> = line.split(',').collect();
+        let value = |name: String| {
+            column(name)
+                .and_then(|i| row.get(i))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let truth: Vec<&str> = classes
+            .iter()
+            .copied()
+            .filter(|c| value(format!("label:{c}")) == Some(1.0))
+            .collect();
+        println!("{}  (synthetic; true labels: {})", row[0], truth.join(", "));
+        let mut ranked: Vec<(&str, f64)> = classes
+            .iter()
+            .map(|c| (*c, value(format!("plain:{c}")).unwrap_or(0.0)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!(
+            "    {:<22} {:>9} {:>10}",
+            "finding",
+            "plaintext",
+            if encrypted { "encrypted" } else { "" }
+        );
+        for (class, p) in ranked.into_iter().take(3) {
+            let he = value(format!("he:{class}")).map_or(String::new(), |v| format!("{v:>10.4}"));
+            println!("    {class:<22} {p:>9.4} {he}");
+        }
+    }
+    Ok(())
+}
+
+fn seconds(summary: &Value, stage: &str) -> f64 {
+    summary["seconds_per_image"][stage]["mean"].as_f64().unwrap_or(0.0)
+}
+
+/// Runs `demo`.
+pub fn run(args: &DemoArgs) -> Result<(), CliError> {
+    let models = models_dir(args);
+    for file in [BUNDLED_VQGAN, BUNDLED_CLASSIFIER] {
+        if !models.join(file).exists() {
+            return Err(CliError::Usage(format!(
+                "no bundled model {} (pass --models DIR holding {BUNDLED_VQGAN} and {BUNDLED_CLASSIFIER})",
+                models.join(file).display()
+            )));
+        }
+    }
+    let data = args.out.join(format!("synthetic-n{}-seed{DEMO_SEED}", args.n));
+    let config = SynthConfig::new(args.n as usize, DEMO_SEED, SynthConfig::DEFAULT_SIZE)?;
+    write_dataset(&config, &data)?;
+    let mut images: Vec<String> = std::fs::read_dir(data.join("images"))
+        .map_err(|source| CliError::Io {
+            path: data.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    images.sort();
+    let split = data.join("demo_list.txt");
+    std::fs::write(&split, images.join("\n") + "\n").map_err(|source| CliError::Io {
+        path: split.display().to_string(),
+        source,
+    })?;
+    eprintln!("{} synthetic chest X-rays in {}", images.len(), data.display());
+    let score_args = score_args(args, &data, &split, &models)?;
+    let summary = score(&score_args)?;
+    let encrypted = !args.plaintext_only;
+    println!();
+    print_findings(&args.out.join("report").join("results.csv"), encrypted)?;
+    println!();
+    println!(
+        "seconds per image: VQGAN encode {:.2}, plaintext {:.4}{}",
+        seconds(&summary, "encode"),
+        seconds(&summary, "plain"),
+        if encrypted {
+            format!(
+                ", encrypt {:.2}, encrypted inference {:.1}, decrypt {:.3} (backend {}; key generation {})",
+                seconds(&summary, "encrypt"),
+                seconds(&summary, "infer"),
+                seconds(&summary, "decrypt"),
+                summary["backend"].as_str().unwrap_or("?"),
+                summary["keygen_seconds"]
+                    .as_f64()
+                    .map_or("cached".to_string(), |s| format!("{s:.1} s")),
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(d) = summary["abs_difference"].as_object() {
+        let worst = d.values().filter_map(Value::as_f64).fold(0.0, f64::max);
+        println!("largest |encrypted - plaintext| over the AUROC and F1 averages: {worst:.4}");
+    }
+    println!(
+        "report: {} (summary.md, summary.json, results.csv, roc.png)",
+        args.out.join("report").display()
+    );
+    Ok(())
+}
