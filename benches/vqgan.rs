@@ -1,11 +1,12 @@
 //! VQGAN benchmarks: the encoder of the paper's f8 preset (random weights)
 //! on one `3 x 256 x 256` image, on the CPU backend and, when an adapter
 //! exists, on the GPU backend (the latent read back inside the timed region).
-//! IDs: `vqgan/encode_f8/{cpu,gpu}`. On lavapipe one GPU encode takes
+//! IDs: `vqgan/encode_f8/{cpu,gpu}`, `vqgan/encode_f8_batch4/cpu` (throughput
+//! in images per second). On lavapipe one GPU encode takes
 //! minutes and says nothing about a real GPU; `cargo test --release --bench
 //! vqgan` runs each benchmark once.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use latent_he::backend::gpu::GpuContext;
 use latent_he::vqgan::cpu::CpuOps;
 use latent_he::vqgan::gpu::GpuOps;
@@ -24,9 +25,17 @@ fn vqgan(c: &mut Criterion) {
     group.sample_size(10);
 
     let cpu = Vqgan::new(CpuOps, &dict, None, Ok, Ok).unwrap();
+    group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("encode_f8", "cpu"), |b| {
         b.iter(|| cpu.encode(image.clone()).unwrap())
     });
+    // batched throughput: four images in one forward pass
+    let batch = Array4::from_shape_fn((4, 3, 256, 256), |_| rng.gen_range(-1.0f32..1.0));
+    group.throughput(Throughput::Elements(4));
+    group.bench_function(BenchmarkId::new("encode_f8_batch4", "cpu"), |b| {
+        b.iter(|| cpu.encode(batch.clone()).unwrap())
+    });
+    group.throughput(Throughput::Elements(1));
 
     match GpuContext::new(None) {
         Ok(ctx) => {

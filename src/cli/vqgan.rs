@@ -250,10 +250,17 @@ impl ImageSource {
         on_error: impl Fn(String) -> CliError,
     ) -> Result<Array4<f32>, CliError> {
         let mut parts = Vec::new();
+        let bar = indicatif::ProgressBar::new(self.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         for start in (0..self.len()).step_by(batch) {
             let end = (start + batch).min(self.len());
             parts.push(f(self.batch(start..end)?).map_err(&on_error)?);
+            bar.inc((end - start) as u64);
         }
+        bar.finish_and_clear();
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))
     }
