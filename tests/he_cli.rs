@@ -2,7 +2,6 @@
 //! `encrypt`, `infer` in a directory that holds no secret key, `decrypt
 //! --json`, `run --encrypted`; encrypted logits against `predict`'s.
 
-use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
 use ndarray::Array4;
 use ndarray_npy::write_npy;
 use rand::{Rng, SeedableRng};
@@ -22,13 +21,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// A ResNet20 with random weights of realistic size on a small 2x8x8 latent,
 /// spec in the file's metadata; and two random latents for it.
 fn small_model(dir: &Path) -> (String, String) {
-    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 4, LatentShape::new(2, 8, 8).unwrap()).unwrap();
-    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
-    for (k, v) in spec.metadata() {
-        dict.set_metadata(k, v);
-    }
-    let model = dir.join("model.safetensors");
-    dict.write(&model, StoreDtype::F32).unwrap();
+    let (model, _) = common::small_resnet(dir, 4);
     let mut rng = ChaCha20Rng::from_entropy();
     let x = Array4::<f32>::from_shape_simple_fn((2, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     let input = dir.join("x.npy");

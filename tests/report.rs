@@ -15,23 +15,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 const TOLERANCE: f64 = 1e-12;
-const NIH: [&str; 15] = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-    "No Finding",
-];
+use latent_he::nn::spec::NIH15 as NIH;
 /// Line colours the figures promise: plaintext ROC, encrypted ROC, and the
 /// first four series of the time figure.
 const PLAIN: Rgb<u8> = Rgb([31, 119, 180]);

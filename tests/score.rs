@@ -4,7 +4,6 @@
 mod common;
 
 use common::{json, refused};
-use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
 use ndarray::Array4;
 use ndarray_npy::write_npy;
 use rand::{Rng, SeedableRng};
@@ -15,19 +14,12 @@ use std::process::{Command, Output};
 /// A ResNet20 on 2x8x8 latents with random weights, and a latents data set
 /// of `n` samples for it (labels with both values in every class).
 fn latents_set(dir: &Path, n: usize) -> (String, String, Vec<String>) {
-    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 3, LatentShape::new(2, 8, 8).unwrap()).unwrap();
-    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
-    for (k, v) in spec.metadata() {
-        dict.set_metadata(k, v);
-    }
-    let model = dir.join("model.safetensors");
-    dict.write(&model, StoreDtype::F32).unwrap();
+    let (model, classes) = common::small_resnet(dir, 3);
     let root = dir.join("latents");
     std::fs::create_dir_all(&root).unwrap();
     let mut rng = ChaCha20Rng::from_entropy();
     let x = Array4::<f32>::from_shape_simple_fn((n, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     write_npy(root.join("latents.npy"), &x).unwrap();
-    let classes = spec.classes().to_vec();
     let mut csv = classes.join(",") + "\n";
     for i in 0..n {
         let row: Vec<&str> = (0..classes.len())
@@ -163,20 +155,7 @@ fn images_that_do_not_decode_are_listed_not_fatal() {
         .unwrap()
         .to_string();
     std::fs::write(data.join("images").join(&first), b"not a png").unwrap();
-    let vq = latent_he::vqgan::VqganConfig {
-        ch: 32,
-        ch_mult: vec![1, 1, 1, 1],
-        num_res_blocks: 1,
-        attn_resolutions: vec![],
-        embed_dim: 8,
-        n_embed: 16,
-        ..latent_he::vqgan::VqganConfig::preset("f8").unwrap()
-    };
-    let weights = dir.path().join("vq.safetensors");
-    latent_he::vqgan::random::random_state_dict(&vq, 1)
-        .unwrap()
-        .write(&weights, StoreDtype::F32)
-        .unwrap();
+    let weights = common::small_random_vqgan(dir.path());
     let out = dir.path().join("out");
     let summary = json(&score(
         dir.path(),

@@ -13,20 +13,16 @@ use std::path::PathBuf;
 
 const PRESETS: [&str; 4] = ["f2", "f4", "f8", "f16"];
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vqgan")
-        .join(name)
-}
+mod common;
+
+use common::{small_random_vqgan, vqgan_array, vqgan_fixture as fixture};
 
 fn array32(name: &str) -> Array4<f32> {
-    let a: ArrayD<f32> = read_npy(fixture(name)).expect("fixture");
-    a.into_dimensionality::<Ix4>().unwrap()
+    vqgan_array(name)
 }
 
 fn array64(name: &str) -> Array4<f64> {
-    let a: ArrayD<f64> = read_npy(fixture(name)).expect("fixture");
-    a.into_dimensionality::<Ix4>().unwrap()
+    vqgan_array(name)
 }
 
 /// Largest absolute difference relative to the reference's largest magnitude.
@@ -212,8 +208,6 @@ fn attention_in_query_blocks_equals_the_whole_softmax() {
     assert!(e < 1e-5, "relative error {e:e}");
 }
 
-mod common;
-
 #[test]
 fn encode_and_decode_commands_write_the_latents_and_psnr() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,28 +267,10 @@ fn encode_and_decode_commands_write_the_latents_and_psnr() {
     assert!(err.contains("safetensors"), "{err}");
 }
 
-/// A small random VQGAN without level attention (fast on 256x256 images),
-/// written to `dir/vq.safetensors`.
-fn small_random_vqgan(dir: &std::path::Path) -> String {
-    let cfg = VqganConfig {
-        ch: 32,
-        ch_mult: vec![1, 1, 1, 1],
-        num_res_blocks: 1,
-        attn_resolutions: vec![],
-        embed_dim: 8,
-        n_embed: 16,
-        ..VqganConfig::preset("f8").unwrap()
-    };
-    let dict = latent_he::vqgan::random::random_state_dict(&cfg, rand::random()).unwrap();
-    let path = dir.join("vq.safetensors");
-    dict.write(&path, latent_he::nn::StoreDtype::F32).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn encode_reads_png_and_dicom_folders_and_decode_writes_pngs() {
     let dir = tempfile::tempdir().unwrap();
-    let weights = small_random_vqgan(dir.path());
+    let weights = small_random_vqgan(dir.path()).display().to_string();
     let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/real");
     let images = images.display().to_string();
     let z = dir.path().join("z.npy").display().to_string();

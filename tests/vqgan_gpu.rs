@@ -9,12 +9,13 @@ use latent_he::backend::gpu::GpuContext;
 use latent_he::vqgan::cpu::{self, CpuOps};
 use latent_he::vqgan::gpu::{GpuOps, VqganGpuError};
 use latent_he::vqgan::{ConvParams, NetOps, NormParams, Padding, Vqgan};
-use ndarray::{Array4, ArrayD, Ix4};
+use ndarray::{Array4, ArrayD};
 use ndarray_npy::read_npy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::path::PathBuf;
 use std::sync::Arc;
+
+mod common;
 
 const PRESETS: [&str; 4] = ["f2", "f4", "f8", "f16"];
 /// Largest relative error allowed against the CPU and PyTorch.
@@ -32,11 +33,7 @@ fn context() -> Arc<GpuContext> {
     }
 }
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/vqgan")
-        .join(name)
-}
+use common::vqgan_fixture as fixture;
 
 /// Largest absolute difference relative to the reference's largest magnitude.
 fn relative_error<T: Copy + Into<f64>>(got: &Array4<f32>, want: &Array4<T>) -> f64 {
@@ -229,13 +226,11 @@ fn shapes_that_do_not_fit_are_errors() {
 }
 
 fn array64(name: &str) -> Array4<f64> {
-    let a: ArrayD<f64> = read_npy(fixture(name)).expect("fixture");
-    a.into_dimensionality::<Ix4>().unwrap()
+    common::vqgan_array(name)
 }
 
 fn array32(name: &str) -> Array4<f32> {
-    let a: ArrayD<f32> = read_npy(fixture(name)).expect("fixture");
-    a.into_dimensionality::<Ix4>().unwrap()
+    common::vqgan_array(name)
 }
 
 #[test]
@@ -280,8 +275,6 @@ fn gpu_encoder_and_decoder_match_the_cpu_and_pytorch_for_every_preset_shape() {
         );
     }
 }
-
-mod common;
 
 #[test]
 fn encode_command_on_the_gpu_equals_the_cpu() {

@@ -17,12 +17,8 @@ use std::time::Instant;
 /// Arguments of `encode`.
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
-    /// VQGAN weights: safetensors with taming's tensor names.
-    #[arg(long)]
-    vqgan: PathBuf,
-    /// The network's config when the file records none: f2, f4, f8 or f16.
-    #[arg(long)]
-    preset: Option<String>,
+    #[command(flatten)]
+    net: VqganArgs,
     /// An image (PNG, JPEG, DICOM), a folder of images, or a preprocessed
     /// Bx3xHxW .npy array in [-1, 1].
     #[arg(long)]
@@ -33,11 +29,6 @@ pub struct EncodeArgs {
     /// Write q(quant_conv(E(x))) (codebook vectors) instead of E(x).
     #[arg(long)]
     quantized: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
-    #[command(flatten)]
-    device: DeviceArgs,
     /// Print one JSON object: files, shape, backend, seconds.
     #[arg(long)]
     json: bool,
@@ -46,12 +37,8 @@ pub struct EncodeArgs {
 /// Arguments of `decode`.
 #[derive(Args, Debug)]
 pub struct DecodeArgs {
-    /// VQGAN weights (with the decoder).
-    #[arg(long)]
-    vqgan: PathBuf,
-    /// The network's config when the file records none: f2, f4, f8 or f16.
-    #[arg(long)]
-    preset: Option<String>,
+    #[command(flatten)]
+    net: VqganArgs,
     /// Latents, CxHxW or BxCxHxW .npy (as `encode` writes).
     #[arg(long)]
     input: PathBuf,
@@ -65,14 +52,31 @@ pub struct DecodeArgs {
     /// in the order of the latents.
     #[arg(long)]
     psnr_against: Option<PathBuf>,
+    /// Print one JSON object: files, PSNR per image and mean.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The network and where it runs, shared by `encode` and `decode`.
+#[derive(Args, Debug)]
+struct VqganArgs {
+    /// VQGAN weights: safetensors with taming's tensor names.
+    #[arg(long)]
+    vqgan: PathBuf,
+    /// The network's config when the file records none: f2, f4, f8 or f16.
+    #[arg(long)]
+    preset: Option<String>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     batch_size: u32,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Print one JSON object: files, PSNR per image and mean.
-    #[arg(long)]
-    json: bool,
+}
+
+impl VqganArgs {
+    fn load(&self) -> Result<(LoadedVqgan, String), CliError> {
+        LoadedVqgan::load(&self.vqgan, self.preset.as_deref(), &self.device)
+    }
 }
 
 /// A VQGAN on the backend the flags chose.
@@ -289,12 +293,12 @@ fn input_error(path: &Path) -> impl Fn(String) -> CliError + '_ {
 /// Runs `encode`.
 pub fn encode(args: &EncodeArgs) -> Result<(), CliError> {
     let t0 = Instant::now();
-    let (vq, backend) = LoadedVqgan::load(&args.vqgan, args.preset.as_deref(), &args.device)?;
+    let (vq, backend) = args.net.load()?;
     let load_s = t0.elapsed().as_secs_f64();
     let source = ImageSource::open(&args.input)?;
     let t1 = Instant::now();
     let latents = source.map_batches(
-        args.batch_size as usize,
+        args.net.batch_size as usize,
         |x| vq.encode(x, args.quantized),
         input_error(&args.input),
     )?;
@@ -337,12 +341,12 @@ pub fn psnr(a: ndarray::ArrayView3<'_, f32>, b: ndarray::ArrayView3<'_, f32>) ->
 
 /// Runs `decode`.
 pub fn decode(args: &DecodeArgs) -> Result<(), CliError> {
-    let (vq, backend) = LoadedVqgan::load(&args.vqgan, args.preset.as_deref(), &args.device)?;
+    let (vq, backend) = args.net.load()?;
     let latents = read_latents(&args.input)?.mapv(|v| v as f32);
     let names = (0..latents.len_of(Axis(0))).map(|i| format!("latent {i}")).collect();
     let t0 = Instant::now();
     let recon = ImageSource::Array(names, latents).map_batches(
-        args.batch_size as usize,
+        args.net.batch_size as usize,
         |z| vq.decode(z, args.quantized),
         input_error(&args.input),
     )?;

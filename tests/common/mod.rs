@@ -54,3 +54,49 @@ pub fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
         .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
         .collect()
 }
+
+/// A file in `tests/fixtures/vqgan`.
+pub fn vqgan_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vqgan")
+        .join(name)
+}
+
+/// A 4-D `.npy` array of `tests/fixtures/vqgan`.
+pub fn vqgan_array<T: ndarray_npy::ReadableElement>(name: &str) -> ndarray::Array4<T> {
+    let a: ndarray::ArrayD<T> = ndarray_npy::read_npy(vqgan_fixture(name)).expect("fixture");
+    a.into_dimensionality::<ndarray::Ix4>().unwrap()
+}
+
+/// A small random f=8 VQGAN without level attention (fast on 256x256
+/// images), written to `dir/vq.safetensors`.
+pub fn small_random_vqgan(dir: &std::path::Path) -> PathBuf {
+    let cfg = latent_he::vqgan::VqganConfig {
+        ch: 32,
+        ch_mult: vec![1, 1, 1, 1],
+        num_res_blocks: 1,
+        attn_resolutions: vec![],
+        embed_dim: 8,
+        n_embed: 16,
+        ..latent_he::vqgan::VqganConfig::preset("f8").unwrap()
+    };
+    let dict = latent_he::vqgan::random::random_state_dict(&cfg, rand::random()).unwrap();
+    let path = dir.join("vq.safetensors");
+    dict.write(&path, latent_he::nn::StoreDtype::F32).unwrap();
+    path
+}
+
+/// A ResNet20 with random weights of realistic size on a small 2x8x8 latent
+/// with `classes` classes, spec in the file's metadata, at
+/// `dir/model.safetensors`; returns the path and the class names.
+pub fn small_resnet(dir: &std::path::Path, classes: usize) -> (PathBuf, Vec<String>) {
+    use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, classes, LatentShape::new(2, 8, 8).unwrap()).unwrap();
+    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
+    for (k, v) in spec.metadata() {
+        dict.set_metadata(k, v);
+    }
+    let model = dir.join("model.safetensors");
+    dict.write(&model, StoreDtype::F32).unwrap();
+    (model, spec.classes().to_vec())
+}
