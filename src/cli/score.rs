@@ -362,7 +362,13 @@ fn table_row(name: &str, he: &str, seconds: f64, m: &MultiLabelMetrics) -> Strin
 
 /// Writes summary.json, summary.md and roc.png from every row and failure
 /// in the output folder; returns the summary.
-fn summarize(args: &ScoreArgs, classes: &[String], model_name: &str, backend: &str) -> Result<Value, CliError> {
+fn summarize(
+    args: &ScoreArgs,
+    classes: &[String],
+    model_name: &str,
+    backend: &str,
+    keygen_seconds: Option<f64>,
+) -> Result<Value, CliError> {
     let header = header(classes, args.encrypted);
     let (_, rows) =
         ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -422,6 +428,7 @@ fn summarize(args: &ScoreArgs, classes: &[String], model_name: &str, backend: &s
         "root": args.root.display().to_string(),
         "images": rows.len(),
         "backend": backend,
+        "keygen_seconds": keygen_seconds,
         "plain": report_json(classes, &plain),
         "encrypted": he.as_ref().map(|m| report_json(classes, m)),
         "abs_difference": delta,
@@ -558,7 +565,5 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     score_pending(&pipeline, &data, &labels, &pending, &mut results, &mut failures, &bar)?;
     bar.finish_and_clear();
     let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
-    let mut summary = summarize(args, &classes, &model_name, &backend)?;
-    summary["keygen_seconds"] = json!(keygen);
-    Ok(summary)
+    summarize(args, &classes, &model_name, &backend, keygen)
 }
