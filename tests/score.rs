@@ -157,26 +157,44 @@ fn images_that_do_not_decode_are_listed_not_fatal() {
     std::fs::write(data.join("images").join(&first), b"not a png").unwrap();
     let weights = common::small_random_vqgan(dir.path());
     let out = dir.path().join("out");
-    let summary = json(&score(
-        dir.path(),
-        &[
-            "--dataset",
-            "nih",
-            "--root",
-            &data.display().to_string(),
-            "--split",
-            &data.join("train_val_list.txt").display().to_string(),
-            "--model",
-            &common::fixture("resnet20_f8.safetensors"),
-            "--vqgan",
-            &weights.display().to_string(),
-            "--backend",
-            "cpu",
-            "--out",
-            &out.display().to_string(),
-            "--json",
-        ],
-    ));
+    let (root, split) = (
+        data.display().to_string(),
+        data.join("train_val_list.txt").display().to_string(),
+    );
+    let (model, weights, out) = (
+        common::fixture("resnet20_f8.safetensors"),
+        weights.display().to_string(),
+        out.display().to_string(),
+    );
+    let args = vec![
+        "--dataset",
+        "nih",
+        "--root",
+        &root,
+        "--split",
+        &split,
+        "--model",
+        &model,
+        "--vqgan",
+        &weights,
+        "--backend",
+        "cpu",
+        "--out",
+        &out,
+        "--json",
+    ];
+    // a first run over a prefix of the split, then the whole split in the same folder: extended, not redone
+    let mut prefix = args.clone();
+    prefix.extend(["--limit", "3"]);
+    let partial = json(&score(dir.path(), &prefix));
+    assert_eq!(
+        partial["images"], 2,
+        "the broken image is listed, not scored: {partial}"
+    );
+    let before = std::fs::read_to_string(dir.path().join("out/results.csv")).unwrap();
+    let summary = json(&score(dir.path(), &args));
+    let after = std::fs::read_to_string(dir.path().join("out/results.csv")).unwrap();
+    assert!(after.starts_with(&before), "earlier rows kept as they were");
     let failed = summary["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{summary}");
     assert_eq!(failed[0]["file"], first.as_str());

@@ -129,14 +129,15 @@ fn load_dataset(args: &ScoreArgs) -> Result<Dataset, CliError> {
     Ok(data)
 }
 
-/// What identifies a run: a rerun into the same folder must match it.
-fn run_identity(args: &ScoreArgs, data: &Dataset, classes: &[String], preset: Option<&str>) -> Result<Value, CliError> {
+/// What identifies a run: a rerun into the same folder must match it. The
+/// image count is not part of it: `--limit` takes a prefix of the same
+/// ordered split, so a rerun with a larger limit extends the results.
+fn run_identity(args: &ScoreArgs, classes: &[String], preset: Option<&str>) -> Result<Value, CliError> {
     Ok(json!({
         "dataset": format!("{:?}", args.dataset).to_lowercase(),
         "root": args.root.display().to_string(),
         "split": args.split.as_ref().map(|p| p.display().to_string()),
         "uncertain": format!("{:?}", args.uncertain).to_lowercase(),
-        "images": data.samples.len(),
         "model": file_hash(&args.model.model)?,
         "vqgan": args.vqgan.as_deref().map(file_hash).transpose()?,
         "encrypted": args.encrypted,
@@ -523,7 +524,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         }
     }
     let preset = planned.as_ref().and_then(|p| p.params.name().map(str::to_string));
-    let identity = run_identity(args, &data, &classes, preset.as_deref())?;
+    let identity = run_identity(args, &classes, preset.as_deref())?;
     claim_output(&args.out, &identity)?;
     let header = header(&classes, args.encrypted);
     let (mut results, done) =
