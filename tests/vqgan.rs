@@ -167,16 +167,7 @@ fn convolution_blocks_equal_a_direct_convolution() {
         ),
         (9, 3, 1, 1, Padding::same(0), 81),
     ] {
-        let p = ConvParams {
-            name: "test".into(),
-            out_channels: cout,
-            in_channels: cin,
-            kernel: k,
-            stride,
-            padding,
-            weight: (0..cout * cin * k * k).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-            bias: (0..cout).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        };
+        let p = common::random_conv(&mut rng, cin, cout, k, stride, padding);
         let x = Array4::from_shape_fn((2, cin, side, side + 3), |_| rng.gen_range(-1.0f32..1.0));
         let got = cpu::conv2d(&x, &p).unwrap();
         let e = relative_error(&got, &naive_conv(&x, &p));

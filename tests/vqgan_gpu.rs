@@ -8,7 +8,7 @@
 use latent_he::backend::gpu::GpuContext;
 use latent_he::vqgan::cpu::{self, CpuOps};
 use latent_he::vqgan::gpu::{GpuOps, VqganGpuError};
-use latent_he::vqgan::{ConvParams, NetOps, NormParams, Padding, Vqgan};
+use latent_he::vqgan::{NetOps, NormParams, Padding, Vqgan};
 use ndarray::{Array4, ArrayD};
 use ndarray_npy::read_npy;
 use rand::{Rng, SeedableRng};
@@ -33,7 +33,7 @@ fn context() -> Arc<GpuContext> {
     }
 }
 
-use common::vqgan_fixture as fixture;
+use common::{random_conv, vqgan_fixture as fixture};
 
 /// Largest absolute difference relative to the reference's largest magnitude.
 fn relative_error<T: Copy + Into<f64>>(got: &Array4<f32>, want: &Array4<T>) -> f64 {
@@ -48,19 +48,6 @@ fn relative_error<T: Copy + Into<f64>>(got: &Array4<f32>, want: &Array4<T>) -> f
 
 fn random(rng: &mut ChaCha8Rng, shape: (usize, usize, usize, usize)) -> Array4<f32> {
     Array4::from_shape_fn(shape, |_| rng.gen_range(-1.0f32..1.0))
-}
-
-fn random_conv(rng: &mut ChaCha8Rng, cin: usize, cout: usize, k: usize, stride: usize, padding: Padding) -> ConvParams {
-    ConvParams {
-        name: format!("conv {cin}->{cout} k{k} s{stride} {padding:?}"),
-        out_channels: cout,
-        in_channels: cin,
-        kernel: k,
-        stride,
-        padding,
-        weight: (0..cout * cin * k * k).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        bias: (0..cout).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-    }
 }
 
 fn random_norm(rng: &mut ChaCha8Rng, channels: usize) -> NormParams {

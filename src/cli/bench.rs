@@ -6,6 +6,7 @@
 
 use super::backend::Chosen;
 use super::binding::Planned;
+use super::score::median;
 use super::session::EncryptedSession;
 use super::{print_json, BackendChoice, CliError};
 use crate::he_nn::plan_for;
@@ -64,15 +65,6 @@ struct Row {
     decrypt_s: Option<f64>,
     plain_ms: Option<f64>,
     runs: usize,
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(v[n / 2]),
-        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
 }
 
 fn parse_model(name: &str) -> Result<(Arch, bool), CliError> {
@@ -192,7 +184,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 fn csv_line(r: &Row) -> String {
-    let status = super::super::data::results_log::csv_field(&r.status);
+    let status = crate::data::results_log::csv_field(&r.status);
     format!(
         "{},{},{},{status},{},{},{},{},{},{},{},{},{}",
         r.model,

@@ -329,17 +329,22 @@ fn stage_seconds(header: &[String], rows: &[Vec<String>]) -> Value {
             .iter()
             .position(|h| *h == format!("seconds_{stage}"))
             .expect("stage column");
-        let mut v: Vec<f64> = rows.iter().filter_map(|r| r[col].parse::<f64>().ok()).collect();
-        v.sort_by(f64::total_cmp);
+        let v: Vec<f64> = rows.iter().filter_map(|r| r[col].parse::<f64>().ok()).collect();
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        let median = match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        };
+        let median = median(v).unwrap_or(0.0);
         out.insert(stage.into(), json!({"mean": mean, "median": median}));
     }
     Value::Object(out)
+}
+
+/// The median (mean of the middle two for an even count); `None` when empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 fn table_row(name: &str, he: &str, seconds: f64, m: &MultiLabelMetrics) -> String {
@@ -379,12 +384,16 @@ fn summarize(
         return Err(CliError::Usage("no image could be scored; see failed.csv".into()));
     }
     let labels = column_block(&header, &rows, "label", classes)?;
-    let metrics_of = |group: &str| -> Result<MultiLabelMetrics, CliError> {
-        let scores = column_block(&header, &rows, group, classes)?;
+    let plain_scores = column_block(&header, &rows, "plain", classes)?;
+    let he_scores = args
+        .encrypted
+        .then(|| column_block(&header, &rows, "he", classes))
+        .transpose()?;
+    let metrics_of = |scores: &Array2<f64>| -> Result<MultiLabelMetrics, CliError> {
         evaluate(labels.view(), scores.view()).map_err(|e| CliError::Usage(format!("{RESULTS_FILE}: {e}")))
     };
-    let plain = metrics_of("plain")?;
-    let he = args.encrypted.then(|| metrics_of("he")).transpose()?;
+    let plain = metrics_of(&plain_scores)?;
+    let he = he_scores.as_ref().map(metrics_of).transpose()?;
     let seconds = stage_seconds(&header, &rows);
     let secs = |stage: &str| seconds[stage]["mean"].as_f64().unwrap_or(0.0);
     let mut md = format!(
@@ -444,11 +453,6 @@ fn summarize(
     };
     write("summary.json", format!("{summary:#}\n"))?;
     write("summary.md", md)?;
-    let he_scores = args
-        .encrypted
-        .then(|| column_block(&header, &rows, "he", classes))
-        .transpose()?;
-    let plain_scores = column_block(&header, &rows, "plain", classes)?;
     let curves: Vec<RocCurves> = classes
         .iter()
         .enumerate()

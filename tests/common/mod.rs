@@ -100,3 +100,24 @@ pub fn small_resnet(dir: &std::path::Path, classes: usize) -> (PathBuf, Vec<Stri
     dict.write(&model, StoreDtype::F32).unwrap();
     (model, spec.classes().to_vec())
 }
+
+/// A convolution with random weights and biases in [-1, 1).
+pub fn random_conv(
+    rng: &mut impl rand::Rng,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: latent_he::vqgan::Padding,
+) -> latent_he::vqgan::ConvParams {
+    latent_he::vqgan::ConvParams {
+        name: format!("conv {cin}->{cout} k{k} s{stride} {padding:?}"),
+        out_channels: cout,
+        in_channels: cin,
+        kernel: k,
+        stride,
+        padding,
+        weight: (0..cout * cin * k * k).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        bias: (0..cout).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+    }
+}
