@@ -1,8 +1,9 @@
 //! CKKS operation benchmarks at the top level of n14 and n16.
-//! IDs: `ckks/{op}/{log_n}`.
+//! IDs: `ckks/{op}/{log_n}`; `*_compact_keys` switch with keys whose `a`
+//! halves are re-expanded from their seeds on each use.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use latent_he::ckks::{encode, encrypt_values, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{encode, encrypt_values, Evaluator, KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
 use latent_he::he_nn::kernel_rotations;
 use std::sync::Arc;
 
@@ -37,6 +38,18 @@ fn ckks(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("hoisted_rotate_9", log_n), |b| {
             b.iter(|| eval.rotate_hoisted(&cx, &kernel).unwrap())
+        });
+        let compact = Arc::new(PublicKeySet::generate_at(
+            &sk,
+            &KeyLevels::top(&params, &kernel),
+            KeyMemory::Compact,
+        ));
+        let compact_eval = Evaluator::new(compact);
+        group.bench_function(BenchmarkId::new("rotate_compact_keys", log_n), |b| {
+            b.iter(|| compact_eval.rotate(&cx, 1).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("hoisted_rotate_9_compact_keys", log_n), |b| {
+            b.iter(|| compact_eval.rotate_hoisted(&cx, &kernel).unwrap())
         });
         let squared = eval.mul_relin(&cx, &cy).unwrap();
         group.bench_function(BenchmarkId::new("rescale", log_n), |b| {

@@ -75,6 +75,13 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
         "--json",
     ]));
     assert_eq!(se["preset"], "n17");
+    // Compact keys take half the memory: ResNet20+SE's server step fits a
+    // 24 GB machine with them (its expanded keys alone take over 24 GB).
+    let compact = se["evaluation_key_memory_compact_bytes"].as_u64().unwrap();
+    assert_eq!(2 * compact, se["evaluation_key_memory_bytes"].as_u64().unwrap());
+    assert!(se["evaluation_key_memory_bytes"].as_u64().unwrap() > 24 << 30);
+    let se_peak = se["peak_memory_estimate_compact_bytes"].as_u64().unwrap();
+    assert!(se_peak > compact && se_peak < 20 << 30, "{se_peak}");
     let message = refused(&latent_he(&[
         "plan",
         "--model",
@@ -140,6 +147,31 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     let inferred = ok(&out);
     assert_eq!(inferred["batch"], 2);
     assert_eq!(inferred["images"], 2);
+    // The same server step with compact keys writes the same ciphertexts.
+    let compact = ok(&latent_he(&[
+        "infer",
+        "--public-key",
+        &server.join("public.key").display().to_string(),
+        "--model",
+        &model,
+        "--input",
+        &ct,
+        "--out",
+        &dir.join("y_compact.ct").display().to_string(),
+        "--batch",
+        "2",
+        "--backend",
+        "cpu",
+        "--key-memory",
+        "compact",
+        "--json",
+    ]));
+    assert_eq!(compact["key_memory"], "compact");
+    assert_eq!(
+        std::fs::read(dir.join("y_compact.ct")).unwrap(),
+        std::fs::read(server.join("y.ct")).unwrap(),
+        "compact keys changed the server's output"
+    );
     let names: Vec<_> = std::fs::read_dir(&server)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -12,7 +12,12 @@ in as the encoder gives them). The reference's bugs are fixed:
   c=0) instead of 0, which made every activation output 0;
 * per-class F1 thresholds the sigmoid probabilities at 0.5 (the reference
   passed the predictions as the threshold); AUROC skips classes whose
-  validation labels are all 0 or all 1 instead of failing.
+  validation labels are all 0 or all 1 instead of failing;
+* the SE gates' cubic approxSigmoid is kept on the range where it behaves
+  like a sigmoid: a penalty on its inputs beyond --sigmoid-range (see
+  RangePenalty). Without it the cubic learns gates far above 1, each SE block
+  amplifies the next one's quadratic activations, and in eval mode (running
+  BatchNorm statistics) the values overflow to inf within two epochs.
 
 Inputs: latents as a .npy array B x C x H x W (float32) and a labels CSV (a
 header of class names, then one row of 0/1 per sample, in the latents' order),
@@ -187,20 +192,53 @@ def multilabel_metrics(labels, probs, classes):
 # ----------------------------------------------------------------------------- training
 
 
-def train_epoch(model, optimizer, loss_fn, latents, labels, indices, batch_size, generator, device):
-    """One pass over the training indices; returns the mean loss per sample."""
+class RangePenalty:
+    """Watches the input of every ApproxSigmoid (the SE gates' cubic).
+
+    In training mode it collects mean(relu(|x| - bound)^2) per gate, which
+    `take` sums and clears; in eval mode it records the largest |x| seen, the
+    input range an encrypted evaluation of the exported model must expect.
+    A model without SE blocks has no gates and a zero penalty."""
+
+    def __init__(self, model, bound):
+        self.bound = bound
+        self.terms = []
+        self.max_abs_eval = 0.0
+        for module in model.modules():
+            if isinstance(module, models.ApproxSigmoid):
+                module.register_forward_pre_hook(self._observe)
+
+    def _observe(self, module, inputs):
+        x = inputs[0]
+        if module.training:
+            self.terms.append(torch.relu(x.abs() - self.bound).pow(2).mean())
+        else:
+            self.max_abs_eval = max(self.max_abs_eval, float(x.detach().abs().max()))
+
+    def take(self):
+        """The summed penalty of the forward passes since the last call."""
+        total = sum(self.terms) if self.terms else torch.zeros(())
+        self.terms = []
+        return total
+
+
+def train_epoch(model, optimizer, loss_fn, latents, labels, indices, batch_size, generator, device,
+                penalty, penalty_weight):
+    """One pass over the training indices; returns the mean classification loss per sample
+    (the range penalty, weighted, is added to what is minimised but not to what is returned)."""
     model.train()
     total, seen = 0.0, 0
     for x, y in batches(latents, labels, indices, batch_size, generator):
         x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
-        if not torch.isfinite(loss):
+        objective = loss + penalty_weight * penalty.take()
+        if not torch.isfinite(objective):
             raise SystemExit(
                 "error: the training loss is not finite (the polynomial activations diverged); "
                 "try a lower --lr"
             )
         optimizer.zero_grad()
-        loss.backward()
+        objective.backward()
         optimizer.step()
         total += loss.item() * len(x)
         seen += len(x)
@@ -266,6 +304,7 @@ def train(args):
         flush=True,
     )
     loss_fn = nn.BCEWithLogitsLoss()
+    penalty = RangePenalty(model, args.sigmoid_range)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, amsgrad=True)
     shuffle = torch.Generator().manual_seed(args.seed)
 
@@ -273,12 +312,16 @@ def train(args):
     history = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.time()
-        train_loss = train_epoch(model, optimizer, loss_fn, latents, labels, train_idx, args.batch_size, shuffle, device)
+        train_loss = train_epoch(model, optimizer, loss_fn, latents, labels, train_idx, args.batch_size, shuffle, device,
+                                 penalty, args.range_weight)
+        penalty.max_abs_eval = 0.0
         val_loss, metrics = evaluate(model, loss_fn, latents, labels, val_idx, args.batch_size, device, classes)
+        gate_range = penalty.max_abs_eval
         auroc = metrics["auroc"]["macro"] if metrics and metrics["auroc"] else None
         f1 = metrics["f1"]["macro"] if metrics else None
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auroc_macro": auroc, "val_f1_macro": f1}
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auroc_macro": auroc, "val_f1_macro": f1,
+             "val_sigmoid_input_max_abs": gate_range if args.se else None}
         )
         key = selection_key(val_loss, metrics)
         improved = metrics is not None and (best is None or key > best[0])
@@ -287,7 +330,9 @@ def train(args):
             best = (key, epoch, state, val_loss, metrics)
         print(
             f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-            f"val AUROC macro {fmt(auroc)}, val F1 macro {fmt(f1)} ({time.time() - t0:.1f} s)"
+            f"val AUROC macro {fmt(auroc)}, val F1 macro {fmt(f1)}"
+            + (f", SE gate inputs within +-{gate_range:.3g}" if args.se else "")
+            + f" ({time.time() - t0:.1f} s)"
             + (" *" if improved else ""),
             flush=True,
         )
@@ -339,6 +384,7 @@ def model_card(args, classes, latent, latents_path, labels_path, labels, train_i
             "f1_weighted": metrics["f1"]["weighted"],
             "f1_per_class": metrics["f1_per_class"],
             "positives_per_class": metrics["positives"],
+            "sigmoid_input_max_abs": history[best_epoch - 1]["val_sigmoid_input_max_abs"],
         },
         "data": {
             "latents": os.path.abspath(latents_path),
@@ -360,6 +406,8 @@ def model_card(args, classes, latent, latents_path, labels_path, labels, train_i
             "seed": args.seed,
             "device": str(args.device),
             "polynom_act_init": dict(zip(("alpha", "beta", "c"), models.POLY_INIT)),
+            "sigmoid_range": args.sigmoid_range if args.se else None,
+            "range_weight": args.range_weight if args.se else None,
             "augmentation": None,
             "torch": torch.__version__,
         },
@@ -382,6 +430,10 @@ def parse_args(argv=None):
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the samples held out for validation")
     p.add_argument("--seed", type=int, default=1024, help="seeds the split, the initialisation and the shuffling")
     p.add_argument("--out", required=True, help="output weights M.safetensors; the model card goes to M.json")
+    p.add_argument("--sigmoid-range", type=float, default=8.0,
+                   help="SE gates: the cubic sigmoid's inputs are penalised beyond +-this (default 8)")
+    p.add_argument("--range-weight", type=float, default=0.01,
+                   help="weight of that penalty in the training objective (default 0.01; 0 turns it off)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--data-note", default="", help="free-text description of the data, copied to the model card")
     p.add_argument("--synthetic", action="store_true",
@@ -389,6 +441,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be at least 1")
+    if not args.sigmoid_range > 0 or not args.range_weight >= 0:
+        p.error("--sigmoid-range must be positive and --range-weight not negative")
     if not args.out.endswith(".safetensors"):
         p.error("--out must end in .safetensors")
     return args

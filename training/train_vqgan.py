@@ -219,7 +219,9 @@ def main(argv=None):
                   f"disc {entry['disc']:.4f} ({rate:.2f} steps/s, ETA {(args.steps - step) / rate / 60:.1f} min)",
                   flush=True)
     model = model.cpu()
-    val_psnr = evaluate(model, val, 8)
+    # the mid-block attention holds (tokens)^2 scores per image: keep a batch's under about 1 GB
+    tokens = (256 // 2 ** (len(cfg["ch_mult"]) - 1)) ** 2
+    val_psnr = evaluate(model, val, max(1, min(8, 2 ** 28 // tokens ** 2)))
     print(f"validation PSNR {val_psnr:.2f} dB over {len(val)} images", flush=True)
     note = (f"trained by latent-he training/train_vqgan.py on {len(train)} images ({args.data_note or args.data}); "
             f"{args.steps} steps, batch {args.batch_size}, crop {args.crop}; validation PSNR {val_psnr:.2f} dB")

@@ -64,7 +64,7 @@ pub fn encrypt(keys: &PublicKeySet, pt: &Plaintext) -> Result<Ciphertext, CkksEr
         params.mod_down().apply(ring, c)
     };
     let mut c0 = sample(&keys.public.pair.b);
-    let c1 = sample(&keys.public.pair.a);
+    let c1 = sample(&keys.public.pair.a(params));
     c0.add_assign(ring, &pt.poly);
     Ok(Ciphertext {
         c0,

@@ -78,7 +78,7 @@ impl GpuEvaluator {
             digits: key
                 .digits
                 .iter()
-                .map(|d| (ring.upload(&d.b), ring.upload(&d.a)))
+                .map(|d| (ring.upload(&d.b), ring.upload(&d.a(&params))))
                 .collect(),
             level: key.level(),
         };

@@ -4,8 +4,9 @@
 
 use super::params::{hex, Params};
 use crate::ring::automorphism::rotation_galois_element;
-use crate::ring::sampler::{Sampler, Seed};
+use crate::ring::sampler::{uniform, uniform_limb, Sampler, Seed};
 use crate::ring::{Coeff, Eval, LimbLayout, RnsPoly};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -78,39 +79,117 @@ impl SecretKey {
     }
 }
 
-/// An RLWE sample `(b, a)` with `a` expanded from `a_seed`.
-#[derive(Clone, Debug, PartialEq)]
+/// How the uniform `a` halves of keys are held in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyMemory {
+    /// Expanded once: twice the memory of [`Self::Compact`], no work per use.
+    Expanded,
+    /// Only the 32-byte seed is kept; each key switch re-expands the limbs
+    /// it reads. Halves key memory at the price of a ChaCha20 stream per
+    /// digit and limb of every key switch.
+    Compact,
+}
+
+impl KeyMemory {
+    /// Bytes per key word pair held in memory: `b` and, when expanded, `a`.
+    pub fn halves(self) -> usize {
+        match self {
+            Self::Expanded => 2,
+            Self::Compact => 1,
+        }
+    }
+}
+
+/// An RLWE sample `(b, a)` whose `a` is the uniform polynomial of `a_seed`
+/// ([`crate::ring::sampler::uniform`]) over `b`'s layout.
+///
+/// Invariant: `a`, when held ([`KeyMemory::Expanded`]), is that expansion.
+#[derive(Clone, Debug)]
 pub struct SeededPair {
     pub(crate) b: RnsPoly<Eval>,
-    pub(crate) a: RnsPoly<Eval>,
+    a: Option<RnsPoly<Eval>>,
     pub(crate) a_seed: Seed,
 }
 
+impl PartialEq for SeededPair {
+    /// Equal samples: `a` follows from the seed, held or not.
+    fn eq(&self, other: &Self) -> bool {
+        self.b == other.b && self.a_seed == other.a_seed
+    }
+}
+
 impl SeededPair {
-    /// `(b, a)` with `b = -a*s + e + extra` over `layout`, where `extra`
-    /// is added limb by limb when given.
-    fn sample(params: &Params, sk: &RnsPoly<Eval>, layout: LimbLayout, sampler: &mut Sampler) -> Self {
+    /// `(b, a)` with `b = -a*s + e` over `layout`.
+    fn sample(
+        params: &Params,
+        sk: &RnsPoly<Eval>,
+        layout: LimbLayout,
+        sampler: &mut Sampler,
+        memory: KeyMemory,
+    ) -> Self {
         let ring = params.ring();
         let a_seed = sampler.seed();
-        let a = expand_uniform(params, layout, a_seed);
+        let a = uniform(&a_seed, ring, layout);
         let e = RnsPoly::<Coeff>::from_signed(ring, layout, &sampler.gaussian(params.n())).into_eval(ring);
         let mut b = a.clone();
         b.mul_assign(ring, sk);
         b.neg_assign(ring);
         b.add_assign(ring, &e);
+        Self::held(b, a, a_seed, memory)
+    }
+
+    fn held(b: RnsPoly<Eval>, a: RnsPoly<Eval>, a_seed: Seed, memory: KeyMemory) -> Self {
+        let a = (memory == KeyMemory::Expanded).then_some(a);
         Self { b, a, a_seed }
     }
 
-    /// Rebuilds a pair from `b` and the seed of `a`.
-    pub(crate) fn from_seed(params: &Params, b: RnsPoly<Eval>, a_seed: Seed) -> Self {
-        let a = expand_uniform(params, b.layout(), a_seed);
+    /// Rebuilds a pair from `b` and the seed of `a`, expanding `a` now or
+    /// on each use as `memory` says.
+    pub(crate) fn from_seed(params: &Params, b: RnsPoly<Eval>, a_seed: Seed, memory: KeyMemory) -> Self {
+        let a = (memory == KeyMemory::Expanded).then(|| uniform(&a_seed, params.ring(), b.layout()));
         Self { b, a, a_seed }
     }
-}
 
-/// The uniform polynomial of `layout` expanded from `seed`.
-pub(crate) fn expand_uniform(params: &Params, layout: LimbLayout, seed: Seed) -> RnsPoly<Eval> {
-    Sampler::from_seed(seed).uniform(params.ring(), layout)
+    /// The whole `a` half: borrowed when expanded, else expanded now.
+    pub(crate) fn a(&self, params: &Params) -> Cow<'_, RnsPoly<Eval>> {
+        match &self.a {
+            Some(a) => Cow::Borrowed(a),
+            None => Cow::Owned(uniform(&self.a_seed, params.ring(), self.b.layout())),
+        }
+    }
+
+    /// Limb `i` of `a` (in `b`'s layout): borrowed when expanded, else
+    /// expanded into `scratch` (of `N` words).
+    pub(crate) fn a_limb<'s>(&'s self, params: &Params, i: usize, scratch: &'s mut [u32]) -> &'s [u32] {
+        match &self.a {
+            Some(a) => a.limb(i),
+            None => {
+                let ring = params.ring();
+                let layout = self.b.layout();
+                uniform_limb(
+                    &self.a_seed,
+                    ring.global_index(layout, i),
+                    ring.modulus(layout, i).value(),
+                    scratch,
+                );
+                scratch
+            }
+        }
+    }
+
+    /// How `a` is held.
+    pub fn memory(&self) -> KeyMemory {
+        if self.a.is_some() {
+            KeyMemory::Expanded
+        } else {
+            KeyMemory::Compact
+        }
+    }
+
+    /// Bytes the pair takes in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory().halves() * self.b.words().len() * 4
+    }
 }
 
 /// The public encryption key `(-a*s + e, a)` over `Q_L ++ P`: encryption
@@ -131,7 +210,14 @@ pub struct SwitchingKey {
 impl SwitchingKey {
     /// A key serving ciphertexts up to `level`: its samples live over
     /// `Q_level ++ P` only, which is all a key switch at that level reads.
-    fn generate(params: &Params, sk: &SecretKey, from: &RnsPoly<Eval>, level: usize, sampler: &mut Sampler) -> Self {
+    fn generate(
+        params: &Params,
+        sk: &SecretKey,
+        from: &RnsPoly<Eval>,
+        level: usize,
+        sampler: &mut Sampler,
+        memory: KeyMemory,
+    ) -> Self {
         let ring = params.ring();
         let layout = LimbLayout {
             q: level + 1,
@@ -142,7 +228,7 @@ impl SwitchingKey {
             .digits(level)
             .into_iter()
             .map(|range| {
-                let mut pair = SeededPair::sample(params, &sk.eval.restricted(layout), layout, sampler);
+                let mut pair = SeededPair::sample(params, &sk.eval.restricted(layout), layout, sampler, memory);
                 for i in range {
                     let m = ring.q(i);
                     let p_mod = (0..ring.p_count()).fold(1, |acc, j| m.mul(acc, ring.p(j).value() % m.value()));
@@ -165,9 +251,14 @@ impl SwitchingKey {
         self.digits.first().map_or(0, |d| d.b.layout().q - 1)
     }
 
-    /// Bytes the key takes in memory (both halves of every digit).
+    /// Bytes the key takes in memory.
     pub fn memory_bytes(&self) -> usize {
-        self.digits.iter().map(|d| 2 * d.b.words().len() * 4).sum()
+        self.digits.iter().map(SeededPair::memory_bytes).sum()
+    }
+
+    /// Whether the `a` halves are re-expanded on each use.
+    pub fn is_compact(&self) -> bool {
+        self.digits.iter().any(|d| d.memory() == KeyMemory::Compact)
     }
 }
 
@@ -182,13 +273,13 @@ pub struct KeyLevels {
 }
 
 impl KeyLevels {
-    /// Bytes these keys take in memory once generated or loaded (both
-    /// halves of every digit), before any is made.
-    pub fn memory_bytes(&self, params: &Params) -> usize {
+    /// Bytes these keys take in memory once generated or loaded and held
+    /// as `memory` says, before any is made.
+    pub fn memory_bytes(&self, params: &Params, memory: KeyMemory) -> usize {
         let key = |level: usize| {
             let level = level.min(params.max_level());
             let limbs = level + 1 + params.ring().p_count();
-            params.digits(level).len() * 2 * limbs * params.n() * 4
+            params.digits(level).len() * memory.halves() * limbs * params.n() * 4
         };
         self.relin.map_or(0, key) + self.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
     }
@@ -221,24 +312,26 @@ impl PublicKeySet {
     /// per distinct non-zero rotation in `rotations` (slot steps, negative
     /// rotates right), all at the top level.
     pub fn generate(sk: &SecretKey, rotations: &[i64]) -> Self {
-        Self::generate_at(sk, &KeyLevels::top(&sk.params, rotations))
+        Self::generate_at(sk, &KeyLevels::top(&sk.params, rotations), KeyMemory::Expanded)
     }
 
     /// Generates the public key and the evaluation keys of `levels`, each
-    /// over the primes of its level only (levels above the top are clamped).
-    pub fn generate_at(sk: &SecretKey, levels: &KeyLevels) -> Self {
+    /// over the primes of its level only (levels above the top are clamped),
+    /// holding their `a` halves as `memory` says (the public key's always
+    /// expanded).
+    pub fn generate_at(sk: &SecretKey, levels: &KeyLevels, memory: KeyMemory) -> Self {
         let params = sk.params.clone();
         let ring = params.ring();
         let top = params.max_level();
         let mut sampler = Sampler::from_os();
         let public = PublicKey {
-            pair: SeededPair::sample(&params, &sk.eval, ring.full_layout(), &mut sampler),
+            pair: SeededPair::sample(&params, &sk.eval, ring.full_layout(), &mut sampler, KeyMemory::Expanded),
         };
         let relin = levels.relin.map(|level| {
             let q = level.min(top) + 1;
             let mut s2 = sk.eval_q(q);
             s2.mul_assign(ring, &sk.eval_q(q));
-            SwitchingKey::generate(&params, sk, &s2, level.min(top), &mut sampler)
+            SwitchingKey::generate(&params, sk, &s2, level.min(top), &mut sampler, memory)
         });
         let mut set = Self {
             params: params.clone(),
@@ -260,8 +353,10 @@ impl PublicKeySet {
                 .automorphism(ring, g)
                 .into_eval(ring)
                 .restricted(LimbLayout::q_only(level + 1));
-            set.galois
-                .insert(g, SwitchingKey::generate(&params, sk, &rotated, level, &mut sampler));
+            set.galois.insert(
+                g,
+                SwitchingKey::generate(&params, sk, &rotated, level, &mut sampler, memory),
+            );
             set.rotations.push(steps);
         }
         set

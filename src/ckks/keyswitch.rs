@@ -98,7 +98,14 @@ pub fn switch(
             let key_limb = if i < ext.q { i } else { q_top + i - ext.q };
             let digits: Vec<&[u32]> = decomposed.digits.iter().map(|d| d.limb(i)).collect();
             let key_b: Vec<&[u32]> = key.digits.iter().map(|k| k.b.limb(key_limb)).collect();
-            let key_a: Vec<&[u32]> = key.digits.iter().map(|k| k.a.limb(key_limb)).collect();
+            // A compact key's `a` limbs are re-expanded here, one per digit.
+            let mut scratch = vec![0u32; if key.is_compact() { key.digits.len() * n } else { 0 }];
+            let mut scratch_limbs = scratch.chunks_exact_mut(n.max(1));
+            let key_a: Vec<&[u32]> = key
+                .digits
+                .iter()
+                .map(|k| k.a_limb(params, key_limb, scratch_limbs.next().unwrap_or_default()))
+                .collect();
             inner_product_limb(ring.modulus(ext, i), &digits, &key_b, &key_a, perm, out_b, out_a);
         });
     let [b, a] = acc;

@@ -17,10 +17,11 @@ pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
 pub use encoder::{decode, encode, Plaintext};
 pub use error::CkksError;
 pub use evaluator::Evaluator;
-pub use keys::{KeyId, KeyLevels, PublicKeySet, SecretKey};
+pub use keys::{KeyId, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 pub use params::{Params, ParamsLiteral};
 pub use serialize::{
-    ciphertexts_from_bytes, ciphertexts_to_bytes, load_ciphertexts, load_public_keys, load_secret_key, peek_header,
-    public_keys_from_bytes, public_keys_to_bytes, save_ciphertexts, save_public_keys, save_secret_key,
-    secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, FileError, FileHeader, FileKind,
+    ciphertexts_from_bytes, ciphertexts_to_bytes, load_ciphertexts, load_public_keys, load_public_keys_as,
+    load_secret_key, peek_header, public_keys_from_bytes, public_keys_params, public_keys_to_bytes, save_ciphertexts,
+    save_public_keys, save_secret_key, secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, FileError,
+    FileHeader, FileKind,
 };

@@ -1,7 +1,7 @@
 //! Versioned binary files: the secret key, the public key set (everything a
 //! server needs and nothing secret) and ciphertexts.
 //!
-//! # Format, version 1
+//! # Format, version 2
 //!
 //! All integers are little-endian. A file is a 52-byte header, a body and a
 //! 32-byte checksum:
@@ -32,9 +32,13 @@
 //! - *poly*: layout `q: u32`, `p: u32`, then `(q + p) * N` words (`u32`),
 //!   limb-major, in evaluation (NTT) form; every word is canonical (below the
 //!   prime of its limb) or the file is refused.
-//! - *pair* (an RLWE sample `(b, a)` of a key): the `b` *poly* over the full
-//!   layout `Q ++ P`, then the 32-byte seed of `a`. `a` is not stored: it is
-//!   re-expanded from the seed on load, which halves the size of keys.
+//! - *pair* (an RLWE sample `(b, a)` of a key): the `b` *poly*, then the
+//!   32-byte seed of `a`. `a` is not stored, which halves the size of keys:
+//!   its limb of global prime index `k` (`k < L + 1` for `q_k`, `L + 1 + j`
+//!   for `p_j`) holds the values below that prime drawn, by rejection of
+//!   32-bit words, from ChaCha20 stream `k` of the seed
+//!   ([`crate::ring::sampler::uniform_limb`]). Version 1 drew every limb
+//!   from stream 0 in turn; its keys are refused.
 //! - *switching key*: `u32` digit count, then one *pair* per digit, all over
 //!   the same layout `Q_level ++ P`: the key serves ciphertexts up to `level`
 //!   (its pairs' `q - 1`), and the digit count must be the parameter set's
@@ -63,7 +67,7 @@
 
 use super::ciphertext::Ciphertext;
 use super::error::CkksError;
-use super::keys::{KeyId, KeyLevels, PublicKey, PublicKeySet, SecretKey, SeededPair, SwitchingKey};
+use super::keys::{KeyId, KeyLevels, KeyMemory, PublicKey, PublicKeySet, SecretKey, SeededPair, SwitchingKey};
 use super::params::{hex, Params, ParamsLiteral, LOG_N_RANGE};
 use crate::ring::automorphism::rotation_galois_element;
 use crate::ring::sampler::Seed;
@@ -80,7 +84,7 @@ use thiserror::Error;
 /// The 8 bytes every file starts with.
 pub const MAGIC: [u8; 8] = *b"LATENTHE";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Size of the trailing BLAKE3 checksum in bytes.
@@ -286,22 +290,89 @@ impl CiphertextFile {
 
 // ---------------------------------------------------------------- writing
 
-struct Writer {
+/// Encodes a file: into memory whole, or streamed to a sink in chunks.
+struct Writer<'s> {
     buf: Vec<u8>,
+    /// Where `buf` is emptied once it holds [`STREAM_CHUNK`] bytes; `None`
+    /// keeps the whole file in `buf`.
+    sink: Option<&'s mut dyn Write>,
+    /// The checksum of what went to the sink.
+    hasher: blake3::Hasher,
+    /// Bytes that went to the sink.
+    streamed: u64,
+    /// The body length the header announces (0 for in-memory writers,
+    /// whose header is patched at the end).
+    announced: u64,
+    /// The first error of the sink; later writes are skipped.
+    error: Option<std::io::Error>,
 }
 
-impl Writer {
+/// Bytes a streaming [`Writer`] holds before it writes them out.
+const STREAM_CHUNK: usize = 1 << 22;
+
+impl<'s> Writer<'s> {
+    /// A writer of the whole file in memory; the body length in the header
+    /// is filled in by [`Self::into_bytes`].
     fn new(kind: FileKind, fingerprint: [u8; 16], key_id: KeyId, capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(HEADER_LEN + capacity + CHECKSUM_LEN);
-        buf.extend_from_slice(&MAGIC);
-        buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        buf.push(kind.code());
-        buf.push(0);
-        buf.extend_from_slice(&fingerprint);
-        buf.extend_from_slice(&key_id.0);
-        buf.extend_from_slice(&0u64.to_le_bytes());
-        debug_assert_eq!(buf.len(), HEADER_LEN);
-        Self { buf }
+        let mut w = Self {
+            buf: Vec::with_capacity(HEADER_LEN + capacity + CHECKSUM_LEN),
+            sink: None,
+            hasher: blake3::Hasher::new(),
+            streamed: 0,
+            announced: 0,
+            error: None,
+        };
+        w.header(kind, fingerprint, key_id, 0);
+        w
+    }
+
+    /// A writer to `sink` of a file whose body is exactly `body_len` bytes
+    /// (checked by [`Self::finish_stream`]).
+    fn streaming(
+        kind: FileKind,
+        fingerprint: [u8; 16],
+        key_id: KeyId,
+        body_len: usize,
+        sink: &'s mut dyn Write,
+    ) -> Self {
+        let mut w = Self {
+            buf: Vec::with_capacity(STREAM_CHUNK + (1 << 16)),
+            sink: Some(sink),
+            hasher: blake3::Hasher::new(),
+            streamed: 0,
+            announced: 0,
+            error: None,
+        };
+        w.header(kind, fingerprint, key_id, body_len as u64);
+        w
+    }
+
+    fn header(&mut self, kind: FileKind, fingerprint: [u8; 16], key_id: KeyId, body_len: u64) {
+        self.buf.extend_from_slice(&MAGIC);
+        self.buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        self.buf.push(kind.code());
+        self.buf.push(0);
+        self.buf.extend_from_slice(&fingerprint);
+        self.buf.extend_from_slice(&key_id.0);
+        self.buf.extend_from_slice(&body_len.to_le_bytes());
+        self.announced = body_len;
+        debug_assert_eq!(self.buf.len(), HEADER_LEN);
+    }
+
+    /// Hands `buf` to the sink, if there is one and `buf` is full enough.
+    fn spill(&mut self, at_least: usize) {
+        let Some(sink) = self.sink.as_mut() else { return };
+        if self.buf.len() < at_least {
+            return;
+        }
+        self.hasher.update(&self.buf);
+        self.streamed += self.buf.len() as u64;
+        if self.error.is_none() {
+            if let Err(e) = sink.write_all(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
     }
 
     fn u8(&mut self, x: u8) {
@@ -329,7 +400,7 @@ impl Writer {
     }
 
     fn params(&mut self, params: &Params) {
-        let json = serde_json::to_vec(params.literal()).expect("a parameter literal always serializes");
+        let json = params_json(params);
         self.len32(json.len());
         self.bytes(&json);
         match params.name() {
@@ -346,9 +417,13 @@ impl Writer {
         let layout = poly.layout();
         self.len32(layout.q);
         self.len32(layout.p);
-        self.buf.reserve(poly.words().len() * 4);
-        for w in poly.words() {
-            self.buf.extend_from_slice(&w.to_le_bytes());
+        let n = poly.n();
+        for limb in poly.words().chunks(n.max(1)) {
+            self.buf.reserve(limb.len() * 4);
+            for w in limb {
+                self.buf.extend_from_slice(&w.to_le_bytes());
+            }
+            self.spill(STREAM_CHUNK);
         }
     }
 
@@ -364,12 +439,37 @@ impl Writer {
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    /// The whole file of an in-memory writer: header with the body length,
+    /// body, checksum.
+    fn into_bytes(mut self) -> Vec<u8> {
+        debug_assert!(self.sink.is_none(), "a streaming writer ends with finish_stream");
         let body_len = (self.buf.len() - HEADER_LEN) as u64;
         self.buf[44..52].copy_from_slice(&body_len.to_le_bytes());
         let hash = blake3::hash(&self.buf);
         self.buf.extend_from_slice(hash.as_bytes());
         self.buf
+    }
+
+    /// Writes what is left and the checksum to the sink.
+    ///
+    /// # Panics
+    /// If the body written is not the length announced in the header: the
+    /// length functions and the writer disagree, a bug.
+    fn finish_stream(mut self) -> std::io::Result<()> {
+        self.spill(0);
+        assert_eq!(
+            self.streamed,
+            (HEADER_LEN as u64) + self.announced,
+            "the announced body length does not match what was written"
+        );
+        let hash = self.hasher.finalize();
+        self.buf.extend_from_slice(hash.as_bytes());
+        let tail = std::mem::take(&mut self.buf);
+        match (self.error.take(), self.sink.as_mut()) {
+            (Some(e), _) => Err(e),
+            (None, Some(sink)) => sink.write_all(&tail),
+            (None, None) => Ok(()),
+        }
     }
 }
 
@@ -377,9 +477,13 @@ fn poly_bytes(layout: LimbLayout, n: usize) -> usize {
     8 + layout.len() * n * 4
 }
 
+fn params_json(params: &Params) -> Vec<u8> {
+    serde_json::to_vec(params.literal()).expect("a parameter literal always serializes")
+}
+
+/// Exact size of the *params* block.
 fn params_bytes(params: &Params) -> usize {
-    // The JSON of a literal is well under a kilobyte for every real set.
-    64 + params.literal().log_q.len() * 4 + params.literal().log_p.len() * 4
+    4 + params_json(params).len() + 1 + params.name().map_or(0, |name| 2 + name.len())
 }
 
 /// Encodes a secret key (format in the [module docs](self)).
@@ -406,20 +510,37 @@ pub fn secret_key_to_bytes(sk: &SecretKey) -> Vec<u8> {
         }
         w.u8(byte);
     }
-    w.finish()
+    w.into_bytes()
 }
 
 /// Encodes a public key set: public key, relinearization key and Galois
 /// keys, each `a` half as its 32-byte seed. Holds nothing secret.
 pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
     let params = keys.params();
-    let n = params.n();
     let mut w = Writer::new(
         FileKind::PublicKeys,
         params.fingerprint(),
         keys.id(),
         public_keys_body_bytes(params, &keys.levels()),
     );
+    write_public_keys_body(&mut w, keys);
+    w.into_bytes()
+}
+
+/// Streams the file of [`public_keys_to_bytes`] to `sink`, holding at most
+/// a few megabytes of it at a time (a key set can outweigh the memory left
+/// beside it).
+fn write_public_keys(sink: &mut dyn Write, keys: &PublicKeySet) -> std::io::Result<()> {
+    let params = keys.params();
+    let body_len = public_keys_body_bytes(params, &keys.levels());
+    let mut w = Writer::streaming(FileKind::PublicKeys, params.fingerprint(), keys.id(), body_len, sink);
+    write_public_keys_body(&mut w, keys);
+    w.finish_stream()
+}
+
+fn write_public_keys_body(w: &mut Writer<'_>, keys: &PublicKeySet) {
+    let params = keys.params();
+    let n = params.n();
     w.params(params);
     w.pair(&keys.public.pair);
     match &keys.relin {
@@ -443,11 +564,9 @@ pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
         w.u64(steps as u64);
         w.switching_key(key);
     }
-    w.finish()
 }
 
-/// Body size of a public key set whose evaluation keys serve `levels`
-/// (within a few bytes: the parameter JSON is estimated).
+/// Exact body size of a public key set whose evaluation keys serve `levels`.
 fn public_keys_body_bytes(params: &Params, levels: &KeyLevels) -> usize {
     let key = |level: usize| {
         let layout = LimbLayout {
@@ -457,13 +576,12 @@ fn public_keys_body_bytes(params: &Params, levels: &KeyLevels) -> usize {
         4 + params.digits(level.min(params.max_level())).len() * (poly_bytes(layout, params.n()) + 32)
     };
     let public = poly_bytes(params.ring().full_layout(), params.n()) + 32;
-    let galois: usize = levels.rotations.iter().map(|&(_, level)| 20 + key(level)).sum();
+    let galois: usize = levels.rotations.iter().map(|&(_, level)| 16 + key(level)).sum();
     params_bytes(params) + public + 5 + levels.relin.map_or(0, key) + galois
 }
 
-/// Size of a public key set file with the evaluation keys of `levels` (to
-/// report before generating them; exact up to the length of the parameter
-/// JSON).
+/// Size of a public key set file with the evaluation keys of `levels`, to
+/// report before generating them.
 pub fn public_keys_file_bytes(params: &Params, levels: &KeyLevels) -> usize {
     HEADER_LEN + public_keys_body_bytes(params, levels) + CHECKSUM_LEN
 }
@@ -503,7 +621,7 @@ pub fn ciphertexts_to_bytes(file: &CiphertextFile, params: &Params) -> Vec<u8> {
         w.poly(&ct.c0);
         w.poly(&ct.c1);
     }
-    w.finish()
+    w.into_bytes()
 }
 
 // ---------------------------------------------------------------- reading
@@ -859,10 +977,10 @@ fn read_switching_key(r: &mut Reader<'_>, params: &Params, what: &str) -> Result
     Ok(pairs)
 }
 
-fn expand(params: &Params, parts: KeyParts) -> Vec<SeededPair> {
+fn expand(params: &Params, parts: KeyParts, memory: KeyMemory) -> Vec<SeededPair> {
     parts
         .into_par_iter()
-        .map(|(b, seed)| SeededPair::from_seed(params, b, seed))
+        .map(|(b, seed)| SeededPair::from_seed(params, b, seed, memory))
         .collect()
 }
 
@@ -870,7 +988,7 @@ fn expand(params: &Params, parts: KeyParts) -> Vec<SeededPair> {
 type KeyParts = Vec<(RnsPoly<Eval>, Seed)>;
 
 /// A public key set as read from its file: every `b` half and every seed,
-/// the `a` halves not yet expanded (half the memory of the expanded set).
+/// the `a` halves not expanded.
 struct PublicKeyParts {
     params: Arc<Params>,
     key_id: KeyId,
@@ -888,7 +1006,7 @@ struct PublicKeyParts {
 /// damaged or invalid bytes (including a Galois element that does not match
 /// its rotation, or a repeated one) are refused; never panics.
 pub fn public_keys_from_bytes(bytes: &[u8]) -> Result<PublicKeySet, FileError> {
-    Ok(parse_public_keys(bytes)?.expand())
+    Ok(parse_public_keys(bytes)?.expand(KeyMemory::Expanded))
 }
 
 fn parse_public_keys(bytes: &[u8]) -> Result<PublicKeyParts, FileError> {
@@ -937,8 +1055,9 @@ fn parse_public_keys(bytes: &[u8]) -> Result<PublicKeyParts, FileError> {
 }
 
 impl PublicKeyParts {
-    /// Expands every `a` half from its seed.
-    fn expand(self) -> PublicKeySet {
+    /// The key set, its evaluation keys' `a` halves held as `memory` says
+    /// (the public key's expanded).
+    fn expand(self, memory: KeyMemory) -> PublicKeySet {
         let Self {
             params,
             key_id,
@@ -948,10 +1067,10 @@ impl PublicKeyParts {
             rotations,
         } = self;
         let public = PublicKey {
-            pair: SeededPair::from_seed(&params, public.0, public.1),
+            pair: SeededPair::from_seed(&params, public.0, public.1, KeyMemory::Expanded),
         };
         let relin = relin.map(|parts| SwitchingKey {
-            digits: expand(&params, parts),
+            digits: expand(&params, parts, memory),
         });
         let galois: BTreeMap<u64, SwitchingKey> = galois
             .into_iter()
@@ -959,7 +1078,7 @@ impl PublicKeyParts {
                 (
                     g,
                     SwitchingKey {
-                        digits: expand(&params, parts),
+                        digits: expand(&params, parts, memory),
                     },
                 )
             })
@@ -1056,6 +1175,15 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// `path` is either the old file or the complete new one. `secret` files are
 /// created readable by their owner only (unix).
 fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError> {
+    write_atomic_with(path, secret, |file| file.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` puts into the (buffered) file.
+fn write_atomic_with(
+    path: &Path,
+    secret: bool,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), FileError> {
     let tmp = tmp_path(path);
     let io = |p: &Path| {
         let p = p.to_path_buf();
@@ -1077,8 +1205,10 @@ fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError
     #[cfg(not(unix))]
     let _ = secret;
     let result = (|| {
-        let mut file = options.open(&tmp).map_err(io(&tmp))?;
-        file.write_all(bytes).map_err(io(&tmp))?;
+        let file = options.open(&tmp).map_err(io(&tmp))?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered).map_err(io(&tmp))?;
+        let file = buffered.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
         file.sync_all().map_err(io(&tmp))?;
         drop(file);
         fs::rename(&tmp, path).map_err(io(path))
@@ -1129,21 +1259,66 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey, FileError> {
 /// # Errors
 /// [`FileError::Io`] naming the path.
 pub fn save_public_keys(path: &Path, keys: &PublicKeySet) -> Result<(), FileError> {
-    write_atomic(path, &public_keys_to_bytes(keys), false)
+    write_atomic_with(path, false, |sink| write_public_keys(sink, keys))
 }
 
-/// Reads a public key set file.
+/// Reads a public key set file, every `a` half expanded.
 ///
 /// # Errors
 /// As [`public_keys_from_bytes`], wrapped in [`FileError::At`] with the
 /// path, or [`FileError::Io`].
 pub fn load_public_keys(path: &Path) -> Result<PublicKeySet, FileError> {
-    let bytes = read_file(path)?;
-    let parts = parse_public_keys(&bytes).map_err(|e| e.at(path))?;
-    // The file's bytes go before the `a` halves are expanded: the peak is
-    // the expanded set, not the set plus its file.
-    drop(bytes);
-    Ok(parts.expand())
+    load_public_keys_as(path, KeyMemory::Expanded)
+}
+
+/// The parameters of a public key set file, read from its header and
+/// parameter block only (to plan before loading the keys; the checksum is
+/// checked when they load).
+///
+/// # Errors
+/// As [`load_public_keys`] for a file whose first bytes are damaged.
+pub fn public_keys_params(path: &Path) -> Result<Arc<Params>, FileError> {
+    let bytes = map_file(path)?;
+    let header = peek_header(&bytes).map_err(|e| e.at(path))?;
+    if header.kind != FileKind::PublicKeys {
+        return Err(FileError::WrongKind {
+            expected: FileKind::PublicKeys,
+            found: header.kind,
+        }
+        .at(path));
+    }
+    let mut r = Reader {
+        bytes: &bytes[HEADER_LEN..],
+    };
+    read_params(&mut r, &header, |_, _| 0).map_err(|e| e.at(path))
+}
+
+/// The file at `path`, mapped read-only.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, FileError> {
+    let io = |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is only read, by the caller that holds it; the files
+    // of this library are replaced by rename, never rewritten in place, and
+    // a file changed by someone else under the map is caught by the
+    // checksum or the parser's checks (its bytes are plain data).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(io)
+}
+
+/// Reads a public key set file, holding the evaluation keys' `a` halves as
+/// `memory` says. The file is mapped, not read into memory: its pages are
+/// the kernel's to drop, so the peak is the keys as held, not the keys plus
+/// their file.
+///
+/// # Errors
+/// As [`load_public_keys`].
+pub fn load_public_keys_as(path: &Path, memory: KeyMemory) -> Result<PublicKeySet, FileError> {
+    let map = map_file(path)?;
+    let parts = parse_public_keys(&map).map_err(|e| e.at(path))?;
+    drop(map);
+    Ok(parts.expand(memory))
 }
 
 /// Writes ciphertexts made under `params` to `path` atomically (via

@@ -6,6 +6,7 @@
 
 use super::backend::Chosen;
 use super::binding::Planned;
+use super::memory::{available_memory, KeyMemoryArgs, KeyMemoryChoice};
 use super::score::median;
 use super::session::EncryptedSession;
 use super::{print_json, BackendChoice, CliError};
@@ -83,13 +84,6 @@ fn parse_latent(name: &str) -> Result<LatentShape, CliError> {
         .map_err(|e: NnError| CliError::Usage(format!("--latents: {e}")))
 }
 
-/// Bytes of memory available now (`MemAvailable`), where the OS says.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-}
-
 /// A folded model of `spec` with random weights of realistic size.
 fn random_model(spec: &ModelSpec) -> Result<Model<f64>, NnError> {
     let dict = random_state_dict(spec, 1)?;
@@ -150,7 +144,12 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     row.preset = params.name().map(str::to_string);
     row.levels = Some(plan.levels());
     row.key_switches = Some(plan.key_switches());
-    let needed = plan.key_levels().memory_bytes(&params) + plan.working_memory_bytes(params.n());
+    let (levels, working) = (plan.key_levels(), plan.working_memory_bytes(params.n()));
+    let key_memory = KeyMemoryArgs {
+        key_memory: KeyMemoryChoice::Auto,
+    }
+    .resolve(&params, &levels, working);
+    let needed = levels.memory_bytes(&params, key_memory) + working;
     if let Some(available) = available_memory().filter(|&a| (needed as u64) > a) {
         row.status = format!(
             "skipped: keys and working memory need {:.1} GB, {:.1} GB available",
@@ -163,7 +162,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         "cpu" => Chosen::Cpu,
         _ => Chosen::resolve(Some(BackendChoice::Gpu), args.adapter.as_deref())?,
     };
-    let session = EncryptedSession::generate(Planned { model, params, plan }, chosen);
+    let session = EncryptedSession::generate(Planned { model, params, plan }, chosen, key_memory);
     row.keygen_s = session.keygen_seconds;
     let mut stages = Vec::new();
     for _ in 0..args.runs {

@@ -7,10 +7,10 @@ use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
 use crate::ckks::serialize::{
-    load_ciphertexts, load_public_keys, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
+    load_ciphertexts, load_public_keys_as, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
     CiphertextFile,
 };
-use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, PublicKeySet, SecretKey};
+use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
 use clap::Args;
 use ndarray::{Array4, ArrayD, IxDyn};
@@ -121,7 +121,8 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.out).map_err(io_error(&args.out))?;
     let start = Instant::now();
     let sk = SecretKey::generate(&params);
-    let keys = PublicKeySet::generate_at(&sk, &levels);
+    // Written, not evaluated with: the `a` halves are only ever seeds here.
+    let keys = PublicKeySet::generate_at(&sk, &levels, KeyMemory::Compact);
     let seconds = start.elapsed().as_secs_f64();
     let (secret_path, public_path) = (args.out.join(SECRET_KEY_FILE), args.out.join(PUBLIC_KEY_FILE));
     save_secret_key(&secret_path, &sk)?;
@@ -258,7 +259,8 @@ fn required_out(args: &CryptArgs) -> Result<&Path, CliError> {
 pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "encrypt")?;
     let out = required_out(args)?;
-    let keys = load_public_keys(&args.keys.join(PUBLIC_KEY_FILE))?;
+    // Encryption reads the public key (always expanded), no evaluation key.
+    let keys = load_public_keys_as(&args.keys.join(PUBLIC_KEY_FILE), KeyMemory::Compact)?;
     let binding = ModelBinding::read(&args.keys)?;
     let start = Instant::now();
     let (file, images) = match &binding {

@@ -4,15 +4,16 @@
 use super::backend::DeviceArgs;
 use super::binding::Planned;
 use super::crypt::read_latents;
+use super::memory::{key_memory_name, peak_memory_bytes, KeyMemoryArgs};
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
 use super::session::{evaluate_on, EncryptedSession};
 use super::{print_json, CliError};
 use crate::ckks::serialize::{
-    ciphertexts_file_bytes, load_ciphertexts, load_public_keys, public_keys_file_bytes, save_ciphertexts,
-    CiphertextFile,
+    ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
+    save_ciphertexts, CiphertextFile,
 };
-use crate::ckks::{KeyLevels, Params};
+use crate::ckks::{KeyLevels, KeyMemory, Params};
 use crate::he_nn::{Plan, HEADROOM_LEVELS};
 use clap::Args;
 use ndarray::{Array2, Array4};
@@ -70,6 +71,8 @@ pub struct InferArgs {
     batch: usize,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    memory: KeyMemoryArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -90,29 +93,23 @@ pub struct RunArgs {
     choice: PlanChoice,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    memory: KeyMemoryArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-/// The process's peak resident memory so far, from `/proc/self/status`
-/// (`VmHWM`); `None` where the file does not exist (not Linux).
-fn peak_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// An upper bound on `infer`'s peak memory: the key file (read whole, then
-/// freed, but kept by the allocator for reuse), the expanded keys and the
-/// widest step.
-fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels) -> usize {
-    public_keys_file_bytes(params, levels) + levels.memory_bytes(params) + plan.working_memory_bytes(params.n())
+/// An upper bound on the memory `infer` needs with keys held as `memory`:
+/// the keys and the widest step. While the keys load, their file is mapped
+/// beside them; those pages are page cache, which the kernel drops under
+/// pressure, so they show in the resident size only where memory is free.
+fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels, memory: KeyMemory) -> usize {
+    levels.memory_bytes(params, memory) + plan.working_memory_bytes(params.n())
 }
 
 /// The JSON report of a plan: budget, keys, sizes, per-layer costs.
@@ -134,9 +131,11 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "key_switches_per_image": plan.key_switches() as f64 / plan.batch() as f64,
         "public_key_bytes": public_keys_file_bytes(params, &levels),
         "plaintext_products": products,
-        "evaluation_key_memory_bytes": levels.memory_bytes(params),
+        "evaluation_key_memory_bytes": levels.memory_bytes(params, KeyMemory::Expanded),
+        "evaluation_key_memory_compact_bytes": levels.memory_bytes(params, KeyMemory::Compact),
         "working_memory_bytes": plan.working_memory_bytes(params.n()),
-        "peak_memory_estimate_bytes": server_peak_bytes(params, plan, &levels),
+        "peak_memory_estimate_bytes": server_peak_bytes(params, plan, &levels, KeyMemory::Expanded),
+        "peak_memory_estimate_compact_bytes": server_peak_bytes(params, plan, &levels, KeyMemory::Compact),
         "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
         "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
         "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
@@ -174,14 +173,17 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
 /// Runs `infer`: reads only the public key set, the model and the
 /// encrypted latents.
 pub fn infer(args: &InferArgs) -> Result<(), CliError> {
-    let keys = Arc::new(load_public_keys(&args.public_key)?);
-    let params = keys.params().clone();
+    let params = public_keys_params(&args.public_key)?;
     let model = crate::nn::fold(&args.model.load()?);
     let input_err = |reason: String| CliError::Input {
         path: args.input.display().to_string(),
         reason,
     };
     let plan = Plan::batched(&model, params.slots(), args.batch).map_err(|e| input_err(e.to_string()))?;
+    let key_memory = args
+        .memory
+        .resolve(&params, &plan.key_levels(), plan.working_memory_bytes(params.n()));
+    let keys = Arc::new(load_public_keys_as(&args.public_key, key_memory)?);
     let file = load_ciphertexts(&args.input, &params)?;
     let [c, h, w] = model.spec().latent().dims();
     let batch = plan.batch();
@@ -231,6 +233,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             "preset": params.name(),
             "levels": plan.levels(),
             "key_switches_per_set": plan.key_switches(),
+            "key_memory": key_memory_name(key_memory),
             "peak_memory_bytes": peak_memory_bytes(),
             "seconds": round3(total),
             "seconds_per_set": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
@@ -282,7 +285,12 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let chosen = args.device.resolve()?;
-    let session = EncryptedSession::open(&args.model.model, planned, chosen)?;
+    let key_memory = args.memory.resolve(
+        &planned.params,
+        &planned.plan.key_levels(),
+        planned.plan.working_memory_bytes(planned.params.n()),
+    );
+    let session = EncryptedSession::open(&args.model.model, planned, chosen, key_memory)?;
     let (he, stages) = session.logits(&x, args.json)?;
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
@@ -314,6 +322,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "levels": plan.levels(),
         "batch": plan.batch(),
         "key_switches_per_set": plan.key_switches(),
+        "key_memory": key_memory_name(session.key_memory),
         "peak_memory_bytes": peak_memory_bytes(),
     });
     if args.json {

@@ -9,6 +9,7 @@ mod crypt;
 mod demo;
 mod devices;
 mod infer;
+mod memory;
 mod metrics;
 mod model_args;
 mod params;

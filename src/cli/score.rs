@@ -7,6 +7,7 @@
 
 use super::backend::DeviceArgs;
 use super::infer::PlanChoice;
+use super::memory::KeyMemoryArgs;
 use super::metrics::report_json;
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
@@ -79,6 +80,8 @@ pub struct ScoreArgs {
     choice: PlanChoice,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    memory: KeyMemoryArgs,
     /// Score only the first N images of the split.
     #[arg(long)]
     limit: Option<usize>,
@@ -541,7 +544,14 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         .collect();
     let batch = planned.as_ref().map_or(SCORE_BATCH, |p| p.plan.batch());
     let session = planned
-        .map(|p| EncryptedSession::open(&args.model.model, p, chosen.clone()))
+        .map(|p| {
+            let memory = args.memory.resolve(
+                &p.params,
+                &p.plan.key_levels(),
+                p.plan.working_memory_bytes(p.params.n()),
+            );
+            EncryptedSession::open(&args.model.model, p, chosen.clone(), memory)
+        })
         .transpose()?;
     if !args.json {
         eprintln!(

@@ -7,8 +7,8 @@ use super::binding::{ModelBinding, Planned};
 use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 use super::CliError;
 use crate::ckks::gpu_eval::GpuEvaluator;
-use crate::ckks::serialize::{load_public_keys, load_secret_key, save_public_keys, save_secret_key};
-use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
+use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
+use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches, Plan};
 use ndarray::{Array2, Array4};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,8 @@ pub struct EncryptedSession {
     pub keygen_seconds: Option<f64>,
     /// Where the keys are cached.
     pub key_dir: PathBuf,
+    /// How the evaluation keys are held.
+    pub key_memory: KeyMemory,
 }
 
 impl EncryptedSession {
@@ -49,9 +51,9 @@ impl EncryptedSession {
     /// # Errors
     /// Unreadable model file, no cache directory, key files that cannot be
     /// written or read.
-    pub fn open(model_file: &Path, planned: Planned, chosen: Chosen) -> Result<Self, CliError> {
+    pub fn open(model_file: &Path, planned: Planned, chosen: Chosen, key_memory: KeyMemory) -> Result<Self, CliError> {
         let key_dir = key_cache_dir(model_file, &planned)?;
-        let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned)?;
+        let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned, key_memory)?;
         Ok(EncryptedSession {
             planned,
             sk,
@@ -59,13 +61,14 @@ impl EncryptedSession {
             chosen,
             keygen_seconds,
             key_dir,
+            key_memory,
         })
     }
 
     /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
     /// written, key generation is always timed).
-    pub fn generate(planned: Planned, chosen: Chosen) -> Self {
-        let (sk, keys, seconds) = generate_keys(&planned);
+    pub fn generate(planned: Planned, chosen: Chosen, key_memory: KeyMemory) -> Self {
+        let (sk, keys, seconds) = generate_keys(&planned, key_memory);
         EncryptedSession {
             planned,
             sk,
@@ -73,6 +76,7 @@ impl EncryptedSession {
             chosen,
             keygen_seconds: Some(seconds),
             key_dir: PathBuf::new(),
+            key_memory,
         }
     }
 
@@ -190,17 +194,21 @@ fn key_cache_dir(model_file: &Path, planned: &Planned) -> Result<PathBuf, CliErr
 
 /// Keys for `planned` from `dir`, generated (and saved there) when absent;
 /// returns them with the seconds key generation took (`None` when loaded).
-fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKeySet>, Option<f64>), CliError> {
+fn cached_keys(
+    dir: &Path,
+    planned: &Planned,
+    memory: KeyMemory,
+) -> Result<(SecretKey, Arc<PublicKeySet>, Option<f64>), CliError> {
     let (secret, public) = (dir.join(SECRET_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
     let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
     if secret.exists() && public.exists() && ModelBinding::read(dir)?.as_ref() == Some(&binding) {
         let sk = load_secret_key(&secret)?;
-        let keys = load_public_keys(&public)?;
+        let keys = load_public_keys_as(&public, memory)?;
         if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
             return Ok((sk, Arc::new(keys), None));
         }
     }
-    let (sk, keys, seconds) = generate_keys(planned);
+    let (sk, keys, seconds) = generate_keys(planned, memory);
     std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         path: dir.display().to_string(),
         source,
@@ -211,10 +219,11 @@ fn cached_keys(dir: &Path, planned: &Planned) -> Result<(SecretKey, Arc<PublicKe
     Ok((sk, keys, Some(seconds)))
 }
 
-/// A secret key and the public keys `planned` needs, with the seconds taken.
-fn generate_keys(planned: &Planned) -> (SecretKey, Arc<PublicKeySet>, f64) {
+/// A secret key and the public keys `planned` needs, held as `memory`
+/// says, with the seconds taken.
+fn generate_keys(planned: &Planned, memory: KeyMemory) -> (SecretKey, Arc<PublicKeySet>, f64) {
     let start = Instant::now();
     let sk = SecretKey::generate(&planned.params);
-    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels());
+    let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels(), memory);
     (sk, Arc::new(keys), start.elapsed().as_secs_f64())
 }

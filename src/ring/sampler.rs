@@ -81,18 +81,38 @@ impl Sampler {
             .collect()
     }
 
-    /// A polynomial uniform over every limb of `layout`, in evaluation form
-    /// (the NTT of a uniform polynomial is uniform).
+    /// A fresh uniform polynomial of `layout` (from a seed this sampler
+    /// draws), in evaluation form.
     pub fn uniform(&mut self, ctx: &RingContext, layout: LimbLayout) -> RnsPoly<Eval> {
-        let n = ctx.n();
-        let mut poly = RnsPoly::<Eval>::zero(n, layout);
-        for i in 0..layout.len() {
-            let q = ctx.modulus(layout, i).value();
-            for x in poly.limb_mut(i) {
-                *x = self.below(q);
-            }
-        }
-        poly
+        uniform(&self.seed(), ctx, layout)
+    }
+}
+
+/// The uniform polynomial of `layout` expanded from `seed`, in evaluation
+/// form (the NTT of a uniform polynomial is uniform).
+///
+/// Invariant: the limb of global prime index `k` ([`RingContext::global_index`])
+/// is [`uniform_limb`]`(seed, k, ..)` whatever the layout, so a key truncated
+/// to a lower level holds exactly the limbs of the full one, and one limb can
+/// be re-expanded alone.
+pub fn uniform(seed: &Seed, ctx: &RingContext, layout: LimbLayout) -> RnsPoly<Eval> {
+    use rayon::prelude::*;
+    let mut poly = RnsPoly::<Eval>::zero(ctx.n(), layout);
+    poly.words_mut()
+        .par_chunks_exact_mut(ctx.n())
+        .enumerate()
+        .for_each(|(i, limb)| uniform_limb(seed, ctx.global_index(layout, i), ctx.modulus(layout, i).value(), limb));
+    poly
+}
+
+/// Fills `out` with values uniform below `prime` from ChaCha20 stream
+/// `prime_index` of `seed` (rejection sampling, no modulo bias).
+pub fn uniform_limb(seed: &Seed, prime_index: usize, prime: u32, out: &mut [u32]) {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    rng.set_stream(prime_index as u64);
+    let mut sampler = Sampler { rng };
+    for x in out {
+        *x = sampler.below(prime);
     }
 }
 
@@ -147,6 +167,34 @@ mod tests {
             let count = xs.iter().filter(|&&x| x == v).count();
             assert!((9_000..11_000).contains(&count), "{v}: {count}");
         }
+    }
+
+    #[test]
+    fn uniform_limbs_do_not_depend_on_the_layout() {
+        let n = 1 << 10;
+        let mut primes: Vec<u32> = Vec::new();
+        for _ in 0..5 {
+            primes.push(crate::math::primes::ntt_prime_near(2f64.powi(30), 2 * n as u64, &primes).unwrap());
+        }
+        let ctx = RingContext::new(n, &primes[..3], &primes[3..]).unwrap();
+        let seed = Sampler::from_os().seed();
+        let full = uniform(&seed, &ctx, ctx.full_layout());
+        let low = LimbLayout { q: 2, p: ctx.p_count() };
+        let truncated = uniform(&seed, &ctx, low);
+        for i in 0..low.len() {
+            let k = ctx.global_index(low, i);
+            assert_eq!(truncated.limb(i), full.limb(k), "limb {i} (prime {k})");
+            let mut alone = vec![0u32; ctx.n()];
+            uniform_limb(&seed, k, ctx.modulus(low, i).value(), &mut alone);
+            assert_eq!(alone, truncated.limb(i));
+        }
+        // Values are below their prime and spread over it: the mean of the
+        // first limb is near q/2 (n = 4096 samples, sd about q/220).
+        let q = ctx.q(0).value() as f64;
+        assert!(full.limb(0).iter().all(|&x| f64::from(x) < q));
+        let mean = full.limb(0).iter().map(|&x| f64::from(x)).sum::<f64>() / ctx.n() as f64;
+        assert!((mean / q - 0.5).abs() < 0.03, "mean {mean} of q {q}");
+        assert_ne!(full.limb(0), full.limb(1), "streams differ per prime");
     }
 
     #[test]

@@ -1,0 +1,79 @@
+//! Memory: how evaluation keys are held (`--key-memory`), what the machine
+//! has left and what the process has used.
+
+use crate::ckks::{KeyLevels, KeyMemory, Params};
+use clap::{Args, ValueEnum};
+
+/// `--key-memory`, shared by the commands that evaluate on encrypted data.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct KeyMemoryArgs {
+    /// How evaluation keys are held: expanded (fastest), compact (half the
+    /// memory; each key switch re-expands the uniform halves it reads), or
+    /// auto: expanded when keys and working memory fit in 90% of the
+    /// memory available now, else compact.
+    #[arg(long, value_enum, default_value_t = KeyMemoryChoice::Auto)]
+    pub key_memory: KeyMemoryChoice,
+}
+
+/// The values of `--key-memory`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMemoryChoice {
+    /// Expanded when it fits, else compact.
+    Auto,
+    /// Always expanded.
+    Expanded,
+    /// Always compact.
+    Compact,
+}
+
+impl KeyMemoryArgs {
+    /// The key memory for keys of `levels` beside `working` bytes of
+    /// ciphertexts and plaintexts; auto says on stderr when it goes compact.
+    pub fn resolve(&self, params: &Params, levels: &KeyLevels, working: usize) -> KeyMemory {
+        match self.key_memory {
+            KeyMemoryChoice::Expanded => KeyMemory::Expanded,
+            KeyMemoryChoice::Compact => KeyMemory::Compact,
+            KeyMemoryChoice::Auto => {
+                let needed = (levels.memory_bytes(params, KeyMemory::Expanded) + working) as u64;
+                match available_memory() {
+                    Some(available) if needed > available / 10 * 9 => {
+                        eprintln!(
+                            "note: expanded keys and working memory need {:.1} GB, {:.1} GB is available: \
+                             holding the keys compact ({:.1} GB; --key-memory expanded forces the faster way)",
+                            needed as f64 / 1e9,
+                            available as f64 / 1e9,
+                            levels.memory_bytes(params, KeyMemory::Compact) as f64 / 1e9
+                        );
+                        KeyMemory::Compact
+                    }
+                    _ => KeyMemory::Expanded,
+                }
+            }
+        }
+    }
+}
+
+/// The name of a key memory in reports.
+pub fn key_memory_name(memory: KeyMemory) -> &'static str {
+    match memory {
+        KeyMemory::Expanded => "expanded",
+        KeyMemory::Compact => "compact",
+    }
+}
+
+/// Memory the kernel can give this process now (`MemAvailable`), `None`
+/// where `/proc/meminfo` does not exist (not Linux).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// The process's peak resident memory so far, from `/proc/self/status`
+/// (`VmHWM`); `None` where the file does not exist (not Linux).
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
