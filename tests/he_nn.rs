@@ -205,7 +205,7 @@ fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, g
     let model = fold(
         &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
     );
-    let plan = Plan::batched(&model, params.slots(), batch).unwrap();
+    let plan = Plan::for_params(&model, &params, batch).unwrap();
     let level = plan.levels() + 1;
     assert!(level <= params.max_level(), "{spec}: needs {level} levels");
     let sk = SecretKey::generate(&params);
@@ -244,6 +244,40 @@ fn resnet20_runs_encrypted_with_several_ciphertexts() {
 #[test]
 fn resnet20_with_se_runs_encrypted() {
     model_case(Arch::ResNet20, true, LatentShape::new(4, 8, 8).unwrap(), None);
+}
+
+/// The planner spends a preset's spare levels on exact means in the SE
+/// gates with the largest pools, as many as fit, and never more.
+#[test]
+fn se_gates_take_exact_means_as_the_level_budget_allows() {
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, true, 5, LatentShape::new(4, 8, 8).unwrap()).unwrap();
+    let model = fold(
+        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
+    );
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let available = params.max_level() - latent_he::he_nn::HEADROOM_LEVELS;
+    let summing = Plan::batched(&model, params.slots(), 1).unwrap();
+    let planned = Plan::for_params(&model, &params, 1).unwrap();
+    // Three gates pool over each of 64, 16 and 4 positions; one exact mean
+    // costs a level per gate: 85 summing, 88 with the layer-1 gates exact,
+    // 91 and 94 with more, and 89 levels to spend.
+    assert_eq!(summing.levels(), 85);
+    assert_eq!(available, 89);
+    assert_eq!(planned.levels(), 88, "the layer-1 gates exact, no more");
+    assert_eq!(
+        planned.key_switches(),
+        summing.key_switches(),
+        "an exact mean needs no rotation"
+    );
+    // A plain ResNet20 has no gate: the same plan either way.
+    let plain_spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, LatentShape::new(4, 8, 8).unwrap()).unwrap();
+    let plain = fold(
+        &Model::from_state_dict_with_spec(&random_state_dict(&plain_spec, 1).unwrap(), plain_spec.clone()).unwrap(),
+    );
+    assert_eq!(
+        Plan::for_params(&plain, &params, 1).unwrap().levels(),
+        Plan::batched(&plain, params.slots(), 1).unwrap().levels()
+    );
 }
 
 #[test]

@@ -294,6 +294,13 @@ def train(args):
         model.eval()(torch.zeros((1,) + latent))
     except Exception as e:  # the architecture does not fit this latent
         raise SystemExit(f"error: {args.arch} cannot run on a {'x'.join(map(str, latent))} latent: {e}")
+    if args.init:
+        from safetensors.torch import load_file
+
+        try:
+            model.load_state_dict(load_file(args.init), strict=True)
+        except Exception as e:  # missing file, another architecture, foreign tensors
+            raise SystemExit(f"error: --init {args.init}: {e}")
     model.to(device)
 
     train_idx, val_idx = split_indices(len(latents), args.val_fraction, args.seed)
@@ -406,6 +413,7 @@ def model_card(args, classes, latent, latents_path, labels_path, labels, train_i
             "seed": args.seed,
             "device": str(args.device),
             "polynom_act_init": dict(zip(("alpha", "beta", "c"), models.POLY_INIT)),
+            "init": os.path.abspath(args.init) if args.init else None,
             "sigmoid_range": args.sigmoid_range if args.se else None,
             "range_weight": args.range_weight if args.se else None,
             "augmentation": None,
@@ -434,6 +442,8 @@ def parse_args(argv=None):
                    help="SE gates: the cubic sigmoid's inputs are penalised beyond +-this (default 8)")
     p.add_argument("--range-weight", type=float, default=0.01,
                    help="weight of that penalty in the training objective (default 0.01; 0 turns it off)")
+    p.add_argument("--init", help="start from these weights (a safetensors state dict of the same model, e.g. an "
+                   "earlier run's --out; the split is the seed's, so validation stays held out) instead of afresh")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--data-note", default="", help="free-text description of the data, copied to the model card")
     p.add_argument("--synthetic", action="store_true",

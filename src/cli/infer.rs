@@ -179,7 +179,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         path: args.input.display().to_string(),
         reason,
     };
-    let plan = Plan::batched(&model, params.slots(), args.batch).map_err(|e| input_err(e.to_string()))?;
+    let plan = Plan::for_params(&model, &params, args.batch).map_err(|e| input_err(e.to_string()))?;
     let key_memory = args
         .memory
         .resolve(&params, &plan.key_levels(), plan.working_memory_bytes(params.n()));

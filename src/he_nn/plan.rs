@@ -10,7 +10,7 @@ use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
 use crate::nn::model::Layer;
 use crate::nn::Model;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// Why a model cannot be lowered.
@@ -72,7 +72,7 @@ pub fn plan_for(
     let mut refusal = None;
     for (i, name) in names.iter().enumerate() {
         let params = Params::preset(name)?;
-        let plan = match Plan::batched(model, params.slots(), batch) {
+        let plan = match Plan::for_params(model, &params, batch) {
             Err(PlanError::Layout(_)) if i + 1 < names.len() => continue,
             other => other?,
         };
@@ -114,6 +114,8 @@ enum Step {
         name: String,
         gate: Vec<Step>,
         broadcast: RotationSum,
+        /// Positions (`H*W`) the gate pools over.
+        positions: usize,
     },
 }
 
@@ -232,7 +234,9 @@ impl Step {
                 rows.push(LayerReport::new("+", out, out, 0, 0));
                 out
             }
-            Step::Se { name, gate, broadcast } => {
+            Step::Se {
+                name, gate, broadcast, ..
+            } => {
                 let gate_out = report_all(gate, level_in, rows);
                 // The broadcast's rotations and one relinearization per ciphertext.
                 let key_switches = broadcast.key_switches() + broadcast.output().cts();
@@ -393,6 +397,39 @@ impl Plan {
     /// # Errors
     /// As [`Self::new`]; a zero batch.
     pub fn batched(model: &Model<f64>, slots: usize, batch: usize) -> Result<Self, PlanError> {
+        Self::lower_with(model, slots, batch, usize::MAX)
+    }
+
+    /// [`Self::batched`] for `params`, spending the levels the preset has to
+    /// spare on precision: SE gates take the exact mean of their pools, the
+    /// largest pools first (whose sum-first error is largest), as long as
+    /// the plan still fits the preset's levels. The result depends only on
+    /// the model, the parameters and the batch, so the client and the server
+    /// derive the same plan.
+    ///
+    /// # Errors
+    /// As [`Self::batched`].
+    pub fn for_params(model: &Model<f64>, params: &Params, batch: usize) -> Result<Self, PlanError> {
+        let summing = Self::batched(model, params.slots(), batch)?;
+        let available = params.max_level().saturating_sub(HEADROOM_LEVELS);
+        let mut sizes = BTreeSet::new();
+        gate_positions(&summing.steps, &mut sizes);
+        // Most exact first: every gate, then all but the smallest pools, ...
+        for &smallest_exact in &sizes {
+            let plan = Self::lower_with(model, params.slots(), batch, smallest_exact)?;
+            if plan.levels() <= available {
+                return Ok(plan);
+            }
+        }
+        Ok(summing)
+    }
+
+    fn lower_with(
+        model: &Model<f64>,
+        slots: usize,
+        batch: usize,
+        exact_gate_positions: usize,
+    ) -> Result<Self, PlanError> {
         if !model.is_folded() {
             return Err(PlanError::NotFolded);
         }
@@ -401,7 +438,11 @@ impl Plan {
         }
         let [c, h, w] = model.spec().latent().dims();
         let input = SlotLayout::input(c * batch, h, w, slots)?;
-        let context = Context { gate: false, batch };
+        let context = Context {
+            gate: false,
+            batch,
+            exact_gate_positions,
+        };
         let (steps, output) = lower(model.layers(), input, context)?;
         Ok(Self {
             input,
@@ -542,6 +583,10 @@ fn unsupported(layer: &str, reason: impl Into<String>) -> PlanError {
 struct Context {
     gate: bool,
     batch: usize,
+    /// SE gates pooling over at least this many positions take the exact
+    /// mean (one level); smaller ones sum and fold `1/(H*W)` into their
+    /// next layer ([`pool_channels`]).
+    exact_gate_positions: usize,
 }
 
 /// A layer applied to `batch` images stacked along the channels: `batch`
@@ -631,6 +676,7 @@ fn lower(
                     name: name.clone(),
                     gate,
                     broadcast: RotationSum::spread(layout),
+                    positions: layout.height * layout.width,
                 });
             }
             Layer::BatchNorm(bn) => {
@@ -644,6 +690,23 @@ fn lower(
     Ok((steps, layout))
 }
 
+/// The pool sizes (`H*W`) of every SE gate in `steps`.
+fn gate_positions(steps: &[Step], sizes: &mut BTreeSet<usize>) {
+    for step in steps {
+        match step {
+            Step::Se { gate, positions, .. } => {
+                sizes.insert(*positions);
+                gate_positions(gate, sizes);
+            }
+            Step::Residual { body, shortcut, .. } => {
+                gate_positions(body, sizes);
+                gate_positions(shortcut, sizes);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Steps that leave each channel's pooled value at offset 0 of its block;
 /// returns the pooled layout and the factor the next layer must still apply
 /// to turn that value into the mean (1 for a 1x1 map).
@@ -653,14 +716,16 @@ fn lower(
 /// times larger, and their product with a plaintext holding small weights
 /// `w/(H*W)` loses that factor of precision to the plaintext's rounding
 /// (measured: ResNet20 logits off by 2e-3 at f=4, 9e-2 at f=2). An SE gate
-/// sums only and leaves `1/(H*W)` to its next layer: its depth budget has no
-/// spare level (see docs/precision.md).
+/// does the same when it pools over at least `exact_gate_positions`;
+/// otherwise it sums only and leaves `1/(H*W)` to its next layer, saving
+/// the level ([`Plan::for_params`] spends the levels a preset has to spare
+/// on the largest pools; see docs/precision.md).
 fn pool_channels(name: &str, layout: SlotLayout, context: Context, steps: &mut Vec<Step>) -> (SlotLayout, f64) {
     let positions = layout.height * layout.width;
     if positions == 1 {
         return (layout, 1.0);
     }
-    let factor = if context.gate {
+    let factor = if context.gate && positions < context.exact_gate_positions {
         1.0 / positions as f64
     } else {
         steps.push(Step::Scale {
