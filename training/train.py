@@ -25,13 +25,15 @@ or a directory holding `latents.npy` and `labels.csv`.
 
 Output: OUT.safetensors (the state dict of the epoch with the best validation
 macro AUROC, float32, with the metadata keys arch/se/classes/latent that
-`latent-he predict` reads) and OUT.json (a model card).
+`latent-he predict` reads) and OUT.json (a model card), both rewritten each
+time the validation improves, so an interrupted run keeps its best epoch.
 
     python training/train.py DATA_DIR --arch resnet20 --out resnet20.safetensors
     python training/train.py X.npy --labels y.csv --arch lenet5 --se --epochs 50 --out m.safetensors
 """
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -335,6 +337,10 @@ def train(args):
         if improved:
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             best = (key, epoch, state, val_loss, metrics)
+            # Written as it improves: an interrupted run keeps its best epoch so far.
+            export(copy.deepcopy(model).cpu(), args, classes, latent,
+                   model_card(args, classes, latent, latents_path, labels_path, labels, train_idx, val_idx,
+                              epoch, val_loss, metrics, history))
         print(
             f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
             f"val AUROC macro {fmt(auroc)}, val F1 macro {fmt(f1)}"
@@ -349,19 +355,29 @@ def train(args):
     _, best_epoch, state, best_val_loss, best_metrics = best
     model.load_state_dict(state)
     model.cpu()
-    out = args.out
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    models.export_safetensors(model, out, args.arch, args.se, classes, latent, torch.float32)
-    card_path = os.path.splitext(out)[0] + ".json"
     card = model_card(args, classes, latent, latents_path, labels_path, labels, train_idx, val_idx,
                       best_epoch, best_val_loss, best_metrics, history)
-    with open(card_path, "w", encoding="utf-8") as fh:
-        json.dump(card, fh, indent=2)
-        fh.write("\n")
+    out, card_path = export(model, args, classes, latent, card)
     print(f"best epoch {best_epoch}: val AUROC macro {fmt(card['validation']['auroc_macro'])}, "
           f"F1 macro {fmt(card['validation']['f1_macro'])}")
     print(f"wrote {out} and {card_path}")
     return card
+
+
+def export(model, args, classes, latent, card):
+    """Writes the weights to --out and the card beside it, each through a
+    temporary file and a rename (a reader sees the old pair or the new one);
+    returns both paths."""
+    out = args.out
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    models.export_safetensors(model, out + ".tmp", args.arch, args.se, classes, latent, torch.float32)
+    os.replace(out + ".tmp", out)
+    card_path = os.path.splitext(out)[0] + ".json"
+    with open(card_path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(card, fh, indent=2)
+        fh.write("\n")
+    os.replace(card_path + ".tmp", card_path)
+    return out, card_path
 
 
 def model_card(args, classes, latent, latents_path, labels_path, labels, train_idx, val_idx,
