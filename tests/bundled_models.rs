@@ -42,7 +42,10 @@ fn every_bundled_model_loads_with_its_card_and_the_vqgan_of_its_factor() {
     for path in &vqgans {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         let note = card(path)["data_note"].as_str().unwrap_or_default().to_lowercase();
-        assert!(note.contains("synthetic"), "{stem}: the card must say the data is synthetic");
+        assert!(
+            note.contains("synthetic"),
+            "{stem}: the card must say the data is synthetic"
+        );
         let vqgan = Vqgan::load_cpu(path, None).unwrap_or_else(|e| panic!("{stem}: {e}"));
         let z = vqgan.encode(image.clone()).unwrap();
         assert_eq!(
@@ -61,7 +64,9 @@ fn every_bundled_model_loads_with_its_card_and_the_vqgan_of_its_factor() {
         let z = latents
             .get(factor(&stem))
             .unwrap_or_else(|| panic!("{stem}: no bundled VQGAN of factor {}", factor(&stem)));
-        let logits = model.forward(z.view()).unwrap_or_else(|e| panic!("{stem} on its VQGAN's latents: {e}"));
+        let logits = model
+            .forward(z.view())
+            .unwrap_or_else(|e| panic!("{stem} on its VQGAN's latents: {e}"));
         assert_eq!(logits.dim(), (1, card["classes"].as_array().unwrap().len()), "{stem}");
         assert!(logits.iter().all(|v| v.is_finite()), "{stem}");
     }
