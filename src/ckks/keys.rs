@@ -135,12 +135,11 @@ impl SeededPair {
         b.mul_assign(ring, sk);
         b.neg_assign(ring);
         b.add_assign(ring, &e);
-        Self::held(b, a, a_seed, memory)
-    }
-
-    fn held(b: RnsPoly<Eval>, a: RnsPoly<Eval>, a_seed: Seed, memory: KeyMemory) -> Self {
-        let a = (memory == KeyMemory::Expanded).then_some(a);
-        Self { b, a, a_seed }
+        Self {
+            b,
+            a: (memory == KeyMemory::Expanded).then_some(a),
+            a_seed,
+        }
     }
 
     /// Rebuilds a pair from `b` and the seed of `a`, expanding `a` now or
@@ -372,6 +371,21 @@ impl PublicKeySet {
                 .iter()
                 .filter_map(|&r| self.galois.get(&rotation_galois_element(r, n)).map(|k| (r, k.level())))
                 .collect(),
+        }
+    }
+
+    /// How the evaluation keys hold their `a` halves (compact if any key
+    /// does; a set is generated or loaded one way throughout).
+    pub fn memory(&self) -> KeyMemory {
+        if self
+            .relin
+            .iter()
+            .chain(self.galois.values())
+            .any(SwitchingKey::is_compact)
+        {
+            KeyMemory::Compact
+        } else {
+            KeyMemory::Expanded
         }
     }
 

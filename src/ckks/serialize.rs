@@ -516,15 +516,9 @@ pub fn secret_key_to_bytes(sk: &SecretKey) -> Vec<u8> {
 /// Encodes a public key set: public key, relinearization key and Galois
 /// keys, each `a` half as its 32-byte seed. Holds nothing secret.
 pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
-    let params = keys.params();
-    let mut w = Writer::new(
-        FileKind::PublicKeys,
-        params.fingerprint(),
-        keys.id(),
-        public_keys_body_bytes(params, &keys.levels()),
-    );
-    write_public_keys_body(&mut w, keys);
-    w.into_bytes()
+    let mut bytes = Vec::with_capacity(public_keys_file_bytes(keys.params(), &keys.levels()));
+    write_public_keys(&mut bytes, keys).expect("writing to a Vec cannot fail");
+    bytes
 }
 
 /// Streams the file of [`public_keys_to_bytes`] to `sink`, holding at most
@@ -532,15 +526,9 @@ pub fn public_keys_to_bytes(keys: &PublicKeySet) -> Vec<u8> {
 /// beside it).
 fn write_public_keys(sink: &mut dyn Write, keys: &PublicKeySet) -> std::io::Result<()> {
     let params = keys.params();
+    let n = params.n();
     let body_len = public_keys_body_bytes(params, &keys.levels());
     let mut w = Writer::streaming(FileKind::PublicKeys, params.fingerprint(), keys.id(), body_len, sink);
-    write_public_keys_body(&mut w, keys);
-    w.finish_stream()
-}
-
-fn write_public_keys_body(w: &mut Writer<'_>, keys: &PublicKeySet) {
-    let params = keys.params();
-    let n = params.n();
     w.params(params);
     w.pair(&keys.public.pair);
     match &keys.relin {
@@ -564,6 +552,7 @@ fn write_public_keys_body(w: &mut Writer<'_>, keys: &PublicKeySet) {
         w.u64(steps as u64);
         w.switching_key(key);
     }
+    w.finish_stream()
 }
 
 /// Exact body size of a public key set whose evaluation keys serve `levels`.
@@ -1178,7 +1167,8 @@ fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError
     write_atomic_with(path, secret, |file| file.write_all(bytes))
 }
 
-/// [`write_atomic`] of what `write` puts into the (buffered) file.
+/// [`write_atomic`] of what `write` puts into the file (in large writes:
+/// the file is not buffered).
 fn write_atomic_with(
     path: &Path,
     secret: bool,
@@ -1205,10 +1195,8 @@ fn write_atomic_with(
     #[cfg(not(unix))]
     let _ = secret;
     let result = (|| {
-        let file = options.open(&tmp).map_err(io(&tmp))?;
-        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-        write(&mut buffered).map_err(io(&tmp))?;
-        let file = buffered.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
+        let mut file = options.open(&tmp).map_err(io(&tmp))?;
+        write(&mut file).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
         drop(file);
         fs::rename(&tmp, path).map_err(io(path))

@@ -6,7 +6,7 @@
 
 use super::backend::Chosen;
 use super::binding::Planned;
-use super::memory::{available_memory, KeyMemoryArgs, KeyMemoryChoice};
+use super::memory::{available_memory, KeyMemoryChoice};
 use super::score::median;
 use super::session::EncryptedSession;
 use super::{print_json, BackendChoice, CliError};
@@ -144,12 +144,8 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     row.preset = params.name().map(str::to_string);
     row.levels = Some(plan.levels());
     row.key_switches = Some(plan.key_switches());
-    let (levels, working) = (plan.key_levels(), plan.working_memory_bytes(params.n()));
-    let key_memory = KeyMemoryArgs {
-        key_memory: KeyMemoryChoice::Auto,
-    }
-    .resolve(&params, &levels, working);
-    let needed = levels.memory_bytes(&params, key_memory) + working;
+    let key_memory = KeyMemoryChoice::Auto.resolve(&params, &plan);
+    let needed = plan.key_levels().memory_bytes(&params, key_memory) + plan.working_memory_bytes(params.n());
     if let Some(available) = available_memory().filter(|&a| (needed as u64) > a) {
         row.status = format!(
             "skipped: keys and working memory need {:.1} GB, {:.1} GB available",

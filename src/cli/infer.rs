@@ -180,9 +180,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         reason,
     };
     let plan = Plan::for_params(&model, &params, args.batch).map_err(|e| input_err(e.to_string()))?;
-    let key_memory = args
-        .memory
-        .resolve(&params, &plan.key_levels(), plan.working_memory_bytes(params.n()));
+    let key_memory = args.memory.key_memory.resolve(&params, &plan);
     let keys = Arc::new(load_public_keys_as(&args.public_key, key_memory)?);
     let file = load_ciphertexts(&args.input, &params)?;
     let [c, h, w] = model.spec().latent().dims();
@@ -285,11 +283,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let chosen = args.device.resolve()?;
-    let key_memory = args.memory.resolve(
-        &planned.params,
-        &planned.plan.key_levels(),
-        planned.plan.working_memory_bytes(planned.params.n()),
-    );
+    let key_memory = args.memory.key_memory.resolve(&planned.params, &planned.plan);
     let session = EncryptedSession::open(&args.model.model, planned, chosen, key_memory)?;
     let (he, stages) = session.logits(&x, args.json)?;
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
@@ -322,7 +316,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "levels": plan.levels(),
         "batch": plan.batch(),
         "key_switches_per_set": plan.key_switches(),
-        "key_memory": key_memory_name(session.key_memory),
+        "key_memory": key_memory_name(session.key_memory()),
         "peak_memory_bytes": peak_memory_bytes(),
     });
     if args.json {

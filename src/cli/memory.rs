@@ -1,7 +1,8 @@
 //! Memory: how evaluation keys are held (`--key-memory`), what the machine
 //! has left and what the process has used.
 
-use crate::ckks::{KeyLevels, KeyMemory, Params};
+use crate::ckks::{KeyMemory, Params};
+use crate::he_nn::Plan;
 use clap::{Args, ValueEnum};
 
 /// `--key-memory`, shared by the commands that evaluate on encrypted data.
@@ -26,14 +27,16 @@ pub enum KeyMemoryChoice {
     Compact,
 }
 
-impl KeyMemoryArgs {
-    /// The key memory for keys of `levels` beside `working` bytes of
-    /// ciphertexts and plaintexts; auto says on stderr when it goes compact.
-    pub fn resolve(&self, params: &Params, levels: &KeyLevels, working: usize) -> KeyMemory {
-        match self.key_memory {
+impl KeyMemoryChoice {
+    /// The key memory for the keys `plan` uses under `params`, beside its
+    /// widest step; auto says on stderr when it goes compact.
+    pub fn resolve(self, params: &Params, plan: &Plan) -> KeyMemory {
+        match self {
             KeyMemoryChoice::Expanded => KeyMemory::Expanded,
             KeyMemoryChoice::Compact => KeyMemory::Compact,
             KeyMemoryChoice::Auto => {
+                let levels = plan.key_levels();
+                let working = plan.working_memory_bytes(params.n());
                 let needed = (levels.memory_bytes(params, KeyMemory::Expanded) + working) as u64;
                 match available_memory() {
                     Some(available) if needed > available / 10 * 9 => {

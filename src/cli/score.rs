@@ -545,11 +545,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     let batch = planned.as_ref().map_or(SCORE_BATCH, |p| p.plan.batch());
     let session = planned
         .map(|p| {
-            let memory = args.memory.resolve(
-                &p.params,
-                &p.plan.key_levels(),
-                p.plan.working_memory_bytes(p.params.n()),
-            );
+            let memory = args.memory.key_memory.resolve(&p.params, &p.plan);
             EncryptedSession::open(&args.model.model, p, chosen.clone(), memory)
         })
         .transpose()?;

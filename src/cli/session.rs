@@ -40,8 +40,6 @@ pub struct EncryptedSession {
     pub keygen_seconds: Option<f64>,
     /// Where the keys are cached.
     pub key_dir: PathBuf,
-    /// How the evaluation keys are held.
-    pub key_memory: KeyMemory,
 }
 
 impl EncryptedSession {
@@ -61,7 +59,6 @@ impl EncryptedSession {
             chosen,
             keygen_seconds,
             key_dir,
-            key_memory,
         })
     }
 
@@ -76,8 +73,12 @@ impl EncryptedSession {
             chosen,
             keygen_seconds: Some(seconds),
             key_dir: PathBuf::new(),
-            key_memory,
         }
+    }
+
+    /// How the evaluation keys are held.
+    pub fn key_memory(&self) -> KeyMemory {
+        self.keys.memory()
     }
 
     /// The parameters.

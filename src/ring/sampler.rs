@@ -189,7 +189,7 @@ mod tests {
             assert_eq!(alone, truncated.limb(i));
         }
         // Values are below their prime and spread over it: the mean of the
-        // first limb is near q/2 (n = 4096 samples, sd about q/220).
+        // first limb is near q/2 (n = 1024 samples, sd about q/111).
         let q = ctx.q(0).value() as f64;
         assert!(full.limb(0).iter().all(|&x| f64::from(x) < q));
         let mean = full.limb(0).iter().map(|&x| f64::from(x)).sum::<f64>() / ctx.n() as f64;
