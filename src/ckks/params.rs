@@ -206,6 +206,18 @@ impl Params {
             used.push(prime);
             q[level] = prime;
             scales[level - 1] = s * s / f64::from(prime);
+            // Primes not sized like the scale pull it away, and the drift
+            // doubles at every level: refuse a chain whose scale leaves
+            // 2^(log_scale +- 1) rather than encode at a vanishing scale.
+            let drift = scales[level - 1].log2() - f64::from(l.log_scale);
+            if drift.abs() > 1.0 {
+                return Err(invalid(format!(
+                    "the canonical scale drifts to 2^{:.1} at level {} (log_scale {}): size the rescaled primes like the scale",
+                    scales[level - 1].log2(),
+                    level - 1,
+                    l.log_scale
+                )));
+            }
         }
         let p = used[..l.log_p.len()].to_vec();
         let log_qp: f64 = q.iter().chain(&p).map(|&x| f64::from(x).log2()).sum();
@@ -441,7 +453,7 @@ mod tests {
     fn over_the_bound_is_refused_unless_asked() {
         let literal = ParamsLiteral {
             log_n: 14,
-            log_q: vec![31; 14],
+            log_q: std::iter::once(31).chain(std::iter::repeat_n(30, 13)).collect(),
             log_p: vec![31; 2],
             log_scale: 30,
             dnum: 7,
@@ -475,6 +487,12 @@ mod tests {
             },
             ParamsLiteral {
                 dnum: 1,
+                ..good.clone()
+            },
+            // Rescaled primes alternating 29 and 31 bits around a 2^30 scale:
+            // the scale halves every other level.
+            ParamsLiteral {
+                log_q: std::iter::once(31).chain((0..8).map(|i| 29 + 2 * (i % 2))).collect(),
                 ..good.clone()
             },
             ParamsLiteral { log_scale: 50, ..good },
