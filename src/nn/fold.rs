@@ -28,7 +28,7 @@
 //!    `(v/G) * (G*g) = v*g`. Only where that layer is a convolution or
 //!    linear layer and the gate ends with an activation folded into a
 //!    linear layer. Measured on the bundled ResNet20+SE at f=8: the largest
-//!    logit error from 1.6e-3 to 1.2e-4..2.5e-4 at `insecure-n12-deep`.
+//!    logit error from 1.6e-3 to 1.2e-4..5.6e-4 at `insecure-n12-deep`.
 //!
 //! Every step is exact in real arithmetic; in f64 the folded model's logits
 //! match the original's to rounding (checked in `tests/nn.rs`).
