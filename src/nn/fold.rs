@@ -222,14 +222,14 @@ fn gate_ends_in_folded_activation(gate: &[Layer<f64>]) -> bool {
 /// Multiplies a convolution's or linear layer's weights (and its bias when
 /// `bias_too`) by `s`; false, and nothing changed, for any other layer.
 fn scale_linear(layer: &mut Layer<f64>, s: f64, bias_too: bool) -> bool {
-    let (weight, bias) = match layer {
+    let bias = match layer {
         Layer::Conv(conv) => {
             conv.weight_mut().mapv_inplace(|v| v * s);
-            (true, conv.bias_mut())
+            conv.bias_mut()
         }
         Layer::Linear(lin) => {
             lin.weight_mut().mapv_inplace(|v| v * s);
-            (true, lin.bias_mut())
+            lin.bias_mut()
         }
         _ => return false,
     };
@@ -238,7 +238,7 @@ fn scale_linear(layer: &mut Layer<f64>, s: f64, bias_too: bool) -> bool {
             b.mapv_inplace(|v| v * s);
         }
     }
-    weight
+    true
 }
 
 /// Moves `act`'s leading coefficient into `prev` if `prev` is a convolution
