@@ -198,6 +198,43 @@ fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuCon
     model_case_batched(arch, se, latent, 1, gpu);
 }
 
+/// What [`run_encrypted`] returns: keys, input and output ciphertexts, the
+/// largest logit error and the largest logit.
+struct EncryptedRun {
+    keys: Arc<PublicKeySet>,
+    cts: Vec<latent_he::ckks::Ciphertext>,
+    out: Vec<latent_he::ckks::Ciphertext>,
+    err: f64,
+    largest: f64,
+}
+
+/// One encrypted execution of `plan` on the images `x` (row-major, whole
+/// latents of `model`) with fresh keys held as `memory`, compared with the
+/// f64 forward pass.
+fn run_encrypted(
+    model: &Model<f64>,
+    params: &Arc<Params>,
+    plan: &Plan,
+    x: Vec<f64>,
+    memory: KeyMemory,
+) -> EncryptedRun {
+    let sk = SecretKey::generate(params);
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), memory));
+    let cts = encrypt_tensor(&keys, params, &plan.input(), &x, plan.levels() + 1).unwrap();
+    let out = plan.execute(&Evaluator::new(keys.clone()), params, &cts).unwrap();
+    let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
+    let [c, h, w] = model.spec().latent().dims();
+    let input = Array4::from_shape_vec((x.len() / (c * h * w), c, h, w), x).unwrap();
+    let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
+    EncryptedRun {
+        keys,
+        cts,
+        out,
+        err: max_abs_diff(&got, &want),
+        largest: want.iter().fold(0.0f64, |m, v| m.max(v.abs())),
+    }
+}
+
 /// [`model_case`] for `batch` images sharing the ciphertexts.
 fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12-deep").unwrap();
@@ -206,30 +243,31 @@ fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, g
         &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
     );
     let plan = Plan::for_params(&model, &params, batch).unwrap();
-    let level = plan.levels() + 1;
-    assert!(level <= params.max_level(), "{spec}: needs {level} levels");
-    let sk = SecretKey::generate(&params);
+    assert!(
+        plan.levels() < params.max_level(),
+        "{spec}: needs {} levels",
+        plan.levels() + 1
+    );
     // SE models run with compact keys (as ResNet20+SE does at n17 on a 24 GB
     // machine), the others with expanded ones: both ways through whole models.
     let memory = if se { KeyMemory::Compact } else { KeyMemory::Expanded };
-    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), memory));
     let mut rng = ChaCha20Rng::from_entropy();
     let x: Vec<f64> = (0..batch * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, level).unwrap();
-    let cpu = Evaluator::new(keys.clone());
-    let out = plan.execute(&cpu, &params, &cts).unwrap();
-    assert_eq!(out[0].level(), 1, "{spec}: the plan's level count is exact");
-    let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
-    let input = Array4::from_shape_vec((batch, latent.channels(), latent.height(), latent.width()), x).unwrap();
-    let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
-    let err = max_abs_diff(&got, &want);
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    assert!(err < 1e-3, "{spec}: max error {err} (logits up to {scale})");
-    eprintln!(
-        "{spec}: {} levels, {} key switches, max error {err:.1e}",
-        plan.levels(),
-        plan.key_switches()
+    let run = run_encrypted(&model, &params, &plan, x, memory);
+    assert_eq!(run.out[0].level(), 1, "{spec}: the plan's level count is exact");
+    assert!(
+        run.err < 1e-3,
+        "{spec}: max error {} (logits up to {})",
+        run.err,
+        run.largest
     );
+    eprintln!(
+        "{spec}: {} levels, {} key switches, max error {:.1e}",
+        plan.levels(),
+        plan.key_switches(),
+        run.err
+    );
+    let EncryptedRun { keys, cts, out, .. } = run;
     if let Some(ctx) = gpu {
         same_on_gpu(ctx, &keys, &cts, &out, |ev, up| plan.execute(ev, &params, up).unwrap());
     }
@@ -311,19 +349,10 @@ fn the_bundled_se_model_keeps_its_gates_precise() {
     let model = fold(&Model::load(&root.join("models/resnet20_se_f8.safetensors"), &Default::default()).unwrap());
     let latent: ndarray::Array3<f32> =
         ndarray_npy::read_npy(root.join("tests/fixtures/nn/synthetic_f8_latent.npy")).unwrap();
-    let (c, h, w) = latent.dim();
     let x: Vec<f64> = latent.iter().map(|&v| f64::from(v)).collect();
     let params = Params::preset("insecure-n12-deep").unwrap();
     let plan = Plan::for_params(&model, &params, 1).unwrap();
-    let level = plan.levels() + 1;
-    let sk = SecretKey::generate(&params);
-    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Compact));
-    let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, level).unwrap();
-    let out = plan.execute(&Evaluator::new(keys.clone()), &params, &cts).unwrap();
-    let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
-    let input = Array4::from_shape_vec((1, c, h, w), x).unwrap();
-    let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
-    let err = max_abs_diff(&got, &want);
+    let err = run_encrypted(&model, &params, &plan, x, KeyMemory::Compact).err;
     eprintln!("bundled ResNet20+SE, insecure-n12-deep: max logit error {err:.1e}");
     assert!(err < 1e-3, "max logit error {err}");
 }

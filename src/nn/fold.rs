@@ -22,7 +22,7 @@
 //!    rotations and sums, which adds up the noise of `H*W` slots: the gate's
 //!    noise grows by `sqrt(H*W)` while its value does not. So the gate is
 //!    computed `G = sqrt(H*W)` times larger (its last activation's
-//!    coefficients times `G`, folded as in step 3 with `s` from `G*a`; its
+//!    coefficients times `G` before step 3 folds them; its
 //!    first linear layer's weights times `G`, to read the block's input
 //!    divided by `G`), and the layer before the block is divided by `G`:
 //!    `(v/G) * (G*g) = v*g`. Only where that layer is a convolution or
@@ -50,7 +50,7 @@ pub fn fold(model: &Model<f64>) -> Model<f64> {
     let mut layers = model.layers().to_vec();
     fold_batch_norms(&mut layers);
     fold_pools(&mut layers, model.spec().latent().dims());
-    fold_activations(&mut layers, model.spec().latent().dims(), 1.0);
+    fold_activations(&mut layers, model.spec().latent().dims());
     Model::from_parts(model.spec().clone(), layers, true)
 }
 
@@ -167,46 +167,46 @@ fn spread_global(lin: &Linear<f64>, [c, h, w]: [usize; 3], scale: f64) -> Layer<
 }
 
 /// Step 3 over `layers` (entered with shape `shape`), and step 4 for every
-/// SE block; the last layer, when it is a folded activation, also takes the
-/// output gain `tail_gain`.
-fn fold_activations(layers: &mut [Layer<f64>], mut shape: [usize; 3], tail_gain: f64) {
-    let count = layers.len();
-    for i in 0..count {
+/// SE block.
+fn fold_activations(layers: &mut [Layer<f64>], mut shape: [usize; 3]) {
+    for i in 0..layers.len() {
         let next_shape = layers[i].output_shape(shape);
         let (before, after) = layers.split_at_mut(i);
         match &mut after[0] {
             Layer::Act(act) => {
                 if let Some(prev) = before.last_mut() {
-                    let gain = if i + 1 == count { tail_gain } else { 1.0 };
-                    fold_into(prev, act, gain);
+                    fold_into(prev, act);
                 }
             }
             Layer::Residual { body, shortcut } => {
-                fold_activations(body, shape, 1.0);
-                fold_activations(shortcut, shape, 1.0);
+                fold_activations(body, shape);
+                fold_activations(shortcut, shape);
             }
             Layer::Se { gate, .. } => {
-                let gain = ((shape[1] * shape[2]) as f64).sqrt();
-                let takes_gain = gain > 1.0 && gate_ends_in_folded_activation(gate);
-                let divided = takes_gain
-                    && before
-                        .last_mut()
-                        .is_some_and(|prev| scale_linear(prev, 1.0 / gain, true));
-                let gain = if divided {
-                    let first = gate
-                        .iter_mut()
-                        .find(|l| matches!(l, Layer::Conv(_) | Layer::Linear(_)))
-                        .expect("checked by gate_ends_in_folded_activation");
-                    scale_linear(first, gain, false);
-                    gain
-                } else {
-                    1.0
-                };
-                fold_activations(gate, shape, gain);
+                gain_gate(before.last_mut(), gate, shape);
+                fold_activations(gate, shape);
             }
             _ => {}
         }
         shape = next_shape;
+    }
+}
+
+/// Step 4 for the gate of an SE block entered with shape `shape` after
+/// `prev`: `prev` divided by `G = sqrt(H*W)`, the gate's first linear layer
+/// times `G`, its last activation's coefficients times `G` (step 3 then
+/// folds `G*a`). Nothing changes where the conditions of step 4 fail.
+fn gain_gate(prev: Option<&mut Layer<f64>>, gate: &mut [Layer<f64>], shape: [usize; 3]) {
+    let gain = ((shape[1] * shape[2]) as f64).sqrt();
+    if gain <= 1.0 || !gate_ends_in_folded_activation(gate) || !prev.is_some_and(|p| scale_linear(p, 1.0 / gain, true))
+    {
+        return;
+    }
+    if let Some(first) = gate.iter_mut().find(|l| matches!(l, Layer::Conv(_) | Layer::Linear(_))) {
+        scale_linear(first, gain, false);
+    }
+    if let Some(Layer::Act(act)) = gate.last_mut() {
+        act.coeffs_mut().iter_mut().for_each(|c| *c *= gain);
     }
 }
 
@@ -242,20 +242,17 @@ fn scale_linear(layer: &mut Layer<f64>, s: f64, bias_too: bool) -> bool {
 }
 
 /// Moves `act`'s leading coefficient into `prev` if `prev` is a convolution
-/// or linear layer, the activation's output multiplied by `out_gain`: with
-/// `y` the layer's output, `out_gain * p(y)` becomes a polynomial in
-/// `z = s*y` with leading coefficient +-1, `s` the square (cube) root of
-/// `out_gain * a`.
-fn fold_into(prev: &mut Layer<f64>, act: &mut Activation<f64>, out_gain: f64) {
+/// or linear layer.
+fn fold_into(prev: &mut Layer<f64>, act: &mut Activation<f64>) {
     let degree = act.degree();
     let lead = act.coeffs()[degree];
     if lead == 0.0 {
         return;
     }
     let s = if degree.is_multiple_of(2) {
-        (lead.abs() * out_gain).sqrt()
+        lead.abs().sqrt()
     } else {
-        (lead * out_gain).cbrt()
+        lead.cbrt()
     };
     if !scale_linear(prev, s, true) {
         return;
@@ -263,7 +260,7 @@ fn fold_into(prev: &mut Layer<f64>, act: &mut Activation<f64>, out_gain: f64) {
     let coeffs = act.coeffs_mut();
     let mut power = 1.0;
     for c in coeffs.iter_mut().take(degree) {
-        *c *= out_gain / power;
+        *c /= power;
         power *= s;
     }
     coeffs[degree] = if degree.is_multiple_of(2) { lead.signum() } else { 1.0 };
