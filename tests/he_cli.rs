@@ -19,9 +19,14 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// A ResNet20 with random weights of realistic size on a small 2x8x8 latent,
-/// spec in the file's metadata; and two random latents for it.
+/// spec in the file's metadata, inputs clamped to +-0.5 (`input_clip`:
+/// about half of each latent's values are beyond it, so a client that forgot
+/// the clamp would miss the plaintext logits); and two random latents for it.
 fn small_model(dir: &Path) -> (String, String) {
     let (model, _) = common::small_resnet(dir, 4);
+    let mut dict = ::latent_he::nn::StateDict::read(&model).unwrap();
+    dict.set_metadata("input_clip", "0.5");
+    dict.write(&model, ::latent_he::nn::StoreDtype::F32).unwrap();
     let mut rng = ChaCha20Rng::from_entropy();
     let x = Array4::<f32>::from_shape_simple_fn((2, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     let input = dir.join("x.npy");

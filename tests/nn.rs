@@ -7,8 +7,8 @@
 
 use latent_he::nn::model::Layer;
 use latent_he::nn::{
-    expected_tensors, fold, random_state_dict, Arch, LatentShape, LoadOptions, Model, ModelSpec, NnError, StateDict,
-    Tensor, WeightProblem,
+    expected_tensors, fold, random_state_dict, Arch, InputClip, LatentShape, LoadOptions, Model, ModelSpec, NnError,
+    StateDict, Tensor, WeightProblem,
 };
 use ndarray::{Array2, Array4, ArrayD, Ix2, Ix4};
 use ndarray_npy::read_npy;
@@ -417,6 +417,53 @@ fn loader_names_every_missing_extra_and_misshaped_tensor() {
         msg.contains("missing relu.alpha [1]") && msg.contains("extra layer9.0.conv1.weight [2]"),
         "{msg}"
     );
+}
+
+#[test]
+fn an_input_clip_in_the_metadata_clamps_the_inputs_of_every_forward_pass() {
+    let mut dict = resnet20_dict();
+    let plain = Model::from_state_dict(&dict, &LoadOptions::default()).unwrap();
+    assert_eq!(plain.spec().input_clip(), None);
+    dict.set_metadata("input_clip", "1.5");
+    let clipped = Model::from_state_dict(&dict, &LoadOptions::default()).unwrap();
+    let clip = clipped.spec().input_clip().expect("read from the metadata");
+    assert_eq!(clip.bound(), 1.5);
+    assert!(clipped.spec().metadata().contains(&("input_clip".into(), "1.5".into())));
+
+    // Fresh latents with a third of their values beyond the bound.
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x = Array4::<f64>::from_shape_simple_fn((2, 4, 32, 32), || rng.gen_range(-3.0..3.0));
+    let clamped = x.mapv(|v| v.clamp(-1.5, 1.5));
+    let by_hand = plain.forward(clamped.view()).unwrap();
+    assert!(max_abs_diff(&clipped.forward(x.view()).unwrap(), &by_hand) < 1e-12);
+    assert!(
+        max_abs_diff(&plain.forward(x.view()).unwrap(), &by_hand) > 1e-3,
+        "the clamp made no difference: the test would not see it missing"
+    );
+    // Folding keeps the clamp.
+    assert!(max_abs_diff(&fold(&clipped).forward(x.view()).unwrap(), &by_hand) < 1e-9);
+    // Non-finite inputs are refused, not clamped away.
+    let mut inf = x.clone();
+    inf[[0, 0, 0, 0]] = f64::INFINITY;
+    assert!(matches!(clipped.forward(inf.view()), Err(NnError::NonFinite { .. })));
+
+    // An option agreeing with the metadata is fine; one that does not is a conflict.
+    let same = LoadOptions {
+        input_clip: Some(InputClip::new(1.5).unwrap()),
+        ..Default::default()
+    };
+    assert!(Model::from_state_dict(&dict, &same).is_ok());
+    let other = LoadOptions {
+        input_clip: Some(InputClip::new(2.0).unwrap()),
+        ..Default::default()
+    };
+    let err = Model::from_state_dict(&dict, &other).unwrap_err();
+    assert!(matches!(err, NnError::Conflict { what: "input_clip", .. }), "{err}");
+    for bad in ["0", "-2", "nan", "inf", "eight"] {
+        dict.set_metadata("input_clip", bad);
+        let err = Model::from_state_dict(&dict, &LoadOptions::default()).unwrap_err();
+        assert!(matches!(err, NnError::Parse { what: "input_clip", .. }), "{bad}: {err}");
+    }
 }
 
 #[test]

@@ -238,8 +238,12 @@ def build(arch, se=False, num_classes=14, latent=(4, 32, 32)):
     raise ValueError(f"unknown architecture {arch!r}")
 
 
-def export_safetensors(model, path, arch, se, classes, latent, dtype=torch.float32):
+def export_safetensors(model, path, arch, se, classes, latent, dtype=torch.float32, input_clip=None):
     """Saves `model.state_dict()` with the metadata the Rust loader reads.
+
+    `input_clip` (a positive number or None) is recorded as the `input_clip`
+    key: the model was trained on latents clamped to +-input_clip, and every
+    client must clamp the same way before predicting or encrypting.
 
     Shared tensors (VGG5's and HefNet's relu1..relu4) are stored as separate
     copies; integer buffers (num_batches_tracked) keep their dtype.
@@ -256,4 +260,6 @@ def export_safetensors(model, path, arch, se, classes, latent, dtype=torch.float
         "classes": ",".join(classes),
         "latent": "x".join(str(v) for v in latent),
     }
+    if input_clip is not None:
+        meta["input_clip"] = repr(float(input_clip))
     save_file(tensors, path, metadata=meta)

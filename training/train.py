@@ -19,6 +19,16 @@ in as the encoder gives them). The reference's bugs are fixed:
   amplifies the next one's quadratic activations, and in eval mode (running
   BatchNorm statistics) the values overflow to inf within two epochs.
 
+Two options for latents with heavy tails (the f=4 VQGAN's reach |z| = 9 where
+f=8's stay near 5): --input-clip C clamps every latent to +-C before the
+model sees it and records C in the exported metadata (`input_clip`), so that
+`latent-he` clamps identically before predicting or encrypting; --act-range B
+penalises the inputs of every quadratic activation beyond +-B, as
+--sigmoid-range does for the SE gates. Without them ResNet20 on f=4 latents
+trains (finite training loss) while its eval-mode outputs overflow: a rare
+large input, squared through nineteen activations with running BatchNorm
+statistics, reaches 1e6 and beyond.
+
 Inputs: latents as a .npy array B x C x H x W (float32) and a labels CSV (a
 header of class names, then one row of 0/1 per sample, in the latents' order),
 or a directory holding `latents.npy` and `labels.csv`.
@@ -134,13 +144,16 @@ def split_indices(n, val_fraction, seed):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def batches(latents, labels, indices, batch_size, generator=None):
-    """Yields (x, y) float32 tensors; shuffled with `generator` when one is given."""
+def batches(latents, labels, indices, batch_size, generator=None, clip=None):
+    """Yields (x, y) float32 tensors; shuffled with `generator` when one is given;
+    x clamped to +-clip when clip is not None."""
     if generator is not None:
         indices = indices[torch.randperm(len(indices), generator=generator).numpy()]
     for start in range(0, len(indices), batch_size):
         idx = indices[start : start + batch_size]
         x = torch.from_numpy(np.ascontiguousarray(latents[idx], dtype=np.float32))
+        if clip is not None:
+            x = x.clamp(-clip, clip)
         y = torch.from_numpy(labels[idx])
         yield x, y
 
@@ -195,27 +208,40 @@ def multilabel_metrics(labels, probs, classes):
 
 
 class RangePenalty:
-    """Watches the input of every ApproxSigmoid (the SE gates' cubic).
+    """Keeps polynomial activations on the input range they were meant for.
 
-    In training mode it collects mean(relu(|x| - bound)^2) per gate, which
-    `take` sums and clears; in eval mode it records the largest |x| seen, the
-    input range an encrypted evaluation of the exported model must expect.
-    A model without SE blocks has no gates and a zero penalty."""
+    Watches the input of every ApproxSigmoid (the SE gates' cubic) with bound
+    `sigmoid_bound`, and of every PolyAct (the quadratic activations) with
+    bound `act_bound` when that is not None. In training mode it collects
+    mean(relu(|x| - bound)^2) per watched module, which `take` sums and
+    clears; in eval mode it records the largest |x| seen per kind
+    (`max_abs_eval["sigmoid"]`, `max_abs_eval["act"]`), the input ranges an
+    encrypted evaluation of the exported model must expect. A model without
+    watched modules has a zero penalty."""
 
-    def __init__(self, model, bound):
-        self.bound = bound
+    def __init__(self, model, sigmoid_bound, act_bound=None):
         self.terms = []
-        self.max_abs_eval = 0.0
+        self.max_abs_eval = {"sigmoid": 0.0, "act": 0.0}
         for module in model.modules():
             if isinstance(module, models.ApproxSigmoid):
-                module.register_forward_pre_hook(self._observe)
+                module.register_forward_pre_hook(self._observer("sigmoid", sigmoid_bound))
+            elif isinstance(module, models.PolyAct):
+                module.register_forward_pre_hook(self._observer("act", act_bound))
 
-    def _observe(self, module, inputs):
-        x = inputs[0]
-        if module.training:
-            self.terms.append(torch.relu(x.abs() - self.bound).pow(2).mean())
-        else:
-            self.max_abs_eval = max(self.max_abs_eval, float(x.detach().abs().max()))
+    def _observer(self, kind, bound):
+        def observe(module, inputs):
+            x = inputs[0]
+            if module.training:
+                if bound is not None:
+                    self.terms.append(torch.relu(x.abs() - bound).pow(2).mean())
+            else:
+                self.max_abs_eval[kind] = max(self.max_abs_eval[kind], float(x.detach().abs().max()))
+
+        return observe
+
+    def reset_eval(self):
+        """Forgets the eval-mode maxima (call before each validation pass)."""
+        self.max_abs_eval = {"sigmoid": 0.0, "act": 0.0}
 
     def take(self):
         """The summed penalty of the forward passes since the last call."""
@@ -225,12 +251,12 @@ class RangePenalty:
 
 
 def train_epoch(model, optimizer, loss_fn, latents, labels, indices, batch_size, generator, device,
-                penalty, penalty_weight):
+                penalty, penalty_weight, clip):
     """One pass over the training indices; returns the mean classification loss per sample
     (the range penalty, weighted, is added to what is minimised but not to what is returned)."""
     model.train()
     total, seen = 0.0, 0
-    for x, y in batches(latents, labels, indices, batch_size, generator):
+    for x, y in batches(latents, labels, indices, batch_size, generator, clip):
         x, y = x.to(device), y.to(device)
         loss = loss_fn(model(x), y)
         objective = loss + penalty_weight * penalty.take()
@@ -248,11 +274,11 @@ def train_epoch(model, optimizer, loss_fn, latents, labels, indices, batch_size,
 
 
 @torch.no_grad()
-def evaluate(model, loss_fn, latents, labels, indices, batch_size, device, classes):
+def evaluate(model, loss_fn, latents, labels, indices, batch_size, device, classes, clip):
     """Eval-mode loss and metrics on the given indices."""
     model.eval()
     probs, total = [], 0.0
-    for x, y in batches(latents, labels, indices, batch_size):
+    for x, y in batches(latents, labels, indices, batch_size, clip=clip):
         logits = model(x.to(device)).double()
         total += loss_fn(logits, y.to(device).double()).item() * len(x)
         probs.append(torch.sigmoid(logits).cpu().numpy())
@@ -313,7 +339,9 @@ def train(args):
         flush=True,
     )
     loss_fn = nn.BCEWithLogitsLoss()
-    penalty = RangePenalty(model, args.sigmoid_range)
+    # The sigmoid penalty's weight scales the whole penalty; with --act-range the
+    # activations' terms share it (both are off when the weight is 0).
+    penalty = RangePenalty(model, args.sigmoid_range, args.act_range)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, amsgrad=True)
     shuffle = torch.Generator().manual_seed(args.seed)
 
@@ -322,15 +350,16 @@ def train(args):
     for epoch in range(1, args.epochs + 1):
         t0 = time.time()
         train_loss = train_epoch(model, optimizer, loss_fn, latents, labels, train_idx, args.batch_size, shuffle, device,
-                                 penalty, args.range_weight)
-        penalty.max_abs_eval = 0.0
-        val_loss, metrics = evaluate(model, loss_fn, latents, labels, val_idx, args.batch_size, device, classes)
-        gate_range = penalty.max_abs_eval
+                                 penalty, args.range_weight, args.input_clip)
+        penalty.reset_eval()
+        val_loss, metrics = evaluate(model, loss_fn, latents, labels, val_idx, args.batch_size, device, classes,
+                                     args.input_clip)
+        gate_range, act_range = penalty.max_abs_eval["sigmoid"], penalty.max_abs_eval["act"]
         auroc = metrics["auroc"]["macro"] if metrics and metrics["auroc"] else None
         f1 = metrics["f1"]["macro"] if metrics else None
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auroc_macro": auroc, "val_f1_macro": f1,
-             "val_sigmoid_input_max_abs": gate_range if args.se else None}
+             "val_sigmoid_input_max_abs": gate_range if args.se else None, "val_act_input_max_abs": act_range}
         )
         key = selection_key(val_loss, metrics)
         improved = metrics is not None and (best is None or key > best[0])
@@ -345,6 +374,7 @@ def train(args):
             f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
             f"val AUROC macro {fmt(auroc)}, val F1 macro {fmt(f1)}"
             + (f", SE gate inputs within +-{gate_range:.3g}" if args.se else "")
+            + f", activation inputs within +-{act_range:.3g}"
             + f" ({time.time() - t0:.1f} s)"
             + (" *" if improved else ""),
             flush=True,
@@ -370,7 +400,7 @@ def export(model, args, classes, latent, card):
     returns both paths."""
     out = args.out
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    models.export_safetensors(model, out + ".tmp", args.arch, args.se, classes, latent, torch.float32)
+    models.export_safetensors(model, out + ".tmp", args.arch, args.se, classes, latent, torch.float32, args.input_clip)
     os.replace(out + ".tmp", out)
     card_path = os.path.splitext(out)[0] + ".json"
     with open(card_path + ".tmp", "w", encoding="utf-8") as fh:
@@ -408,6 +438,7 @@ def model_card(args, classes, latent, latents_path, labels_path, labels, train_i
             "f1_per_class": metrics["f1_per_class"],
             "positives_per_class": metrics["positives"],
             "sigmoid_input_max_abs": history[best_epoch - 1]["val_sigmoid_input_max_abs"],
+            "act_input_max_abs": history[best_epoch - 1]["val_act_input_max_abs"],
         },
         "data": {
             "latents": os.path.abspath(latents_path),
@@ -431,7 +462,9 @@ def model_card(args, classes, latent, latents_path, labels_path, labels, train_i
             "polynom_act_init": dict(zip(("alpha", "beta", "c"), models.POLY_INIT)),
             "init": os.path.abspath(args.init) if args.init else None,
             "sigmoid_range": args.sigmoid_range if args.se else None,
-            "range_weight": args.range_weight if args.se else None,
+            "act_range": args.act_range,
+            "range_weight": args.range_weight if (args.se or args.act_range is not None) else None,
+            "input_clip": args.input_clip,
             "augmentation": None,
             "torch": torch.__version__,
         },
@@ -458,6 +491,12 @@ def parse_args(argv=None):
                    help="SE gates: the cubic sigmoid's inputs are penalised beyond +-this (default 8)")
     p.add_argument("--range-weight", type=float, default=0.01,
                    help="weight of that penalty in the training objective (default 0.01; 0 turns it off)")
+    p.add_argument("--act-range", type=float, default=None,
+                   help="also penalise the quadratic activations' inputs beyond +-this (same --range-weight; "
+                   "default off)")
+    p.add_argument("--input-clip", type=float, default=None,
+                   help="clamp every latent to +-this before the model sees it, in training and, through the "
+                   "exported `input_clip` metadata, in latent-he (default: no clamp)")
     p.add_argument("--init", help="start from these weights (a safetensors state dict of the same model, e.g. an "
                    "earlier run's --out; the split is the seed's, so validation stays held out) instead of afresh")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
@@ -469,6 +508,10 @@ def parse_args(argv=None):
         p.error("--epochs and --batch-size must be at least 1")
     if not args.sigmoid_range > 0 or not args.range_weight >= 0:
         p.error("--sigmoid-range must be positive and --range-weight not negative")
+    for name in ("act_range", "input_clip"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            p.error(f"--{name.replace('_', '-')} must be a positive number")
     if not args.out.endswith(".safetensors"):
         p.error("--out must end in .safetensors")
     return args

@@ -7,7 +7,7 @@ use super::model_args::{ModelArgs, ModelHints};
 use super::CliError;
 use crate::ckks::Params;
 use crate::he_nn::{plan_for, Plan, SlotLayout};
-use crate::nn::{fold, Model};
+use crate::nn::{fold, InputClip, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +39,10 @@ pub struct ModelBinding {
     /// Images sharing one set of ciphertexts (`--batch`).
     #[serde(default = "one")]
     pub batch: usize,
+    /// The clamp `encrypt` applies to each latent value first (the model's
+    /// `input_clip`; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_clip: Option<InputClip>,
 }
 
 fn one() -> usize {
@@ -57,6 +61,7 @@ impl ModelBinding {
             input: plan.input(),
             output: plan.output(),
             batch: plan.batch(),
+            input_clip: model.spec().input_clip(),
         }
     }
 

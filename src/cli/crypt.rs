@@ -199,8 +199,9 @@ pub fn read_latents(path: &Path) -> Result<Array4<f64>, CliError> {
 }
 
 /// The values of `path` encrypted as the binding's model reads them: one
-/// latent (`CxHxW`) or a batch (`BxCxHxW`), each in the plan's input layout
-/// at its start level. Returns the file and the batch size.
+/// latent (`CxHxW`) or a batch (`BxCxHxW`), clamped as the model's inputs
+/// are, each in the plan's input layout at its start level. Returns the file
+/// and the batch size.
 fn encrypt_for_model(
     keys: &PublicKeySet,
     binding: &ModelBinding,
@@ -218,7 +219,10 @@ fn encrypt_for_model(
         });
     }
     let params = keys.params();
-    let flat: Vec<f64> = x.iter().copied().collect();
+    let mut flat: Vec<f64> = x.iter().copied().collect();
+    if let Some(clip) = binding.input_clip {
+        clip.apply(&mut flat);
+    }
     let ciphertexts = encrypt_batches(keys, params, &binding.input, &flat, binding.start_level)?;
     let file = CiphertextFile {
         shape: vec![images, c, h, w],

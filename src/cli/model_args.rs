@@ -3,7 +3,7 @@
 
 use super::CliError;
 use crate::nn::spec::parse_classes;
-use crate::nn::{Arch, LatentShape, LoadOptions, Model, NnError};
+use crate::nn::{Arch, InputClip, LatentShape, LoadOptions, Model, NnError};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,10 @@ pub struct ModelHints {
     /// Latent shape CxHxW or f2/f4/f8/f16 (else from metadata or conv1's input channels).
     #[arg(long, value_parser = parse_latent)]
     pub latent: Option<LatentShape>,
+    /// Clamp every latent value to +-this before the model (else from the
+    /// `input_clip` metadata, else no clamp); what `train.py --input-clip` trained with.
+    #[arg(long, value_parser = parse_input_clip)]
+    pub input_clip: Option<InputClip>,
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -41,6 +45,10 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 }
 
 fn parse_latent(s: &str) -> Result<LatentShape, String> {
+    s.parse().map_err(|e: NnError| e.to_string())
+}
+
+fn parse_input_clip(s: &str) -> Result<InputClip, String> {
     s.parse().map_err(|e: NnError| e.to_string())
 }
 
@@ -71,6 +79,7 @@ impl ModelHints {
             se: self.se,
             classes,
             latent: self.latent,
+            input_clip: self.input_clip,
         };
         Model::load(path, &opts).map_err(|e| match e {
             NnError::Io { path, source } => CliError::Io { path, source },

@@ -97,7 +97,8 @@ impl EncryptedSession {
     }
 
     /// Encrypted logits of latents `x` (`B x C x H x W`, the model's latent
-    /// shape), decrypted: `B x classes`, with the seconds of each stage.
+    /// shape, clamped here as the model's spec says), decrypted:
+    /// `B x classes`, with the seconds of each stage.
     ///
     /// # Errors
     /// Latents of the wrong shape; evaluation failures.
@@ -111,7 +112,10 @@ impl EncryptedSession {
             )));
         }
         let start = Instant::now();
-        let flat: Vec<f64> = x.iter().copied().collect();
+        let mut flat: Vec<f64> = x.iter().copied().collect();
+        if let Some(clip) = self.planned.model.spec().input_clip() {
+            clip.apply(&mut flat);
+        }
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
         let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, quiet)?;

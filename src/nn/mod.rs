@@ -27,7 +27,7 @@ pub mod weights;
 pub use fold::fold;
 pub use model::{expected_tensors, LoadOptions, Model, TensorSpec};
 pub use random::random_state_dict;
-pub use spec::{Arch, LatentShape, ModelSpec};
+pub use spec::{Arch, InputClip, LatentShape, ModelSpec};
 pub use weights::{StateDict, StoreDtype, Tensor};
 
 use std::fmt;

@@ -2,7 +2,7 @@
 //! with every tensor checked, and the batched forward pass.
 
 use super::layers::{global_avg_pool, Activation, AvgPool, BatchNorm, Conv2d, ConvGeometry, Linear, BN_EPS};
-use super::spec::{parse_bool, parse_classes, Arch, LatentShape, ModelSpec};
+use super::spec::{parse_bool, parse_classes, Arch, InputClip, LatentShape, ModelSpec};
 use super::weights::StateDict;
 use super::{NnError, Real, WeightProblem};
 use ndarray::{Array1, Array2, Array4, ArrayView3, ArrayView4, Axis};
@@ -165,7 +165,8 @@ impl<T: Real> Model<T> {
     }
 
     /// Raw logits for a batch `B x C x H x W` (`B >= 1`, `C x H x W` the
-    /// spec's latent): a `B x classes` array.
+    /// spec's latent): a `B x classes` array. The spec's input clamp, if
+    /// any, is applied first.
     ///
     /// # Errors
     /// [`NnError::InputShape`] for another shape, [`NnError::NonFinite`]
@@ -185,7 +186,20 @@ impl<T: Real> Model<T> {
                 value: v.to_f64(),
             });
         }
-        let out = run(&self.layers, x.as_standard_layout().into_owned());
+        let mut x = x.as_standard_layout().into_owned();
+        if let Some(clip) = self.spec.input_clip() {
+            let (low, high) = (T::from_f64(-clip.bound()), T::from_f64(clip.bound()));
+            x.mapv_inplace(|v| {
+                if v > high {
+                    high
+                } else if v < low {
+                    low
+                } else {
+                    v
+                }
+            });
+        }
+        let out = run(&self.layers, x);
         let classes = self.spec.classes().len();
         Ok(out
             .into_shape_with_order((b, classes))
@@ -207,7 +221,8 @@ impl<T: Real> Model<T> {
 }
 
 /// Settings for [`Model::from_state_dict`]. Each one that is `None` comes
-/// from the file's metadata (keys `arch`, `se`, `classes`, `latent`), else is
+/// from the file's metadata (keys `arch`, `se`, `classes`, `latent`,
+/// `input_clip`), else is
 /// inferred from the tensors: the architecture from their names, SE from
 /// any `attn` tensor, the class count from the last linear layer (names
 /// `class_0`, ...), the latent from `conv1.weight`'s input channels via the
@@ -222,6 +237,8 @@ pub struct LoadOptions {
     pub classes: Option<Vec<String>>,
     /// The input latent's shape.
     pub latent: Option<LatentShape>,
+    /// The clamp on the inputs (absent from both: none).
+    pub input_clip: Option<InputClip>,
 }
 
 /// A tensor the architecture reads: its PyTorch name and shape.
@@ -324,6 +341,8 @@ fn resolve_spec(dict: &StateDict, opts: &LoadOptions) -> Result<ModelSpec, NnErr
     let meta_se = dict.metadata("se").map(|s| parse_bool("se", s)).transpose()?;
     let meta_classes = dict.metadata("classes").map(parse_classes).transpose()?;
     let meta_latent = dict.metadata("latent").map(str::parse::<LatentShape>).transpose()?;
+    let meta_clip = dict.metadata("input_clip").map(str::parse::<InputClip>).transpose()?;
+    let input_clip = pick("input_clip", meta_clip, opts.input_clip.as_ref(), |c| c.to_string())?;
 
     let arch = match pick("arch", meta_arch, opts.arch.as_ref(), |a| a.to_string())? {
         Some(a) => a,
@@ -345,7 +364,7 @@ fn resolve_spec(dict: &StateDict, opts: &LoadOptions) -> Result<ModelSpec, NnErr
         }
     };
     let classes = pick("classes", meta_classes, opts.classes.as_ref(), |c| c.join(","))?;
-    match classes {
+    let spec = match classes {
         Some(names) => ModelSpec::new(arch, se, names, latent),
         None => {
             let last = match arch {
@@ -364,7 +383,8 @@ fn resolve_spec(dict: &StateDict, opts: &LoadOptions) -> Result<ModelSpec, NnErr
             })?;
             ModelSpec::with_class_count(arch, se, n, latent)
         }
-    }
+    };
+    Ok(spec?.with_input_clip(input_clip))
 }
 
 /// The architecture from the tensor names alone.

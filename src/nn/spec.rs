@@ -1,4 +1,5 @@
-//! What a model is: architecture, SE block, class names, latent shape.
+//! What a model is: architecture, SE block, class names, latent shape, and
+//! the clamp its inputs get before the first layer.
 
 use super::NnError;
 use std::fmt;
@@ -268,6 +269,84 @@ pub const CHEXPERT14: [&str; 14] = [
     "Support Devices",
 ];
 
+/// The bound a model's inputs are clamped to before its first layer: every
+/// latent value `v` becomes `v.clamp(-bound, bound)`. Models trained on
+/// heavy-tailed latents (`training/train.py --input-clip`) record it in the
+/// `input_clip` metadata key. The clamp is not a polynomial, so it is the
+/// client's step: it runs before encryption, and the plaintext forward pass
+/// runs it too.
+///
+/// Invariant: the bound is finite and positive.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct InputClip(f64);
+
+impl Eq for InputClip {}
+
+impl InputClip {
+    /// A clamp to `[-bound, bound]`.
+    ///
+    /// # Errors
+    /// [`NnError::Parse`] unless `bound` is finite and positive.
+    pub fn new(bound: f64) -> Result<Self, NnError> {
+        if bound.is_finite() && bound > 0.0 {
+            Ok(InputClip(bound))
+        } else {
+            Err(NnError::Parse {
+                what: "input_clip",
+                value: bound.to_string(),
+                reason: "expected a finite positive bound".into(),
+            })
+        }
+    }
+
+    /// The bound.
+    pub fn bound(self) -> f64 {
+        self.0
+    }
+
+    /// Clamps every finite value in place; NaN and infinities stay as they
+    /// are, for the caller's finiteness check to refuse.
+    pub fn apply<'a>(self, values: impl IntoIterator<Item = &'a mut f64>) {
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            *v = v.clamp(-self.0, self.0);
+        }
+    }
+}
+
+impl TryFrom<f64> for InputClip {
+    type Error = NnError;
+
+    fn try_from(bound: f64) -> Result<Self, NnError> {
+        Self::new(bound)
+    }
+}
+
+impl From<InputClip> for f64 {
+    fn from(clip: InputClip) -> f64 {
+        clip.0
+    }
+}
+
+impl fmt::Display for InputClip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for InputClip {
+    type Err = NnError;
+
+    fn from_str(s: &str) -> Result<Self, NnError> {
+        let bound = s.trim().parse::<f64>().map_err(|e| NnError::Parse {
+            what: "input_clip",
+            value: s.to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::new(bound)
+    }
+}
+
 /// Parses a class list: `nih15`, `chexpert14`, or comma-separated names
 /// (trimmed, non-empty, distinct). The result is never empty.
 ///
@@ -325,6 +404,7 @@ pub struct ModelSpec {
     se: bool,
     classes: Vec<String>,
     latent: LatentShape,
+    input_clip: Option<InputClip>,
 }
 
 impl ModelSpec {
@@ -360,7 +440,14 @@ impl ModelSpec {
             se,
             classes,
             latent,
+            input_clip: None,
         })
+    }
+
+    /// The same spec with inputs clamped by `clip` (`None`: unclamped).
+    pub fn with_input_clip(mut self, clip: Option<InputClip>) -> Self {
+        self.input_clip = clip;
+        self
     }
 
     /// A spec with `n` classes named `class_0`, `class_1`, ...
@@ -391,15 +478,24 @@ impl ModelSpec {
         self.latent
     }
 
+    /// The clamp the inputs get before the first layer, if any.
+    pub fn input_clip(&self) -> Option<InputClip> {
+        self.input_clip
+    }
+
     /// The safetensors metadata that records this spec (keys `arch`, `se`,
-    /// `classes`, `latent`).
+    /// `classes`, `latent`, and `input_clip` when there is one).
     pub fn metadata(&self) -> Vec<(String, String)> {
-        vec![
+        let mut meta = vec![
             ("arch".into(), self.arch.name().into()),
             ("se".into(), self.se.to_string()),
             ("classes".into(), self.classes.join(",")),
             ("latent".into(), self.latent.to_string()),
-        ]
+        ];
+        if let Some(clip) = self.input_clip {
+            meta.push(("input_clip".into(), clip.to_string()));
+        }
+        meta
     }
 }
 
@@ -407,11 +503,15 @@ impl fmt::Display for ModelSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}{} ({} classes, latent {})",
+            "{}{} ({} classes, latent {}",
             self.arch,
             if self.se { "+se" } else { "" },
             self.classes.len(),
             self.latent
-        )
+        )?;
+        match self.input_clip {
+            Some(clip) => write!(f, " clamped to +-{clip})"),
+            None => write!(f, ")"),
+        }
     }
 }
