@@ -57,6 +57,7 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
         "--json",
     ]));
     assert_eq!(plan["preset"], "n16");
+    assert_eq!(plan["input_clip"], serde_json::Value::Null);
     assert_eq!(plan["levels_needed"], 31);
     assert_eq!(plan["levels_available"], 43);
     let layers = plan["layers"].as_array().unwrap();
@@ -120,6 +121,15 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     ]));
     assert_eq!(made["preset"], "insecure-n12-deep");
     assert!(keys.join("model.json").exists());
+    let planned = ok(&latent_he(&[
+        "plan",
+        "--model",
+        &model,
+        "--preset",
+        "insecure-n12-deep",
+        "--json",
+    ]));
+    assert_eq!(planned["input_clip"], 0.5);
     let ct = dir.join("x.ct").display().to_string();
     let enc = ok(&latent_he(&[
         "encrypt", "--keys", &keys_s, "--input", &input, "--out", &ct, "--json",

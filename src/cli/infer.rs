@@ -146,7 +146,9 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
 /// Runs `plan`.
 pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     let planned = args.choice.plan(&args.model)?;
-    let report = describe_plan(&planned.params, &planned.plan);
+    let mut report = describe_plan(&planned.params, &planned.plan);
+    // The clamp the client applies before encrypting (null: none).
+    report["input_clip"] = json!(planned.model.spec().input_clip().map(f64::from));
     if args.json {
         print_json(&report);
     } else {
