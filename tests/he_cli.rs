@@ -58,6 +58,8 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
     ]));
     assert_eq!(plan["preset"], "n16");
     assert_eq!(plan["input_clip"], serde_json::Value::Null);
+    // The ResNet's global mean divides the network gain out.
+    assert_eq!(plan["network_gain"], 16.0);
     assert_eq!(plan["levels_needed"], 31);
     assert_eq!(plan["levels_available"], 43);
     let layers = plan["layers"].as_array().unwrap();

@@ -5,7 +5,9 @@
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{decrypt, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
-use latent_he::he_nn::{decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout};
+use latent_he::he_nn::{
+    decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout, NETWORK_GAIN,
+};
 use latent_he::nn::layers::{Conv2d, ConvGeometry};
 use latent_he::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
 use ndarray::{Array1, Array4};
@@ -315,6 +317,32 @@ fn se_gates_take_exact_means_as_the_level_budget_allows() {
     assert_eq!(
         Plan::for_params(&plain, &params, 1).unwrap().levels(),
         Plan::batched(&plain, params.slots(), 1).unwrap().levels()
+    );
+}
+
+/// The network gain applies where the plan has one mean on the network path
+/// to divide it out (the ResNets' global pool), and nowhere else.
+#[test]
+fn the_network_gain_applies_where_the_global_mean_undoes_it() {
+    let slots = Params::preset("insecure-n12-deep").unwrap().slots();
+    let plan_of = |arch, se, latent| {
+        let spec = ModelSpec::with_class_count(arch, se, 3, latent).unwrap();
+        let dict = random_state_dict(&spec, rand::random()).unwrap();
+        Plan::new(&fold(&Model::from_state_dict_with_spec(&dict, spec).unwrap()), slots).unwrap()
+    };
+    let small = LatentShape::new(4, 8, 8).unwrap();
+    assert_eq!(plan_of(Arch::ResNet20, false, small).network_gain(), NETWORK_GAIN);
+    assert_eq!(plan_of(Arch::ResNet20, true, small).network_gain(), NETWORK_GAIN);
+    let f8 = LatentShape::new(4, 32, 32).unwrap();
+    assert_eq!(
+        plan_of(Arch::LeNet5, false, f8).network_gain(),
+        1.0,
+        "LeNet5 has no global mean"
+    );
+    assert_eq!(
+        plan_of(Arch::Vgg5, false, f8).network_gain(),
+        1.0,
+        "VGG5 has no global mean"
     );
 }
 

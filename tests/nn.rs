@@ -7,8 +7,8 @@
 
 use latent_he::nn::model::Layer;
 use latent_he::nn::{
-    expected_tensors, fold, random_state_dict, Arch, InputClip, LatentShape, LoadOptions, Model, ModelSpec, NnError,
-    StateDict, Tensor, WeightProblem,
+    expected_tensors, fold, random_state_dict, with_gain, Arch, InputClip, LatentShape, LoadOptions, Model, ModelSpec,
+    NnError, StateDict, Tensor, WeightProblem,
 };
 use ndarray::{Array2, Array4, ArrayD, Ix2, Ix4};
 use ndarray_npy::read_npy;
@@ -112,7 +112,18 @@ fn check_against_pytorch(name: &str, model: &Model<f64>, x32: &Array4<f32>, want
         want,
     );
     assert!(ef32 < tol32, "{name}: folded f32 differs from PyTorch by {ef32:e}");
-    eprintln!("{name}: f64 {e64:.1e}, f32 {e32:.1e}, folded-unfolded {ef:.1e}, folded f32 {ef32:.1e}");
+    // Step 5: the gained model's logits are exactly 16 times the folded ones.
+    let gained = with_gain(&folded, 16.0).unwrap_or_else(|| panic!("{name}: with_gain refused a folded model"));
+    let eg = max_abs_diff(&gained.forward(x64.view()).unwrap().mapv(|v| v / 16.0), &gotf);
+    assert!(
+        eg < 1e-9,
+        "{name}: the gained model differs from 16x the folded one by {eg:e}"
+    );
+    assert!(
+        with_gain(model, 16.0).is_none(),
+        "{name}: with_gain took an unfolded model"
+    );
+    eprintln!("{name}: f64 {e64:.1e}, f32 {e32:.1e}, folded-unfolded {ef:.1e}, folded f32 {ef32:.1e}, gained {eg:.1e}");
     e64
 }
 

@@ -122,6 +122,7 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "preset": params.name(),
         "slots": params.slots(),
         "levels_needed": plan.levels(),
+        "network_gain": plan.network_gain(),
         "levels_available": params.max_level().saturating_sub(HEADROOM_LEVELS),
         "start_level": plan.start_level(),
         "rotations": rotations,

@@ -23,5 +23,5 @@ pub use activation::{bring_to, PolyActivation};
 pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tensor};
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
-pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS};
+pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, NETWORK_GAIN};
 pub use pool::{Direction, RotationSum};

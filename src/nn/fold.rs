@@ -30,6 +30,16 @@
 //!    linear layer. Measured on the bundled ResNet20+SE at f=8: the largest
 //!    logit error from 1.6e-3 to 1.2e-4..5.6e-4 at `insecure-n12-deep`.
 //!
+//! 5. Optionally, a gain on the whole network ([`with_gain`], applied by the
+//!    encrypted planner on a folded model): every layer's output `G` times the
+//!    original's, so that the values are `G` times larger against the noise
+//!    each ciphertext operation adds. The first layer's weights and bias and
+//!    every later bias are multiplied by `G`; an activation
+//!    `sum c_k y^k` reading `G*y` becomes `sum c_k G^(1-k) (G y)^k`, except
+//!    an SE gate's last one, whose output multiplies the block's input and
+//!    stays at gain 1 (`c_k G^(-k)`); step 3 then folds the new leading
+//!    coefficients. The logits come out `G` times larger.
+//!
 //! Every step is exact in real arithmetic; in f64 the folded model's logits
 //! match the original's to rounding (checked in `tests/nn.rs`).
 
@@ -50,8 +60,62 @@ pub fn fold(model: &Model<f64>) -> Model<f64> {
     let mut layers = model.layers().to_vec();
     fold_batch_norms(&mut layers);
     fold_pools(&mut layers, model.spec().latent().dims());
-    fold_activations(&mut layers, model.spec().latent().dims());
+    fold_activations(&mut layers, model.spec().latent().dims(), true);
     Model::from_parts(model.spec().clone(), layers, true)
+}
+
+/// Step 5 on a folded model: the folded model whose every layer's output,
+/// logits included, is `gain` times `model`'s.
+///
+/// `None` when the model is not folded, `gain` is not finite and positive,
+/// the first layer is not a convolution or linear layer, or a layer with an
+/// offset other than a bias remains (batch norm).
+pub fn with_gain(model: &Model<f64>, gain: f64) -> Option<Model<f64>> {
+    let usable = model.is_folded() && gain.is_finite() && gain > 0.0;
+    if !usable || contains_batch_norm(model.layers()) {
+        return None;
+    }
+    let mut layers = model.layers().to_vec();
+    if !scale_linear(layers.first_mut()?, gain, true) {
+        return None;
+    }
+    gain_layers(&mut layers[1..], gain, false);
+    fold_activations(&mut layers, model.spec().latent().dims(), false);
+    Some(Model::from_parts(model.spec().clone(), layers, true))
+}
+
+fn contains_batch_norm(layers: &[Layer<f64>]) -> bool {
+    layers.iter().any(|l| match l {
+        Layer::BatchNorm(_) => true,
+        Layer::Residual { body, shortcut } => contains_batch_norm(body) || contains_batch_norm(shortcut),
+        Layer::Se { gate, .. } => contains_batch_norm(gate),
+        _ => false,
+    })
+}
+
+/// Step 5 on layers whose input already carries `gain`: biases times `gain`,
+/// activations rescaled (an SE gate's last one, when `in_gate`, to output
+/// gain 1).
+fn gain_layers(layers: &mut [Layer<f64>], gain: f64, in_gate: bool) {
+    let last = layers.len().saturating_sub(1);
+    for (i, layer) in layers.iter_mut().enumerate() {
+        match layer {
+            Layer::Conv(conv) => scale_bias(conv.bias_mut(), gain),
+            Layer::Linear(lin) => scale_bias(lin.bias_mut(), gain),
+            Layer::Act(act) => {
+                let output_gain = if in_gate && i == last { 0 } else { 1 };
+                for (k, c) in act.coeffs_mut().iter_mut().enumerate() {
+                    *c *= gain.powi(output_gain - k as i32);
+                }
+            }
+            Layer::Residual { body, shortcut } => {
+                gain_layers(body, gain, false);
+                gain_layers(shortcut, gain, false);
+            }
+            Layer::Se { gate, .. } => gain_layers(gate, gain, true),
+            Layer::BatchNorm(_) | Layer::AvgPool(_) | Layer::GlobalAvgPool => {}
+        }
+    }
 }
 
 fn fold_batch_norms(layers: &mut Vec<Layer<f64>>) {
@@ -166,9 +230,16 @@ fn spread_global(lin: &Linear<f64>, [c, h, w]: [usize; 3], scale: f64) -> Layer<
     Layer::Linear(Linear::new(lin.name(), weight, lin.bias().cloned()).expect("bias unchanged"))
 }
 
+fn scale_bias(bias: &mut Option<ndarray::Array1<f64>>, s: f64) {
+    if let Some(b) = bias {
+        b.mapv_inplace(|v| v * s);
+    }
+}
+
 /// Step 3 over `layers` (entered with shape `shape`), and step 4 for every
-/// SE block.
-fn fold_activations(layers: &mut [Layer<f64>], mut shape: [usize; 3]) {
+/// SE block when `gate_gain` (not when re-folding a folded model, whose
+/// gates have their gain already).
+fn fold_activations(layers: &mut [Layer<f64>], mut shape: [usize; 3], gate_gain: bool) {
     for i in 0..layers.len() {
         let next_shape = layers[i].output_shape(shape);
         let (before, after) = layers.split_at_mut(i);
@@ -179,12 +250,14 @@ fn fold_activations(layers: &mut [Layer<f64>], mut shape: [usize; 3]) {
                 }
             }
             Layer::Residual { body, shortcut } => {
-                fold_activations(body, shape);
-                fold_activations(shortcut, shape);
+                fold_activations(body, shape, gate_gain);
+                fold_activations(shortcut, shape, gate_gain);
             }
             Layer::Se { gate, .. } => {
-                gain_gate(before.last_mut(), gate, shape);
-                fold_activations(gate, shape);
+                if gate_gain {
+                    gain_gate(before.last_mut(), gate, shape);
+                }
+                fold_activations(gate, shape, gate_gain);
             }
             _ => {}
         }
@@ -234,9 +307,7 @@ fn scale_linear(layer: &mut Layer<f64>, s: f64, bias_too: bool) -> bool {
         _ => return false,
     };
     if bias_too {
-        if let Some(b) = bias {
-            b.mapv_inplace(|v| v * s);
-        }
+        scale_bias(bias, s);
     }
     true
 }

@@ -24,7 +24,7 @@ pub mod random;
 pub mod spec;
 pub mod weights;
 
-pub use fold::fold;
+pub use fold::{fold, with_gain};
 pub use model::{expected_tensors, LoadOptions, Model, TensorSpec};
 pub use random::random_state_dict;
 pub use spec::{Arch, InputClip, LatentShape, ModelSpec};
