@@ -12,6 +12,7 @@ use crate::ckks::serialize::{
 };
 use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
+use crate::nn::InputClip;
 use clap::Args;
 use ndarray::{Array4, ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -219,10 +220,7 @@ fn encrypt_for_model(
         });
     }
     let params = keys.params();
-    let mut flat: Vec<f64> = x.iter().copied().collect();
-    if let Some(clip) = binding.input_clip {
-        clip.apply(&mut flat);
-    }
+    let flat = InputClip::clamped_values(binding.input_clip, x.iter());
     let ciphertexts = encrypt_batches(keys, params, &binding.input, &flat, binding.start_level)?;
     let file = CiphertextFile {
         shape: vec![images, c, h, w],

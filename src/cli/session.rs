@@ -10,6 +10,7 @@ use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches, Plan};
+use crate::nn::InputClip;
 use ndarray::{Array2, Array4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,10 +113,7 @@ impl EncryptedSession {
             )));
         }
         let start = Instant::now();
-        let mut flat: Vec<f64> = x.iter().copied().collect();
-        if let Some(clip) = self.planned.model.spec().input_clip() {
-            clip.apply(&mut flat);
-        }
+        let flat = InputClip::clamped_values(self.planned.model.spec().input_clip(), x.iter());
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
         let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, quiet)?;

@@ -188,16 +188,7 @@ impl<T: Real> Model<T> {
         }
         let mut x = x.as_standard_layout().into_owned();
         if let Some(clip) = self.spec.input_clip() {
-            let (low, high) = (T::from_f64(-clip.bound()), T::from_f64(clip.bound()));
-            x.mapv_inplace(|v| {
-                if v > high {
-                    high
-                } else if v < low {
-                    low
-                } else {
-                    v
-                }
-            });
+            clip.apply(x.iter_mut());
         }
         let out = run(&self.layers, x);
         let classes = self.spec.classes().len();

@@ -1,7 +1,7 @@
 //! What a model is: architecture, SE block, class names, latent shape, and
 //! the clamp its inputs get before the first layer.
 
-use super::NnError;
+use super::{NnError, Real};
 use std::fmt;
 use std::str::FromStr;
 
@@ -307,10 +307,25 @@ impl InputClip {
 
     /// Clamps every finite value in place; NaN and infinities stay as they
     /// are, for the caller's finiteness check to refuse.
-    pub fn apply<'a>(self, values: impl IntoIterator<Item = &'a mut f64>) {
-        for v in values.into_iter().filter(|v| v.is_finite()) {
-            *v = v.clamp(-self.0, self.0);
+    pub fn apply<'a, T: Real + 'a>(self, values: impl IntoIterator<Item = &'a mut T>) {
+        let (low, high) = (T::from_f64(-self.0), T::from_f64(self.0));
+        for v in values.into_iter().filter(|v| v.to_f64().is_finite()) {
+            if *v > high {
+                *v = high;
+            } else if *v < low {
+                *v = low;
+            }
         }
+    }
+
+    /// The values of `x` in row-major order, clamped by `clip` when there is
+    /// one: what a client encrypts for a model with that clamp.
+    pub fn clamped_values<'a, T: Real + 'a>(clip: Option<Self>, x: impl IntoIterator<Item = &'a T>) -> Vec<T> {
+        let mut values: Vec<T> = x.into_iter().copied().collect();
+        if let Some(clip) = clip {
+            clip.apply(&mut values);
+        }
+        values
     }
 }
 
