@@ -4,7 +4,7 @@
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{decrypt, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{decrypt, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use latent_he::he_nn::{
     decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout, NETWORK_GAIN,
 };
@@ -86,6 +86,18 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(stray < 1e-3, "{g:?}: a slot outside the tensor holds {stray}");
+    // The same input with its rescale pending (a product by 1 not yet
+    // rescaled): two levels down, the same values at the same scale.
+    let pending: Vec<_> = cts
+        .iter()
+        .map(|c| EvalBackend::mul_const(&cpu, c, 1.0).unwrap())
+        .collect();
+    let from_pending = conv.apply_pending(&cpu, &params, &pending).unwrap();
+    assert!(from_pending
+        .iter()
+        .all(|c| c.level() == level - 2 && c.scale() == params.scale(level - 2)));
+    let err = max_abs_diff(&decrypt_tensor(&sk, &conv.output(), &from_pending).unwrap(), &want);
+    assert!(err < 1e-3, "{g:?} on a pending input: max error {err}");
     if let Some(ctx) = gpu {
         same_on_gpu(ctx, &keys, &cts, &out, |ev, up| conv.apply(ev, &params, up).unwrap());
     }
@@ -167,7 +179,9 @@ fn activations_in_every_form_match_plaintext() {
     ] {
         let act = PolyActivation::new("act", coeffs.clone()).unwrap();
         assert_eq!(act.levels(), levels);
-        let out = act.apply(&cpu, &params, &layout, &cts).unwrap();
+        let pending = act.apply_pending(&cpu, &params, &layout, &cts).unwrap();
+        assert_eq!(pending[0].level(), level - levels + 1, "{coeffs:?}: pending");
+        let out: Vec<_> = pending.iter().map(|c| cpu.rescale(c).unwrap()).collect();
         assert_eq!(out[0].level(), level - levels, "{coeffs:?}");
         assert_eq!(
             out[0].scale(),
@@ -366,11 +380,12 @@ fn a_small_resnet_gives_identical_ciphertexts_on_the_gpu() {
 /// The bundled, trained ResNet20+SE on a latent of its own distribution
 /// (`tests/fixtures/nn/synthetic_f8_latent.npy`: image `00000001_000.png` of
 /// `latent-he synth --n 10000 --seed 1`, encoded by the bundled
-/// `vqgan_f8`). Its SE gates are where the encrypted error concentrates:
-/// each gate's noise is summed over the 1024, 256 or 64 positions it is
-/// broadcast to. With the gate gain of `fold` (step 4) the largest logit
-/// error stays within the 1e-3 bar (1.2e-4 to 5.6e-4 measured); without it,
-/// this model and latent gave 1.6e-3 to 2.5e-3.
+/// `vqgan_f8`). Its SE gates are where the encrypted error concentrated:
+/// each gate's broadcast sums the 1024, 256 or 64 slots of a channel's
+/// block. With the gate gain of `fold` (step 4) the largest logit error was
+/// 1.2e-4 to 5.6e-4 (1.6e-3 to 2.5e-3 without); with the inner constants of
+/// the activations on data slots only, the pending rescales and the split
+/// gate quadratic, 3.2e-5. The bound catches a return of the old noise.
 #[test]
 fn the_bundled_se_model_keeps_its_gates_precise() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -382,5 +397,5 @@ fn the_bundled_se_model_keeps_its_gates_precise() {
     let plan = Plan::for_params(&model, &params, 1).unwrap();
     let err = run_encrypted(&model, &params, &plan, x, KeyMemory::Compact).err;
     eprintln!("bundled ResNet20+SE, insecure-n12-deep: max logit error {err:.1e}");
-    assert!(err < 1e-3, "max logit error {err}");
+    assert!(err < 2e-4, "max logit error {err}");
 }

@@ -5,8 +5,11 @@ use super::params::Params;
 use crate::ring::{Coeff, Eval, RnsPoly};
 use rustfft::num_complex::Complex64;
 
-/// Largest scaled coefficient magnitude accepted (signed 64-bit headroom).
-const MAX_COEFF_LOG2: f64 = 62.0;
+/// Scaled coefficients below 2^62 take the fast signed 64-bit path.
+const NARROW_COEFF_LOG2: f64 = 62.0;
+/// Largest scaled coefficient magnitude accepted (signed 128-bit headroom;
+/// a ciphertext with one rescale pending has a scale near 2^60).
+const MAX_COEFF_LOG2: f64 = 120.0;
 
 /// An encoded vector: a polynomial in evaluation form over `Q_level`.
 ///
@@ -41,7 +44,7 @@ impl Plaintext {
 /// # Errors
 /// [`CkksError::TooManyValues`], [`CkksError::NonFinite`],
 /// [`CkksError::InvalidLevel`], [`CkksError::Overflow`] when a scaled
-/// coefficient reaches 2^62.
+/// coefficient reaches 2^120.
 pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Result<Plaintext, CkksError> {
     params.check_level(level)?;
     if values.len() > params.slots() {
@@ -65,8 +68,15 @@ pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Resu
             log_coeff: largest.log2(),
         });
     }
-    let rounded: Vec<i64> = coeffs.iter().map(|c| (c * scale).round() as i64).collect();
-    let poly = RnsPoly::<Coeff>::from_signed(params.ring(), params.layout(level), &rounded).into_eval(params.ring());
+    let (ring, layout) = (params.ring(), params.layout(level));
+    let poly = if largest < 2f64.powf(NARROW_COEFF_LOG2) {
+        let rounded: Vec<i64> = coeffs.iter().map(|c| (c * scale).round() as i64).collect();
+        RnsPoly::<Coeff>::from_signed(ring, layout, &rounded)
+    } else {
+        let rounded: Vec<i128> = coeffs.iter().map(|c| (c * scale).round() as i128).collect();
+        RnsPoly::<Coeff>::from_signed_wide(ring, layout, &rounded)
+    }
+    .into_eval(ring);
     Ok(Plaintext { poly, level, scale })
 }
 
@@ -100,6 +110,20 @@ mod tests {
     }
 
     #[test]
+    fn a_scale_beyond_64_bits_round_trips() {
+        // The scale of a product not yet rescaled: coefficients past 2^62.
+        let params = Params::preset("insecure-n12").unwrap();
+        let mut rng = ChaCha20Rng::from_entropy();
+        let values: Vec<f64> = (0..params.slots()).map(|_| rng.gen_range(-50.0..50.0)).collect();
+        let level = params.max_level();
+        let scale = params.scale(level) * params.scale(level);
+        let pt = encode(&params, &values, level, scale).unwrap();
+        let back = decode(&params, &pt.poly.clone().into_coeff(params.ring()), pt.scale);
+        let err = values.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-9, "{err}");
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let params = Params::preset("insecure-n12").unwrap();
         let s = params.scale(0);
@@ -108,7 +132,7 @@ mod tests {
             Err(CkksError::NonFinite { index: 1, .. })
         ));
         assert!(matches!(
-            encode(&params, &[1e30], 0, s),
+            encode(&params, &[1e40], 0, s),
             Err(CkksError::Overflow { .. })
         ));
         let too_many = vec![0.5; params.slots() + 1];

@@ -397,8 +397,19 @@ impl Params {
     /// of scale `ct_scale` at `level`, so that after the rescale the product
     /// sits exactly at the canonical scale of `level - 1`.
     pub fn mul_plain_scale(&self, level: usize, ct_scale: f64) -> f64 {
-        debug_assert!(level >= 1);
-        self.scales[level - 1] * f64::from(self.ring.q(level).value()) / ct_scale
+        self.mul_plain_scale_over(level, ct_scale, 1)
+    }
+
+    /// [`Self::mul_plain_scale`] for a product followed by `rescales`
+    /// rescales: it lands exactly on the canonical scale of `level -
+    /// rescales`. Two rescales serve a ciphertext that still carries its
+    /// last product's scale (one rescale pending).
+    pub fn mul_plain_scale_over(&self, level: usize, ct_scale: f64, rescales: usize) -> f64 {
+        debug_assert!(level >= rescales && rescales >= 1);
+        let primes: f64 = (0..rescales)
+            .map(|k| f64::from(self.ring.q(level - k).value()))
+            .product();
+        self.scales[level - rescales] * primes / ct_scale
     }
 }
 

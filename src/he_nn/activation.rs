@@ -43,6 +43,11 @@ impl PolyActivation {
         &self.name
     }
 
+    /// The coefficients, constant first.
+    pub fn coeffs(&self) -> &[f64] {
+        &self.coeffs
+    }
+
     fn lead(&self) -> f64 {
         self.coeffs[self.coeffs.len() - 1]
     }
@@ -78,44 +83,82 @@ impl PolyActivation {
         layout: &SlotLayout,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
+        self.apply_pending(backend, params, layout, input)?
+            .iter()
+            .map(|y| backend.rescale(y))
+            .collect()
+    }
+
+    /// [`Self::apply`] without its last rescale: the outputs sit one level
+    /// above, at the scale of the last product (about the square of the
+    /// canonical scale), and one rescale brings them to [`Self::apply`]'s.
+    /// A linear layer reading them folds that rescale into its own (see
+    /// [`super::HeConv::apply_pending`]), so the rounding noise of the
+    /// rescale and of the layer's rotations lands at the product's scale,
+    /// where it is negligible.
+    ///
+    /// # Errors
+    /// As [`Self::apply`].
+    pub fn apply_pending<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        layout: &SlotLayout,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
         let constants = layout.constant(self.coeffs[0]);
+        let inner_constants = layout.constant(self.coeffs[1]);
         input
             .iter()
-            .zip(&constants)
-            .map(|(z, constant)| {
-                let y = self.without_constant(backend, z)?;
-                add_on_slots(backend, params, &y, constant)
+            .enumerate()
+            .map(|(i, z)| {
+                let y = self.without_constant(backend, params, z, &inner_constants[i])?;
+                add_on_slots(backend, params, &y, &constants[i])
             })
             .collect()
     }
 
-    /// `p(z) - p(0)`: zero wherever `z` is zero.
-    fn without_constant<B: EvalBackend>(&self, backend: &B, z: &B::Ct) -> Result<B::Ct, B::Error> {
+    /// `p(z) - p(0)`, zero wherever `z` is zero, before its last rescale.
+    ///
+    /// The forms `z * (inner)` add the linear coefficient to `inner` on the
+    /// data slots only (`inner_constant`, [`SlotLayout::constant`]): on the
+    /// others `inner` then stays near zero, and so does the product with
+    /// the noise `z` holds there. Added on every slot, it would multiply
+    /// that noise by the coefficient; an SE gate's broadcast then sums the
+    /// noise of `H*W` such slots into every gate value.
+    fn without_constant<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        z: &B::Ct,
+        inner_constant: &[f64],
+    ) -> Result<B::Ct, B::Error> {
         let c = &self.coeffs;
         let lead = self.lead();
-        let square = |x: &B::Ct| backend.rescale(&backend.mul_relin(x, x)?);
-        let times = |x: &B::Ct, k: f64| backend.rescale(&backend.mul_const(x, k)?);
+        let square = |x: &B::Ct| backend.mul_relin(x, x);
+        let times = |x: &B::Ct, k: f64| backend.mul_const(x, k);
+        let rescaled = |y: Result<B::Ct, B::Error>| backend.rescale(&y?);
         if c.len() == 3 {
             if lead.abs() == 1.0 {
+                // Both terms at the square's scale: the canonical scale of
+                // the level below times the prime a rescale removes.
                 let sq = square(z)?;
                 let sq = if lead < 0.0 { backend.neg(&sq)? } else { sq };
                 return backend.add(&sq, &times(z, c[1])?);
             }
-            let inner = backend.add_const(&times(z, lead)?, c[1])?;
-            let z1 = times(z, 1.0)?;
-            return backend.rescale(&backend.mul_relin(&z1, &inner)?);
+            let inner = add_on_slots(backend, params, &rescaled(times(z, lead))?, inner_constant)?;
+            return backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner);
         }
-        let mut inner = square(z)?;
+        let mut inner = rescaled(square(z))?;
         if lead != 1.0 {
-            inner = times(&inner, lead)?;
+            inner = rescaled(times(&inner, lead))?;
         }
         if c[2] != 0.0 {
-            let linear = bring_to(backend, &times(z, c[2])?, backend.level(&inner))?;
+            let linear = bring_to(backend, &rescaled(times(z, c[2]))?, backend.level(&inner))?;
             inner = backend.add(&inner, &linear)?;
         }
-        let inner = backend.add_const(&inner, c[1])?;
-        let z1 = bring_to(backend, z, backend.level(&inner))?;
-        backend.rescale(&backend.mul_relin(&z1, &inner)?)
+        let inner = add_on_slots(backend, params, &inner, inner_constant)?;
+        backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner)
     }
 }
 

@@ -308,6 +308,40 @@ impl HeConv {
         rotated * (ct + pt) + 2 * self.output.cts() * ct
     }
 
+    /// The same layer with its weights times `factor` and `bias` in place
+    /// of its own.
+    ///
+    /// # Errors
+    /// [`HeConvError::Shape`] for a bias of the wrong size.
+    pub fn reweighted(&self, factor: f64, bias: Option<Vec<f64>>) -> Result<Self, HeConvError> {
+        let weight = self.weight.iter().map(|w| w * factor).collect();
+        Self::new(self.name.clone(), self.geometry, weight, bias, self.input)
+    }
+
+    /// The same layer with its weights and bias times `factor`.
+    pub fn scaled(&self, factor: f64) -> Self {
+        let bias = self.bias.as_ref().map(|b| b.iter().map(|v| v * factor).collect());
+        self.reweighted(factor, bias).expect("the bias keeps its size")
+    }
+
+    /// The bias that makes this layer read `input + offset` on every input
+    /// value: its own plus `offset` times each output channel's weight sum.
+    /// `None` with padding, where border outputs read fewer values.
+    pub fn bias_with_input_offset(&self, offset: f64) -> Option<Vec<f64>> {
+        if self.geometry.padding != 0 {
+            return None;
+        }
+        let g = self.geometry;
+        let per_output = (g.in_channels / g.groups) * g.kernel * g.kernel;
+        Some(
+            self.weight
+                .chunks_exact(per_output)
+                .enumerate()
+                .map(|(co, w)| self.bias.as_ref().map_or(0.0, |b| b[co]) + offset * w.iter().sum::<f64>())
+                .collect(),
+        )
+    }
+
     /// Plaintext multiplications one evaluation costs (an upper bound:
     /// all-zero diagonals are skipped).
     pub fn plaintext_products(&self) -> usize {
@@ -322,6 +356,35 @@ impl HeConv {
     /// Evaluator refusals (missing rotation keys: generate [`Self::rotations`];
     /// level 0; mismatched levels) and encoding errors.
     pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
+        self.apply_rescaling(backend, params, input, 1)
+    }
+
+    /// The convolution of an input with one rescale pending (an activation's
+    /// [`super::PolyActivation::apply_pending`] output, at the square of a
+    /// canonical scale): rotations and products at that scale, then two
+    /// rescales, so the outputs land two levels below the input, at the
+    /// same level and canonical scale as [`Self::apply`] of the rescaled
+    /// input. The rotations' rounding noise is then divided by a prime.
+    ///
+    /// # Errors
+    /// As [`Self::apply`]; the input needs two levels.
+    pub fn apply_pending<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
+        self.apply_rescaling(backend, params, input, 2)
+    }
+
+    /// The convolution with `rescales` rescales after the products.
+    fn apply_rescaling<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        input: &[B::Ct],
+        rescales: usize,
+    ) -> Result<Vec<B::Ct>, B::Error> {
         let first = input.first().ok_or(CkksError::Shape {
             what: "convolution input",
             expected: self.input.cts(),
@@ -336,10 +399,14 @@ impl HeConv {
             .into());
         }
         let (level, scale) = (backend.level(first), backend.scale(first));
-        if level == 0 {
-            return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
+        if level < rescales {
+            return Err(CkksError::OutOfLevels {
+                needed: rescales,
+                level,
+            }
+            .into());
         }
-        let pt_scale = params.mul_plain_scale(level, scale);
+        let pt_scale = params.mul_plain_scale_over(level, scale, rescales);
         let steps: Vec<i64> = self.babies.iter().map(|b| b.step).collect();
         let rotated = input
             .iter()
@@ -394,8 +461,11 @@ impl HeConv {
                 None => backend.mul_plain(first, &encode(params, &[], level, pt_scale)?)?,
             };
             let mut y = backend.rescale(&total)?;
+            for _ in 1..rescales {
+                y = backend.rescale(&y)?;
+            }
             if let Some(bias) = &bias {
-                let pt = encode(params, &bias[j], level - 1, backend.scale(&y))?;
+                let pt = encode(params, &bias[j], level - rescales, backend.scale(&y))?;
                 y = backend.add_plain(&y, &pt)?;
             }
             out.push(y);

@@ -110,6 +110,15 @@ enum Step {
         act: PolyActivation,
         layout: SlotLayout,
     },
+    /// A quadratic activation `c + y +- y^2/b^2` and the linear layer
+    /// after it, as two copies of that layer: `linear` (the bias taking
+    /// `c`) on `y` and `square` (weights times `+-1/b^2`, no bias) on
+    /// `y^2`, summed; two levels. See [`split_quadratics`].
+    SquareAndLinear {
+        act: String,
+        linear: Box<HeConv>,
+        square: Box<HeConv>,
+    },
     Pool(RotationSum),
     /// `x * factor` on every slot, exact (a scalar), one level.
     Scale {
@@ -166,6 +175,7 @@ impl Step {
         match self {
             Step::Conv(c) => c.output(),
             Step::Act { layout, .. } => *layout,
+            Step::SquareAndLinear { linear, .. } => linear.output(),
             Step::Pool(p) => p.output(),
             Step::Scale { layout, .. } => *layout,
             Step::Residual { output, .. } => *output,
@@ -177,6 +187,7 @@ impl Step {
         match self {
             Step::Conv(_) => 1,
             Step::Act { act, .. } => act.levels(),
+            Step::SquareAndLinear { .. } => 2,
             Step::Pool(_) => 0,
             Step::Scale { .. } => 1,
             Step::Residual { body, shortcut, .. } => levels(body).max(levels(shortcut)),
@@ -184,21 +195,41 @@ impl Step {
         }
     }
 
-    /// Records the keys the step uses at input level `level_in`, each at
-    /// the highest level it is used.
-    fn keys(&self, level_in: usize, out: &mut KeyUse) {
+    /// True when the step's output has its last rescale pending (see
+    /// [`Flow`]), given whether its input has.
+    fn leaves_pending(&self, pending_in: bool) -> bool {
         match self {
-            Step::Conv(c) => out.rotate(c.rotations(), level_in),
+            Step::Act { .. } | Step::Scale { .. } => true,
+            Step::Pool(_) => pending_in,
+            _ => false,
+        }
+    }
+
+    /// Records the keys the step uses at input level `level_in`, each at
+    /// the highest level it is used; `pending` when the input has its
+    /// rescale pending (a convolution then rotates one level higher).
+    fn keys(&self, level_in: usize, pending: bool, out: &mut KeyUse) {
+        match self {
+            Step::Conv(c) => out.rotate(c.rotations(), level_in + usize::from(pending)),
             Step::Act { .. } => out.relinearize(level_in),
-            Step::Pool(p) => out.rotate(p.rotations(), level_in),
+            Step::SquareAndLinear { linear, square, .. } => {
+                out.relinearize(level_in);
+                out.rotate(square.rotations(), level_in);
+                out.rotate(linear.rotations(), level_in - 1);
+            }
+            Step::Pool(p) => out.rotate(p.rotations(), level_in + usize::from(pending)),
             Step::Scale { .. } => {}
             Step::Residual { body, shortcut, .. } => {
-                keys_all(body, level_in, out);
-                keys_all(shortcut, level_in - self.levels() + levels(shortcut), out);
+                keys_all(body, level_in, pending, out);
+                keys_all(shortcut, level_in - self.levels() + levels(shortcut), pending, out);
             }
             Step::Se { gate, broadcast, .. } => {
-                let gate_out = keys_all(gate, level_in, out);
-                out.rotate(broadcast.rotations(), gate_out);
+                let gate_out = keys_all(gate, level_in, false, out);
+                // The broadcast reads the gate with its rescale pending.
+                out.rotate(
+                    broadcast.rotations(),
+                    gate_out + usize::from(pending_after(gate, false)),
+                );
                 out.relinearize(gate_out);
             }
         }
@@ -209,7 +240,12 @@ impl Step {
     fn working_bytes(&self, level_in: usize, n: usize) -> usize {
         let tensor = |layout: &SlotLayout, level: usize| layout.cts() * 2 * (level + 1) * n * 4;
         match self {
-            Step::Conv(c) => c.working_bytes(level_in, n),
+            // An input with its rescale pending sits one level higher.
+            Step::Conv(c) => c.working_bytes(level_in + 1, n),
+            Step::SquareAndLinear { linear, square, .. } => {
+                tensor(&linear.input(), level_in)
+                    + square.working_bytes(level_in, n).max(linear.working_bytes(level_in, n))
+            }
             Step::Act { layout, .. } | Step::Scale { layout, .. } => 3 * tensor(layout, level_in),
             Step::Pool(p) => 3 * tensor(&p.output(), level_in),
             Step::Residual { body, shortcut, output } => {
@@ -231,12 +267,23 @@ impl Step {
         };
         match self {
             Step::Conv(c) => row(c.name(), level_in - 1, c.key_switches(), c.plaintext_products()),
-            Step::Act { act, layout } => row(
+            Step::Act { act, layout, .. } => row(
                 act.name(),
                 level_in - act.levels(),
                 act.key_switches() * layout.cts(),
                 0,
             ),
+            Step::SquareAndLinear { act, linear, square } => {
+                rows.push(LayerReport::new(act, level_in, level_in - 1, linear.input().cts(), 0));
+                rows.push(LayerReport::new(
+                    linear.name(),
+                    level_in - 1,
+                    level_in - 2,
+                    linear.key_switches() + square.key_switches(),
+                    linear.plaintext_products() + square.plaintext_products(),
+                ));
+                level_in - 2
+            }
             Step::Pool(p) => row("pool", level_in, p.key_switches(), 0),
             Step::Scale { name, .. } => row(name, level_in - 1, 0, 0),
             Step::Residual { body, shortcut, .. } => {
@@ -264,46 +311,154 @@ impl Step {
         }
     }
 
-    fn execute<B: EvalBackend>(&self, backend: &B, params: &Params, x: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
+    fn execute<B: EvalBackend>(&self, backend: &B, params: &Params, x: &Flow<B::Ct>) -> Result<Flow<B::Ct>, B::Error> {
+        let ready = |cts| Ok(Flow { cts, pending: false });
         match self {
-            Step::Conv(c) => c.apply(backend, params, x),
-            Step::Act { act, layout } => act.apply(backend, params, layout, x),
-            Step::Pool(p) => p.apply(backend, x),
-            Step::Scale { factor, .. } => x
-                .iter()
-                .map(|c| backend.rescale(&backend.mul_const(c, *factor)?))
-                .collect(),
+            Step::Conv(c) if x.pending => ready(c.apply_pending(backend, params, &x.cts)?),
+            Step::Conv(c) => ready(c.apply(backend, params, &x.cts)?),
+            Step::Act { act, layout } => Ok(Flow {
+                cts: act.apply_pending(backend, params, layout, &x.settled(backend)?)?,
+                pending: true,
+            }),
+            Step::SquareAndLinear { linear, square, .. } => {
+                let x = x.settled(backend)?;
+                let squares = x
+                    .iter()
+                    .map(|c| backend.mul_relin(c, c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let from_squares = square.apply_pending(backend, params, &squares)?;
+                let lowered = x
+                    .iter()
+                    .map(|c| backend.drop_level(c, backend.level(c) - 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let from_values = linear.apply(backend, params, &lowered)?;
+                ready(
+                    from_values
+                        .iter()
+                        .zip(&from_squares)
+                        .map(|(a, b)| backend.add(a, b))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            // Rotation sums at any scale: a pending rescale stays pending,
+            // so a mean's sum of small values gains no rounding noise.
+            Step::Pool(p) => Ok(Flow {
+                cts: p.apply(backend, &x.cts)?,
+                pending: x.pending,
+            }),
+            Step::Scale { factor, .. } => Ok(Flow {
+                cts: x
+                    .settled(backend)?
+                    .iter()
+                    .map(|c| backend.mul_const(c, *factor))
+                    .collect::<Result<_, _>>()?,
+                pending: true,
+            }),
             Step::Residual { body, shortcut, .. } => {
-                let main = execute_all(body, backend, params, x)?;
+                let main = execute_all(body, backend, params, x)?.into_settled(backend)?;
                 let target = main.first().map(|c| backend.level(c)).unwrap_or_default();
                 let side = match shortcut.first() {
-                    None => x
-                        .iter()
-                        .map(|c| bring_to(backend, c, target))
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Some(first) => {
-                        let entry = target + levels(shortcut);
-                        let enter = |c: &B::Ct| match first {
-                            // A convolution accepts any scale: drop primes only.
-                            Step::Conv(_) => backend.drop_level(c, entry),
-                            _ => bring_to(backend, c, entry),
+                    // A convolution accepts any scale and a pending rescale:
+                    // drop primes only.
+                    Some(Step::Conv(_)) => {
+                        let entry = target + levels(shortcut) + usize::from(x.pending);
+                        let cts = x
+                            .cts
+                            .iter()
+                            .map(|c| backend.drop_level(c, entry))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let entered = Flow {
+                            cts,
+                            pending: x.pending,
                         };
-                        let x = x.iter().map(enter).collect::<Result<Vec<_>, _>>()?;
-                        execute_all(shortcut, backend, params, &x)?
+                        execute_all(shortcut, backend, params, &entered)?.into_settled(backend)?
+                    }
+                    _ => {
+                        let entry = target + levels(shortcut);
+                        let cts = x
+                            .settled(backend)?
+                            .iter()
+                            .map(|c| bring_to(backend, c, entry))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        execute_all(shortcut, backend, params, &Flow { cts, pending: false })?.into_settled(backend)?
                     }
                 };
-                main.iter().zip(&side).map(|(a, b)| backend.add(a, b)).collect()
+                ready(
+                    main.iter()
+                        .zip(side.iter())
+                        .map(|(a, b)| backend.add(a, b))
+                        .collect::<Result<_, _>>()?,
+                )
             }
             Step::Se { gate, broadcast, .. } => {
-                let gates = broadcast.apply(backend, &execute_all(gate, backend, params, x)?)?;
-                x.iter()
-                    .zip(&gates)
-                    .map(|(v, g)| {
-                        let v = bring_to(backend, v, backend.level(g))?;
-                        backend.rescale(&backend.mul_relin(&v, g)?)
-                    })
-                    .collect()
+                // Broadcast before the gate's pending rescale: the rotations'
+                // rounding noise lands at the product's scale.
+                let gate_out = execute_all(gate, backend, params, x)?;
+                let gates = Flow {
+                    cts: broadcast.apply(backend, &gate_out.cts)?,
+                    pending: gate_out.pending,
+                }
+                .into_settled(backend)?;
+                ready(
+                    x.settled(backend)?
+                        .iter()
+                        .zip(&gates)
+                        .map(|(v, g)| {
+                            let v = bring_to(backend, v, backend.level(g))?;
+                            backend.rescale(&backend.mul_relin(&v, g)?)
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
             }
+        }
+    }
+}
+
+/// What passes from one step to the next: ciphertexts at a canonical scale,
+/// or (`pending`) ciphertexts one level higher with their last rescale still
+/// to do: an activation's or a scalar product's outputs, and rotation sums
+/// of them. A convolution reads them directly ([`HeConv::apply_pending`]),
+/// a rotation sum passes them on, every other step rescales them first. The
+/// rounding noise of a rescale or a rotation then lands at the square of the
+/// scale, where it is negligible, and each level's rescale happens once, at
+/// the end.
+struct Flow<Ct> {
+    cts: Vec<Ct>,
+    pending: bool,
+}
+
+impl<Ct> Flow<Ct> {
+    /// The ciphertexts at their canonical scale: rescaled if pending.
+    fn settled<B: EvalBackend<Ct = Ct>>(&self, backend: &B) -> Result<Settled<'_, Ct>, B::Error> {
+        Ok(if self.pending {
+            Settled::Rescaled(self.cts.iter().map(|c| backend.rescale(c)).collect::<Result<_, _>>()?)
+        } else {
+            Settled::AsIs(&self.cts)
+        })
+    }
+
+    /// [`Self::settled`], consuming the flow.
+    fn into_settled<B: EvalBackend<Ct = Ct>>(self, backend: &B) -> Result<Vec<Ct>, B::Error> {
+        if self.pending {
+            self.cts.iter().map(|c| backend.rescale(c)).collect()
+        } else {
+            Ok(self.cts)
+        }
+    }
+}
+
+/// [`Flow::settled`]'s ciphertexts, borrowed when nothing was pending.
+enum Settled<'a, Ct> {
+    AsIs(&'a [Ct]),
+    Rescaled(Vec<Ct>),
+}
+
+impl<Ct> std::ops::Deref for Settled<'_, Ct> {
+    type Target = [Ct];
+    fn deref(&self) -> &[Ct] {
+        match self {
+            Settled::AsIs(cts) => cts,
+            Settled::Rescaled(cts) => cts,
         }
     }
 }
@@ -332,9 +487,17 @@ impl KeyUse {
     }
 }
 
-fn keys_all(steps: &[Step], level_in: usize, out: &mut KeyUse) -> usize {
+/// Whether `steps` end with their rescale pending, given whether their
+/// input has.
+fn pending_after(steps: &[Step], pending_in: bool) -> bool {
+    steps.iter().fold(pending_in, |pending, s| s.leaves_pending(pending))
+}
+
+fn keys_all(steps: &[Step], level_in: usize, pending_in: bool, out: &mut KeyUse) -> usize {
+    let mut pending = pending_in;
     steps.iter().fold(level_in, |level, s| {
-        s.keys(level, out);
+        s.keys(level, pending, out);
+        pending = s.leaves_pending(pending);
         level - s.levels()
     })
 }
@@ -361,10 +524,18 @@ fn execute_all<B: EvalBackend>(
     steps: &[Step],
     backend: &B,
     params: &Params,
-    x: &[B::Ct],
-) -> Result<Vec<B::Ct>, B::Error> {
+    x: &Flow<B::Ct>,
+) -> Result<Flow<B::Ct>, B::Error> {
     let Some((first, rest)) = steps.split_first() else {
-        return x.iter().map(|c| backend.drop_level(c, backend.level(c))).collect();
+        let cts = x
+            .cts
+            .iter()
+            .map(|c| backend.drop_level(c, backend.level(c)))
+            .collect::<Result<_, _>>()?;
+        return Ok(Flow {
+            cts,
+            pending: x.pending,
+        });
     };
     let mut y = first.execute(backend, params, x)?;
     for s in rest {
@@ -532,7 +703,7 @@ impl Plan {
             rotations: BTreeMap::new(),
             relin: None,
         };
-        keys_all(&self.steps, self.start_level(), &mut used);
+        keys_all(&self.steps, self.start_level(), false, &mut used);
         KeyLevels {
             relin: used.relin,
             rotations: used.rotations.into_iter().collect(),
@@ -599,13 +770,20 @@ impl Plan {
             expected: 1,
             found: 0,
         })?;
-        let mut x = first.execute(backend, params, input)?;
-        trace(0, &first.output(), &x)?;
+        let input = Flow {
+            cts: input
+                .iter()
+                .map(|c| backend.drop_level(c, backend.level(c)))
+                .collect::<Result<_, _>>()?,
+            pending: false,
+        };
+        let mut x = first.execute(backend, params, &input)?;
+        trace(0, &first.output(), &x.cts)?;
         for (i, step) in rest.iter().enumerate() {
             x = step.execute(backend, params, &x)?;
-            trace(i + 1, &step.output(), &x)?;
+            trace(i + 1, &step.output(), &x.cts)?;
         }
-        Ok(x)
+        x.into_settled(backend)
     }
 }
 
@@ -733,6 +911,7 @@ fn lower(
             }
             Layer::Se { name, gate } => {
                 let (gate, out) = lower(gate, layout, Context { gate: true, ..context })?;
+                let gate = split_quadratics(gate)?;
                 if out != layout.pooled(layout.channels) {
                     return Err(unsupported(name, "the gate must give one value per channel"));
                 }
@@ -752,6 +931,56 @@ fn lower(
         }
     }
     Ok((steps, layout))
+}
+
+/// Each quadratic activation between two linear layers of an SE gate,
+/// rewritten as [`Step::SquareAndLinear`].
+///
+/// Folding gives the activation the leading coefficient `+-1` by scaling
+/// the layer before it by `sqrt|a|`, which is tiny for the trained gates
+/// (`a` from 1e-7 to 5e-5: the quadratic term is all but unused). The
+/// activation's input then sits 100 to 3000 times below its natural size,
+/// and the absolute noise of every operation before the activation grows
+/// by as much against it; the term `b'*z` carries that noise on. Here the
+/// layer before is scaled by `b'` instead, so the activation reads `y =
+/// b'*z` at its natural size, and `c + b'*z +- z^2 = c + y +- y^2/b'^2`:
+/// the layer after reads `y` as it is and `y^2` through weights times
+/// `+-1/b'^2`, which only the tiny quadratic term pays for. Same levels;
+/// the layer after runs twice (1x1 convolutions on pooled gates: cheap).
+fn split_quadratics(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    let mut rest = steps.into_iter().peekable();
+    while let Some(step) = rest.next() {
+        let split = match (&step, out.last(), rest.peek()) {
+            (Step::Act { act, .. }, Some(Step::Conv(before)), Some(Step::Conv(after))) => {
+                let (c, b, lead) = match act.coeffs() {
+                    &[c, b, lead] if lead.abs() == 1.0 && b != 0.0 => (c, b, lead),
+                    _ => (0.0, 0.0, 0.0),
+                };
+                match after.bias_with_input_offset(c) {
+                    Some(bias) if b != 0.0 => Some((
+                        before.scaled(b),
+                        Step::SquareAndLinear {
+                            act: act.name().to_string(),
+                            linear: Box::new(after.reweighted(1.0, Some(bias))?),
+                            square: Box::new(after.reweighted(lead / (b * b), None)?),
+                        },
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match split {
+            Some((before, both)) => {
+                rest.next();
+                *out.last_mut().expect("matched above") = Step::Conv(before);
+                out.push(both);
+            }
+            None => out.push(step),
+        }
+    }
+    Ok(out)
 }
 
 /// The pool sizes (`H*W`) of every SE gate in `steps`.

@@ -89,6 +89,21 @@ impl Modulus {
         }
     }
 
+    /// Reduces a signed 128-bit value to `[0, q)` (coefficients of
+    /// plaintexts encoded at a scale beyond 2^62).
+    pub fn reduce_i128(&self, x: i128) -> u32 {
+        let magnitude = x.unsigned_abs();
+        let two_32 = self.reduce_u64(1 << 32);
+        let two_64 = self.mul(two_32, two_32);
+        let high = self.reduce_u64((magnitude >> 64) as u64);
+        let r = self.add(self.mul(high, two_64), self.reduce_u64(magnitude as u64));
+        if x < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
     /// The centred representative of `a` in `(-q/2, q/2]`.
     #[inline(always)]
     pub fn centered(&self, a: u32) -> i64 {
@@ -151,7 +166,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn arithmetic_matches_u128(qi in 0usize..4, a in any::<u32>(), b in any::<u32>(), x in any::<u64>(), s in any::<i64>()) {
+        fn arithmetic_matches_u128(qi in 0usize..4, a in any::<u32>(), b in any::<u32>(), x in any::<u64>(), s in any::<i64>(), w in any::<i128>()) {
             let q = PRIMES[qi];
             let m = Modulus::new(q);
             let (a, b) = (a % q, b % q);
@@ -161,6 +176,7 @@ mod tests {
             prop_assert_eq!(u128::from(m.mul(a, b)), a128 * b128 % q128);
             prop_assert_eq!(u128::from(m.reduce_u64(x)), u128::from(x) % q128);
             prop_assert_eq!(i128::from(m.reduce_i64(s)), i128::from(s).rem_euclid(i128::from(q)));
+            prop_assert_eq!(i128::from(m.reduce_i128(w)), w.rem_euclid(i128::from(q)));
             prop_assert_eq!(u128::from(m.mul_shoup(x as u32, a, m.shoup(a))), u128::from(x as u32) * a128 % q128);
             if a != 0 {
                 prop_assert_eq!(m.mul(a, m.inv(a)), 1);

@@ -2,6 +2,7 @@
 //! (coefficients or NTT evaluations) carried in the type.
 
 use super::context::{LimbLayout, RingContext};
+use crate::math::Modulus;
 use rayon::prelude::*;
 use std::marker::PhantomData;
 
@@ -195,11 +196,25 @@ impl<D: Domain> RnsPoly<D> {
     /// Builds the polynomial whose coefficients are the small signed integers
     /// `coeffs`, reduced into every limb of `layout`.
     pub fn from_signed(ctx: &RingContext, layout: LimbLayout, coeffs: &[i64]) -> RnsPoly<Coeff> {
+        Self::from_reduced(ctx, layout, coeffs, Modulus::reduce_i64)
+    }
+
+    /// [`Self::from_signed`] for coefficients beyond 64 bits.
+    pub fn from_signed_wide(ctx: &RingContext, layout: LimbLayout, coeffs: &[i128]) -> RnsPoly<Coeff> {
+        Self::from_reduced(ctx, layout, coeffs, Modulus::reduce_i128)
+    }
+
+    fn from_reduced<T: Copy + Sync>(
+        ctx: &RingContext,
+        layout: LimbLayout,
+        coeffs: &[T],
+        reduce: impl Fn(&Modulus, T) -> u32 + Sync,
+    ) -> RnsPoly<Coeff> {
         let n = coeffs.len();
         assert_eq!(n, ctx.n());
         let mut poly = RnsPoly::<Coeff>::zero(n, layout);
         poly.map_limbs(ctx, |m, _, a| {
-            a.iter_mut().zip(coeffs).for_each(|(x, &c)| *x = m.reduce_i64(c))
+            a.iter_mut().zip(coeffs).for_each(|(x, &c)| *x = reduce(m, c))
         });
         poly
     }
