@@ -107,13 +107,18 @@ impl PolyActivation {
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
         let constants = layout.constant(self.coeffs[0]);
-        let inner_constants = layout.constant(self.coeffs[1]);
+        // Only the `z * (inner)` forms (more than one level) read these.
+        let inner_constants = if self.levels() > 1 {
+            layout.constant(self.coeffs[1])
+        } else {
+            vec![Vec::new(); input.len()]
+        };
         input
             .iter()
-            .enumerate()
-            .map(|(i, z)| {
-                let y = self.without_constant(backend, params, z, &inner_constants[i])?;
-                add_on_slots(backend, params, &y, &constants[i])
+            .zip(constants.iter().zip(&inner_constants))
+            .map(|(z, (constant, inner_constant))| {
+                let y = self.without_constant(backend, params, z, inner_constant)?;
+                add_on_slots(backend, params, &y, constant)
             })
             .collect()
     }

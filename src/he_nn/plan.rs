@@ -267,7 +267,7 @@ impl Step {
         };
         match self {
             Step::Conv(c) => row(c.name(), level_in - 1, c.key_switches(), c.plaintext_products()),
-            Step::Act { act, layout, .. } => row(
+            Step::Act { act, layout } => row(
                 act.name(),
                 level_in - act.levels(),
                 act.key_switches() * layout.cts(),
@@ -380,7 +380,12 @@ impl Step {
                             .iter()
                             .map(|c| bring_to(backend, c, entry))
                             .collect::<Result<Vec<_>, _>>()?;
-                        execute_all(shortcut, backend, params, &Flow { cts, pending: false })?.into_settled(backend)?
+                        if shortcut.is_empty() {
+                            cts
+                        } else {
+                            execute_all(shortcut, backend, params, &Flow { cts, pending: false })?
+                                .into_settled(backend)?
+                        }
                     }
                 };
                 ready(
@@ -953,21 +958,7 @@ fn split_quadratics(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
     while let Some(step) = rest.next() {
         let split = match (&step, out.last(), rest.peek()) {
             (Step::Act { act, .. }, Some(Step::Conv(before)), Some(Step::Conv(after))) => {
-                let (c, b, lead) = match act.coeffs() {
-                    &[c, b, lead] if lead.abs() == 1.0 && b != 0.0 => (c, b, lead),
-                    _ => (0.0, 0.0, 0.0),
-                };
-                match after.bias_with_input_offset(c) {
-                    Some(bias) if b != 0.0 => Some((
-                        before.scaled(b),
-                        Step::SquareAndLinear {
-                            act: act.name().to_string(),
-                            linear: Box::new(after.reweighted(1.0, Some(bias))?),
-                            square: Box::new(after.reweighted(lead / (b * b), None)?),
-                        },
-                    )),
-                    _ => None,
-                }
+                split_quadratic(before, act, after)?
             }
             _ => None,
         };
@@ -981,6 +972,28 @@ fn split_quadratics(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
         }
     }
     Ok(out)
+}
+
+/// [`split_quadratics`] for one `before -> act -> after`: the rescaled
+/// `before` and the [`Step::SquareAndLinear`] replacing `act` and `after`;
+/// `None` unless `act` is a folded quadratic with a linear term and `after`
+/// reads no padding.
+fn split_quadratic(before: &HeConv, act: &PolyActivation, after: &HeConv) -> Result<Option<(HeConv, Step)>, PlanError> {
+    let &[c, b, lead] = act.coeffs() else {
+        return Ok(None);
+    };
+    if lead.abs() != 1.0 || b == 0.0 {
+        return Ok(None);
+    }
+    let Some(bias) = after.bias_with_input_offset(c) else {
+        return Ok(None);
+    };
+    let both = Step::SquareAndLinear {
+        act: act.name().to_string(),
+        linear: Box::new(after.reweighted(1.0, Some(bias))?),
+        square: Box::new(after.reweighted(lead / (b * b), None)?),
+    };
+    Ok(Some((before.scaled(b), both)))
 }
 
 /// The pool sizes (`H*W`) of every SE gate in `steps`.

@@ -12,6 +12,8 @@ pub const MAX_MODULUS: u32 = 1 << 31;
 pub struct Modulus {
     q: u32,
     barrett: u64,
+    /// `2^64 mod q`, for [`Self::reduce_i128`].
+    two_64: u32,
 }
 
 impl Modulus {
@@ -26,6 +28,7 @@ impl Modulus {
         Self {
             q,
             barrett: barrett as u64,
+            two_64: ((u128::from(u64::MAX) + 1) % u128::from(q)) as u32,
         }
     }
 
@@ -93,10 +96,8 @@ impl Modulus {
     /// plaintexts encoded at a scale beyond 2^62).
     pub fn reduce_i128(&self, x: i128) -> u32 {
         let magnitude = x.unsigned_abs();
-        let two_32 = self.reduce_u64(1 << 32);
-        let two_64 = self.mul(two_32, two_32);
         let high = self.reduce_u64((magnitude >> 64) as u64);
-        let r = self.add(self.mul(high, two_64), self.reduce_u64(magnitude as u64));
+        let r = self.add(self.mul(high, self.two_64), self.reduce_u64(magnitude as u64));
         if x < 0 {
             self.neg(r)
         } else {
