@@ -28,7 +28,7 @@ fn small_model(dir: &Path) -> (String, String) {
     dict.set_metadata("input_clip", "0.5");
     dict.write(&model, ::latent_he::nn::StoreDtype::F32).unwrap();
     let mut rng = ChaCha20Rng::from_entropy();
-    let x = Array4::<f32>::from_shape_simple_fn((2, 2, 8, 8), || rng.gen_range(-1.0..1.0));
+    let x = Array4::<f32>::from_shape_simple_fn((3, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     let input = dir.join("x.npy");
     write_npy(&input, &x).unwrap();
     (model.display().to_string(), input.display().to_string())
@@ -136,7 +136,7 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     let enc = ok(&latent_he(&[
         "encrypt", "--keys", &keys_s, "--input", &input, "--out", &ct, "--json",
     ]));
-    assert_eq!(enc["images"], 2);
+    assert_eq!(enc["images"], 3);
     // The server: a directory with the public key set and nothing else.
     let server = dir.join("server");
     std::fs::create_dir_all(&server).unwrap();
@@ -163,8 +163,10 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
         .unwrap();
     let inferred = ok(&out);
     assert_eq!(inferred["batch"], 2);
-    assert_eq!(inferred["images"], 2);
-    // The same server step with compact keys writes the same ciphertexts.
+    assert_eq!(inferred["images"], 3);
+    assert_eq!(inferred["lockstep"], 4);
+    // The same server step with compact keys, one set at a time (the first
+    // evaluated both sets in lockstep), writes the same ciphertexts.
     let compact = ok(&latent_he(&[
         "infer",
         "--public-key",
@@ -181,13 +183,16 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
         "cpu",
         "--key-memory",
         "compact",
+        "--lockstep",
+        "1",
         "--json",
     ]));
     assert_eq!(compact["key_memory"], "compact");
+    assert_eq!(compact["lockstep"], 1);
     assert_eq!(
         std::fs::read(dir.join("y_compact.ct")).unwrap(),
         std::fs::read(server.join("y.ct")).unwrap(),
-        "compact keys changed the server's output"
+        "compact keys or lockstep changed the server's output"
     );
     let names: Vec<_> = std::fs::read_dir(&server)
         .unwrap()
@@ -248,6 +253,7 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
     };
     let first = ok(&run());
     assert_eq!(first["keys_cached"], false);
+    assert_eq!(first["lockstep"], 4, "three images, evaluated together");
     assert!(first["max_abs_error"].as_f64().unwrap() < 1e-3, "{first}");
     let err = max_diff(&matrix(&first["logits_he"]), &matrix(&first["logits_plain"]));
     let reported = first["max_abs_error"].as_f64().unwrap();
@@ -279,6 +285,8 @@ fn bench_times_each_combination_and_reports_what_does_not_run() {
         "insecure-n12-deep",
         "--runs",
         "2",
+        "--lockstep",
+        "2",
         "--backend",
         "cpu",
         "--out",
@@ -290,6 +298,7 @@ fn bench_times_each_combination_and_reports_what_does_not_run() {
     let resnet = &rows[0];
     assert_eq!(resnet["status"], "ok", "{resnet}");
     assert_eq!(resnet["runs"], 2);
+    assert_eq!(resnet["lockstep"], 2);
     assert!(resnet["seconds"]["infer_per_image"].as_f64().unwrap() > 0.0);
     assert!(resnet["seconds"]["keygen"].as_f64().unwrap() > 0.0);
     assert!(resnet["plain_ms_per_image"].as_f64().unwrap() > 0.0);

@@ -399,3 +399,52 @@ fn the_bundled_se_model_keeps_its_gates_precise() {
     eprintln!("bundled ResNet20+SE, insecure-n12-deep: max logit error {err:.1e}");
     assert!(err < 2e-4, "max logit error {err}");
 }
+
+/// Image sets evaluated in lockstep (`Plan::execute_sets`, each weight
+/// diagonal encoded once for all) give the ciphertexts of separate runs,
+/// word for word, through every kind of step: ResNet20+SE has pending
+/// rescales, residual adds with convolution shortcuts, SE gates with split
+/// quadratics and broadcasts. A set at another level is refused.
+#[test]
+fn sets_in_lockstep_equal_separate_runs() {
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let latent = LatentShape::new(4, 8, 8).unwrap();
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, true, 5, latent).unwrap();
+    let model = fold(
+        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
+    );
+    let plan = Plan::for_params(&model, &params, 1).unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+    let ev = Evaluator::new(keys.clone());
+    let mut rng = ChaCha20Rng::from_entropy();
+    let images: Vec<Vec<f64>> = (0..2)
+        .map(|_| (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect())
+        .collect();
+    let inputs: Vec<_> = images
+        .iter()
+        .map(|x| encrypt_tensor(&keys, &params, &plan.input(), x, plan.levels() + 1).unwrap())
+        .collect();
+    let together = plan
+        .execute_sets(&ev, &params, &[inputs[0].as_slice(), inputs[1].as_slice()])
+        .unwrap();
+    for (i, (x, cts)) in images.iter().zip(&inputs).enumerate() {
+        let alone = plan.execute(&ev, &params, cts).unwrap();
+        assert!(
+            together[i] == alone,
+            "set {i}: lockstep and separate ciphertexts differ"
+        );
+        let got = decrypt_tensor(&sk, &plan.output(), &together[i]).unwrap();
+        let input = Array4::from_shape_vec((1, 4, 8, 8), x.clone()).unwrap();
+        let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
+        let err = max_abs_diff(&got, &want);
+        assert!(err < 1e-3, "set {i}: max logit error {err}");
+    }
+    let lower: Vec<_> = inputs[1]
+        .iter()
+        .map(|c| ev.drop_level(c, c.level() - 1).unwrap())
+        .collect();
+    assert!(plan
+        .execute_sets(&ev, &params, &[inputs[0].as_slice(), lower.as_slice()])
+        .is_err());
+}

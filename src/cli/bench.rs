@@ -6,9 +6,9 @@
 
 use super::backend::Chosen;
 use super::binding::Planned;
-use super::memory::{available_memory, KeyMemoryChoice};
+use super::memory::{available_memory, EvalMemory, KeyMemoryChoice};
 use super::score::median;
-use super::session::EncryptedSession;
+use super::session::{EncryptedSession, StageSeconds};
 use super::{print_json, BackendChoice, CliError};
 use crate::he_nn::plan_for;
 use crate::nn::spec::NIH15;
@@ -43,6 +43,11 @@ pub struct BenchArgs {
     /// Encrypted runs per combination (the median is reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// Images evaluated together in each run (as `run --lockstep`); the
+    /// times are then per image, amortized. 1 (the default) times one
+    /// image alone.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    lockstep: u16,
     /// Output folder (bench.csv, bench.json, he_time_vs_latent.png).
     #[arg(long)]
     out: PathBuf,
@@ -66,6 +71,7 @@ struct Row {
     decrypt_s: Option<f64>,
     plain_ms: Option<f64>,
     runs: usize,
+    lockstep: usize,
 }
 
 fn parse_model(name: &str) -> Result<(Arch, bool), CliError> {
@@ -120,6 +126,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         decrypt_s: None,
         plain_ms: None,
         runs: 0,
+        lockstep: usize::from(args.lockstep),
     };
     let classes = NIH15.iter().map(|c| c.to_string()).collect();
     let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_model(&spec)) {
@@ -145,7 +152,8 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     row.levels = Some(plan.levels());
     row.key_switches = Some(plan.key_switches());
     let key_memory = KeyMemoryChoice::Auto.resolve(&params, &plan);
-    let needed = plan.key_levels().memory_bytes(&params, key_memory) + plan.working_memory_bytes(params.n());
+    let needed =
+        plan.key_levels().memory_bytes(&params, key_memory) + row.lockstep * plan.working_memory_bytes(params.n());
     if let Some(available) = available_memory().filter(|&a| (needed as u64) > a) {
         row.status = format!(
             "skipped: keys and working memory need {:.1} GB, {:.1} GB available",
@@ -158,21 +166,31 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         "cpu" => Chosen::Cpu,
         _ => Chosen::resolve(Some(BackendChoice::Gpu), args.adapter.as_deref())?,
     };
-    let session = EncryptedSession::generate(Planned { model, params, plan }, chosen, key_memory);
+    let session = EncryptedSession::generate(
+        Planned { model, params, plan },
+        chosen,
+        EvalMemory {
+            keys: key_memory,
+            lockstep: row.lockstep,
+        },
+    );
     row.keygen_s = session.keygen_seconds;
+    let together = Array4::from_shape_simple_fn((row.lockstep, c, h, w), || rng.gen_range(-1.0..1.0));
     let mut stages = Vec::new();
     for _ in 0..args.runs {
-        stages.push(session.logits(&x, true)?.1);
+        stages.push(session.logits(&together, true)?.1);
     }
     row.runs = stages.len();
-    row.encrypt_s = median(stages.iter().map(|s| s.encrypt).collect());
-    row.infer_s = median(stages.iter().map(|s| s.infer).collect());
-    row.decrypt_s = median(stages.iter().map(|s| s.decrypt).collect());
+    let per_image =
+        |stage: fn(&StageSeconds) -> f64| median(stages.iter().map(|s| stage(s) / row.lockstep as f64).collect());
+    row.encrypt_s = per_image(|s| s.encrypt);
+    row.infer_s = per_image(|s| s.infer);
+    row.decrypt_s = per_image(|s| s.decrypt);
     Ok(row)
 }
 
 const CSV_HEADER: &str =
-    "model,latent,backend,status,preset,levels,key_switches,keygen_s,encrypt_s,infer_s,decrypt_s,plain_ms,runs";
+    "model,latent,backend,status,preset,levels,key_switches,keygen_s,encrypt_s,infer_s,decrypt_s,plain_ms,runs,lockstep";
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or(String::new(), ToString::to_string)
@@ -181,7 +199,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 fn csv_line(r: &Row) -> String {
     let status = crate::data::results_log::csv_field(&r.status);
     format!(
-        "{},{},{},{status},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{status},{},{},{},{},{},{},{},{},{},{}",
         r.model,
         r.latent,
         r.backend,
@@ -193,7 +211,8 @@ fn csv_line(r: &Row) -> String {
         opt(&r.infer_s),
         opt(&r.decrypt_s),
         opt(&r.plain_ms),
-        r.runs
+        r.runs,
+        r.lockstep
     )
 }
 
@@ -202,7 +221,7 @@ fn row_json(r: &Row) -> Value {
         "model": r.model, "latent": r.latent, "backend": r.backend, "status": r.status,
         "preset": r.preset, "levels": r.levels, "key_switches": r.key_switches,
         "seconds": {"keygen": r.keygen_s, "encrypt": r.encrypt_s, "infer_per_image": r.infer_s, "decrypt": r.decrypt_s},
-        "plain_ms_per_image": r.plain_ms, "runs": r.runs,
+        "plain_ms_per_image": r.plain_ms, "runs": r.runs, "lockstep": r.lockstep,
     })
 }
 

@@ -4,7 +4,7 @@
 use super::backend::DeviceArgs;
 use super::binding::Planned;
 use super::crypt::read_latents;
-use super::memory::{key_memory_name, peak_memory_bytes, KeyMemoryArgs};
+use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
 use super::session::{evaluate_on, EncryptedSession};
@@ -72,7 +72,7 @@ pub struct InferArgs {
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
-    memory: KeyMemoryArgs,
+    memory: MemoryArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -94,7 +94,7 @@ pub struct RunArgs {
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
-    memory: KeyMemoryArgs,
+    memory: MemoryArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -183,8 +183,8 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         reason,
     };
     let plan = Plan::for_params(&model, &params, args.batch).map_err(|e| input_err(e.to_string()))?;
-    let key_memory = args.memory.key_memory.resolve(&params, &plan);
-    let keys = Arc::new(load_public_keys_as(&args.public_key, key_memory)?);
+    let memory = args.memory.resolve(&params, &plan);
+    let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
     let file = load_ciphertexts(&args.input, &params)?;
     let [c, h, w] = model.spec().latent().dims();
     let batch = plan.batch();
@@ -213,7 +213,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         )));
     }
     let chosen = args.device.resolve()?;
-    let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, args.json)?;
+    let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, memory.lockstep, args.json)?;
     let classes = model.spec().classes().len();
     let out = CiphertextFile {
         shape: vec![images, classes],
@@ -234,7 +234,8 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             "preset": params.name(),
             "levels": plan.levels(),
             "key_switches_per_set": plan.key_switches(),
-            "key_memory": key_memory_name(key_memory),
+            "key_memory": key_memory_name(memory.keys),
+            "lockstep": memory.lockstep,
             "peak_memory_bytes": peak_memory_bytes(),
             "seconds": round3(total),
             "seconds_per_set": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
@@ -286,8 +287,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let chosen = args.device.resolve()?;
-    let key_memory = args.memory.key_memory.resolve(&planned.params, &planned.plan);
-    let session = EncryptedSession::open(&args.model.model, planned, chosen, key_memory)?;
+    let memory = args.memory.resolve(&planned.params, &planned.plan);
+    let session = EncryptedSession::open(&args.model.model, planned, chosen, memory)?;
     let (he, stages) = session.logits(&x, args.json)?;
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
@@ -320,6 +321,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "batch": plan.batch(),
         "key_switches_per_set": plan.key_switches(),
         "key_memory": key_memory_name(session.key_memory()),
+        "lockstep": session.lockstep(),
         "peak_memory_bytes": peak_memory_bytes(),
     });
     if args.json {

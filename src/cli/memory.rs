@@ -5,15 +5,65 @@ use crate::ckks::{KeyMemory, Params};
 use crate::he_nn::Plan;
 use clap::{Args, ValueEnum};
 
-/// `--key-memory`, shared by the commands that evaluate on encrypted data.
+/// `--key-memory` and `--lockstep`, shared by the commands that evaluate on
+/// encrypted data.
 #[derive(Args, Debug, Clone, Copy)]
-pub struct KeyMemoryArgs {
+pub struct MemoryArgs {
     /// How evaluation keys are held: expanded (fastest), compact (half the
     /// memory; each key switch re-expands the uniform halves it reads), or
     /// auto: expanded when keys and working memory fit in 90% of the
     /// memory available now, else compact.
     #[arg(long, value_enum, default_value_t = KeyMemoryChoice::Auto)]
     pub key_memory: KeyMemoryChoice,
+    /// Image sets evaluated together, step by step: each weight diagonal is
+    /// encoded once for all of them (more images per second), and each
+    /// set's working memory is held at once. Lowered to what fits beside
+    /// the keys in 90% of the memory available.
+    #[arg(long, default_value_t = DEFAULT_LOCKSTEP, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub lockstep: u16,
+}
+
+/// Sets evaluated together unless `--lockstep` says otherwise.
+pub const DEFAULT_LOCKSTEP: u16 = 4;
+
+/// How an encrypted evaluation holds its keys and how many image sets it
+/// evaluates together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalMemory {
+    /// How the evaluation keys are held.
+    pub keys: KeyMemory,
+    /// Image sets evaluated in lockstep, at least 1.
+    pub lockstep: usize,
+}
+
+impl MemoryArgs {
+    /// The key memory for `plan` under `params` ([`KeyMemoryChoice::resolve`]),
+    /// then the most sets up to `--lockstep` whose working memory fits beside
+    /// those keys in 90% of the memory available now (at least one); says on
+    /// stderr when it lowers the count.
+    pub fn resolve(&self, params: &Params, plan: &Plan) -> EvalMemory {
+        let keys = self.key_memory.resolve(params, plan);
+        let asked = usize::from(self.lockstep).max(1);
+        let key_bytes = plan.key_levels().memory_bytes(params, keys) as u64;
+        let working = (plan.working_memory_bytes(params.n()) as u64).max(1);
+        let lockstep = match available_memory() {
+            Some(available) => {
+                let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
+                if fits < asked {
+                    eprintln!(
+                        "note: --lockstep {asked} needs {:.1} GB of working memory beside {:.1} GB of keys, \
+                         {:.1} GB is available: evaluating {fits} set(s) together",
+                        (working * asked as u64) as f64 / 1e9,
+                        key_bytes as f64 / 1e9,
+                        available as f64 / 1e9
+                    );
+                }
+                fits.min(asked)
+            }
+            None => asked,
+        };
+        EvalMemory { keys, lockstep }
+    }
 }
 
 /// The values of `--key-memory`.

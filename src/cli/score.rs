@@ -7,7 +7,7 @@
 
 use super::backend::DeviceArgs;
 use super::infer::PlanChoice;
-use super::memory::KeyMemoryArgs;
+use super::memory::MemoryArgs;
 use super::metrics::report_json;
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
@@ -81,7 +81,7 @@ pub struct ScoreArgs {
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
-    memory: KeyMemoryArgs,
+    memory: MemoryArgs,
     /// Score only the first N images of the split.
     #[arg(long)]
     limit: Option<usize>,
@@ -96,7 +96,8 @@ pub struct ScoreArgs {
 const RESULTS_FILE: &str = "results.csv";
 const FAILED_FILE: &str = "failed.csv";
 const RUN_FILE: &str = "run.json";
-/// Images per plaintext batch (an encrypted run uses the plan's batch).
+/// Images per plaintext batch (an encrypted run takes its plan's batch times
+/// its sets in lockstep).
 const SCORE_BATCH: usize = 8;
 const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
 
@@ -542,13 +543,17 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     let pending: Vec<usize> = (0..data.samples.len())
         .filter(|&i| !finished.contains(data.samples[i].name.as_str()))
         .collect();
-    let batch = planned.as_ref().map_or(SCORE_BATCH, |p| p.plan.batch());
     let session = planned
         .map(|p| {
-            let memory = args.memory.key_memory.resolve(&p.params, &p.plan);
+            let memory = args.memory.resolve(&p.params, &p.plan);
             EncryptedSession::open(&args.model.model, p, chosen.clone(), memory)
         })
         .transpose()?;
+    // An encrypted run takes as many images at a time as its sets in
+    // lockstep hold.
+    let batch = session
+        .as_ref()
+        .map_or(SCORE_BATCH, |s| s.plan().batch() * s.lockstep());
     if !args.json {
         eprintln!(
             "{model_name} on {} images ({} done before, {} to go), {}, backend {backend}",

@@ -5,6 +5,7 @@
 use super::backend::Chosen;
 use super::binding::{ModelBinding, Planned};
 use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::memory::EvalMemory;
 use super::CliError;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
@@ -37,6 +38,7 @@ pub struct EncryptedSession {
     sk: SecretKey,
     keys: Arc<PublicKeySet>,
     chosen: Chosen,
+    lockstep: usize,
     /// Seconds key generation took; `None` when the keys came from the cache.
     pub keygen_seconds: Option<f64>,
     /// Where the keys are cached.
@@ -50,14 +52,15 @@ impl EncryptedSession {
     /// # Errors
     /// Unreadable model file, no cache directory, key files that cannot be
     /// written or read.
-    pub fn open(model_file: &Path, planned: Planned, chosen: Chosen, key_memory: KeyMemory) -> Result<Self, CliError> {
+    pub fn open(model_file: &Path, planned: Planned, chosen: Chosen, memory: EvalMemory) -> Result<Self, CliError> {
         let key_dir = key_cache_dir(model_file, &planned)?;
-        let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned, key_memory)?;
+        let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned, memory.keys)?;
         Ok(EncryptedSession {
             planned,
             sk,
             keys,
             chosen,
+            lockstep: memory.lockstep,
             keygen_seconds,
             key_dir,
         })
@@ -65,13 +68,14 @@ impl EncryptedSession {
 
     /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
     /// written, key generation is always timed).
-    pub fn generate(planned: Planned, chosen: Chosen, key_memory: KeyMemory) -> Self {
-        let (sk, keys, seconds) = generate_keys(&planned, key_memory);
+    pub fn generate(planned: Planned, chosen: Chosen, memory: EvalMemory) -> Self {
+        let (sk, keys, seconds) = generate_keys(&planned, memory.keys);
         EncryptedSession {
             planned,
             sk,
             keys,
             chosen,
+            lockstep: memory.lockstep,
             keygen_seconds: Some(seconds),
             key_dir: PathBuf::new(),
         }
@@ -80,6 +84,13 @@ impl EncryptedSession {
     /// How the evaluation keys are held.
     pub fn key_memory(&self) -> KeyMemory {
         self.keys.memory()
+    }
+
+    /// Image sets evaluated together ([`Plan::execute_sets`]): a caller
+    /// with many images gains most when it passes `lockstep * plan.batch()`
+    /// of them at a time.
+    pub fn lockstep(&self) -> usize {
+        self.lockstep
     }
 
     /// The parameters.
@@ -116,7 +127,7 @@ impl EncryptedSession {
         let flat = InputClip::clamped_values(self.planned.model.spec().input_clip(), x.iter());
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
-        let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, quiet)?;
+        let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, self.lockstep, quiet)?;
         let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
         let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
@@ -131,13 +142,15 @@ impl EncryptedSession {
 }
 
 /// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
-/// `plan.batch()` images) on `backend`; returns each set's logit
-/// ciphertexts, in order, and the seconds each set took.
+/// `plan.batch()` images) on `backend`, `lockstep` sets at a time
+/// ([`Plan::execute_sets`]); returns each set's logit ciphertexts, in order,
+/// and each set's seconds (its group's time shared equally).
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
     plan: &Plan,
     inputs: &[Ciphertext],
+    lockstep: usize,
     quiet: bool,
 ) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError>
 where
@@ -147,17 +160,28 @@ where
     let sets = inputs.len() / per_set;
     let mut out = Vec::with_capacity(sets * plan.output().cts());
     let mut seconds = Vec::with_capacity(sets);
-    for (i, set) in inputs.chunks(per_set).enumerate() {
+    for group in inputs.chunks(per_set * lockstep.max(1)) {
         let start = Instant::now();
-        let uploaded = set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>()?;
-        let logits = plan.execute(backend, params, &uploaded)?;
-        for c in &logits {
-            out.push(backend.download(c)?);
+        let uploaded = group
+            .chunks(per_set)
+            .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[B::Ct]> = uploaded.iter().map(Vec::as_slice).collect();
+        for logits in plan.execute_sets(backend, params, &refs)? {
+            for c in &logits {
+                out.push(backend.download(c)?);
+            }
         }
         backend.sync()?;
-        seconds.push(start.elapsed().as_secs_f64());
+        let elapsed = start.elapsed().as_secs_f64();
+        seconds.extend(std::iter::repeat_n(elapsed / refs.len() as f64, refs.len()));
         if !quiet {
-            eprintln!("set {}/{sets}: {:.2} s on the {}", i + 1, seconds[i], backend.name());
+            eprintln!(
+                "sets {}..={} of {sets}: {elapsed:.2} s on the {}",
+                seconds.len() + 1 - refs.len(),
+                seconds.len(),
+                backend.name()
+            );
         }
     }
     Ok((out, seconds))
@@ -169,12 +193,13 @@ pub fn evaluate_on(
     keys: &Arc<PublicKeySet>,
     plan: &Plan,
     inputs: &[Ciphertext],
+    lockstep: usize,
     quiet: bool,
 ) -> Result<(Vec<Ciphertext>, Vec<f64>), CliError> {
     let params = keys.params();
     match chosen {
-        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, quiet),
-        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, quiet),
+        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, lockstep, quiet),
+        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, lockstep, quiet),
     }
 }
 

@@ -356,7 +356,7 @@ impl HeConv {
     /// Evaluator refusals (missing rotation keys: generate [`Self::rotations`];
     /// level 0; mismatched levels) and encoding errors.
     pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
-        self.apply_rescaling(backend, params, input, 1)
+        Ok(self.apply_sets(backend, params, &[input], false)?.remove(0))
     }
 
     /// The convolution of an input with one rescale pending (an activation's
@@ -374,31 +374,53 @@ impl HeConv {
         params: &Params,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
-        self.apply_rescaling(backend, params, input, 2)
+        Ok(self.apply_sets(backend, params, &[input], true)?.remove(0))
     }
 
-    /// The convolution with `rescales` rescales after the products.
-    fn apply_rescaling<B: EvalBackend>(
+    /// [`Self::apply`] (or, with `pending`, [`Self::apply_pending`]) of
+    /// several inputs in lockstep, one per image set, all at one level and
+    /// scale: each weight diagonal is encoded once and multiplied into every
+    /// set, so the encoding (most of a convolution's CPU time) is shared.
+    /// The outputs are those of separate calls, word for word.
+    ///
+    /// # Errors
+    /// As [`Self::apply`], for any set.
+    pub fn apply_sets<B: EvalBackend>(
         &self,
         backend: &B,
         params: &Params,
-        input: &[B::Ct],
-        rescales: usize,
-    ) -> Result<Vec<B::Ct>, B::Error> {
-        let first = input.first().ok_or(CkksError::Shape {
+        inputs: &[&[B::Ct]],
+        pending: bool,
+    ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
+        let rescales = 1 + usize::from(pending);
+        let shape_error = |found| CkksError::Shape {
             what: "convolution input",
             expected: self.input.cts(),
-            found: 0,
-        })?;
-        if input.len() != self.input.cts() {
-            return Err(CkksError::Shape {
-                what: "convolution input",
-                expected: self.input.cts(),
-                found: input.len(),
-            }
-            .into());
+            found,
+        };
+        let first = inputs.first().and_then(|x| x.first()).ok_or(shape_error(0))?;
+        if let Some(x) = inputs.iter().find(|x| x.len() != self.input.cts()) {
+            return Err(shape_error(x.len()).into());
         }
         let (level, scale) = (backend.level(first), backend.scale(first));
+        // The shared plaintexts are encoded for the first ciphertext's level
+        // and scale.
+        for c in inputs.iter().flat_map(|x| x.iter()) {
+            if backend.level(c) != level {
+                return Err(CkksError::LevelMismatch {
+                    left: level,
+                    right: backend.level(c),
+                }
+                .into());
+            }
+            if backend.scale(c) != scale {
+                return Err(CkksError::ScaleMismatch {
+                    left: scale.log2(),
+                    right: backend.scale(c).log2(),
+                }
+                .into());
+            }
+        }
         if level < rescales {
             return Err(CkksError::OutOfLevels {
                 needed: rescales,
@@ -408,25 +430,26 @@ impl HeConv {
         }
         let pt_scale = params.mul_plain_scale_over(level, scale, rescales);
         let steps: Vec<i64> = self.babies.iter().map(|b| b.step).collect();
-        let rotated = input
+        // rotated[set][input ciphertext][baby]
+        let rotated = inputs
             .iter()
-            .map(|x| backend.rotate_hoisted(x, &steps))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|x| x.iter().map(|c| backend.rotate_hoisted(c, &steps)).collect())
+            .collect::<Result<Vec<Vec<_>>, _>>()?;
         let bias = self.bias.as_ref().map(|b| {
             let plane = self.output.height * self.output.width;
             let per_value: Vec<f64> = b.iter().flat_map(|&v| std::iter::repeat_n(v, plane)).collect();
             self.output.pack(&per_value)
         });
+        let terms: Vec<(usize, usize)> = (0..self.input.cts())
+            .flat_map(|i| (0..self.babies.len()).map(move |b| (i, b)))
+            .collect();
         let block = self.output.block as i64;
-        let mut out = Vec::with_capacity(self.output.cts());
+        let mut out: Vec<Vec<B::Ct>> = inputs.iter().map(|_| Vec::with_capacity(self.output.cts())).collect();
         for (j, giants) in self.giants.iter().enumerate() {
-            let mut total: Option<B::Ct> = None;
+            let mut totals: Vec<Option<B::Ct>> = inputs.iter().map(|_| None).collect();
             for &delta in giants {
                 // Diagonals are built and encoded in parallel (CPU work for
                 // either backend), then multiplied and accumulated in order.
-                let terms: Vec<(usize, usize)> = (0..rotated.len())
-                    .flat_map(|i| (0..self.babies.len()).map(move |b| (i, b)))
-                    .collect();
                 let encoded = terms
                     .par_iter()
                     .map(|&(i, b)| {
@@ -435,40 +458,51 @@ impl HeConv {
                             .transpose()
                     })
                     .collect::<Result<Vec<_>, CkksError>>()?;
-                let mut inner: Option<B::Ct> = None;
-                for (&(i, b), pt) in terms.iter().zip(&encoded) {
-                    let Some(pt) = pt else { continue };
-                    let x = &rotated[i][b];
-                    inner = Some(match inner {
-                        None => backend.mul_plain(x, pt)?,
-                        Some(acc) => backend.mul_plain_add(acc, x, pt)?,
+                for (set, total) in rotated.iter().zip(totals.iter_mut()) {
+                    let mut inner: Option<B::Ct> = None;
+                    for (&(i, b), pt) in terms.iter().zip(&encoded) {
+                        let Some(pt) = pt else { continue };
+                        let x = &set[i][b];
+                        inner = Some(match inner {
+                            None => backend.mul_plain(x, pt)?,
+                            Some(acc) => backend.mul_plain_add(acc, x, pt)?,
+                        });
+                    }
+                    let Some(inner) = inner else { continue };
+                    let shifted = if delta == 0 {
+                        inner
+                    } else {
+                        backend.rotate_hoisted(&inner, &[delta as i64 * block])?.remove(0)
+                    };
+                    *total = Some(match total.take() {
+                        None => shifted,
+                        Some(acc) => backend.add(&acc, &shifted)?,
                     });
                 }
-                let Some(inner) = inner else { continue };
-                let shifted = if delta == 0 {
-                    inner
-                } else {
-                    backend.rotate_hoisted(&inner, &[delta as i64 * block])?.remove(0)
+            }
+            // Every set's output has the same level and scale: the bias is
+            // encoded once too.
+            let mut bias_pt = None;
+            for ((total, x), y_set) in totals.into_iter().zip(inputs).zip(out.iter_mut()) {
+                let total = match total {
+                    Some(t) => t,
+                    // All weights zero: the product with a zero plaintext.
+                    None => backend.mul_plain(&x[0], &encode(params, &[], level, pt_scale)?)?,
                 };
-                total = Some(match total {
-                    None => shifted,
-                    Some(acc) => backend.add(&acc, &shifted)?,
-                });
+                let mut y = backend.rescale(&total)?;
+                for _ in 1..rescales {
+                    y = backend.rescale(&y)?;
+                }
+                if let Some(bias) = &bias {
+                    let pt = match bias_pt.take() {
+                        Some(pt) => pt,
+                        None => encode(params, &bias[j], level - rescales, backend.scale(&y))?,
+                    };
+                    y = backend.add_plain(&y, &pt)?;
+                    bias_pt = Some(pt);
+                }
+                y_set.push(y);
             }
-            let total = match total {
-                Some(t) => t,
-                // All weights zero: the product with a zero plaintext.
-                None => backend.mul_plain(first, &encode(params, &[], level, pt_scale)?)?,
-            };
-            let mut y = backend.rescale(&total)?;
-            for _ in 1..rescales {
-                y = backend.rescale(&y)?;
-            }
-            if let Some(bias) = &bias {
-                let pt = encode(params, &bias[j], level - rescales, backend.scale(&y))?;
-                y = backend.add_plain(&y, &pt)?;
-            }
-            out.push(y);
         }
         Ok(out)
     }

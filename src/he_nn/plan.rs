@@ -312,123 +312,94 @@ impl Step {
     }
 
     fn execute<B: EvalBackend>(&self, backend: &B, params: &Params, x: &Flow<B::Ct>) -> Result<Flow<B::Ct>, B::Error> {
-        let ready = |cts| Ok(Flow { cts, pending: false });
+        let ready = |sets| Ok(Flow { sets, pending: false });
         match self {
-            Step::Conv(c) if x.pending => ready(c.apply_pending(backend, params, &x.cts)?),
-            Step::Conv(c) => ready(c.apply(backend, params, &x.cts)?),
+            Step::Conv(c) => ready(c.apply_sets(backend, params, &refs(&x.sets), x.pending)?),
             Step::Act { act, layout } => Ok(Flow {
-                cts: act.apply_pending(backend, params, layout, &x.settled(backend)?)?,
+                sets: each_set(&x.settled(backend)?, |cts| {
+                    act.apply_pending(backend, params, layout, cts)
+                })?,
                 pending: true,
             }),
             Step::SquareAndLinear { linear, square, .. } => {
                 let x = x.settled(backend)?;
-                let squares = x
-                    .iter()
-                    .map(|c| backend.mul_relin(c, c))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let from_squares = square.apply_pending(backend, params, &squares)?;
-                let lowered = x
-                    .iter()
-                    .map(|c| backend.drop_level(c, backend.level(c) - 1))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let from_values = linear.apply(backend, params, &lowered)?;
-                ready(
-                    from_values
-                        .iter()
-                        .zip(&from_squares)
-                        .map(|(a, b)| backend.add(a, b))
-                        .collect::<Result<_, _>>()?,
-                )
+                let squares = each_ct(&x, |c| backend.mul_relin(c, c))?;
+                let from_squares = square.apply_sets(backend, params, &refs(&squares), true)?;
+                let lowered = each_ct(&x, |c| backend.drop_level(c, backend.level(c) - 1))?;
+                let from_values = linear.apply_sets(backend, params, &refs(&lowered), false)?;
+                ready(zip_cts(&from_values, &from_squares, |a, b| backend.add(a, b))?)
             }
             // Rotation sums at any scale: a pending rescale stays pending,
             // so a mean's sum of small values gains no rounding noise.
             Step::Pool(p) => Ok(Flow {
-                cts: p.apply(backend, &x.cts)?,
+                sets: each_set(&x.sets, |cts| p.apply(backend, cts))?,
                 pending: x.pending,
             }),
             Step::Scale { factor, .. } => Ok(Flow {
-                cts: x
-                    .settled(backend)?
-                    .iter()
-                    .map(|c| backend.mul_const(c, *factor))
-                    .collect::<Result<_, _>>()?,
+                sets: each_ct(&x.settled(backend)?, |c| backend.mul_const(c, *factor))?,
                 pending: true,
             }),
             Step::Residual { body, shortcut, .. } => {
                 let main = execute_all(body, backend, params, x)?.into_settled(backend)?;
-                let target = main.first().map(|c| backend.level(c)).unwrap_or_default();
+                let target = main
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|c| backend.level(c))
+                    .unwrap_or_default();
                 let side = match shortcut.first() {
                     // A convolution accepts any scale and a pending rescale:
                     // drop primes only.
                     Some(Step::Conv(_)) => {
                         let entry = target + levels(shortcut) + usize::from(x.pending);
-                        let cts = x
-                            .cts
-                            .iter()
-                            .map(|c| backend.drop_level(c, entry))
-                            .collect::<Result<Vec<_>, _>>()?;
                         let entered = Flow {
-                            cts,
+                            sets: each_ct(&x.sets, |c| backend.drop_level(c, entry))?,
                             pending: x.pending,
                         };
                         execute_all(shortcut, backend, params, &entered)?.into_settled(backend)?
                     }
                     _ => {
                         let entry = target + levels(shortcut);
-                        let cts = x
-                            .settled(backend)?
-                            .iter()
-                            .map(|c| bring_to(backend, c, entry))
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let sets = each_ct(&x.settled(backend)?, |c| bring_to(backend, c, entry))?;
                         if shortcut.is_empty() {
-                            cts
+                            sets
                         } else {
-                            execute_all(shortcut, backend, params, &Flow { cts, pending: false })?
+                            execute_all(shortcut, backend, params, &Flow { sets, pending: false })?
                                 .into_settled(backend)?
                         }
                     }
                 };
-                ready(
-                    main.iter()
-                        .zip(side.iter())
-                        .map(|(a, b)| backend.add(a, b))
-                        .collect::<Result<_, _>>()?,
-                )
+                ready(zip_cts(&main, &side, |a, b| backend.add(a, b))?)
             }
             Step::Se { gate, broadcast, .. } => {
                 // Broadcast before the gate's pending rescale: the rotations'
                 // rounding noise lands at the product's scale.
                 let gate_out = execute_all(gate, backend, params, x)?;
                 let gates = Flow {
-                    cts: broadcast.apply(backend, &gate_out.cts)?,
+                    sets: each_set(&gate_out.sets, |cts| broadcast.apply(backend, cts))?,
                     pending: gate_out.pending,
                 }
                 .into_settled(backend)?;
-                ready(
-                    x.settled(backend)?
-                        .iter()
-                        .zip(&gates)
-                        .map(|(v, g)| {
-                            let v = bring_to(backend, v, backend.level(g))?;
-                            backend.rescale(&backend.mul_relin(&v, g)?)
-                        })
-                        .collect::<Result<_, _>>()?,
-                )
+                ready(zip_cts(&x.settled(backend)?, &gates, |v, g| {
+                    let v = bring_to(backend, v, backend.level(g))?;
+                    backend.rescale(&backend.mul_relin(&v, g)?)
+                })?)
             }
         }
     }
 }
 
-/// What passes from one step to the next: ciphertexts at a canonical scale,
-/// or (`pending`) ciphertexts one level higher with their last rescale still
-/// to do: an activation's or a scalar product's outputs, and rotation sums
-/// of them. A convolution reads them directly ([`HeConv::apply_pending`]),
-/// a rotation sum passes them on, every other step rescales them first. The
-/// rounding noise of a rescale or a rotation then lands at the square of the
-/// scale, where it is negligible, and each level's rescale happens once, at
-/// the end.
+/// What passes from one step to the next, for one or several image sets
+/// evaluated in lockstep (each set a list of ciphertexts, every set at the
+/// same level and scale): ciphertexts at a canonical scale, or (`pending`)
+/// ciphertexts one level higher with their last rescale still to do: an
+/// activation's or a scalar product's outputs, and rotation sums of them. A
+/// convolution reads them directly ([`HeConv::apply_pending`]), a rotation
+/// sum passes them on, every other step rescales them first. The rounding
+/// noise of a rescale or a rotation then lands at the square of the scale,
+/// where it is negligible, and each level's rescale happens once, at the end.
 struct Flow<Ct> {
-    cts: Vec<Ct>,
+    sets: Vec<Vec<Ct>>,
     pending: bool,
 }
 
@@ -436,36 +407,59 @@ impl<Ct> Flow<Ct> {
     /// The ciphertexts at their canonical scale: rescaled if pending.
     fn settled<B: EvalBackend<Ct = Ct>>(&self, backend: &B) -> Result<Settled<'_, Ct>, B::Error> {
         Ok(if self.pending {
-            Settled::Rescaled(self.cts.iter().map(|c| backend.rescale(c)).collect::<Result<_, _>>()?)
+            Settled::Rescaled(each_ct(&self.sets, |c| backend.rescale(c))?)
         } else {
-            Settled::AsIs(&self.cts)
+            Settled::AsIs(&self.sets)
         })
     }
 
     /// [`Self::settled`], consuming the flow.
-    fn into_settled<B: EvalBackend<Ct = Ct>>(self, backend: &B) -> Result<Vec<Ct>, B::Error> {
+    fn into_settled<B: EvalBackend<Ct = Ct>>(self, backend: &B) -> Result<Vec<Vec<Ct>>, B::Error> {
         if self.pending {
-            self.cts.iter().map(|c| backend.rescale(c)).collect()
+            each_ct(&self.sets, |c| backend.rescale(c))
         } else {
-            Ok(self.cts)
+            Ok(self.sets)
         }
     }
 }
 
-/// [`Flow::settled`]'s ciphertexts, borrowed when nothing was pending.
+/// [`Flow::settled`]'s sets, borrowed when nothing was pending.
 enum Settled<'a, Ct> {
-    AsIs(&'a [Ct]),
-    Rescaled(Vec<Ct>),
+    AsIs(&'a [Vec<Ct>]),
+    Rescaled(Vec<Vec<Ct>>),
 }
 
 impl<Ct> std::ops::Deref for Settled<'_, Ct> {
-    type Target = [Ct];
-    fn deref(&self) -> &[Ct] {
+    type Target = [Vec<Ct>];
+    fn deref(&self) -> &[Vec<Ct>] {
         match self {
-            Settled::AsIs(cts) => cts,
-            Settled::Rescaled(cts) => cts,
+            Settled::AsIs(sets) => sets,
+            Settled::Rescaled(sets) => sets,
         }
     }
+}
+
+/// Each set as a slice.
+fn refs<Ct>(sets: &[Vec<Ct>]) -> Vec<&[Ct]> {
+    sets.iter().map(Vec::as_slice).collect()
+}
+
+/// `f` of each set.
+fn each_set<Ct, E>(sets: &[Vec<Ct>], f: impl Fn(&[Ct]) -> Result<Vec<Ct>, E>) -> Result<Vec<Vec<Ct>>, E> {
+    sets.iter().map(|set| f(set)).collect()
+}
+
+/// `f` of each ciphertext of each set.
+fn each_ct<Ct, E>(sets: &[Vec<Ct>], f: impl Fn(&Ct) -> Result<Ct, E>) -> Result<Vec<Vec<Ct>>, E> {
+    each_set(sets, |set| set.iter().map(&f).collect())
+}
+
+/// `f` of the ciphertexts at the same place in `a` and `b`.
+fn zip_cts<Ct, E>(a: &[Vec<Ct>], b: &[Vec<Ct>], f: impl Fn(&Ct, &Ct) -> Result<Ct, E>) -> Result<Vec<Vec<Ct>>, E> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(u, v)| f(u, v)).collect())
+        .collect()
 }
 
 /// The evaluation keys a plan uses, each with the highest level it serves.
@@ -532,13 +526,8 @@ fn execute_all<B: EvalBackend>(
     x: &Flow<B::Ct>,
 ) -> Result<Flow<B::Ct>, B::Error> {
     let Some((first, rest)) = steps.split_first() else {
-        let cts = x
-            .cts
-            .iter()
-            .map(|c| backend.drop_level(c, backend.level(c)))
-            .collect::<Result<_, _>>()?;
         return Ok(Flow {
-            cts,
+            sets: each_ct(&x.sets, |c| backend.drop_level(c, backend.level(c)))?,
             pending: x.pending,
         });
     };
@@ -553,6 +542,10 @@ fn execute_all<B: EvalBackend>(
 /// index, its output layout and its output.
 pub type StepTrace<'a, B> =
     dyn FnMut(usize, &SlotLayout, &[<B as EvalBackend>::Ct]) -> Result<(), <B as EvalBackend>::Error> + 'a;
+
+/// [`StepTrace`] over every image set evaluated in lockstep.
+type SetsTrace<'a, B> =
+    dyn FnMut(usize, &SlotLayout, &[Vec<<B as EvalBackend>::Ct>]) -> Result<(), <B as EvalBackend>::Error> + 'a;
 
 /// A model lowered for ciphertexts of `slots` slots.
 ///
@@ -749,6 +742,22 @@ impl Plan {
         self.execute_traced(backend, params, input, &mut |_, _, _| Ok(()))
     }
 
+    /// [`Self::execute`] of several inputs (image sets) in lockstep, step by
+    /// step: each convolution encodes its weight diagonals once for all of
+    /// them. The outputs equal separate [`Self::execute`] calls word for
+    /// word; working memory grows with the number of sets.
+    ///
+    /// # Errors
+    /// As [`Self::execute`], for any set.
+    pub fn execute_sets<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        inputs: &[&[B::Ct]],
+    ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
+        self.run(backend, params, inputs, &mut |_, _, _| Ok(()))
+    }
+
     /// [`Self::execute`], calling `trace` after each top-level step with
     /// the step's index, the layout of its output and its output (to
     /// locate where an encrypted result departs from the plaintext one).
@@ -762,31 +771,46 @@ impl Plan {
         input: &[B::Ct],
         trace: &mut StepTrace<'_, B>,
     ) -> Result<Vec<B::Ct>, B::Error> {
-        if input.len() != self.input.cts() {
-            return Err(CkksError::Shape {
-                what: "encrypted input",
-                expected: self.input.cts(),
-                found: input.len(),
-            }
-            .into());
+        let mut outputs = self.run(backend, params, &[input], &mut |i, layout, sets| {
+            trace(i, layout, &sets[0])
+        })?;
+        Ok(outputs.remove(0))
+    }
+
+    /// The steps on `inputs` in lockstep, `trace` called after each
+    /// top-level step with every set's output.
+    fn run<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        inputs: &[&[B::Ct]],
+        trace: &mut SetsTrace<'_, B>,
+    ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
+        let shape_error = |found| CkksError::Shape {
+            what: "encrypted input",
+            expected: self.input.cts(),
+            found,
+        };
+        if inputs.is_empty() {
+            return Err(shape_error(0).into());
+        }
+        if let Some(x) = inputs.iter().find(|x| x.len() != self.input.cts()) {
+            return Err(shape_error(x.len()).into());
         }
         let (first, rest) = self.steps.split_first().ok_or(CkksError::Shape {
             what: "plan steps",
             expected: 1,
             found: 0,
         })?;
-        let input = Flow {
-            cts: input
-                .iter()
-                .map(|c| backend.drop_level(c, backend.level(c)))
-                .collect::<Result<_, _>>()?,
-            pending: false,
-        };
-        let mut x = first.execute(backend, params, &input)?;
-        trace(0, &first.output(), &x.cts)?;
+        let sets = inputs
+            .iter()
+            .map(|x| x.iter().map(|c| backend.drop_level(c, backend.level(c))).collect())
+            .collect::<Result<_, _>>()?;
+        let mut x = first.execute(backend, params, &Flow { sets, pending: false })?;
+        trace(0, &first.output(), &x.sets)?;
         for (i, step) in rest.iter().enumerate() {
             x = step.execute(backend, params, &x)?;
-            trace(i + 1, &step.output(), &x.cts)?;
+            trace(i + 1, &step.output(), &x.sets)?;
         }
         x.into_settled(backend)
     }
