@@ -183,8 +183,6 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         reason,
     };
     let plan = Plan::for_params(&model, &params, args.batch).map_err(|e| input_err(e.to_string()))?;
-    let memory = args.memory.resolve(&params, &plan);
-    let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
     let file = load_ciphertexts(&args.input, &params)?;
     let [c, h, w] = model.spec().latent().dims();
     let batch = plan.batch();
@@ -212,6 +210,8 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             plan.levels()
         )));
     }
+    let memory = args.memory.resolve(&params, &plan, images.div_ceil(batch));
+    let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
     let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, memory.lockstep, args.json)?;
     let classes = model.spec().classes().len();
@@ -287,7 +287,8 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let chosen = args.device.resolve()?;
-    let memory = args.memory.resolve(&planned.params, &planned.plan);
+    let sets = images.div_ceil(planned.plan.batch());
+    let memory = args.memory.resolve(&planned.params, &planned.plan, sets);
     let session = EncryptedSession::open(&args.model.model, planned, chosen, memory)?;
     let (he, stages) = session.logits(&x, args.json)?;
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);

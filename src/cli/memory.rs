@@ -38,29 +38,30 @@ pub struct EvalMemory {
 
 impl MemoryArgs {
     /// The key memory for `plan` under `params` ([`KeyMemoryChoice::resolve`]),
-    /// then the most sets up to `--lockstep` whose working memory fits beside
-    /// those keys in 90% of the memory available now (at least one); says on
-    /// stderr when it lowers the count.
-    pub fn resolve(&self, params: &Params, plan: &Plan) -> EvalMemory {
+    /// then the most sets up to `--lockstep` and up to `sets` (those the
+    /// caller has) whose working memory fits beside those keys in 90% of
+    /// the memory available now (at least one); says on stderr when memory
+    /// lowers the count.
+    pub fn resolve(&self, params: &Params, plan: &Plan, sets: usize) -> EvalMemory {
         let keys = self.key_memory.resolve(params, plan);
-        let asked = usize::from(self.lockstep).max(1);
+        let wanted = usize::from(self.lockstep).min(sets).max(1);
         let key_bytes = plan.key_levels().memory_bytes(params, keys) as u64;
         let working = (plan.working_memory_bytes(params.n()) as u64).max(1);
         let lockstep = match available_memory() {
             Some(available) => {
                 let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
-                if fits < asked {
+                if fits < wanted {
                     eprintln!(
-                        "note: --lockstep {asked} needs {:.1} GB of working memory beside {:.1} GB of keys, \
-                         {:.1} GB is available: evaluating {fits} set(s) together",
-                        (working * asked as u64) as f64 / 1e9,
+                        "note: {wanted} sets in lockstep need {:.1} GB of working memory beside {:.1} GB of keys, \
+                         {:.1} GB is available: evaluating {fits} together",
+                        (working * wanted as u64) as f64 / 1e9,
                         key_bytes as f64 / 1e9,
                         available as f64 / 1e9
                     );
                 }
-                fits.min(asked)
+                fits.min(wanted)
             }
-            None => asked,
+            None => wanted,
         };
         EvalMemory { keys, lockstep }
     }

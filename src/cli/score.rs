@@ -545,7 +545,8 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         .collect();
     let session = planned
         .map(|p| {
-            let memory = args.memory.resolve(&p.params, &p.plan);
+            let sets = pending.len().div_ceil(p.plan.batch());
+            let memory = args.memory.resolve(&p.params, &p.plan, sets);
             EncryptedSession::open(&args.model.model, p, chosen.clone(), memory)
         })
         .transpose()?;
