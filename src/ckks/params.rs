@@ -61,49 +61,34 @@ impl ParamsLiteral {
     /// # Errors
     /// [`CkksError::UnknownPreset`] for any other name.
     pub fn preset(name: &str) -> Result<Self, CkksError> {
-        // A chain of 30-bit primes at the scale 2^30, a 31-bit base prime
-        // (after the last rescale the result keeps one bit above the scale,
-        // and the ciphertext is usually left at level 1 or higher for
-        // headroom) and special primes as large as the u32 kernels allow, so
-        // that P exceeds each digit's modulus and key switching adds little
-        // noise.
-        let chain = |log_n: u32, levels: usize, special: usize, dnum: usize| ParamsLiteral {
+        // Every chain has a 31-bit base prime: after the last rescale the
+        // result keeps about one bit above the scale, and the ciphertext is
+        // usually left at level 1 or higher for headroom.
+        let chain = |log_n: u32, levels: usize, special: usize, dnum: usize, primes: ChainPrimes| ParamsLiteral {
             log_n,
-            log_q: std::iter::once(31).chain(std::iter::repeat_n(30, levels)).collect(),
-            log_p: vec![31; special],
-            log_scale: 30.0,
-            dnum,
-        };
-        // The same with the chain's primes just under 2^31 and the scale at
-        // 2^30.9 (the top of what primes below 2^31 allow: the u32 kernels'
-        // limit), special primes of 30 bits. Every operation's rounding and
-        // every weight's encoding error shrink by the scale: 1.87 times
-        // less noise than `chain` for the same levels. P still exceeds a
-        // digit's modulus by 9 bits or more, which leaves the key's own
-        // noise far below the rounding of ModDown.
-        let high = |log_n: u32, levels: usize, special: usize, dnum: usize| ParamsLiteral {
-            log_n,
-            log_q: vec![31; levels + 1],
-            log_p: vec![30; special],
-            log_scale: 30.9,
+            log_q: std::iter::once(31)
+                .chain(std::iter::repeat_n(primes.rescaled_bits, levels))
+                .collect(),
+            log_p: vec![primes.special_bits; special],
+            log_scale: primes.log_scale,
             dnum,
         };
         Ok(match name {
             // Tests only: 2^12 with 8 levels is far over the 109-bit bound.
-            "insecure-n12" => chain(12, 7, 2, 4),
+            "insecure-n12" => chain(12, 7, 2, 4, AT_2_30),
             // As many levels as n17 at N = 2^12: whole models in tests.
-            "insecure-n12-deep" => chain(12, 90, 23, 4),
+            "insecure-n12-deep" => chain(12, 90, 23, 4, AT_2_30),
             // 10 levels, 3 special primes, 4 digits: log QP about 424 <= 438.
-            "n14" => chain(14, 10, 3, 4),
+            "n14" => chain(14, 10, 3, 4, AT_2_30),
             // 22 levels, 5 special primes, 5 digits: about 846 <= 881.
-            "n15" => chain(15, 22, 5, 5),
+            "n15" => chain(15, 22, 5, 5, AT_2_30),
             // 43 levels (ResNet20 needs 31), 12 special, 4 digits: log QP
             // about 1720 <= 1772; a 44th level would need a 13th special
             // prime and cross the bound.
-            "n16" => high(16, 43, 12, 4),
+            "n16" => chain(16, 43, 12, 4, NEAR_2_31),
             // 90 levels (ResNet20 with SE needs 88), 24 special, 4 digits:
             // about 3532 <= 3576.
-            "n17" => high(17, 90, 24, 4),
+            "n17" => chain(17, 90, 24, 4, NEAR_2_31),
             _ => {
                 return Err(CkksError::UnknownPreset {
                     name: name.to_string(),
@@ -113,6 +98,35 @@ impl ParamsLiteral {
         })
     }
 }
+
+/// The prime sizes and scale of a preset's chain.
+#[derive(Clone, Copy)]
+struct ChainPrimes {
+    rescaled_bits: u32,
+    special_bits: u32,
+    log_scale: f64,
+}
+
+/// 30-bit rescaled primes at the scale 2^30, and special primes as large as
+/// the u32 kernels allow, so that P exceeds each digit's modulus and key
+/// switching adds little noise.
+const AT_2_30: ChainPrimes = ChainPrimes {
+    rescaled_bits: 30,
+    special_bits: 31,
+    log_scale: 30.0,
+};
+
+/// Rescaled primes just under 2^31 and the scale at 2^30.9 (the top of what
+/// primes below 2^31, the u32 kernels' limit, allow), special primes of 30
+/// bits. Every operation's rounding and every weight's encoding error
+/// shrink by the scale: 1.87 times less noise than [`AT_2_30`] for the same
+/// levels. P still exceeds a digit's modulus by 9 bits or more, which
+/// leaves the key's own noise far below the rounding of ModDown.
+const NEAR_2_31: ChainPrimes = ChainPrimes {
+    rescaled_bits: 31,
+    special_bits: 30,
+    log_scale: 30.9,
+};
 
 /// A validated parameter set with its ring context and precomputed tables.
 ///
