@@ -189,11 +189,13 @@ mod tests {
             assert_eq!(alone, truncated.limb(i));
         }
         // Values are below their prime and spread over it: the mean of the
-        // first limb is near q/2 (n = 1024 samples, sd about q/111).
+        // first limb is near q/2 (n = 1024 samples, sd about q/111; the
+        // bound is 5 sd, so a correct sampler fails it about once in two
+        // million runs, where 3.3 sd failed one fresh-clone CI run).
         let q = ctx.q(0).value() as f64;
         assert!(full.limb(0).iter().all(|&x| f64::from(x) < q));
         let mean = full.limb(0).iter().map(|&x| f64::from(x)).sum::<f64>() / ctx.n() as f64;
-        assert!((mean / q - 0.5).abs() < 0.03, "mean {mean} of q {q}");
+        assert!((mean / q - 0.5).abs() < 0.045, "mean {mean} of q {q}");
         assert_ne!(full.limb(0), full.limb(1), "streams differ per prime");
     }
 
