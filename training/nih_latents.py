@@ -23,6 +23,35 @@ NIH15 = ["Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nod
          "No Finding"]
 
 
+def read_labels(root):
+    """{image name: set of finding names} from ROOT/Data_Entry_2017.csv."""
+    labels = {}
+    with open(os.path.join(root, "Data_Entry_2017.csv"), newline="") as f:
+        for row in csv.reader(f):
+            if row[0] != "Image Index":
+                labels[row[0]] = set(row[1].split("|"))
+    return labels
+
+
+def read_split(path):
+    """The image names of a split list, one a line, in its order."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def write_latents_dir(out, z, names, labels):
+    """Writes the directory train.py reads: latents.npy (float32, one row per
+    name, in order), labels.csv (the 15 NIH classes, 0/1) and names.txt."""
+    os.makedirs(out, exist_ok=True)
+    np.save(os.path.join(out, "latents.npy"), np.asarray(z, dtype=np.float32))
+    with open(os.path.join(out, "labels.csv"), "w") as f:
+        f.write(",".join(NIH15) + "\n")
+        for n in names:
+            f.write(",".join("1" if c in labels[n] else "0" for c in NIH15) + "\n")
+    with open(os.path.join(out, "names.txt"), "w") as f:
+        f.write("\n".join(names) + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", required=True, help="NIH-style folder with Data_Entry_2017.csv")
@@ -38,27 +67,12 @@ def main(argv=None):
     if len(files) != z.shape[0]:
         raise SystemExit(f"{args.encoded} lists {len(files)} files, {args.latents} holds {z.shape[0]} latents")
     index = {name: i for i, name in enumerate(files)}
-    labels = {}
-    with open(os.path.join(args.root, "Data_Entry_2017.csv"), newline="") as f:
-        for row in csv.reader(f):
-            if row[0] != "Image Index":
-                labels[row[0]] = set(row[1].split("|"))
-    if args.split:
-        with open(args.split) as f:
-            names = [line.strip() for line in f if line.strip()]
-    else:
-        names = files
+    labels = read_labels(args.root)
+    names = read_split(args.split) if args.split else files
     missing = [n for n in names if n not in index or n not in labels]
     if missing:
         raise SystemExit(f"{len(missing)} images have no latent or no label, e.g. {missing[:3]}")
-    os.makedirs(args.out, exist_ok=True)
-    np.save(os.path.join(args.out, "latents.npy"), z[[index[n] for n in names]].astype(np.float32))
-    with open(os.path.join(args.out, "labels.csv"), "w") as f:
-        f.write(",".join(NIH15) + "\n")
-        for n in names:
-            f.write(",".join("1" if c in labels[n] else "0" for c in NIH15) + "\n")
-    with open(os.path.join(args.out, "names.txt"), "w") as f:
-        f.write("\n".join(names) + "\n")
+    write_latents_dir(args.out, z[[index[n] for n in names]], names, labels)
     print(json.dumps({"out": args.out, "samples": len(names), "latent": list(z.shape[1:])}))
 
 

@@ -247,3 +247,18 @@ def save(model, path, note=""):
     if note:
         meta["note"] = note
     save_file(state, path, metadata=meta)
+
+
+def load(path):
+    """The VQModel a `save`d safetensors file holds (its config from the
+    `vqgan_config` metadata), in eval mode on the CPU."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    if "vqgan_config" not in meta:
+        raise SystemExit(f"{path}: no vqgan_config in the safetensors metadata (not a latent-he VQGAN export)")
+    model = VQModel(json.loads(meta["vqgan_config"]))
+    model.load_state_dict(load_file(path))
+    return model.eval()
