@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{encode, encrypt_values, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{encrypt_values, Params, PublicKeySet, SecretKey};
 use latent_he::he_nn::kernel_rotations;
 use latent_he::ring::sampler::Sampler;
 use std::sync::Arc;
@@ -52,11 +52,15 @@ fn gpu(c: &mut Criterion) {
         let gx = eval.upload(&cx).unwrap();
         let gy = eval.upload(&encrypt_values(&keys, &x).unwrap()).unwrap();
         let level = cx.level();
-        let pt = encode(&params, &x, level, params.mul_plain_scale(level, cx.scale())).unwrap();
+        let pt_scale = params.mul_plain_scale(level, cx.scale());
+        let pt = eval.encode(&x, level, pt_scale).unwrap();
         let synced = |f: &dyn Fn()| {
             f();
             ring.sync().unwrap();
         };
+        group.bench_function(BenchmarkId::new("encode", log_n), |b| {
+            b.iter(|| synced(&|| drop(eval.encode(&x, level, pt_scale).unwrap())))
+        });
         group.bench_function(BenchmarkId::new("add", log_n), |b| {
             b.iter(|| synced(&|| drop(eval.add(&gx, &gy).unwrap())))
         });

@@ -50,7 +50,7 @@ fn he_nn(c: &mut Criterion) {
         });
         if level == 29 {
             group.bench_function(BenchmarkId::new("quadratic_layer1", 16), |b| {
-                b.iter(|| act.apply(&eval, &params, &layout, &cts).unwrap())
+                b.iter(|| act.apply(&eval, &layout, &cts).unwrap())
             });
         }
     }

@@ -1,7 +1,8 @@
 // Limb-wise kernels with a per-limb or per-word table: automorphism
 // permutation, multiplication by a per-limb constant (Shoup), subtract then
-// multiply, and the broadcast of one limb's centred value to other primes
-// (the rescale by the last prime). One invocation per output word.
+// multiply, the broadcast of one limb's centred value to other primes
+// (the rescale by the last prime) and the reduction of signed 64-bit
+// coefficients into every prime (encoding). One invocation per output word.
 
 struct Limbwise {
     // Words per limb (N).
@@ -76,4 +77,29 @@ fn broadcast_centered(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         r = sub_mod(r, s % p.q, p.q);
     }
     a[i] = r;
+}
+
+// a[limb][k] = v mod q_limb, canonical, for the signed 64-bit coefficient
+// v = b[2k] + 2^32 b[2k + 1] (two's complement, |v| < 2^63): |v| is reduced
+// as hi * (2^32 mod q) + lo, both Shoup products, then negated for v < 0,
+// the same residue as the CPU's `Modulus::reduce_i64`.
+@compute @workgroup_size(256)
+fn reduce_signed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = word(gid, groups);
+    if i >= shape.words {
+        return;
+    }
+    let p = primes[limb_prime[i / shape.n]];
+    let k = i % shape.n;
+    var lo = b[2u * k];
+    var hi = b[2u * k + 1u];
+    let negative = (hi & 0x80000000u) != 0u;
+    if negative {
+        lo = ~lo + 1u;
+        hi = ~hi + select(0u, 1u, lo == 0u);
+    }
+    let high = mul_shoup(hi, p.two32, p.two32_shoup, p.q);
+    let low = mul_shoup(lo, 1u, p.one_shoup, p.q);
+    let r = add_mod(high, low, p.q);
+    a[i] = select(r, sub_mod(0u, r, p.q), negative);
 }

@@ -4,7 +4,9 @@
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{encode, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{
+    encode, encode_coeffs, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, ScaledCoeffs, SecretKey,
+};
 use latent_he::he_nn::kernel_rotations;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -44,10 +46,17 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
         );
 
         let level = cx.level();
-        let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale())).unwrap();
+        let pw_scale = params.mul_plain_scale(level, cx.scale());
+        let pw = encode(&params, &w, level, pw_scale).unwrap();
         let want = cpu.rescale(&cpu.mul_plain(&cx, &pw).unwrap()).unwrap();
-        let got = gpu.rescale(&gpu.mul_plain(&gx, &pw).unwrap()).unwrap();
+        let gw = gpu.encode(&w, level, pw_scale).unwrap();
+        let got = gpu.rescale(&gpu.mul_plain(&gx, &gw).unwrap()).unwrap();
         same(&want, &gpu.download(&got).unwrap(), "mul_plain + rescale");
+
+        let mut want = cpu.mul_plain(&cx, &pw).unwrap();
+        cpu.mul_plain_add_assign(&mut want, &cy, &pw).unwrap();
+        let got = gpu.mul_plain_add(gpu.mul_plain(&gx, &gw).unwrap(), &gy, &gw).unwrap();
+        same(&want, &gpu.download(&got).unwrap(), "mul_plain_add");
 
         let want = cpu.rescale(&cpu.mul_relin(&cx, &cy).unwrap()).unwrap();
         let got = gpu.rescale(&gpu.mul_relin(&gx, &gy).unwrap()).unwrap();
@@ -65,6 +74,49 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
         let want = cpu.rotate(&low, -1).unwrap();
         let got = gpu.rotate_hoisted(&gpu.upload(&low).unwrap(), &[-1]).unwrap();
         same(&want, &gpu.download(&got[0]).unwrap(), "rotate at level 3");
+    }
+}
+
+#[test]
+fn gpu_encoding_matches_cpu_word_for_word() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    let params = Params::preset("insecure-n12").unwrap();
+    let keys = Arc::new(PublicKeySet::generate(&SecretKey::generate(&params), &[]));
+    let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let top = params.max_level();
+    // (level, scale, values, narrow): small coefficients (high word all
+    // zeros or all ones), coefficients up to 2^61.5 (both words busy; the
+    // embedding's coefficients of values in [-1, 1] stay below 1), past
+    // 2^62 (the host-finished wide path), and fewer values than slots.
+    let cases = [
+        (top, 1.0, params.slots(), true),
+        (0, 2f64.powi(20), params.slots(), true),
+        (top / 2, 2f64.powf(61.5), params.slots(), true),
+        (top, 2f64.powi(80), params.slots(), false),
+        (1, params.scale(1), 7, true),
+    ];
+    for (level, scale, count, expect_narrow) in cases {
+        let values: Vec<f64> = (0..count).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let encoded = encode_coeffs(&params, &values, level, scale).unwrap();
+        let narrow = matches!(encoded.coeffs(), ScaledCoeffs::Narrow(_));
+        let want = encoded.into_plaintext(&params);
+        let got = gpu
+            .download_plaintext(&gpu.encode(&values, level, scale).unwrap())
+            .unwrap();
+        let what = format!("level {level}, scale 2^{:.1}, {count} values", scale.log2());
+        assert_eq!(narrow, expect_narrow, "{what}: path");
+        assert_eq!((got.level(), got.scale()), (want.level(), want.scale()), "{what}");
+        let differ = want
+            .poly()
+            .words()
+            .iter()
+            .zip(got.poly().words())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(want.poly().words().len(), got.poly().words().len(), "{what}: length");
+        assert_eq!(differ, 0, "{what}: words differ");
     }
 }
 

@@ -179,7 +179,7 @@ fn activations_in_every_form_match_plaintext() {
     ] {
         let act = PolyActivation::new("act", coeffs.clone()).unwrap();
         assert_eq!(act.levels(), levels);
-        let pending = act.apply_pending(&cpu, &params, &layout, &cts).unwrap();
+        let pending = act.apply_pending(&cpu, &layout, &cts).unwrap();
         assert_eq!(pending[0].level(), level - levels + 1, "{coeffs:?}: pending");
         let out: Vec<_> = pending.iter().map(|c| cpu.rescale(c).unwrap()).collect();
         assert_eq!(out[0].level(), level - levels, "{coeffs:?}");

@@ -4,17 +4,20 @@
 //! keeps ciphertexts on the device and must return the same words.
 
 use super::ciphertext::Ciphertext;
-use super::encoder::Plaintext;
+use super::encoder::{encode, Plaintext};
 use super::error::CkksError;
 use super::evaluator::Evaluator;
-use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator};
+use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator, GpuPlaintext};
 
-/// A CKKS evaluator on some device.
-pub trait EvalBackend {
+/// A CKKS evaluator on some device. `Sync`, so that callers may encode
+/// plaintexts from several threads.
+pub trait EvalBackend: Sync {
     /// A ciphertext where this backend keeps it.
     type Ct;
+    /// A plaintext where this backend keeps it (made by [`Self::encode`]).
+    type Pt: Send;
     /// What an operation can fail with.
-    type Error: std::error::Error + From<CkksError>;
+    type Error: std::error::Error + Send + From<CkksError>;
 
     /// `"cpu"` or `"gpu"`.
     fn name(&self) -> &'static str;
@@ -24,13 +27,16 @@ pub trait EvalBackend {
     fn download(&self, ct: &Self::Ct) -> Result<Ciphertext, Self::Error>;
     /// `a + b`.
     fn add(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
+    /// Encodes `values` (at most N/2) at `level` with `scale`; the words
+    /// equal [`encode`]'s on every backend.
+    fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Self::Pt, Self::Error>;
     /// `ct + pt` (same level and scale).
-    fn add_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
+    fn add_plain(&self, ct: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, Self::Error>;
     /// `ct * pt`, not rescaled.
-    fn mul_plain(&self, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error>;
+    fn mul_plain(&self, ct: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, Self::Error>;
     /// `acc + ct * pt`, not rescaled (`acc` at the product's scale); the
     /// default multiplies then adds, a backend may fuse the two.
-    fn mul_plain_add(&self, acc: Self::Ct, ct: &Self::Ct, pt: &Plaintext) -> Result<Self::Ct, Self::Error> {
+    fn mul_plain_add(&self, acc: Self::Ct, ct: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, Self::Error> {
         self.add(&acc, &self.mul_plain(ct, pt)?)
     }
     /// `a * b` relinearized, not rescaled.
@@ -57,6 +63,7 @@ pub trait EvalBackend {
 
 impl EvalBackend for Evaluator {
     type Ct = Ciphertext;
+    type Pt = Plaintext;
     type Error = CkksError;
 
     fn name(&self) -> &'static str {
@@ -70,6 +77,9 @@ impl EvalBackend for Evaluator {
     }
     fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
         Evaluator::add(self, a, b)
+    }
+    fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext, CkksError> {
+        encode(self.params(), values, level, scale)
     }
     fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         let mut out = ct.clone();
@@ -123,6 +133,7 @@ impl EvalBackend for Evaluator {
 
 impl EvalBackend for GpuEvaluator {
     type Ct = GpuCiphertext;
+    type Pt = GpuPlaintext;
     type Error = GpuEvalError;
 
     fn name(&self) -> &'static str {
@@ -137,11 +148,22 @@ impl EvalBackend for GpuEvaluator {
     fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::add(self, a, b)
     }
-    fn add_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+    fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<GpuPlaintext, GpuEvalError> {
+        GpuEvaluator::encode(self, values, level, scale)
+    }
+    fn add_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::add_plain(self, ct, pt)
     }
-    fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+    fn mul_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::mul_plain(self, ct, pt)
+    }
+    fn mul_plain_add(
+        &self,
+        acc: GpuCiphertext,
+        ct: &GpuCiphertext,
+        pt: &GpuPlaintext,
+    ) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::mul_plain_add(self, acc, ct, pt)
     }
     fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::mul_relin(self, a, b)

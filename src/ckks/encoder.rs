@@ -38,14 +38,79 @@ impl Plaintext {
     }
 }
 
+/// The scaled, rounded coefficients of an encoded vector, before they are
+/// reduced into the primes: the part of encoding every backend shares (the
+/// CPU reduces and transforms them itself, the GPU on the device).
+#[derive(Clone, Debug)]
+pub enum ScaledCoeffs {
+    /// Every coefficient below 2^62 in magnitude.
+    Narrow(Vec<i64>),
+    /// Some coefficient at or above 2^62 (below 2^120).
+    Wide(Vec<i128>),
+}
+
+/// An encoded vector not yet reduced into the primes of its level.
+///
+/// Invariant: `coeffs` holds N coefficients, each `round(c * scale)` of the
+/// canonical embedding's coefficients `c`, all below 2^120 in magnitude;
+/// `level` is a valid level of the parameters it was made for.
+#[derive(Clone, Debug)]
+pub struct EncodedCoeffs {
+    coeffs: ScaledCoeffs,
+    level: usize,
+    scale: f64,
+}
+
+impl EncodedCoeffs {
+    /// The rounded coefficients.
+    pub fn coeffs(&self) -> &ScaledCoeffs {
+        &self.coeffs
+    }
+
+    /// Level the plaintext is for.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Scale the values were multiplied by.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// Reduces the coefficients into the primes of the level and moves them
+    /// to evaluation form: the plaintext [`encode`] gives.
+    pub fn into_plaintext(self, params: &Params) -> Plaintext {
+        let (ring, layout) = (params.ring(), params.layout(self.level));
+        let poly = match &self.coeffs {
+            ScaledCoeffs::Narrow(c) => RnsPoly::<Coeff>::from_signed(ring, layout, c),
+            ScaledCoeffs::Wide(c) => RnsPoly::<Coeff>::from_signed_wide(ring, layout, c),
+        }
+        .into_eval(ring);
+        Plaintext {
+            poly,
+            level: self.level,
+            scale: self.scale,
+        }
+    }
+}
+
 /// Encodes `values` (at most N/2, the rest of the slots zero) at `level`
 /// with `scale`.
+///
+/// # Errors
+/// As [`encode_coeffs`].
+pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Result<Plaintext, CkksError> {
+    Ok(encode_coeffs(params, values, level, scale)?.into_plaintext(params))
+}
+
+/// The first half of [`encode`]: the canonical embedding's coefficients of
+/// `values`, scaled and rounded.
 ///
 /// # Errors
 /// [`CkksError::TooManyValues`], [`CkksError::NonFinite`],
 /// [`CkksError::InvalidLevel`], [`CkksError::Overflow`] when a scaled
 /// coefficient reaches 2^120.
-pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Result<Plaintext, CkksError> {
+pub fn encode_coeffs(params: &Params, values: &[f64], level: usize, scale: f64) -> Result<EncodedCoeffs, CkksError> {
     params.check_level(level)?;
     if values.len() > params.slots() {
         return Err(CkksError::TooManyValues {
@@ -68,16 +133,12 @@ pub fn encode(params: &Params, values: &[f64], level: usize, scale: f64) -> Resu
             log_coeff: largest.log2(),
         });
     }
-    let (ring, layout) = (params.ring(), params.layout(level));
-    let poly = if largest < 2f64.powf(NARROW_COEFF_LOG2) {
-        let rounded: Vec<i64> = coeffs.iter().map(|c| (c * scale).round() as i64).collect();
-        RnsPoly::<Coeff>::from_signed(ring, layout, &rounded)
+    let coeffs = if largest < 2f64.powf(NARROW_COEFF_LOG2) {
+        ScaledCoeffs::Narrow(coeffs.iter().map(|c| (c * scale).round() as i64).collect())
     } else {
-        let rounded: Vec<i128> = coeffs.iter().map(|c| (c * scale).round() as i128).collect();
-        RnsPoly::<Coeff>::from_signed_wide(ring, layout, &rounded)
-    }
-    .into_eval(ring);
-    Ok(Plaintext { poly, level, scale })
+        ScaledCoeffs::Wide(coeffs.iter().map(|c| (c * scale).round() as i128).collect())
+    };
+    Ok(EncodedCoeffs { coeffs, level, scale })
 }
 
 /// The real parts of the N/2 slots of a coefficient-form polynomial at `scale`.

@@ -4,7 +4,7 @@
 //! evaluator's word for word (`latent-he check`, `tests/gpu_eval.rs`).
 
 use super::ciphertext::Ciphertext;
-use super::encoder::Plaintext;
+use super::encoder::{encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
 use super::error::CkksError;
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
@@ -45,6 +45,28 @@ impl GpuCiphertext {
     }
 
     /// Current scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+}
+
+/// A plaintext resident on the device.
+///
+/// Invariant: `poly` has layout `Q_level` (evaluation form); decoding divides
+/// by `scale`; its words equal the CPU's [`Plaintext`] of the same encoding.
+pub struct GpuPlaintext {
+    poly: GpuPoly<Eval>,
+    level: usize,
+    scale: f64,
+}
+
+impl GpuPlaintext {
+    /// Level of the plaintext.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Scale the values were multiplied by.
     pub fn scale(&self) -> f64 {
         self.scale
     }
@@ -141,6 +163,59 @@ impl GpuEvaluator {
         })
     }
 
+    /// Encodes `values` at `level` with `scale` into a device plaintext: the
+    /// embedding and rounding on the host, the rest on the device
+    /// ([`Self::plaintext`]).
+    ///
+    /// # Errors
+    /// As [`encode_coeffs`]; device errors.
+    pub fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<GpuPlaintext, GpuEvalError> {
+        self.plaintext(encode_coeffs(&self.params, values, level, scale)?)
+    }
+
+    /// Finishes an encoding on the device. Coefficients below 2^62 travel as
+    /// 8 bytes each, once for all the level's primes, and are reduced and
+    /// transformed there (a host plaintext would be `4 (level + 1)` bytes a
+    /// coefficient, reduced and transformed on the CPU); wider ones are
+    /// finished on the host and uploaded. Either way the words equal
+    /// [`EncodedCoeffs::into_plaintext`]'s.
+    ///
+    /// # Errors
+    /// Device errors.
+    pub fn plaintext(&self, encoded: EncodedCoeffs) -> Result<GpuPlaintext, GpuEvalError> {
+        let (level, scale) = (encoded.level(), encoded.scale());
+        let poly = if let ScaledCoeffs::Narrow(coeffs) = encoded.coeffs() {
+            let primes: Vec<usize> = (0..=level).collect();
+            let words = self.ring.reduce_signed(coeffs, &primes)?;
+            self.ring.ntt_words(&words, &primes, false)?;
+            GpuPoly::from_words(words, self.params.layout(level), self.ring.n())
+        } else {
+            self.ring.upload(&encoded.into_plaintext(&self.params).poly)
+        };
+        Ok(GpuPlaintext { poly, level, scale })
+    }
+
+    /// Copies a host plaintext to the device.
+    pub fn upload_plaintext(&self, pt: &Plaintext) -> GpuPlaintext {
+        GpuPlaintext {
+            poly: self.ring.upload(&pt.poly),
+            level: pt.level,
+            scale: pt.scale,
+        }
+    }
+
+    /// Copies a device plaintext back to the host.
+    ///
+    /// # Errors
+    /// [`GpuError`] from the device.
+    pub fn download_plaintext(&self, pt: &GpuPlaintext) -> Result<Plaintext, GpuEvalError> {
+        Ok(Plaintext {
+            poly: self.ring.download(&pt.poly)?,
+            level: pt.level,
+            scale: pt.scale,
+        })
+    }
+
     fn copy(&self, p: &GpuPoly<Eval>) -> GpuPoly<Eval> {
         let words = self.ring.slice_limbs(&p.words(), 0, p.layout().len());
         GpuPoly::from_words(words, p.layout(), self.ring.n())
@@ -205,11 +280,11 @@ impl GpuEvaluator {
     ///
     /// # Errors
     /// Key, level or scale mismatch; device errors.
-    pub fn add_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+    pub fn add_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_plain(ct, pt)?;
         super::evaluator::check_scales(ct.scale, pt.scale)?;
         let c0 = self.copy(&ct.c0);
-        self.ring.add_assign(&c0, &self.ring.upload(&pt.poly))?;
+        self.ring.add_assign(&c0, &pt.poly)?;
         Ok(GpuCiphertext {
             c0,
             c1: self.copy(&ct.c1),
@@ -299,7 +374,7 @@ impl GpuEvaluator {
         })
     }
 
-    fn check_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<(), CkksError> {
+    fn check_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<(), CkksError> {
         self.check_key(ct.key_id)?;
         if ct.level() != pt.level {
             return Err(CkksError::LevelMismatch {
@@ -314,18 +389,37 @@ impl GpuEvaluator {
     ///
     /// # Errors
     /// Key or level mismatch; device errors.
-    pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &Plaintext) -> Result<GpuCiphertext, GpuEvalError> {
+    pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_plain(ct, pt)?;
-        let p = self.ring.upload(&pt.poly);
         let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
-        self.ring.mul_assign(&c0, &p)?;
-        self.ring.mul_assign(&c1, &p)?;
+        self.ring.mul_assign(&c0, &pt.poly)?;
+        self.ring.mul_assign(&c1, &pt.poly)?;
         Ok(GpuCiphertext {
             c0,
             c1,
             scale: ct.scale * pt.scale,
             key_id: ct.key_id,
         })
+    }
+
+    /// `acc + ct * pt` without rescaling, accumulated in `acc`'s buffers
+    /// (one kernel a half, no product allocated).
+    ///
+    /// # Errors
+    /// Key or level mismatch, or an `acc` whose scale is not `ct`'s times
+    /// `pt`'s (the CPU evaluator's checks); device errors.
+    pub fn mul_plain_add(
+        &self,
+        acc: GpuCiphertext,
+        ct: &GpuCiphertext,
+        pt: &GpuPlaintext,
+    ) -> Result<GpuCiphertext, GpuEvalError> {
+        self.check_plain(ct, pt)?;
+        self.check_pair(&acc, ct)?;
+        super::evaluator::check_scales(acc.scale, ct.scale * pt.scale)?;
+        self.ring.mul_add_assign(&acc.c0, &ct.c0, &pt.poly)?;
+        self.ring.mul_add_assign(&acc.c1, &ct.c1, &pt.poly)?;
+        Ok(acc)
     }
 
     /// Exact rescale of one polynomial by its last prime.

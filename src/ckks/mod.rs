@@ -14,7 +14,7 @@ pub mod serialize;
 
 pub use backend::EvalBackend;
 pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
-pub use encoder::{decode, encode, Plaintext};
+pub use encoder::{decode, encode, encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
 pub use error::CkksError;
 pub use evaluator::Evaluator;
 pub use keys::{KeyId, KeyLevels, KeyMemory, PublicKeySet, SecretKey};

@@ -111,9 +111,17 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     push("sub", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let level = cx.level();
-    let pw = encode(&params, &w, level, params.mul_plain_scale(level, cx.scale()))?;
+    let pw_scale = params.mul_plain_scale(level, cx.scale());
+    let (pw, cpu_ms) = timed(|| Ok::<_, CliError>(encode(&params, &w, level, pw_scale)?))?;
+    let (gw, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.encode(&w, level, pw_scale)?))?;
+    push(
+        "encode",
+        mismatched(pw.poly().words(), gpu.download_plaintext(&gw)?.poly().words()),
+        cpu_ms,
+        gpu_ms,
+    );
     let (want, cpu_ms) = timed(|| cpu.mul_plain(&cx, &pw))?;
-    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.mul_plain(&gx, &pw)?))?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || Ok(gpu.mul_plain(&gx, &gw)?))?;
     push("mul_plain", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
 
     let (want, cpu_ms) = timed(|| cpu.rescale(&want))?;

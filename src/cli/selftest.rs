@@ -6,9 +6,7 @@ use super::backend::{Chosen, DeviceArgs};
 use super::params::ParamsSource;
 use super::{print_json, CliError};
 use crate::ckks::gpu_eval::GpuEvaluator;
-use crate::ckks::{
-    decrypt, encode, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey,
-};
+use crate::ckks::{decrypt, encrypt_values, Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet, SecretKey};
 use crate::he_nn::kernel_rotations;
 use crate::ring::sampler::Sampler;
 use clap::Args;
@@ -190,7 +188,7 @@ impl Run<'_> {
         report.push("add", Some(check(&sum, &want)?), ms);
 
         let level = self.cx.level();
-        let pw = encode(params, w, level, params.mul_plain_scale(level, self.cx.scale()))?;
+        let pw = backend.encode(w, level, params.mul_plain_scale(level, self.cx.scale()))?;
         let (prod, ms) = time(&|| backend.rescale(&backend.mul_plain(&cx, &pw)?))?;
         let want: Vec<f64> = x.iter().zip(w).map(|(a, b)| a * b).collect();
         report.push("mul_plain_rescale", Some(check(&prod, &want)?), ms);

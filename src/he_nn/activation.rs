@@ -12,7 +12,7 @@
 //! tensor stays zero (the [`SlotLayout`] invariant).
 
 use super::layout::SlotLayout;
-use crate::ckks::{encode, EvalBackend, Params};
+use crate::ckks::EvalBackend;
 
 /// A polynomial activation, coefficients constant first.
 ///
@@ -79,11 +79,10 @@ impl PolyActivation {
     pub fn apply<B: EvalBackend>(
         &self,
         backend: &B,
-        params: &Params,
         layout: &SlotLayout,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
-        self.apply_pending(backend, params, layout, input)?
+        self.apply_pending(backend, layout, input)?
             .iter()
             .map(|y| backend.rescale(y))
             .collect()
@@ -102,7 +101,6 @@ impl PolyActivation {
     pub fn apply_pending<B: EvalBackend>(
         &self,
         backend: &B,
-        params: &Params,
         layout: &SlotLayout,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
@@ -117,8 +115,8 @@ impl PolyActivation {
             .iter()
             .zip(constants.iter().zip(&inner_constants))
             .map(|(z, (constant, inner_constant))| {
-                let y = self.without_constant(backend, params, z, inner_constant)?;
-                add_on_slots(backend, params, &y, constant)
+                let y = self.without_constant(backend, z, inner_constant)?;
+                add_on_slots(backend, &y, constant)
             })
             .collect()
     }
@@ -134,7 +132,6 @@ impl PolyActivation {
     fn without_constant<B: EvalBackend>(
         &self,
         backend: &B,
-        params: &Params,
         z: &B::Ct,
         inner_constant: &[f64],
     ) -> Result<B::Ct, B::Error> {
@@ -151,7 +148,7 @@ impl PolyActivation {
                 let sq = if lead < 0.0 { backend.neg(&sq)? } else { sq };
                 return backend.add(&sq, &times(z, c[1])?);
             }
-            let inner = add_on_slots(backend, params, &rescaled(times(z, lead))?, inner_constant)?;
+            let inner = add_on_slots(backend, &rescaled(times(z, lead))?, inner_constant)?;
             return backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner);
         }
         let mut inner = rescaled(square(z))?;
@@ -162,18 +159,18 @@ impl PolyActivation {
             let linear = bring_to(backend, &rescaled(times(z, c[2]))?, backend.level(&inner))?;
             inner = backend.add(&inner, &linear)?;
         }
-        let inner = add_on_slots(backend, params, &inner, inner_constant)?;
+        let inner = add_on_slots(backend, &inner, inner_constant)?;
         backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner)
     }
 }
 
 /// `ct + values` where `values` is a slot vector (encoded at the
 /// ciphertext's level and scale); nothing to do for an all-zero vector.
-fn add_on_slots<B: EvalBackend>(backend: &B, params: &Params, ct: &B::Ct, values: &[f64]) -> Result<B::Ct, B::Error> {
+fn add_on_slots<B: EvalBackend>(backend: &B, ct: &B::Ct, values: &[f64]) -> Result<B::Ct, B::Error> {
     if values.iter().all(|&v| v == 0.0) {
         return backend.drop_level(ct, backend.level(ct));
     }
-    let pt = encode(params, values, backend.level(ct), backend.scale(ct))?;
+    let pt = backend.encode(values, backend.level(ct), backend.scale(ct))?;
     backend.add_plain(ct, &pt)
 }
 

@@ -21,7 +21,7 @@
 //! Key switches: `cts_in * (babies - 1) + sum_j (giants_j - 1)`.
 
 use super::layout::SlotLayout;
-use crate::ckks::{encode, CkksError, EvalBackend, Params};
+use crate::ckks::{CkksError, EvalBackend, Params};
 use crate::nn::layers::ConvGeometry;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -454,10 +454,10 @@ impl HeConv {
                     .par_iter()
                     .map(|&(i, b)| {
                         self.diagonal(j, delta, i, &self.babies[b])
-                            .map(|d| encode(params, &d, level, pt_scale))
+                            .map(|d| backend.encode(&d, level, pt_scale))
                             .transpose()
                     })
-                    .collect::<Result<Vec<_>, CkksError>>()?;
+                    .collect::<Result<Vec<_>, B::Error>>()?;
                 for (set, total) in rotated.iter().zip(totals.iter_mut()) {
                     let mut inner: Option<B::Ct> = None;
                     for (&(i, b), pt) in terms.iter().zip(&encoded) {
@@ -487,7 +487,7 @@ impl HeConv {
                 let total = match total {
                     Some(t) => t,
                     // All weights zero: the product with a zero plaintext.
-                    None => backend.mul_plain(&x[0], &encode(params, &[], level, pt_scale)?)?,
+                    None => backend.mul_plain(&x[0], &backend.encode(&[], level, pt_scale)?)?,
                 };
                 let mut y = backend.rescale(&total)?;
                 for _ in 1..rescales {
@@ -496,7 +496,7 @@ impl HeConv {
                 if let Some(bias) = &bias {
                     let pt = match bias_pt.take() {
                         Some(pt) => pt,
-                        None => encode(params, &bias[j], level - rescales, backend.scale(&y))?,
+                        None => backend.encode(&bias[j], level - rescales, backend.scale(&y))?,
                     };
                     y = backend.add_plain(&y, &pt)?;
                     bias_pt = Some(pt);

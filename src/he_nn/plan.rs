@@ -316,9 +316,7 @@ impl Step {
         match self {
             Step::Conv(c) => ready(c.apply_sets(backend, params, &refs(&x.sets), x.pending)?),
             Step::Act { act, layout } => Ok(Flow {
-                sets: each_set(&x.settled(backend)?, |cts| {
-                    act.apply_pending(backend, params, layout, cts)
-                })?,
+                sets: each_set(&x.settled(backend)?, |cts| act.apply_pending(backend, layout, cts))?,
                 pending: true,
             }),
             Step::SquareAndLinear { linear, square, .. } => {

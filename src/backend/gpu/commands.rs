@@ -1,7 +1,8 @@
 //! The command plumbing every family of kernels shares: one pending command
 //! encoder that dispatches and copies are recorded into and that is
 //! submitted as a whole at the next read-back or sync (or every
-//! [`FLUSH_EVERY`] commands), uniforms, and read-back of buffers.
+//! [`FLUSH_EVERY`] commands), constant buffers (uniforms, prime lists,
+//! tables) cached by content, and read-back of buffers.
 //!
 //! Work recorded here runs in recording order, so a buffer may be read by
 //! one recorded dispatch and overwritten by a later one: the queue orders
@@ -10,12 +11,17 @@
 
 use super::device::{GpuContext, GpuError};
 use bytemuck::Pod;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Commands recorded before the pending encoder is submitted on its own,
 /// bounding what one command buffer holds.
 const FLUSH_EVERY: usize = 256;
+
+/// Distinct constant buffers kept before the cache is emptied: a bound on
+/// its memory (an inference uses a few hundred distinct contents).
+const CONSTANT_CACHE_LIMIT: usize = 4096;
 
 /// Buffer usages of every storage buffer the kernels read or write: bound
 /// as storage, copied from (read-back) and to (uploads, limb copies).
@@ -34,10 +40,12 @@ pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry
 /// A device's pending command encoder and how many commands it holds.
 ///
 /// Invariant: the encoder, when present, was created on `ctx`'s device and
-/// holds `pending.1` commands not yet submitted.
+/// holds `pending.1` commands not yet submitted; every buffer in
+/// `constants` holds exactly its key's bytes and is never written.
 pub(crate) struct CommandRecorder {
     ctx: Arc<GpuContext>,
     pending: Mutex<(Option<wgpu::CommandEncoder>, usize)>,
+    constants: Mutex<HashMap<(bool, Vec<u8>), wgpu::Buffer>>,
 }
 
 impl CommandRecorder {
@@ -46,16 +54,43 @@ impl CommandRecorder {
         CommandRecorder {
             ctx: ctx.clone(),
             pending: Mutex::new((None, 0)),
+            constants: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A uniform buffer holding `value`.
+    /// A uniform buffer holding `value` (shared with every other request for
+    /// the same bytes; never written).
     pub(crate) fn uniform<T: Pod>(&self, value: &T) -> wgpu::Buffer {
-        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("uniform"),
-            contents: bytemuck::bytes_of(value),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.constant(true, bytemuck::bytes_of(value))
+    }
+
+    /// A read-only storage buffer holding `words` (shared as [`Self::uniform`]).
+    pub(crate) fn constant_storage(&self, words: &[u32]) -> wgpu::Buffer {
+        self.constant(false, bytemuck::cast_slice(words))
+    }
+
+    /// The cached buffer holding `bytes`, created on first use: creating a
+    /// buffer per dispatch costs more than the dispatch on a real GPU.
+    fn constant(&self, uniform: bool, bytes: &[u8]) -> wgpu::Buffer {
+        let mut cache = self.constants.lock().expect("constant cache");
+        let key = (uniform, bytes.to_vec());
+        if let Some(buffer) = cache.get(&key) {
+            return buffer.clone();
+        }
+        if cache.len() >= CONSTANT_CACHE_LIMIT {
+            cache.clear();
+        }
+        let buffer = self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(if uniform { "uniform" } else { "constant" }),
+            contents: bytes,
+            usage: if uniform {
+                wgpu::BufferUsages::UNIFORM
+            } else {
+                wgpu::BufferUsages::STORAGE
+            },
+        });
+        cache.insert(key, buffer.clone());
+        buffer
     }
 
     /// Compiles entry point `entry` of `module` with the pipeline-overridable

@@ -63,6 +63,7 @@ enum LimbwiseOp {
     MulScalar = 1,
     SubMulScalar = 2,
     BroadcastCentered = 3,
+    ReduceSigned = 4,
 }
 
 /// Host mirror of `Elementwise` in `shaders/elementwise.wgsl`.
@@ -75,7 +76,7 @@ struct ElementwiseShape {
 }
 
 /// An element-wise kernel of `shaders/elementwise.wgsl`, indexing `GpuRing::elementwise`
-/// in the order of its entry points (`add`, `sub`, `mul`).
+/// in the order of its entry points (`add`, `sub`, `mul`, `mul_add`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElementwiseOp {
     /// `a += b`.
@@ -84,6 +85,8 @@ pub enum ElementwiseOp {
     Sub,
     /// `a *= b` (point-wise; evaluation form).
     Mul,
+    /// `a += b * c` (point-wise; evaluation form).
+    MulAdd,
 }
 
 impl GpuRing {
@@ -104,7 +107,7 @@ impl GpuRing {
 
     fn run_ntt(&self, poly: &wgpu::Buffer, prime_list: &[u32], inverse: bool) -> Result<(), GpuError> {
         let device = self.ctx.device();
-        let limb_primes = self.storage_init("limb primes", prime_list);
+        let limb_primes = self.commands.constant_storage(prime_list);
         let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
         let mut passes = self.ntt_passes();
         if inverse {
@@ -177,7 +180,22 @@ impl GpuRing {
     /// `a = a (op) b` limb by limb; `Mul` needs evaluation form, which the
     /// signature enforces for it through [`Self::mul_assign`].
     fn elementwise<D: Domain>(&self, op: ElementwiseOp, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
+        self.elementwise_with(op, a, b, None)
+    }
+
+    /// [`Self::elementwise`] with the third operand `c` of `mul_add`.
+    fn elementwise_with<D: Domain>(
+        &self,
+        op: ElementwiseOp,
+        a: &GpuPoly<D>,
+        b: &GpuPoly<D>,
+        c: Option<&GpuPoly<D>>,
+    ) -> Result<(), GpuError> {
         assert_eq!(a.layout, b.layout, "limb layouts differ");
+        assert_eq!(op == ElementwiseOp::MulAdd, c.is_some(), "mul_add and only it takes c");
+        if let Some(c) = c {
+            assert_eq!(a.layout, c.layout, "limb layouts differ");
+        }
         let words = (a.layout.len() * self.n) as u32;
         let shape = ElementwiseShape {
             n: self.n as u32,
@@ -189,17 +207,17 @@ impl GpuRing {
         let pipeline = &self.elementwise[op as usize];
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
-        self.commands.dispatch(
-            pipeline,
-            &[
-                entry(0, &a.buffer),
-                entry(1, &b.buffer),
-                entry(2, &self.primes),
-                entry(3, &limb_primes),
-                entry(4, &uniform),
-            ],
-            (x, groups.div_ceil(x), 1),
-        );
+        let mut entries = vec![
+            entry(0, &a.buffer),
+            entry(1, &b.buffer),
+            entry(2, &self.primes),
+            entry(3, &limb_primes),
+            entry(4, &uniform),
+        ];
+        if let Some(c) = c {
+            entries.push(entry(5, &c.buffer));
+        }
+        self.commands.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
         Ok(())
     }
 
@@ -225,6 +243,14 @@ impl GpuRing {
     /// [`GpuError::Runtime`].
     pub fn mul_assign(&self, a: &GpuPoly<Eval>, b: &GpuPoly<Eval>) -> Result<(), GpuError> {
         self.elementwise(ElementwiseOp::Mul, a, b)
+    }
+
+    /// `a += b * c`, point-wise in evaluation form.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn mul_add_assign(&self, a: &GpuPoly<Eval>, b: &GpuPoly<Eval>, c: &GpuPoly<Eval>) -> Result<(), GpuError> {
+        self.elementwise_with(ElementwiseOp::MulAdd, a, b, Some(c))
     }
 
     /// Extends the coefficient-form limbs of `input` (one per source of
@@ -272,9 +298,9 @@ impl GpuRing {
         };
         let uniform = self.commands.uniform(&shape);
         let (source_buf, target_buf, table_buf) = (
-            self.storage_init("source primes", &source_prime),
-            self.storage_init("target primes", &target_prime),
-            self.storage_init("convert tables", &tables),
+            self.commands.constant_storage(&source_prime),
+            self.commands.constant_storage(&target_prime),
+            self.commands.constant_storage(&tables),
         );
         self.commands.dispatch(
             &self.convert,
@@ -321,7 +347,7 @@ impl GpuRing {
         );
         let mut table = self.prime_indices(layout);
         table.extend((0..layout.len()).map(|i| if i < layout.q { i } else { key_q + i - layout.q } as u32));
-        let table = self.storage_init("limb table", &table);
+        let table = self.commands.constant_storage(&table);
         let shape = InnerProductShape {
             n: self.n as u32,
             limbs: layout.len() as u32,
@@ -377,10 +403,10 @@ impl GpuRing {
         };
         let uniform = self.commands.uniform(&shape);
         let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
-        let limb_primes = self.storage_init("limb primes", &list);
+        let limb_primes = self.commands.constant_storage(&list);
         let pipeline = &self.limbwise[op as usize];
         let mut entries = vec![entry(0, &a.buffer), entry(4, &uniform)];
-        if op != LimbwiseOp::BroadcastCentered {
+        if !matches!(op, LimbwiseOp::BroadcastCentered | LimbwiseOp::ReduceSigned) {
             entries.push(entry(5, &table.buffer));
         }
         if let Some(b) = b {
@@ -398,7 +424,9 @@ impl GpuRing {
 
     fn constants(&self, constants: &[(u32, u32)]) -> GpuWords {
         let flat: Vec<u32> = constants.iter().flat_map(|&(v, s)| [v, s]).collect();
-        self.upload_words(&flat)
+        GpuWords {
+            buffer: self.commands.constant_storage(&flat),
+        }
     }
 
     /// `out[limb][k] = src[limb][perm[k]]`: an automorphism in evaluation form.
@@ -461,6 +489,20 @@ impl GpuRing {
             limb,
             source_prime,
         )?;
+        Ok(out)
+    }
+
+    /// Signed 64-bit coefficients reduced into each of `primes` (limb `j`
+    /// over `primes[j]`), coefficient form, equal word for word to
+    /// `RnsPoly::from_signed`: the device half of encoding.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn reduce_signed(&self, coeffs: &[i64], primes: &[usize]) -> Result<GpuWords, GpuError> {
+        assert_eq!(coeffs.len(), self.n, "one coefficient per ring position");
+        let source = self.upload_words(bytemuck::cast_slice(coeffs));
+        let out = self.zeros(primes.len());
+        self.limbwise(LimbwiseOp::ReduceSigned, &out, primes, Some(&source), &source, 0)?;
         Ok(out)
     }
 }

@@ -54,10 +54,10 @@ pub struct GpuRing {
     pub(super) twiddle_chunk: Vec<usize>,
     pub(super) ntt_forward: wgpu::ComputePipeline,
     pub(super) ntt_inverse: wgpu::ComputePipeline,
-    pub(super) elementwise: [wgpu::ComputePipeline; 3],
+    pub(super) elementwise: [wgpu::ComputePipeline; 4],
     pub(super) convert: wgpu::ComputePipeline,
     pub(super) inner_product: wgpu::ComputePipeline,
-    pub(super) limbwise: [wgpu::ComputePipeline; 4],
+    pub(super) limbwise: [wgpu::ComputePipeline; 5],
     /// Work recorded but not yet submitted.
     pub(super) commands: CommandRecorder,
 }
@@ -149,6 +149,7 @@ impl GpuRing {
                 pipeline(&elementwise, "add"),
                 pipeline(&elementwise, "sub"),
                 pipeline(&elementwise, "mul"),
+                pipeline(&elementwise, "mul_add"),
             ],
             convert: pipeline(&basis, "convert"),
             inner_product: pipeline(&keyswitch, "inner_product"),
@@ -157,6 +158,7 @@ impl GpuRing {
                 pipeline(&limbwise, "mul_scalar"),
                 pipeline(&limbwise, "sub_mul_scalar"),
                 pipeline(&limbwise, "broadcast_centered"),
+                pipeline(&limbwise, "reduce_signed"),
             ],
             commands,
         };
@@ -195,26 +197,14 @@ impl GpuRing {
             .collect()
     }
 
-    /// The global prime index of every limb of `layout`, as a device buffer.
+    /// The global prime index of every limb of `layout`, as a (cached,
+    /// read-only) device buffer.
     pub(super) fn limb_primes(&self, layout: LimbLayout) -> wgpu::Buffer {
-        let indices = self.prime_indices(layout);
-        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("limb primes"),
-            contents: bytemuck::cast_slice(&indices),
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+        self.commands.constant_storage(&self.prime_indices(layout))
     }
 }
 
 impl GpuRing {
-    pub(super) fn storage_init(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
-        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(words),
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-    }
-
     /// Uploads host words (an automorphism's index permutation, say).
     pub fn upload_words(&self, words: &[u32]) -> GpuWords {
         GpuWords {
