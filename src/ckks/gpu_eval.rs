@@ -195,15 +195,6 @@ impl GpuEvaluator {
         Ok(GpuPlaintext { poly, level, scale })
     }
 
-    /// Copies a host plaintext to the device.
-    pub fn upload_plaintext(&self, pt: &Plaintext) -> GpuPlaintext {
-        GpuPlaintext {
-            poly: self.ring.upload(&pt.poly),
-            level: pt.level,
-            scale: pt.scale,
-        }
-    }
-
     /// Copies a device plaintext back to the host.
     ///
     /// # Errors

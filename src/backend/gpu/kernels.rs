@@ -494,7 +494,9 @@ impl GpuRing {
 
     /// Signed 64-bit coefficients reduced into each of `primes` (limb `j`
     /// over `primes[j]`), coefficient form, equal word for word to
-    /// `RnsPoly::from_signed`: the device half of encoding.
+    /// `RnsPoly::from_signed`: the device half of encoding. The kernel reads
+    /// each coefficient as two u32 words, low then high: the layout of an
+    /// `i64` on the little-endian hosts wgpu runs on.
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
