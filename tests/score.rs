@@ -205,3 +205,52 @@ fn images_that_do_not_decode_are_listed_not_fatal() {
     assert_eq!(summary["images"], listed - 1);
     assert!(summary["encrypted"].is_null());
 }
+
+#[test]
+fn ranges_scored_apart_merge_into_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, root, names) = latents_set(dir.path(), 6);
+    let folder = |name: &str| dir.path().join(name).display().to_string();
+    let (a, b, c) = (folder("a"), folder("b"), folder("c"));
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--dataset",
+            "latents",
+            "--root",
+            &root,
+            "--model",
+            &model,
+            "--backend",
+            "cpu",
+            "--out",
+            out,
+            "--json",
+        ];
+        args.extend(extra);
+        score(dir.path(), &args)
+    };
+    // two machines, two ranges of the same split
+    json(&run(&a, &["--limit", "2"]));
+    json(&run(&b, &["--offset", "2"]));
+    let (rows_a, rows_b) = (
+        rows(&dir.path().join("a/results.csv")),
+        rows(&dir.path().join("b/results.csv")),
+    );
+    let files = |r: &[Vec<String>]| r[1..].iter().map(|row| row[0].clone()).collect::<Vec<_>>();
+    assert_eq!(files(&rows_a), names[..2]);
+    assert_eq!(files(&rows_b), names[2..]);
+    // folded in, not scored again: B's rows arrive as they were (their
+    // seconds too); a second merge adds nothing
+    let summary = json(&run(&a, &["--merge", &b]));
+    assert_eq!(summary["images"], 6, "{summary}");
+    let merged = rows(&dir.path().join("a/results.csv"));
+    assert_eq!(merged[..3], rows_a[..]);
+    assert_eq!(merged[3..], rows_b[1..]);
+    json(&run(&a, &["--merge", &b]));
+    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+    // another run's folder is refused and changes nothing
+    json(&run(&c, &["--uncertain", "ones", "--limit", "1"]));
+    let err = refused(&run(&a, &["--merge", &c]));
+    assert!(err.contains("only folders of the same run merge"), "{err}");
+    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+}

@@ -17,13 +17,14 @@ use super::{print_json, CliError};
 use crate::data::dataset::{self, Dataset, DatasetKind, UncertainPolicy};
 use crate::data::image::{preprocess, read_image, PAPER_SIZE};
 use crate::data::metrics::{evaluate, MultiLabelMetrics};
-use crate::data::results_log::ResultsLog;
+use crate::data::results_log::{ResultsLog, ResultsLogError};
 use crate::nn::Model;
 use crate::report::{roc_png, roc_points, RocCurves};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{s, Array2, Array4, Axis};
 use serde_json::{json, Value};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -82,9 +83,20 @@ pub struct ScoreArgs {
     device: DeviceArgs,
     #[command(flatten)]
     memory: MemoryArgs,
-    /// Score only the first N images of the split.
+    /// Skip the first K images of the split (before `--limit`): another
+    /// machine can score another part of the same run into its own folder,
+    /// and `--merge` folds its rows in.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Score only the first N images of the split (after `--offset`).
     #[arg(long)]
     limit: Option<usize>,
+    /// Before scoring, fold in the rows another output folder holds for the
+    /// same run (its run.json must equal this one's): rows of images not yet
+    /// scored here are appended, in that folder's order, and not scored
+    /// again. Repeatable.
+    #[arg(long)]
+    merge: Vec<PathBuf>,
     /// Output folder (results.csv, failed.csv, summary.json, summary.md, roc.png).
     #[arg(long)]
     out: PathBuf,
@@ -127,15 +139,17 @@ fn load_dataset(args: &ScoreArgs) -> Result<Dataset, CliError> {
         path: args.root.display().to_string(),
         reason: e.to_string(),
     })?;
+    data.skip(args.offset);
     if let Some(n) = args.limit {
         data.truncate(n);
     }
     Ok(data)
 }
 
-/// What identifies a run: a rerun into the same folder must match it. The
-/// image count is not part of it: `--limit` takes a prefix of the same
-/// ordered split, so a rerun with a larger limit extends the results.
+/// What identifies a run: a rerun into the same folder, or a folder merged
+/// into it, must match it. The images are not part of it: `--offset` and
+/// `--limit` take a range of the same ordered split, so a rerun with a
+/// larger limit extends the results, and ranges scored apart merge.
 fn run_identity(args: &ScoreArgs, classes: &[String], preset: Option<&str>) -> Result<Value, CliError> {
     Ok(json!({
         "dataset": format!("{:?}", args.dataset).to_lowercase(),
@@ -155,24 +169,57 @@ fn claim_output(out: &Path, identity: &Value) -> Result<(), CliError> {
     std::fs::create_dir_all(out).map_err(io_error(out))?;
     let path = out.join(RUN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let previous: Value = serde_json::from_str(&text).map_err(|e| CliError::Input {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            if &previous != identity {
-                return Err(CliError::Input {
-                    path: path.display().to_string(),
-                    reason: format!("holds another run ({previous}); this one is {identity}; choose another --out"),
-                });
-            }
-            Ok(())
-        }
+        Ok(_) => check_identity(out, identity, "choose another --out"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::write(&path, format!("{identity:#}\n")).map_err(io_error(&path))
         }
         Err(e) => Err(io_error(&path)(e)),
     }
+}
+
+/// Checks that `DIR/run.json` is `identity`; `hint` ends the refusal.
+fn check_identity(dir: &Path, identity: &Value, hint: &str) -> Result<(), CliError> {
+    let path = dir.join(RUN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    let found: Value = serde_json::from_str(&text).map_err(|e| CliError::Input {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if &found != identity {
+        return Err(CliError::Input {
+            path: path.display().to_string(),
+            reason: format!("holds another run ({found}); this one is {identity}; {hint}"),
+        });
+    }
+    Ok(())
+}
+
+/// Appends to `log` the rows of `DIR/file` (under `header`) whose image is
+/// not in `finished`, and adds their images to it; a missing `failed.csv`
+/// counts as empty. Returns how many rows were taken.
+fn merge_log(
+    dir: &Path,
+    file: &str,
+    header: &[String],
+    log: &mut ResultsLog,
+    finished: &mut std::collections::HashSet<String>,
+) -> Result<usize, CliError> {
+    let path = dir.join(file);
+    let rows = match ResultsLog::read(&path, header) {
+        Ok(rows) => rows,
+        Err(ResultsLogError::Io { source, .. }) if file == FAILED_FILE && source.kind() == ErrorKind::NotFound => {
+            Vec::new()
+        }
+        Err(e) => return Err(CliError::Usage(e.to_string())),
+    };
+    let new: Vec<Vec<String>> = rows.into_iter().filter(|r| finished.insert(r[0].clone())).collect();
+    log.append(&new).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(new.len())
+}
+
+/// The columns of `failed.csv`.
+fn failed_header() -> Vec<String> {
+    vec!["file".into(), "error".into()]
 }
 
 fn header(classes: &[String], encrypted: bool) -> Vec<String> {
@@ -382,8 +429,8 @@ fn summarize(
     let header = header(classes, args.encrypted);
     let (_, rows) =
         ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (_, failed) = ResultsLog::open(&args.out.join(FAILED_FILE), &["file".into(), "error".into()])
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let (_, failed) =
+        ResultsLog::open(&args.out.join(FAILED_FILE), &failed_header()).map_err(|e| CliError::Usage(e.to_string()))?;
     if rows.is_empty() {
         return Err(CliError::Usage("no image could be scored; see failed.csv".into()));
     }
@@ -537,11 +584,23 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     let header = header(&classes, args.encrypted);
     let (mut results, done) =
         ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (mut failures, failed) = ResultsLog::open(&args.out.join(FAILED_FILE), &["file".into(), "error".into()])
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let finished: std::collections::HashSet<&str> = done.iter().chain(failed.iter()).map(|r| r[0].as_str()).collect();
+    let (mut failures, failed) =
+        ResultsLog::open(&args.out.join(FAILED_FILE), &failed_header()).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut finished: std::collections::HashSet<String> =
+        done.iter().chain(failed.iter()).map(|r| r[0].clone()).collect();
+    for dir in &args.merge {
+        check_identity(dir, &identity, "only folders of the same run merge")?;
+        let taken = merge_log(dir, RESULTS_FILE, &header, &mut results, &mut finished)?;
+        let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
+        if !args.json {
+            eprintln!(
+                "merged {taken} rows ({taken_failed} failed images) from {}",
+                dir.display()
+            );
+        }
+    }
     let pending: Vec<usize> = (0..data.samples.len())
-        .filter(|&i| !finished.contains(data.samples[i].name.as_str()))
+        .filter(|&i| !finished.contains(&data.samples[i].name))
         .collect();
     let session = planned
         .map(|p| {

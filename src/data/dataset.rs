@@ -259,6 +259,16 @@ impl Dataset {
         }))
     }
 
+    /// Drops the first `n` samples (all of them if there are fewer), and the
+    /// matching rows of `latents`.
+    pub fn skip(&mut self, n: usize) {
+        let n = n.min(self.samples.len());
+        self.samples.drain(..n);
+        if let Some(latents) = &mut self.latents {
+            latents.slice_axis_inplace(Axis(0), Slice::from(n..));
+        }
+    }
+
     /// Keeps the first `n` samples (all of them if there are fewer), and the
     /// matching rows of `latents`.
     pub fn truncate(&mut self, n: usize) {

@@ -85,6 +85,44 @@ fn split_line(line: &str) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
+/// The header as its CSV line (no line break).
+fn header_line(header: &[String]) -> String {
+    header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",")
+}
+
+/// The rows of `text` (complete lines, the first the header), checked
+/// against `header`.
+fn parse_rows(path: &Path, text: &str, header: &[String]) -> Result<Vec<Vec<String>>, ResultsLogError> {
+    let header_line = header_line(header);
+    let mut lines = text.lines();
+    let found = lines.next().unwrap_or_default();
+    if found != header_line {
+        return Err(ResultsLogError::Header {
+            path: path.display().to_string(),
+            expected: header_line,
+            found: found.to_string(),
+        });
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let row_error = |reason: String| ResultsLogError::Row {
+            path: path.display().to_string(),
+            line: i + 2,
+            reason,
+        };
+        let fields = split_line(line).map_err(row_error)?;
+        if fields.len() != header.len() {
+            return Err(row_error(format!(
+                "{} fields, the header has {}",
+                fields.len(),
+                header.len()
+            )));
+        }
+        rows.push(fields);
+    }
+    Ok(rows)
+}
+
 impl ResultsLog {
     /// Opens `path` for appending rows under `header`: creates it with the
     /// header when absent; otherwise truncates a partly written last line,
@@ -97,7 +135,6 @@ impl ResultsLog {
             path: path.display().to_string(),
             source,
         };
-        let header_line = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",");
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -112,39 +149,14 @@ impl ResultsLog {
             file.seek(SeekFrom::End(0)).map_err(io)?;
         }
         let text = &text[..complete];
-        let mut lines = text.lines();
-        let mut rows = Vec::new();
-        match lines.next() {
-            None => {
-                file.write_all(format!("{header_line}\n").as_bytes()).map_err(io)?;
-                file.sync_data().map_err(io)?;
-            }
-            Some(found) if found != header_line => {
-                return Err(ResultsLogError::Header {
-                    path: path.display().to_string(),
-                    expected: header_line,
-                    found: found.to_string(),
-                })
-            }
-            Some(_) => {
-                for (i, line) in lines.enumerate() {
-                    let row_error = |reason: String| ResultsLogError::Row {
-                        path: path.display().to_string(),
-                        line: i + 2,
-                        reason,
-                    };
-                    let fields = split_line(line).map_err(row_error)?;
-                    if fields.len() != header.len() {
-                        return Err(row_error(format!(
-                            "{} fields, the header has {}",
-                            fields.len(),
-                            header.len()
-                        )));
-                    }
-                    rows.push(fields);
-                }
-            }
-        }
+        let rows = if text.is_empty() {
+            file.write_all(format!("{}\n", header_line(header)).as_bytes())
+                .map_err(io)?;
+            file.sync_data().map_err(io)?;
+            Vec::new()
+        } else {
+            parse_rows(path, text, header)?
+        };
         Ok((
             ResultsLog {
                 path: path.to_path_buf(),
@@ -153,6 +165,20 @@ impl ResultsLog {
             },
             rows,
         ))
+    }
+
+    /// The complete rows of the log at `path` under `header`, read without
+    /// changing the file (a partly written last line is left out).
+    ///
+    /// # Errors
+    /// I/O failures (a missing file too), another header, malformed rows.
+    pub fn read(path: &Path, header: &[String]) -> Result<Vec<Vec<String>>, ResultsLogError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsLogError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        parse_rows(path, &text[..complete], header)
     }
 
     /// Appends rows in one write and waits until they are on disk.
@@ -238,5 +264,23 @@ mod tests {
         ));
         let (mut log, _) = ResultsLog::open(&dir.path().join("s.csv"), &header()).unwrap();
         assert!(log.append(&[vec!["only one".into()]]).is_err());
+    }
+
+    #[test]
+    fn reading_leaves_the_file_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "file,p\na.png,0.5\nb.png,0.").unwrap();
+        let rows = ResultsLog::read(&path, &header()).unwrap();
+        assert_eq!(rows, vec![vec!["a.png".to_string(), "0.5".into()]]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "file,p\na.png,0.5\nb.png,0.");
+        assert!(matches!(
+            ResultsLog::read(&path, &["file".into(), "q".into()]),
+            Err(ResultsLogError::Header { .. })
+        ));
+        assert!(matches!(
+            ResultsLog::read(&dir.path().join("absent.csv"), &header()),
+            Err(ResultsLogError::Io { .. })
+        ));
     }
 }
