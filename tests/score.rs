@@ -243,11 +243,17 @@ fn ranges_scored_apart_merge_into_one_run() {
     // seconds too); a second merge adds nothing
     let summary = json(&run(&a, &["--merge", &b]));
     assert_eq!(summary["images"], 6, "{summary}");
+    assert_eq!(summary["merged"][0]["folder"], b.as_str(), "{summary}");
+    assert_eq!(summary["merged"][0]["backend"], "cpu", "{summary}");
+    assert_eq!(summary["merged"][0]["rows"], 4, "{summary}");
+    let md = std::fs::read_to_string(dir.path().join("a/summary.md")).unwrap();
+    assert!(md.contains("4 rows (0 failed images) were merged from"), "{md}");
     let merged = rows(&dir.path().join("a/results.csv"));
     assert_eq!(merged[..3], rows_a[..]);
     assert_eq!(merged[3..], rows_b[1..]);
-    json(&run(&a, &["--merge", &b]));
+    let again = json(&run(&a, &["--merge", &b]));
     assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+    assert_eq!(again["merged"].as_array().unwrap().len(), 1, "nothing taken, nothing recorded: {again}");
     // another run's folder is refused and changes nothing
     json(&run(&c, &["--uncertain", "ones", "--limit", "1"]));
     let err = refused(&run(&a, &["--merge", &c]));

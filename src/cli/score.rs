@@ -108,6 +108,8 @@ pub struct ScoreArgs {
 const RESULTS_FILE: &str = "results.csv";
 const FAILED_FILE: &str = "failed.csv";
 const RUN_FILE: &str = "run.json";
+/// One row per folder merged in: where from, its backend, what it gave.
+const MERGED_FILE: &str = "merged.csv";
 /// Images per plaintext batch (an encrypted run takes its plan's batch times
 /// its sets in lockstep).
 const SCORE_BATCH: usize = 8;
@@ -194,9 +196,18 @@ fn check_identity(dir: &Path, identity: &Value, hint: &str) -> Result<(), CliErr
     Ok(())
 }
 
+/// The complete rows of the log at `path`, none when there is no file.
+fn read_optional(path: &Path, header: &[String]) -> Result<Vec<Vec<String>>, CliError> {
+    match ResultsLog::read(path, header) {
+        Ok(rows) => Ok(rows),
+        Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
+}
+
 /// Appends to `log` the rows of `DIR/file` (under `header`) whose image is
-/// not in `finished`, and adds their images to it; a missing `failed.csv`
-/// counts as empty. Returns how many rows were taken.
+/// not in `finished`, and adds their images to it; a missing file counts as
+/// empty. Returns how many rows were taken.
 fn merge_log(
     dir: &Path,
     file: &str,
@@ -204,17 +215,24 @@ fn merge_log(
     log: &mut ResultsLog,
     finished: &mut std::collections::HashSet<String>,
 ) -> Result<usize, CliError> {
-    let path = dir.join(file);
-    let rows = match ResultsLog::read(&path, header) {
-        Ok(rows) => rows,
-        Err(ResultsLogError::Io { source, .. }) if file == FAILED_FILE && source.kind() == ErrorKind::NotFound => {
-            Vec::new()
-        }
-        Err(e) => return Err(CliError::Usage(e.to_string())),
-    };
+    let rows = read_optional(&dir.join(file), header)?;
     let new: Vec<Vec<String>> = rows.into_iter().filter(|r| finished.insert(r[0].clone())).collect();
     log.append(&new).map_err(|e| CliError::Usage(e.to_string()))?;
     Ok(new.len())
+}
+
+/// The columns of `merged.csv`.
+fn merged_header() -> Vec<String> {
+    ["folder", "backend", "rows", "failed"].map(String::from).to_vec()
+}
+
+/// The backend a merged folder's last summary names (`unknown` without one).
+fn merged_backend(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| v["backend"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The columns of `failed.csv`.
@@ -472,6 +490,13 @@ fn summarize(
             failed.len()
         ));
     }
+    let merged = read_optional(&args.out.join(MERGED_FILE), &merged_header())?;
+    for m in &merged {
+        md.push_str(&format!(
+            "\n{} rows ({} failed images) were merged from `{}` (backend {}).\n",
+            m[2], m[3], m[0], m[1]
+        ));
+    }
     let delta = he.as_ref().map(|he| {
         let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a - b).abs());
         json!({
@@ -495,6 +520,10 @@ fn summarize(
         "abs_difference": delta,
         "seconds_per_image": seconds,
         "failed": failed.iter().map(|r| json!({"file": r[0], "error": r[1]})).collect::<Vec<_>>(),
+        "merged": merged
+            .iter()
+            .map(|m| json!({"folder": m[0], "backend": m[1], "rows": m[2].parse::<u64>().ok(), "failed": m[3].parse::<u64>().ok()}))
+            .collect::<Vec<_>>(),
         "results": args.out.join(RESULTS_FILE).display().to_string(),
         "roc": args.out.join("roc.png").display().to_string(),
     });
@@ -592,6 +621,18 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         check_identity(dir, &identity, "only folders of the same run merge")?;
         let taken = merge_log(dir, RESULTS_FILE, &header, &mut results, &mut finished)?;
         let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
+        if taken + taken_failed > 0 {
+            let (mut merged, _) = ResultsLog::open(&args.out.join(MERGED_FILE), &merged_header())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            merged
+                .append(&[vec![
+                    dir.display().to_string(),
+                    merged_backend(dir),
+                    taken.to_string(),
+                    taken_failed.to_string(),
+                ]])
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+        }
         if !args.json {
             eprintln!(
                 "merged {taken} rows ({taken_failed} failed images) from {}",
