@@ -253,7 +253,11 @@ fn ranges_scored_apart_merge_into_one_run() {
     assert_eq!(merged[3..], rows_b[1..]);
     let again = json(&run(&a, &["--merge", &b]));
     assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
-    assert_eq!(again["merged"].as_array().unwrap().len(), 1, "nothing taken, nothing recorded: {again}");
+    assert_eq!(
+        again["merged"].as_array().unwrap().len(),
+        1,
+        "nothing taken, nothing recorded: {again}"
+    );
     // another run's folder is refused and changes nothing
     json(&run(&c, &["--uncertain", "ones", "--limit", "1"]));
     let err = refused(&run(&a, &["--merge", &c]));

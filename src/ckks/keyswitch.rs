@@ -154,10 +154,10 @@ fn inner_product_limb(
             }
         }
         for (o, &l) in out_b.iter_mut().zip(&lazy_b) {
-            *o = m.add(*o, m.reduce_u64(l));
+            *o = m.add(*o, m.reduce_u64_lanes(l));
         }
         for (o, &l) in out_a.iter_mut().zip(&lazy_a) {
-            *o = m.add(*o, m.reduce_u64(l));
+            *o = m.add(*o, m.reduce_u64_lanes(l));
         }
     }
 }

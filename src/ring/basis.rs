@@ -162,7 +162,7 @@ impl BasisConverter {
                     }
                 }
                 for (a, &l) in acc.iter_mut().zip(&lazy) {
-                    *a = m.add(*a, m.reduce_u64(l));
+                    *a = m.add(*a, m.reduce_u64_lanes(l));
                 }
             }
             if let Some(v) = &overflow {
