@@ -151,27 +151,36 @@ impl BasisConverter {
             let m = ctx.global_table(*target).modulus();
             let factors = &self.qhat_mod[*target];
             assert!(!factors.is_empty(), "basis conversion into one of its sources");
-            let mut acc = vec![0u32; out.len()];
+            // Each chunk's first product initialises the lazy sums and the
+            // first chunk's reduction the output: no pass only to zero them.
             let mut lazy = vec![0u64; out.len()];
-            for (chunk_y, chunk_f) in scaled.chunks(LAZY_TERMS).zip(factors.chunks(LAZY_TERMS)) {
-                lazy.iter_mut().for_each(|l| *l = 0);
-                for (y, &f) in chunk_y.iter().zip(chunk_f) {
+            for (c, (chunk_y, chunk_f)) in scaled.chunks(LAZY_TERMS).zip(factors.chunks(LAZY_TERMS)).enumerate() {
+                let f0 = u64::from(chunk_f[0]);
+                for (l, &v) in lazy.iter_mut().zip(&chunk_y[0]) {
+                    *l = u64::from(v) * f0;
+                }
+                for (y, &f) in chunk_y[1..].iter().zip(&chunk_f[1..]) {
                     let f = u64::from(f);
                     for (l, &v) in lazy.iter_mut().zip(y) {
                         *l += u64::from(v) * f;
                     }
                 }
-                for (a, &l) in acc.iter_mut().zip(&lazy) {
-                    *a = m.add(*a, m.reduce_u64_lanes(l));
+                if c == 0 {
+                    for (a, &l) in out.iter_mut().zip(&lazy) {
+                        *a = m.reduce_u64_lanes(l);
+                    }
+                } else {
+                    for (a, &l) in out.iter_mut().zip(&lazy) {
+                        *a = m.add(*a, m.reduce_u64_lanes(l));
+                    }
                 }
             }
             if let Some(v) = &overflow {
                 let (w, ws) = (self.qs_mod[*target], m.shoup(self.qs_mod[*target]));
-                for (a, &v) in acc.iter_mut().zip(v) {
+                for (a, &v) in out.iter_mut().zip(v) {
                     *a = m.sub(*a, m.mul_shoup(v, w, ws));
                 }
             }
-            out.copy_from_slice(&acc);
         });
     }
 }
