@@ -264,3 +264,45 @@ fn ranges_scored_apart_merge_into_one_run() {
     assert!(err.contains("only folders of the same run merge"), "{err}");
     assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
 }
+
+/// On the GPU (lavapipe in CI), batch after batch: the session keeps its
+/// evaluator, keys resident, from one batch to the next.
+#[test]
+fn encrypted_scoring_on_the_gpu_follows_the_plaintext_batch_after_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, root, names) = latents_set(dir.path(), 2);
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    let summary = json(&score(
+        dir.path(),
+        &[
+            "--dataset",
+            "latents",
+            "--root",
+            &root,
+            "--model",
+            &model,
+            "--encrypted",
+            "--preset",
+            "insecure-n12-deep",
+            "--backend",
+            "gpu",
+            "--lockstep",
+            "1",
+            "--out",
+            &out_s,
+            "--json",
+        ],
+    ));
+    assert_eq!(summary["backend"], "gpu", "{summary}");
+    let rows = rows(&out.join("results.csv"));
+    assert_eq!(rows.iter().skip(1).map(|r| r[0].clone()).collect::<Vec<_>>(), names);
+    let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
+    for row in &rows[1..] {
+        for c in 0..3 {
+            let p: f64 = row[col(&format!("plain:class_{c}"))].parse().unwrap();
+            let h: f64 = row[col(&format!("he:class_{c}"))].parse().unwrap();
+            assert!((p - h).abs() < 1e-3, "{p} vs {h}");
+        }
+    }
+}

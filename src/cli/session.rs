@@ -7,6 +7,7 @@ use super::binding::{ModelBinding, Planned};
 use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 use super::memory::EvalMemory;
 use super::CliError;
+use crate::backend::gpu::GpuContext;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
@@ -14,7 +15,7 @@ use crate::he_nn::{decrypt_batches, encrypt_batches, Plan};
 use crate::nn::InputClip;
 use ndarray::{Array2, Array4};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Seconds of the client and server stages for one call.
@@ -43,6 +44,11 @@ pub struct EncryptedSession {
     pub keygen_seconds: Option<f64>,
     /// Where the keys are cached.
     pub key_dir: PathBuf,
+    /// On a GPU: the evaluator with the evaluation keys resident, made at
+    /// the first call of [`Self::logits`] and kept, so that later calls (a
+    /// benchmark's runs, `score`'s batches) do not expand and upload every
+    /// key again.
+    gpu: OnceLock<GpuEvaluator>,
 }
 
 impl EncryptedSession {
@@ -63,6 +69,7 @@ impl EncryptedSession {
             lockstep: memory.lockstep,
             keygen_seconds,
             key_dir,
+            gpu: OnceLock::new(),
         })
     }
 
@@ -78,6 +85,7 @@ impl EncryptedSession {
             lockstep: memory.lockstep,
             keygen_seconds: Some(seconds),
             key_dir: PathBuf::new(),
+            gpu: OnceLock::new(),
         }
     }
 
@@ -108,6 +116,15 @@ impl EncryptedSession {
         self.chosen.describe()
     }
 
+    /// The session's GPU evaluator, made on first use.
+    fn gpu_evaluator(&self, ctx: &Arc<GpuContext>) -> Result<&GpuEvaluator, CliError> {
+        if let Some(gpu) = self.gpu.get() {
+            return Ok(gpu);
+        }
+        let gpu = GpuEvaluator::new(ctx, &self.keys)?;
+        Ok(self.gpu.get_or_init(|| gpu))
+    }
+
     /// Encrypted logits of latents `x` (`B x C x H x W`, the model's latent
     /// shape, clamped here as the model's spec says), decrypted:
     /// `B x classes`, with the seconds of each stage.
@@ -127,7 +144,17 @@ impl EncryptedSession {
         let flat = InputClip::clamped_values(self.planned.model.spec().input_clip(), x.iter());
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
-        let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, plan, &inputs, self.lockstep, quiet)?;
+        let (logits, seconds) = match &self.chosen {
+            Chosen::Cpu => evaluate(
+                &Evaluator::new(self.keys.clone()),
+                params,
+                plan,
+                &inputs,
+                self.lockstep,
+                quiet,
+            )?,
+            Chosen::Gpu(ctx) => evaluate(self.gpu_evaluator(ctx)?, params, plan, &inputs, self.lockstep, quiet)?,
+        };
         let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
         let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
