@@ -49,28 +49,55 @@ fn rows(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The arguments of an encrypted latents run at `insecure-n12-deep` on
+/// `backend`, written to `out`, plus `extra`.
+fn encrypted_args<'a>(
+    model: &'a str,
+    root: &'a str,
+    backend: &'a str,
+    out: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--dataset",
+        "latents",
+        "--root",
+        root,
+        "--model",
+        model,
+        "--encrypted",
+        "--preset",
+        "insecure-n12-deep",
+        "--backend",
+        backend,
+        "--out",
+        out,
+        "--json",
+    ];
+    args.extend(extra);
+    args
+}
+
+/// Every row's encrypted probabilities (3 classes) within 1e-3 of the
+/// plaintext ones; `rows[0]` is the header.
+fn assert_he_follows_plain(rows: &[Vec<String>]) {
+    let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
+    for row in &rows[1..] {
+        for c in 0..3 {
+            let p: f64 = row[col(&format!("plain:class_{c}"))].parse().unwrap();
+            let h: f64 = row[col(&format!("he:class_{c}"))].parse().unwrap();
+            assert!((p - h).abs() < 1e-3, "{p} vs {h}");
+        }
+    }
+}
+
 #[test]
 fn encrypted_scores_follow_the_plaintext_and_an_interrupted_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (model, root, names) = latents_set(dir.path(), 5);
     let out = dir.path().join("out");
     let out_s = out.display().to_string();
-    let args = [
-        "--dataset",
-        "latents",
-        "--root",
-        &root,
-        "--model",
-        &model,
-        "--encrypted",
-        "--preset",
-        "insecure-n12-deep",
-        "--backend",
-        "cpu",
-        "--out",
-        &out_s,
-        "--json",
-    ];
+    let args = encrypted_args(&model, &root, "cpu", &out_s, &[]);
     let summary = json(&score(dir.path(), &args));
     assert_eq!(summary["images"], 5);
     assert!(summary["encrypted"]["auroc"]["macro"].as_f64().is_some(), "{summary}");
@@ -78,18 +105,7 @@ fn encrypted_scores_follow_the_plaintext_and_an_interrupted_run_resumes() {
     let header = &first[0];
     assert_eq!(first.len(), 6);
     assert_eq!(first.iter().skip(1).map(|r| r[0].clone()).collect::<Vec<_>>(), names);
-    // encrypted probabilities follow the plaintext ones
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    for class in ["plain", "he"].map(|g| format!("{g}:class_0")) {
-        assert!(col(&class) > 0);
-    }
-    for row in &first[1..] {
-        for c in 0..3 {
-            let p: f64 = row[col(&format!("plain:class_{c}"))].parse().unwrap();
-            let h: f64 = row[col(&format!("he:class_{c}"))].parse().unwrap();
-            assert!((p - h).abs() < 1e-3, "{p} vs {h}");
-        }
-    }
+    assert_he_follows_plain(&first);
     for file in ["summary.md", "roc.png", "failed.csv", "run.json"] {
         assert!(out.join(file).exists(), "{file}");
     }
@@ -275,34 +291,10 @@ fn encrypted_scoring_on_the_gpu_follows_the_plaintext_batch_after_batch() {
     let out_s = out.display().to_string();
     let summary = json(&score(
         dir.path(),
-        &[
-            "--dataset",
-            "latents",
-            "--root",
-            &root,
-            "--model",
-            &model,
-            "--encrypted",
-            "--preset",
-            "insecure-n12-deep",
-            "--backend",
-            "gpu",
-            "--lockstep",
-            "1",
-            "--out",
-            &out_s,
-            "--json",
-        ],
+        &encrypted_args(&model, &root, "gpu", &out_s, &["--lockstep", "1"]),
     ));
     assert_eq!(summary["backend"], "gpu", "{summary}");
     let rows = rows(&out.join("results.csv"));
     assert_eq!(rows.iter().skip(1).map(|r| r[0].clone()).collect::<Vec<_>>(), names);
-    let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
-    for row in &rows[1..] {
-        for c in 0..3 {
-            let p: f64 = row[col(&format!("plain:class_{c}"))].parse().unwrap();
-            let h: f64 = row[col(&format!("he:class_{c}"))].parse().unwrap();
-            assert!((p - h).abs() < 1e-3, "{p} vs {h}");
-        }
-    }
+    assert_he_follows_plain(&rows);
 }
