@@ -49,6 +49,8 @@ def main(argv=None):
     ap.add_argument("--check", help="an .npy `latent-he encode` wrote, to compare with")
     ap.add_argument("--check-json", help="that encode's --json output (its `files` list)")
     args = ap.parse_args(argv)
+    if bool(args.check) != bool(args.check_json):
+        ap.error("--check and --check-json go together")
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -19,7 +19,7 @@ use clap::Args;
 use ndarray::{Array2, Array4};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The parameter set and batch a plan is made for.
 #[derive(Args, Debug)]
@@ -213,7 +213,15 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     let memory = args.memory.resolve(&params, &plan, images.div_ceil(batch));
     let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
     let chosen = args.device.resolve()?;
-    let (logits, seconds) = evaluate_on(&chosen, &keys, &plan, &file.ciphertexts, memory.lockstep, args.json)?;
+    let (logits, seconds) = evaluate_on(
+        &chosen,
+        &keys,
+        &OnceLock::new(),
+        &plan,
+        &file.ciphertexts,
+        memory.lockstep,
+        args.json,
+    )?;
     let classes = model.spec().classes().len();
     let out = CiphertextFile {
         shape: vec![images, classes],

@@ -169,13 +169,12 @@ fn run_identity(args: &ScoreArgs, classes: &[String], preset: Option<&str>) -> R
 /// Writes `OUT/run.json`, or checks that the one there is this run's.
 fn claim_output(out: &Path, identity: &Value) -> Result<(), CliError> {
     std::fs::create_dir_all(out).map_err(io_error(out))?;
-    let path = out.join(RUN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(_) => check_identity(out, identity, "choose another --out"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match check_identity(out, identity, "choose another --out") {
+        Err(CliError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            let path = out.join(RUN_FILE);
             std::fs::write(&path, format!("{identity:#}\n")).map_err(io_error(&path))
         }
-        Err(e) => Err(io_error(&path)(e)),
+        checked => checked,
     }
 }
 
@@ -445,10 +444,8 @@ fn summarize(
     keygen_seconds: Option<f64>,
 ) -> Result<Value, CliError> {
     let header = header(classes, args.encrypted);
-    let (_, rows) =
-        ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (_, failed) =
-        ResultsLog::open(&args.out.join(FAILED_FILE), &failed_header()).map_err(|e| CliError::Usage(e.to_string()))?;
+    let rows = read_optional(&args.out.join(RESULTS_FILE), &header)?;
+    let failed = read_optional(&args.out.join(FAILED_FILE), &failed_header())?;
     if rows.is_empty() {
         return Err(CliError::Usage("no image could be scored; see failed.csv".into()));
     }

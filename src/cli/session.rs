@@ -7,7 +7,6 @@ use super::binding::{ModelBinding, Planned};
 use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 use super::memory::EvalMemory;
 use super::CliError;
-use crate::backend::gpu::GpuContext;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
@@ -116,15 +115,6 @@ impl EncryptedSession {
         self.chosen.describe()
     }
 
-    /// The session's GPU evaluator, made on first use.
-    fn gpu_evaluator(&self, ctx: &Arc<GpuContext>) -> Result<&GpuEvaluator, CliError> {
-        if let Some(gpu) = self.gpu.get() {
-            return Ok(gpu);
-        }
-        let gpu = GpuEvaluator::new(ctx, &self.keys)?;
-        Ok(self.gpu.get_or_init(|| gpu))
-    }
-
     /// Encrypted logits of latents `x` (`B x C x H x W`, the model's latent
     /// shape, clamped here as the model's spec says), decrypted:
     /// `B x classes`, with the seconds of each stage.
@@ -144,17 +134,7 @@ impl EncryptedSession {
         let flat = InputClip::clamped_values(self.planned.model.spec().input_clip(), x.iter());
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
-        let (logits, seconds) = match &self.chosen {
-            Chosen::Cpu => evaluate(
-                &Evaluator::new(self.keys.clone()),
-                params,
-                plan,
-                &inputs,
-                self.lockstep,
-                quiet,
-            )?,
-            Chosen::Gpu(ctx) => evaluate(self.gpu_evaluator(ctx)?, params, plan, &inputs, self.lockstep, quiet)?,
-        };
+        let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, &self.gpu, plan, &inputs, self.lockstep, quiet)?;
         let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
         let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
@@ -214,10 +194,14 @@ where
     Ok((out, seconds))
 }
 
-/// [`evaluate`] on the chosen backend.
+/// [`evaluate`] on the chosen backend. On a GPU the evaluator (with `keys`
+/// resident) is taken from `gpu`, or made and left there on the first call:
+/// a caller that evaluates again passes the same cell and uploads the keys
+/// once; a one-shot caller passes an empty one.
 pub fn evaluate_on(
     chosen: &Chosen,
     keys: &Arc<PublicKeySet>,
+    gpu: &OnceLock<GpuEvaluator>,
     plan: &Plan,
     inputs: &[Ciphertext],
     lockstep: usize,
@@ -226,7 +210,16 @@ pub fn evaluate_on(
     let params = keys.params();
     match chosen {
         Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, lockstep, quiet),
-        Chosen::Gpu(ctx) => evaluate(&GpuEvaluator::new(ctx, keys)?, params, plan, inputs, lockstep, quiet),
+        Chosen::Gpu(ctx) => {
+            let evaluator = match gpu.get() {
+                Some(evaluator) => evaluator,
+                None => {
+                    let made = GpuEvaluator::new(ctx, keys)?;
+                    gpu.get_or_init(|| made)
+                }
+            };
+            evaluate(evaluator, params, plan, inputs, lockstep, quiet)
+        }
     }
 }
 
