@@ -147,6 +147,60 @@ fn rotations_single_hoisted_and_composed() {
     ));
 }
 
+/// A sum of rotations with one ModDown equals the sum of the rotated
+/// vectors, agrees with separate rotations added up (to their noise), and
+/// refuses terms at another level or scale.
+#[test]
+fn rotation_sums_divide_by_p_once() {
+    let steps = [0i64, 3, -17, 256, 3];
+    let mut f = fixture("insecure-n12", &steps);
+    let keys = f.eval.keys().clone();
+    let values: Vec<Vec<f64>> = steps.iter().map(|_| f.random()).collect();
+    let cts: Vec<_> = values.iter().map(|v| encrypt_values(&keys, v).unwrap()).collect();
+    let mut sum = None;
+    let mut separate = None;
+    for (ct, &s) in cts.iter().zip(&steps) {
+        sum = Some(f.eval.rotation_sum_add(sum, ct, s).unwrap());
+        let rotated = f.eval.rotate(ct, s).unwrap();
+        separate = Some(match separate {
+            None => rotated,
+            Some(acc) => f.eval.add(&acc, &rotated).unwrap(),
+        });
+    }
+    let lazy = f.eval.rotation_sum_finish(sum.unwrap());
+    let separate = separate.unwrap();
+    assert_eq!((lazy.level(), lazy.scale()), (separate.level(), separate.scale()));
+    assert_ne!(lazy, separate, "one ModDown rounds differently from five");
+    let mut want = vec![0.0; f.params.slots()];
+    for (v, &s) in values.iter().zip(&steps) {
+        for (w, r) in want.iter_mut().zip(rotate_left(v, s)) {
+            *w += r;
+        }
+    }
+    let lazy_bits = precision_bits(&decrypt(&f.sk, &lazy).unwrap(), &want);
+    let separate_bits = precision_bits(&decrypt(&f.sk, &separate).unwrap(), &want);
+    assert!(lazy_bits > N12_COMPOSED_BITS, "{lazy_bits} bits");
+    assert!(lazy_bits > separate_bits - 1.0, "{lazy_bits} vs {separate_bits} bits");
+
+    let mut low = cts[1].clone();
+    f.eval.drop_level_assign(&mut low, 2).unwrap();
+    let started = f.eval.rotation_sum_add(None, &cts[0], 3).unwrap();
+    assert!(matches!(
+        f.eval.rotation_sum_add(Some(started), &low, 3),
+        Err(CkksError::LevelMismatch { .. })
+    ));
+    let squared = f.eval.mul_relin(&cts[1], &cts[1]).unwrap();
+    let started = f.eval.rotation_sum_add(None, &cts[0], 3).unwrap();
+    assert!(matches!(
+        f.eval.rotation_sum_add(Some(started), &squared, 3),
+        Err(CkksError::ScaleMismatch { .. })
+    ));
+    assert!(matches!(
+        f.eval.rotation_sum_add(None, &cts[0], 7),
+        Err(CkksError::MissingRotationKey { steps: 7 })
+    ));
+}
+
 #[test]
 fn mismatched_operands_are_refused() {
     let mut f = fixture("insecure-n12", &[]);

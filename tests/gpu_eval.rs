@@ -68,6 +68,20 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
             same(w, &gpu.download(g).unwrap(), &format!("{preset} rotate {s}"));
         }
 
+        // A sum of rotations, one ModDown: a zero step, repeated steps.
+        let terms = [(&cx, kernel[1]), (&cy, 0), (&cx, kernel[7]), (&cy, kernel[1])];
+        let (mut want, mut got) = (None, None);
+        for &(ct, s) in &terms {
+            want = Some(cpu.rotation_sum_add(want, ct, s).unwrap());
+            got = Some(gpu.rotation_sum_add(got, &gpu.upload(ct).unwrap(), s).unwrap());
+        }
+        let got = gpu.rotation_sum_finish(got.unwrap()).unwrap();
+        same(
+            &cpu.rotation_sum_finish(want.unwrap()),
+            &gpu.download(&got).unwrap(),
+            &format!("{preset} rotation sum"),
+        );
+
         // A lower level: the keys' upper limbs are skipped, digits truncated.
         let mut low = cx.clone();
         cpu.drop_level_assign(&mut low, 3).unwrap();

@@ -6,8 +6,8 @@
 use super::ciphertext::Ciphertext;
 use super::encoder::{encode, Plaintext};
 use super::error::CkksError;
-use super::evaluator::Evaluator;
-use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator, GpuPlaintext};
+use super::evaluator::{Evaluator, RotationSum};
+use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator, GpuPlaintext, GpuRotationSum};
 
 /// A CKKS evaluator on some device. `Sync`, so that callers may encode
 /// plaintexts from several threads.
@@ -16,6 +16,8 @@ pub trait EvalBackend: Sync {
     type Ct;
     /// A plaintext where this backend keeps it (made by [`Self::encode`]).
     type Pt: Send;
+    /// A sum of rotations in the making (see [`Self::rotation_sum_add`]).
+    type RotationSum;
     /// What an operation can fail with.
     type Error: std::error::Error + Send + From<CkksError>;
 
@@ -53,6 +55,18 @@ pub trait EvalBackend: Sync {
     fn drop_level(&self, ct: &Self::Ct, level: usize) -> Result<Self::Ct, Self::Error>;
     /// Rotations sharing one decomposition.
     fn rotate_hoisted(&self, ct: &Self::Ct, steps: &[i64]) -> Result<Vec<Self::Ct>, Self::Error>;
+    /// `sum + rot(ct, steps)` (`rot(ct, steps)` alone for `None`), all
+    /// terms at one level and scale. The key-switched parts are summed over
+    /// `Q_level ++ P` and divided by `P` once, in [`Self::rotation_sum_finish`]:
+    /// one ModDown per sum instead of one per rotation.
+    fn rotation_sum_add(
+        &self,
+        sum: Option<Self::RotationSum>,
+        ct: &Self::Ct,
+        steps: i64,
+    ) -> Result<Self::RotationSum, Self::Error>;
+    /// The ciphertext of a finished sum of rotations.
+    fn rotation_sum_finish(&self, sum: Self::RotationSum) -> Result<Self::Ct, Self::Error>;
     /// Waits until submitted work is done (timing boundaries).
     fn sync(&self) -> Result<(), Self::Error>;
     /// Level of a ciphertext.
@@ -64,6 +78,7 @@ pub trait EvalBackend: Sync {
 impl EvalBackend for Evaluator {
     type Ct = Ciphertext;
     type Pt = Plaintext;
+    type RotationSum = RotationSum;
     type Error = CkksError;
 
     fn name(&self) -> &'static str {
@@ -120,6 +135,17 @@ impl EvalBackend for Evaluator {
         self.add_const_assign(&mut out, c)?;
         Ok(out)
     }
+    fn rotation_sum_add(
+        &self,
+        sum: Option<RotationSum>,
+        ct: &Ciphertext,
+        steps: i64,
+    ) -> Result<RotationSum, CkksError> {
+        Evaluator::rotation_sum_add(self, sum, ct, steps)
+    }
+    fn rotation_sum_finish(&self, sum: RotationSum) -> Result<Ciphertext, CkksError> {
+        Ok(Evaluator::rotation_sum_finish(self, sum))
+    }
     fn sync(&self) -> Result<(), CkksError> {
         Ok(())
     }
@@ -134,6 +160,7 @@ impl EvalBackend for Evaluator {
 impl EvalBackend for GpuEvaluator {
     type Ct = GpuCiphertext;
     type Pt = GpuPlaintext;
+    type RotationSum = GpuRotationSum;
     type Error = GpuEvalError;
 
     fn name(&self) -> &'static str {
@@ -185,6 +212,17 @@ impl EvalBackend for GpuEvaluator {
     }
     fn add_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::add_const(self, ct, c)
+    }
+    fn rotation_sum_add(
+        &self,
+        sum: Option<GpuRotationSum>,
+        ct: &GpuCiphertext,
+        steps: i64,
+    ) -> Result<GpuRotationSum, GpuEvalError> {
+        GpuEvaluator::rotation_sum_add(self, sum, ct, steps)
+    }
+    fn rotation_sum_finish(&self, sum: GpuRotationSum) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::rotation_sum_finish(self, sum)
     }
     fn sync(&self) -> Result<(), GpuEvalError> {
         Ok(self.ring().sync()?)

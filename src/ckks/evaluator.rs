@@ -5,11 +5,12 @@
 use super::ciphertext::Ciphertext;
 use super::encoder::Plaintext;
 use super::error::CkksError;
-use super::keys::PublicKeySet;
-use super::keyswitch::{decompose, switch};
+use super::keys::{KeyId, PublicKeySet};
+use super::keyswitch::{decompose, switch, SwitchAccumulator};
 use super::params::Params;
 use crate::ring::automorphism::{eval_permutation, rotation_galois_element};
 use crate::ring::basis::rescale;
+use crate::ring::{Eval, RnsPoly};
 use std::sync::Arc;
 
 /// Relative scale difference below which two scales count as equal: scales
@@ -35,7 +36,8 @@ pub(crate) fn check_scales(left: f64, right: f64) -> Result<(), CkksError> {
     }
 }
 
-fn check_levels(left: usize, right: usize) -> Result<(), CkksError> {
+/// Refuses operands at different levels.
+pub(crate) fn check_levels(left: usize, right: usize) -> Result<(), CkksError> {
     if left != right {
         Err(CkksError::LevelMismatch { left, right })
     } else {
@@ -346,6 +348,93 @@ impl Evaluator {
                 _ => ct.clone(),
             })
             .collect())
+    }
+}
+
+/// A sum of rotations `sum_t rot(ct_t, steps_t)` in the making: the
+/// key-switched parts stay over `Q_level ++ P` until
+/// [`Evaluator::rotation_sum_finish`] divides them by `P`, once for the whole
+/// sum (the giant steps of a baby-step giant-step sum).
+///
+/// Invariant: `c0`, `c1` have layout `Q_level`, `switched` (if any) is at
+/// that level; every term had `scale` and `key_id`.
+pub struct RotationSum {
+    c0: RnsPoly<Eval>,
+    c1: RnsPoly<Eval>,
+    switched: Option<SwitchAccumulator>,
+    scale: f64,
+    key_id: KeyId,
+}
+
+impl Evaluator {
+    /// `sum + rot(ct, steps)`; a sum of `rot(ct, steps)` alone when `sum` is
+    /// `None`. A step of zero (mod N/2) adds `ct` itself.
+    ///
+    /// # Errors
+    /// Key mismatch, level or scale mismatch with the sum's terms,
+    /// [`CkksError::MissingRotationKey`].
+    pub fn rotation_sum_add(
+        &self,
+        sum: Option<RotationSum>,
+        ct: &Ciphertext,
+        steps: i64,
+    ) -> Result<RotationSum, CkksError> {
+        self.check_key(ct)?;
+        let params = self.params();
+        let n = params.n();
+        let ring = params.ring();
+        let key = rotation_keys(&[steps], n, ct.level(), |g| {
+            self.keys.galois.get(&g).map(|k| ((g, k), k.level()))
+        })?
+        .pop()
+        .flatten();
+        let mut sum = match sum {
+            Some(sum) => {
+                check_levels(sum.c0.layout().q - 1, ct.level())?;
+                check_scales(sum.scale, ct.scale)?;
+                sum
+            }
+            None => RotationSum {
+                c0: RnsPoly::zero(n, ct.c0.layout()),
+                c1: RnsPoly::zero(n, ct.c1.layout()),
+                switched: None,
+                scale: ct.scale,
+                key_id: ct.key_id,
+            },
+        };
+        match key {
+            None => {
+                sum.c0.add_assign(ring, &ct.c0);
+                sum.c1.add_assign(ring, &ct.c1);
+            }
+            Some((g, key)) => {
+                let perm = eval_permutation(g, n);
+                sum.switched
+                    .get_or_insert_with(|| SwitchAccumulator::new(params, ct.level()))
+                    .add(params, &decompose(params, &ct.c1), key, Some(&perm));
+                sum.c0.add_assign(ring, &ct.c0.automorphism(&perm));
+            }
+        }
+        Ok(sum)
+    }
+
+    /// The ciphertext of a finished sum: one ModDown of its key-switched
+    /// parts, added to the rest.
+    pub fn rotation_sum_finish(&self, sum: RotationSum) -> Ciphertext {
+        let RotationSum {
+            mut c0,
+            mut c1,
+            switched,
+            scale,
+            key_id,
+        } = sum;
+        if let Some(switched) = switched {
+            let ring = self.params().ring();
+            let (b, a) = switched.mod_down(self.params());
+            c0.add_assign(ring, &b);
+            c1.add_assign(ring, &a);
+        }
+        Ciphertext { c0, c1, scale, key_id }
     }
 }
 

@@ -215,13 +215,7 @@ impl GpuEvaluator {
     fn check_pair(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<(), CkksError> {
         self.check_key(a.key_id)?;
         self.check_key(b.key_id)?;
-        if a.level() != b.level() {
-            return Err(CkksError::LevelMismatch {
-                left: a.level(),
-                right: b.level(),
-            });
-        }
-        Ok(())
+        super::evaluator::check_levels(a.level(), b.level())
     }
 
     /// `a + b` (same checks as the CPU evaluator).
@@ -511,14 +505,32 @@ impl GpuEvaluator {
         key: &GpuSwitchingKey,
         perm: Option<&GpuWords>,
     ) -> Result<(GpuPoly<Eval>, GpuPoly<Eval>), GpuEvalError> {
-        let ext = digits[0].layout();
+        let acc = self.switch_accumulator(digits[0].layout());
+        self.switch_add(&acc, digits, key, perm)?;
+        Ok((self.mod_down(&acc.0)?, self.mod_down(&acc.1)?))
+    }
+
+    /// Zero key-switching sums (both halves) over `ext` (`Q_level ++ P`).
+    fn switch_accumulator(&self, ext: LimbLayout) -> (GpuPoly<Eval>, GpuPoly<Eval>) {
         let n = self.ring.n();
-        let acc_b = GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n);
-        let acc_a = GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n);
+        (
+            GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n),
+            GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n),
+        )
+    }
+
+    /// Adds `sum_j digit_j * key_j` (digits read through `perm`) to `acc`.
+    fn switch_add(
+        &self,
+        acc: &(GpuPoly<Eval>, GpuPoly<Eval>),
+        digits: &[GpuPoly<Eval>],
+        key: &GpuSwitchingKey,
+        perm: Option<&GpuWords>,
+    ) -> Result<(), GpuEvalError> {
         for (d, (kb, ka)) in digits.iter().zip(&key.digits) {
-            self.ring.inner_product(d, kb, ka, perm, &acc_b, &acc_a)?;
+            self.ring.inner_product(d, kb, ka, perm, &acc.0, &acc.1)?;
         }
-        Ok((self.mod_down(&acc_b)?, self.mod_down(&acc_a)?))
+        Ok(())
     }
 
     /// `a * b` relinearized (not rescaled).
@@ -583,5 +595,90 @@ impl GpuEvaluator {
                 }),
             })
             .collect()
+    }
+}
+
+/// A sum of rotations on the device, as [`super::evaluator::RotationSum`]:
+/// the key-switched parts stay over `Q_level ++ P` until
+/// [`GpuEvaluator::rotation_sum_finish`].
+///
+/// Invariant: `c0`, `c1` have layout `Q_level`, `switched` (if any) that
+/// level's extended layout; every term had `scale` and `key_id`.
+pub struct GpuRotationSum {
+    c0: GpuPoly<Eval>,
+    c1: GpuPoly<Eval>,
+    switched: Option<(GpuPoly<Eval>, GpuPoly<Eval>)>,
+    scale: f64,
+    key_id: KeyId,
+}
+
+impl GpuEvaluator {
+    /// `sum + rot(ct, steps)`, the words of
+    /// [`super::Evaluator::rotation_sum_add`].
+    ///
+    /// # Errors
+    /// As the CPU evaluator's; device errors.
+    pub fn rotation_sum_add(
+        &self,
+        sum: Option<GpuRotationSum>,
+        ct: &GpuCiphertext,
+        steps: i64,
+    ) -> Result<GpuRotationSum, GpuEvalError> {
+        self.check_key(ct.key_id)?;
+        let n = self.params.n();
+        let key =
+            super::evaluator::rotation_keys(&[steps], n, ct.level(), |g| self.galois.get(&g).map(|k| (k, k.0.level)))?
+                .pop()
+                .flatten();
+        let mut sum = match sum {
+            Some(sum) => {
+                super::evaluator::check_levels(sum.c0.layout().q - 1, ct.level())?;
+                super::evaluator::check_scales(sum.scale, ct.scale)?;
+                sum
+            }
+            None => {
+                let layout = ct.c0.layout();
+                GpuRotationSum {
+                    c0: GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
+                    c1: GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
+                    switched: None,
+                    scale: ct.scale,
+                    key_id: ct.key_id,
+                }
+            }
+        };
+        match key {
+            None => {
+                self.ring.add_assign(&sum.c0, &ct.c0)?;
+                self.ring.add_assign(&sum.c1, &ct.c1)?;
+            }
+            Some((key, perm)) => {
+                let digits = self.decompose(&ct.c1)?;
+                let acc = sum
+                    .switched
+                    .get_or_insert_with(|| self.switch_accumulator(digits[0].layout()));
+                self.switch_add(acc, &digits, key, Some(perm))?;
+                self.ring.add_assign(&sum.c0, &self.ring.permute(&ct.c0, perm)?)?;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// The ciphertext of a finished sum, the words of
+    /// [`super::Evaluator::rotation_sum_finish`].
+    ///
+    /// # Errors
+    /// Device errors.
+    pub fn rotation_sum_finish(&self, sum: GpuRotationSum) -> Result<GpuCiphertext, GpuEvalError> {
+        if let Some((b, a)) = &sum.switched {
+            self.ring.add_assign(&sum.c0, &self.mod_down(b)?)?;
+            self.ring.add_assign(&sum.c1, &self.mod_down(a)?)?;
+        }
+        Ok(GpuCiphertext {
+            c0: sum.c0,
+            c1: sum.c1,
+            scale: sum.scale,
+            key_id: sum.key_id,
+        })
     }
 }

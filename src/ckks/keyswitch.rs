@@ -79,41 +79,81 @@ pub fn switch(
     key: &SwitchingKey,
     perm: Option<&[u32]>,
 ) -> (RnsPoly<Eval>, RnsPoly<Eval>) {
-    let ring = params.ring();
-    let n = params.n();
-    let level = decomposed.level;
-    let ext = params.extended_layout(level);
-    // Key limbs: Q primes of the key's level, then P.
-    let q_top = key.level() + 1;
-    debug_assert!(level <= key.level(), "the caller checks the key's level");
-    let mut acc = [RnsPoly::<Eval>::zero(n, ext), RnsPoly::<Eval>::zero(n, ext)];
-    let [acc_b, acc_a] = &mut acc;
-    acc_b
-        .words_mut()
-        .par_chunks_exact_mut(n)
-        .zip(acc_a.words_mut().par_chunks_exact_mut(n))
-        .enumerate()
-        .for_each(|(i, (out_b, out_a))| {
-            // Key limbs are over Q_L ++ P; skip the primes above the level.
-            let key_limb = if i < ext.q { i } else { q_top + i - ext.q };
-            let digits: Vec<&[u32]> = decomposed.digits.iter().map(|d| d.limb(i)).collect();
-            let key_b: Vec<&[u32]> = key.digits.iter().map(|k| k.b.limb(key_limb)).collect();
-            // A compact key's `a` limbs are re-expanded here, one per digit.
-            let mut scratch = vec![0u32; if key.is_compact() { key.digits.len() * n } else { 0 }];
-            let mut scratch_limbs = scratch.chunks_exact_mut(n.max(1));
-            let key_a: Vec<&[u32]> = key
-                .digits
-                .iter()
-                .map(|k| k.a_limb(params, key_limb, scratch_limbs.next().unwrap_or_default()))
-                .collect();
-            inner_product_limb(ring.modulus(ext, i), &digits, &key_b, &key_a, perm, out_b, out_a);
-        });
-    let [b, a] = acc;
-    let mod_down = params.mod_down();
-    (mod_down.apply(ring, b), mod_down.apply(ring, a))
+    let mut acc = SwitchAccumulator::new(params, decomposed.level);
+    acc.add(params, decomposed, key, perm);
+    acc.mod_down(params)
 }
 
-/// `out_b = sum_j digit_j * key_b_j`, `out_a = sum_j digit_j * key_a_j` on
+/// Key-switched products summed over `Q_level ++ P`, before the division by
+/// `P`: several key switches into one accumulator cost one ModDown in all
+/// (the giant steps of a baby-step giant-step sum), and the result carries
+/// one rounding instead of one per switch.
+///
+/// Invariant: both halves have layout `params.extended_layout(level)`.
+pub struct SwitchAccumulator {
+    level: usize,
+    b: RnsPoly<Eval>,
+    a: RnsPoly<Eval>,
+}
+
+impl SwitchAccumulator {
+    /// Zero sums at `level`.
+    pub fn new(params: &Params, level: usize) -> Self {
+        let ext = params.extended_layout(level);
+        Self {
+            level,
+            b: RnsPoly::zero(params.n(), ext),
+            a: RnsPoly::zero(params.n(), ext),
+        }
+    }
+
+    /// Level of the sums.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Adds `sum_j digit_j * key_j` for both key halves, the digits read
+    /// through `perm` if given. The caller checks that `decomposed` is at
+    /// this accumulator's level and that the key reaches it.
+    pub fn add(&mut self, params: &Params, decomposed: &Decomposed, key: &SwitchingKey, perm: Option<&[u32]>) {
+        debug_assert_eq!(decomposed.level, self.level, "the caller checks the levels");
+        debug_assert!(self.level <= key.level(), "the caller checks the key's level");
+        let ring = params.ring();
+        let n = params.n();
+        let ext = params.extended_layout(self.level);
+        // Key limbs: Q primes of the key's level, then P.
+        let q_top = key.level() + 1;
+        self.b
+            .words_mut()
+            .par_chunks_exact_mut(n)
+            .zip(self.a.words_mut().par_chunks_exact_mut(n))
+            .enumerate()
+            .for_each(|(i, (out_b, out_a))| {
+                // Key limbs are over Q_L ++ P; skip the primes above the level.
+                let key_limb = if i < ext.q { i } else { q_top + i - ext.q };
+                let digits: Vec<&[u32]> = decomposed.digits.iter().map(|d| d.limb(i)).collect();
+                let key_b: Vec<&[u32]> = key.digits.iter().map(|k| k.b.limb(key_limb)).collect();
+                // A compact key's `a` limbs are re-expanded here, one per digit.
+                let mut scratch = vec![0u32; if key.is_compact() { key.digits.len() * n } else { 0 }];
+                let mut scratch_limbs = scratch.chunks_exact_mut(n.max(1));
+                let key_a: Vec<&[u32]> = key
+                    .digits
+                    .iter()
+                    .map(|k| k.a_limb(params, key_limb, scratch_limbs.next().unwrap_or_default()))
+                    .collect();
+                inner_product_limb(ring.modulus(ext, i), &digits, &key_b, &key_a, perm, out_b, out_a);
+            });
+    }
+
+    /// `round(sum / P)` of both halves, over `Q_level`.
+    pub fn mod_down(self, params: &Params) -> (RnsPoly<Eval>, RnsPoly<Eval>) {
+        let ring = params.ring();
+        let mod_down = params.mod_down();
+        (mod_down.apply(ring, self.b), mod_down.apply(ring, self.a))
+    }
+}
+
+/// `out_b += sum_j digit_j * key_b_j`, `out_a += sum_j digit_j * key_a_j` on
 /// one limb, digits read through `perm` if given; products summed lazily
 /// in `u64`, [`LAZY_TERMS`] at a time.
 fn inner_product_limb(

@@ -144,6 +144,21 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     }
     push("hoisted_rotate_9", differ, cpu_ms, gpu_ms);
 
+    let sum_steps = [kernel[1], 0, kernel[7]];
+    let (want, cpu_ms) = timed(|| {
+        sum_steps
+            .iter()
+            .try_fold(None, |sum, &s| cpu.rotation_sum_add(sum, &cx, s).map(Some))
+            .map(|sum| cpu.rotation_sum_finish(sum.expect("three terms")))
+    })?;
+    let (got, gpu_ms) = timed_gpu(&gpu, || {
+        let sum = sum_steps
+            .iter()
+            .try_fold(None, |sum, &s| gpu.rotation_sum_add(sum, &gx, s).map(Some))?;
+        Ok(gpu.rotation_sum_finish(sum.expect("three terms"))?)
+    })?;
+    push("rotation_sum_3", ct_mismatch(&want, &download(&got)?), cpu_ms, gpu_ms);
+
     let all_equal = rows.iter().all(|r| r["mismatched_words"] == 0);
     let adapter = ctx.adapter();
     if args.json {

@@ -13,8 +13,10 @@
 //! `out_j = sum_delta rot( sum_i sum_baby D[j, delta, i, baby] * rot(x_i, baby), delta*block )`
 //!
 //! with the baby rotations of each input ciphertext hoisted (one
-//! decomposition), one giant rotation per `(output ciphertext, delta)`, and
-//! one rescale (one level). `D` holds the weight at the output slot shifted
+//! decomposition), one giant rotation per `(output ciphertext, delta)` whose
+//! key-switched parts are summed over `Q ++ P` and divided by `P` once per
+//! output ciphertext ([`EvalBackend::rotation_sum_add`]), and one rescale
+//! (one level). `D` holds the weight at the output slot shifted
 //! by `delta*block` and zero wherever the tap reads padding, so gaps and
 //! padding channels of the output stay zero.
 //!
@@ -446,7 +448,7 @@ impl HeConv {
         let block = self.output.block as i64;
         let mut out: Vec<Vec<B::Ct>> = inputs.iter().map(|_| Vec::with_capacity(self.output.cts())).collect();
         for (j, giants) in self.giants.iter().enumerate() {
-            let mut totals: Vec<Option<B::Ct>> = inputs.iter().map(|_| None).collect();
+            let mut totals: Vec<Option<B::RotationSum>> = inputs.iter().map(|_| None).collect();
             for &delta in giants {
                 // Diagonals are built and encoded in parallel (CPU work for
                 // either backend), then multiplied and accumulated in order.
@@ -469,15 +471,7 @@ impl HeConv {
                         });
                     }
                     let Some(inner) = inner else { continue };
-                    let shifted = if delta == 0 {
-                        inner
-                    } else {
-                        backend.rotate_hoisted(&inner, &[delta as i64 * block])?.remove(0)
-                    };
-                    *total = Some(match total.take() {
-                        None => shifted,
-                        Some(acc) => backend.add(&acc, &shifted)?,
-                    });
+                    *total = Some(backend.rotation_sum_add(total.take(), &inner, delta as i64 * block)?);
                 }
             }
             // Every set's output has the same level and scale: the bias is
@@ -485,7 +479,7 @@ impl HeConv {
             let mut bias_pt = None;
             for ((total, x), y_set) in totals.into_iter().zip(inputs).zip(out.iter_mut()) {
                 let total = match total {
-                    Some(t) => t,
+                    Some(t) => backend.rotation_sum_finish(t)?,
                     // All weights zero: the product with a zero plaintext.
                     None => backend.mul_plain(&x[0], &backend.encode(&[], level, pt_scale)?)?,
                 };
