@@ -147,6 +147,43 @@ fn rotations_single_hoisted_and_composed() {
     ));
 }
 
+/// The one-pass sum of plaintext products gives the words of the products
+/// added one after another (nine terms: two lazy chunks and a partial one),
+/// decrypts to the f64 dot product, and refuses no terms or mixed scales.
+#[test]
+fn sums_of_plaintext_products_equal_the_fold() {
+    let mut f = fixture("insecure-n12", &[]);
+    let keys = f.eval.keys().clone();
+    let level = f.params.max_level();
+    let xs: Vec<Vec<f64>> = (0..9).map(|_| f.random()).collect();
+    let ws: Vec<Vec<f64>> = (0..9).map(|_| f.random()).collect();
+    let cts: Vec<_> = xs.iter().map(|x| encrypt_values(&keys, x).unwrap()).collect();
+    let pt_scale = f.params.mul_plain_scale(level, cts[0].scale());
+    let pts: Vec<_> = ws
+        .iter()
+        .map(|w| encode(&f.params, w, level, pt_scale).unwrap())
+        .collect();
+    let terms: Vec<_> = cts.iter().zip(&pts).collect();
+    let sum = f.eval.mul_plain_sum(&terms).unwrap();
+    let mut fold = f.eval.mul_plain(&cts[0], &pts[0]).unwrap();
+    for (ct, pt) in &terms[1..] {
+        f.eval.mul_plain_add_assign(&mut fold, ct, pt).unwrap();
+    }
+    assert_eq!(sum, fold, "word for word");
+    let want: Vec<f64> = (0..f.params.slots())
+        .map(|k| xs.iter().zip(&ws).map(|(x, w)| x[k] * w[k]).sum())
+        .collect();
+    let got = decrypt(&f.sk, &f.eval.rescale(&sum).unwrap()).unwrap();
+    assert!(precision_bits(&got, &want) > N12_COMPOSED_BITS);
+
+    assert!(matches!(f.eval.mul_plain_sum(&[]), Err(CkksError::Shape { .. })));
+    let other_scale = encode(&f.params, &ws[0], level, pt_scale * 2.0).unwrap();
+    assert!(matches!(
+        f.eval.mul_plain_sum(&[(&cts[0], &pts[0]), (&cts[1], &other_scale)]),
+        Err(CkksError::ScaleMismatch { .. })
+    ));
+}
+
 /// A sum of rotations with one ModDown equals the sum of the rotated
 /// vectors, agrees with separate rotations added up (to their noise), and
 /// refuses terms at another level or scale.

@@ -41,6 +41,19 @@ pub trait EvalBackend: Sync {
     fn mul_plain_add(&self, acc: Self::Ct, ct: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, Self::Error> {
         self.add(&acc, &self.mul_plain(ct, pt)?)
     }
+    /// `sum_t ct_t * pt_t`, not rescaled (at least one term, every product
+    /// at one scale); the default folds [`Self::mul_plain_add`], a backend
+    /// may sum in one pass. The words are the fold's either way.
+    fn mul_plain_sum(&self, terms: &[(&Self::Ct, &Self::Pt)]) -> Result<Self::Ct, Self::Error> {
+        let ((first, first_pt), rest) = terms.split_first().ok_or(CkksError::Shape {
+            what: "sum of plaintext products",
+            expected: 1,
+            found: 0,
+        })?;
+        rest.iter().try_fold(self.mul_plain(first, first_pt)?, |acc, (ct, pt)| {
+            self.mul_plain_add(acc, ct, pt)
+        })
+    }
     /// `a * b` relinearized, not rescaled.
     fn mul_relin(&self, a: &Self::Ct, b: &Self::Ct) -> Result<Self::Ct, Self::Error>;
     /// Division by the last prime.
@@ -107,6 +120,9 @@ impl EvalBackend for Evaluator {
     fn mul_plain_add(&self, mut acc: Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         self.mul_plain_add_assign(&mut acc, ct, pt)?;
         Ok(acc)
+    }
+    fn mul_plain_sum(&self, terms: &[(&Ciphertext, &Plaintext)]) -> Result<Ciphertext, CkksError> {
+        Evaluator::mul_plain_sum(self, terms)
     }
     fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext, CkksError> {
         Evaluator::mul_relin(self, a, b)

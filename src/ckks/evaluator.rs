@@ -183,6 +183,36 @@ impl Evaluator {
         Ok(())
     }
 
+    /// `sum_t ct_t * pt_t` without rescaling: the words of
+    /// [`Self::mul_plain`] and [`Self::mul_plain_add_assign`] term after
+    /// term, in one pass that reads each plaintext once and reduces once per
+    /// [`crate::math::modulus::LAZY_PRODUCTS`] products.
+    ///
+    /// # Errors
+    /// [`CkksError::Shape`] for no terms; key or level mismatch, or products
+    /// at different scales.
+    pub fn mul_plain_sum(&self, terms: &[(&Ciphertext, &Plaintext)]) -> Result<Ciphertext, CkksError> {
+        let (first, first_pt) = terms.first().ok_or(CkksError::Shape {
+            what: "sum of plaintext products",
+            expected: 1,
+            found: 0,
+        })?;
+        let scale = first.scale * first_pt.scale;
+        for (ct, pt) in terms {
+            self.check_plain(ct, pt)?;
+            self.check_pair(first, ct)?;
+            check_scales(scale, ct.scale * pt.scale)?;
+        }
+        let operands: Vec<_> = terms.iter().map(|(ct, pt)| (&ct.c0, &ct.c1, &pt.poly)).collect();
+        let (c0, c1) = RnsPoly::paired_dot(self.params().ring(), &operands);
+        Ok(Ciphertext {
+            c0,
+            c1,
+            scale,
+            key_id: first.key_id,
+        })
+    }
+
     /// `ct * pt` without rescaling.
     ///
     /// # Errors

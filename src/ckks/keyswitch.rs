@@ -10,12 +10,9 @@
 
 use super::keys::SwitchingKey;
 use super::params::Params;
-use crate::math::Modulus;
+use crate::ring::dot::{paired_dot_limb, DotTerm};
 use crate::ring::{Eval, RnsPoly};
 use rayon::prelude::*;
-
-/// Products (each below 2^62) summed in `u64` before one reduction.
-const LAZY_TERMS: usize = 4;
 
 /// The ModUp digits of one polynomial at one level.
 ///
@@ -141,7 +138,13 @@ impl SwitchAccumulator {
                     .iter()
                     .map(|k| k.a_limb(params, key_limb, scratch_limbs.next().unwrap_or_default()))
                     .collect();
-                inner_product_limb(ring.modulus(ext, i), &digits, &key_b, &key_a, perm, out_b, out_a);
+                let terms: Vec<DotTerm> = key_b
+                    .iter()
+                    .zip(&key_a)
+                    .zip(&digits)
+                    .map(|((b, a), d)| (*b, *a, *d))
+                    .collect();
+                paired_dot_limb(ring.modulus(ext, i), &terms, perm, out_b, out_a);
             });
     }
 
@@ -150,54 +153,5 @@ impl SwitchAccumulator {
         let ring = params.ring();
         let mod_down = params.mod_down();
         (mod_down.apply(ring, self.b), mod_down.apply(ring, self.a))
-    }
-}
-
-/// `out_b += sum_j digit_j * key_b_j`, `out_a += sum_j digit_j * key_a_j` on
-/// one limb, digits read through `perm` if given; products summed lazily
-/// in `u64`, [`LAZY_TERMS`] at a time.
-fn inner_product_limb(
-    m: &Modulus,
-    digits: &[&[u32]],
-    key_b: &[&[u32]],
-    key_a: &[&[u32]],
-    perm: Option<&[u32]>,
-    out_b: &mut [u32],
-    out_a: &mut [u32],
-) {
-    let n = out_b.len();
-    let mut lazy_b = vec![0u64; n];
-    let mut lazy_a = vec![0u64; n];
-    let mut gathered = vec![0u32; if perm.is_some() { n } else { 0 }];
-    for start in (0..digits.len()).step_by(LAZY_TERMS) {
-        let end = (start + LAZY_TERMS).min(digits.len());
-        lazy_b.fill(0);
-        lazy_a.fill(0);
-        for j in start..end {
-            let d: &[u32] = match perm {
-                Some(p) => {
-                    for (g, &k) in gathered.iter_mut().zip(p) {
-                        *g = digits[j][k as usize];
-                    }
-                    &gathered
-                }
-                None => digits[j],
-            };
-            for (((lb, la), (&v, &kb)), &ka) in lazy_b
-                .iter_mut()
-                .zip(lazy_a.iter_mut())
-                .zip(d.iter().zip(key_b[j]))
-                .zip(key_a[j])
-            {
-                *lb += u64::from(v) * u64::from(kb);
-                *la += u64::from(v) * u64::from(ka);
-            }
-        }
-        for (o, &l) in out_b.iter_mut().zip(&lazy_b) {
-            *o = m.add(*o, m.reduce_u64_lanes(l));
-        }
-        for (o, &l) in out_a.iter_mut().zip(&lazy_a) {
-            *o = m.add(*o, m.reduce_u64_lanes(l));
-        }
     }
 }

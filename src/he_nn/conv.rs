@@ -461,16 +461,15 @@ impl HeConv {
                     })
                     .collect::<Result<Vec<_>, B::Error>>()?;
                 for (set, total) in rotated.iter().zip(totals.iter_mut()) {
-                    let mut inner: Option<B::Ct> = None;
-                    for (&(i, b), pt) in terms.iter().zip(&encoded) {
-                        let Some(pt) = pt else { continue };
-                        let x = &set[i][b];
-                        inner = Some(match inner {
-                            None => backend.mul_plain(x, pt)?,
-                            Some(acc) => backend.mul_plain_add(acc, x, pt)?,
-                        });
+                    let products: Vec<(&B::Ct, &B::Pt)> = terms
+                        .iter()
+                        .zip(&encoded)
+                        .filter_map(|(&(i, b), pt)| Some((&set[i][b], pt.as_ref()?)))
+                        .collect();
+                    if products.is_empty() {
+                        continue;
                     }
-                    let Some(inner) = inner else { continue };
+                    let inner = backend.mul_plain_sum(&products)?;
                     *total = Some(backend.rotation_sum_add(total.take(), &inner, delta as i64 * block)?);
                 }
             }

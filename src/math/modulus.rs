@@ -5,6 +5,10 @@
 /// in a `u32`, which is what the WGSL kernels rely on.
 pub const MAX_MODULUS: u32 = 1 << 31;
 
+/// Products of two residues summed in a `u64` before one reduction: each is
+/// below 2^62 (residues below [`MAX_MODULUS`]), so four never overflow.
+pub const LAZY_PRODUCTS: usize = 4;
+
 /// A prime modulus below 2^31 with its reduction constants.
 ///
 /// Invariant: `2 <= q < 2^31`, `barrett == floor(2^64 / q)`,

@@ -4,11 +4,9 @@
 
 use super::context::{LimbLayout, RingContext};
 use super::poly::{Coeff, Eval, RnsPoly};
+use crate::math::modulus::LAZY_PRODUCTS;
 use crate::math::Modulus;
 use rayon::prelude::*;
-
-/// Sources summed in `u64` before one reduction: each product is below 2^62.
-const LAZY_TERMS: usize = 4;
 
 /// Fast (approximate) basis extension from a set of source primes to any other
 /// prime of the context: `x -> sum_i [x_i * qhat_i^-1]_{q_i} * qhat_i mod t`,
@@ -154,7 +152,11 @@ impl BasisConverter {
             // Each chunk's first product initialises the lazy sums and the
             // first chunk's reduction the output: no pass only to zero them.
             let mut lazy = vec![0u64; out.len()];
-            for (c, (chunk_y, chunk_f)) in scaled.chunks(LAZY_TERMS).zip(factors.chunks(LAZY_TERMS)).enumerate() {
+            for (c, (chunk_y, chunk_f)) in scaled
+                .chunks(LAZY_PRODUCTS)
+                .zip(factors.chunks(LAZY_PRODUCTS))
+                .enumerate()
+            {
                 let f0 = u64::from(chunk_f[0]);
                 for (l, &v) in lazy.iter_mut().zip(&chunk_y[0]) {
                     *l = u64::from(v) * f0;

@@ -6,6 +6,7 @@ pub mod automorphism;
 pub mod basis;
 pub mod context;
 pub mod crt;
+pub mod dot;
 pub mod poly;
 pub mod sampler;
 

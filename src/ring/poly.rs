@@ -2,6 +2,7 @@
 //! (coefficients or NTT evaluations) carried in the type.
 
 use super::context::{LimbLayout, RingContext};
+use super::dot::{paired_dot_limb, DotTerm};
 use crate::math::Modulus;
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -244,6 +245,38 @@ impl RnsPoly<Eval> {
                     *s = m.add(*s, m.mul(x, y));
                 }
             });
+    }
+
+    /// `(sum_t a_t * w_t, sum_t b_t * w_t)` point-wise, for `terms` of
+    /// `(a_t, b_t, w_t)` (a ciphertext's two halves and a plaintext), by
+    /// [`paired_dot_limb`] on each limb: the words of `mul_add_assign` term
+    /// after term, in one pass.
+    ///
+    /// # Panics
+    /// If `terms` is empty or its polynomials differ in layout.
+    pub fn paired_dot(ctx: &RingContext, terms: &[(&Self, &Self, &Self)]) -> (Self, Self) {
+        let (first, _, _) = terms.first().expect("at least one term");
+        let (n, layout) = (first.n, first.layout);
+        assert!(
+            terms
+                .iter()
+                .all(|(a, b, w)| [a, b, w].iter().all(|p| p.layout == layout)),
+            "every operand has one layout"
+        );
+        let (mut out_a, mut out_b) = (Self::zero(n, layout), Self::zero(n, layout));
+        out_a
+            .data
+            .par_chunks_exact_mut(n)
+            .zip(out_b.data.par_chunks_exact_mut(n))
+            .enumerate()
+            .for_each(|(i, (sum_a, sum_b))| {
+                let limbs: Vec<DotTerm> = terms
+                    .iter()
+                    .map(|(a, b, w)| (a.limb(i), b.limb(i), w.limb(i)))
+                    .collect();
+                paired_dot_limb(ctx.modulus(layout, i), &limbs, None, sum_a, sum_b);
+            });
+        (out_a, out_b)
     }
 
     /// Inverse NTT of every limb.
