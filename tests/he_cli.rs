@@ -63,8 +63,24 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
     assert_eq!(plan["levels_needed"], 31);
     assert_eq!(plan["levels_available"], 42);
     let layers = plan["layers"].as_array().unwrap();
-    let sum: u64 = layers.iter().map(|l| l["key_switches"].as_u64().unwrap()).sum();
+    // One image alone: merges into lanes rotate nothing. In groups of 16
+    // sets, layer 2 from its second block runs once per 4 and layer 3 from
+    // its second block once per 16.
+    let sum: u64 = layers
+        .iter()
+        .filter(|l| l["name"] != "merge")
+        .map(|l| l["key_switches"].as_u64().unwrap())
+        .sum();
     assert_eq!(plan["key_switches"].as_u64().unwrap(), sum);
+    assert_eq!(plan["sets_per_output"], 16);
+    let merges: Vec<u64> = layers
+        .iter()
+        .filter(|l| l["name"] == "merge")
+        .map(|l| l["sets"].as_u64().unwrap())
+        .collect();
+    assert_eq!(merges, [4, 16]);
+    let per_image = plan["key_switches_per_image"].as_f64().unwrap();
+    assert!(per_image < sum as f64 / 2.0, "{per_image} of {sum}");
     assert_eq!(layers.first().unwrap()["name"], "conv1");
     assert_eq!(layers.first().unwrap()["level_in"], 32);
     assert_eq!(layers.last().unwrap()["level_out"], 1);
@@ -165,8 +181,9 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     assert_eq!(inferred["batch"], 2);
     assert_eq!(inferred["images"], 3);
     assert_eq!(inferred["lockstep"], 2, "two sets, evaluated together");
-    // The same server step with compact keys, one set at a time (the first
-    // evaluated both sets in lockstep), writes the same ciphertexts.
+    // The same server step with compact keys and `--lockstep 1` writes the
+    // same ciphertexts: the plan merges sets into lanes after its strides,
+    // so the lockstep is rounded up to a whole group (both sets here).
     let compact = ok(&latent_he(&[
         "infer",
         "--public-key",
@@ -188,7 +205,7 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
         "--json",
     ]));
     assert_eq!(compact["key_memory"], "compact");
-    assert_eq!(compact["lockstep"], 1);
+    assert_eq!(compact["lockstep"], 2);
     assert_eq!(
         std::fs::read(dir.join("y_compact.ct")).unwrap(),
         std::fs::read(server.join("y.ct")).unwrap(),

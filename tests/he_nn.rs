@@ -6,7 +6,8 @@ use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{decrypt, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use latent_he::he_nn::{
-    decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout, NETWORK_GAIN,
+    decrypt_batches, decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout,
+    NETWORK_GAIN,
 };
 use latent_he::nn::layers::{Conv2d, ConvGeometry};
 use latent_he::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
@@ -208,6 +209,12 @@ fn activations_in_every_form_match_plaintext() {
     }
 }
 
+/// A folded model with random weights and 5 classes.
+fn random_model(arch: Arch, se: bool, latent: LatentShape) -> Model<f64> {
+    let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
+    fold(&Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec).unwrap())
+}
+
 /// A model with random weights, encrypted end to end at `insecure-n12-deep`,
 /// against the folded model's f64 logits.
 fn model_case(arch: Arch, se: bool, latent: LatentShape, gpu: Option<&Arc<GpuContext>>) {
@@ -254,10 +261,8 @@ fn run_encrypted(
 /// [`model_case`] for `batch` images sharing the ciphertexts.
 fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12-deep").unwrap();
-    let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
-    let model = fold(
-        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
-    );
+    let model = random_model(arch, se, latent);
+    let spec = model.spec();
     let plan = Plan::for_params(&model, &params, batch).unwrap();
     assert!(
         plan.levels() < params.max_level(),
@@ -304,10 +309,7 @@ fn resnet20_with_se_runs_encrypted() {
 /// gates with the largest pools, as many as fit, and never more.
 #[test]
 fn se_gates_take_exact_means_as_the_level_budget_allows() {
-    let spec = ModelSpec::with_class_count(Arch::ResNet20, true, 5, LatentShape::new(4, 8, 8).unwrap()).unwrap();
-    let model = fold(
-        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
-    );
+    let model = random_model(Arch::ResNet20, true, LatentShape::new(4, 8, 8).unwrap());
     let params = Params::preset("insecure-n12-deep").unwrap();
     let available = params.max_level() - latent_he::he_nn::HEADROOM_LEVELS;
     let summing = Plan::batched(&model, params.slots(), 1).unwrap();
@@ -401,44 +403,51 @@ fn the_bundled_se_model_keeps_its_gates_precise() {
 }
 
 /// Image sets evaluated in lockstep (`Plan::execute_sets`, each weight
-/// diagonal encoded once for all) give the ciphertexts of separate runs,
-/// word for word, through every kind of step: ResNet20+SE has pending
-/// rescales, residual adds with convolution shortcuts, SE gates with split
-/// quadratics and broadcasts. A set at another level is refused.
+/// diagonal encoded once for all, groups of four merged into the lanes that
+/// each stride leaves empty): five sets (a full group and a partial one at
+/// the first merge) come out as one set of lanes, and each image's logits
+/// match the f64 forward pass, through every kind of step: ResNet20+SE has
+/// pending rescales, residual adds with convolution shortcuts, SE gates with
+/// split quadratics and broadcasts, and both merges. A set at another level
+/// is refused.
 #[test]
-fn sets_in_lockstep_equal_separate_runs() {
+fn sets_in_lockstep_merge_into_lanes_and_match_plaintext() {
     let params = Params::preset("insecure-n12-deep").unwrap();
     let latent = LatentShape::new(4, 8, 8).unwrap();
-    let spec = ModelSpec::with_class_count(Arch::ResNet20, true, 5, latent).unwrap();
-    let model = fold(
-        &Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec.clone()).unwrap(),
-    );
+    let model = random_model(Arch::ResNet20, true, latent);
     let plan = Plan::for_params(&model, &params, 1).unwrap();
+    assert_eq!(
+        plan.sets_per_output(),
+        16,
+        "layers 2 and 3 leave room for 4 and 16 lanes"
+    );
+    // One set alone rotates nothing to merge; sixteen share the later layers.
+    let layers = plan.layers(plan.levels());
+    let alone: usize = layers
+        .iter()
+        .filter(|r| r.name != "merge")
+        .map(|r| r.key_switches)
+        .sum();
+    assert_eq!(plan.key_switches_for(1), alone);
+    assert!(plan.key_switches_for(16) < 16 * alone / 2);
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
     let ev = Evaluator::new(keys.clone());
     let mut rng = ChaCha20Rng::from_entropy();
-    let images: Vec<Vec<f64>> = (0..2)
-        .map(|_| (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect())
-        .collect();
+    let images: Vec<f64> = (0..5 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let inputs: Vec<_> = images
-        .iter()
+        .chunks(latent.len())
         .map(|x| encrypt_tensor(&keys, &params, &plan.input(), x, plan.levels() + 1).unwrap())
         .collect();
-    let together = plan
-        .execute_sets(&ev, &params, &[inputs[0].as_slice(), inputs[1].as_slice()])
-        .unwrap();
-    for (i, (x, cts)) in images.iter().zip(&inputs).enumerate() {
-        let alone = plan.execute(&ev, &params, cts).unwrap();
-        assert!(
-            together[i] == alone,
-            "set {i}: lockstep and separate ciphertexts differ"
-        );
-        let got = decrypt_tensor(&sk, &plan.output(), &together[i]).unwrap();
-        let input = Array4::from_shape_vec((1, 4, 8, 8), x.clone()).unwrap();
-        let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
-        let err = max_abs_diff(&got, &want);
-        assert!(err < 1e-3, "set {i}: max logit error {err}");
+    let refs: Vec<&[_]> = inputs.iter().map(Vec::as_slice).collect();
+    let together = plan.execute_sets(&ev, &params, &refs).unwrap();
+    assert_eq!(together.len(), 1, "five sets share one output set");
+    let got = decrypt_batches(&sk, &plan.output(), &together[0], 5 * 5).unwrap();
+    let input = Array4::from_shape_vec((5, 4, 8, 8), images).unwrap();
+    let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
+    for (i, (g, w)) in got.chunks(5).zip(want.chunks(5)).enumerate() {
+        let err = max_abs_diff(g, w);
+        assert!(err < 1e-3, "image {i}: max logit error {err}");
     }
     let lower: Vec<_> = inputs[1]
         .iter()
@@ -447,4 +456,42 @@ fn sets_in_lockstep_equal_separate_runs() {
     assert!(plan
         .execute_sets(&ev, &params, &[inputs[0].as_slice(), lower.as_slice()])
         .is_err());
+}
+
+/// Five image sets of a small ResNet20 in lockstep on the GPU, with both
+/// merges into lanes: the ciphertexts equal the CPU's word for word.
+#[test]
+fn merged_sets_give_identical_ciphertexts_on_the_gpu() {
+    let ctx = gpu();
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let latent = LatentShape::new(2, 4, 4).unwrap();
+    let model = random_model(Arch::ResNet20, false, latent);
+    let plan = Plan::for_params(&model, &params, 1).unwrap();
+    assert_eq!(plan.sets_per_output(), 16);
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+    let mut rng = ChaCha20Rng::from_entropy();
+    let inputs: Vec<Vec<_>> = (0..5)
+        .map(|_| {
+            let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            encrypt_tensor(&keys, &params, &plan.input(), &x, plan.levels() + 1).unwrap()
+        })
+        .collect();
+    let refs: Vec<&[_]> = inputs.iter().map(Vec::as_slice).collect();
+    let on_cpu = plan
+        .execute_sets(&Evaluator::new(keys.clone()), &params, &refs)
+        .unwrap();
+    let ev = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let uploaded: Vec<Vec<_>> = inputs
+        .iter()
+        .map(|set| set.iter().map(|c| ev.upload(c).unwrap()).collect())
+        .collect();
+    let refs: Vec<&[_]> = uploaded.iter().map(Vec::as_slice).collect();
+    let on_gpu: Vec<Vec<_>> = plan
+        .execute_sets(&ev, &params, &refs)
+        .unwrap()
+        .iter()
+        .map(|set| set.iter().map(|c| ev.download(c).unwrap()).collect())
+        .collect();
+    assert_eq!(on_gpu, on_cpu, "GPU and CPU ciphertexts differ");
 }

@@ -150,7 +150,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     };
     row.preset = params.name().map(str::to_string);
     row.levels = Some(plan.levels());
-    row.key_switches = Some(plan.key_switches());
+    row.key_switches = Some(plan.key_switches_for(row.lockstep).div_ceil(row.lockstep));
     let key_memory = KeyMemoryChoice::Auto.resolve(&params, &plan);
     let needed =
         plan.key_levels().memory_bytes(&params, key_memory) + row.lockstep * plan.working_memory_bytes(params.n());

@@ -323,8 +323,10 @@ fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Con
     let Some(b) = binding else { return Contents::Packed };
     let count = file.ciphertexts.len();
     let sets = |n: usize| n.div_ceil(b.batch.max(1));
+    // The server's merges leave the logits of `lane_count` input sets in one output set.
+    let output_sets = |n: usize| sets(n).div_ceil(b.output.lane_count());
     match file.shape.as_slice() {
-        [n, k] if *k == b.classes.len() && count == sets(*n) * b.output.cts() => Contents::Logits(b),
+        [n, k] if *k == b.classes.len() && count == output_sets(*n) * b.output.cts() => Contents::Logits(b),
         [n, c, h, w] if [*c, *h, *w] == b.latent && count == sets(*n) * b.input.cts() => Contents::Latents(b),
         _ => Contents::Packed,
     }

@@ -112,6 +112,13 @@ fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels, memory: K
     levels.memory_bytes(params, memory) + plan.working_memory_bytes(params.n())
 }
 
+/// Key switches per image when `lockstep` sets are evaluated together
+/// (merged layers run once per group of sets).
+pub fn key_switches_per_image(plan: &Plan, lockstep: usize) -> f64 {
+    let sets = lockstep.max(1);
+    round3(plan.key_switches_for(sets) as f64 / (sets * plan.batch()) as f64)
+}
+
 /// The JSON report of a plan: budget, keys, sizes, per-layer costs.
 pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
     let levels = plan.key_levels();
@@ -129,7 +136,8 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
         "galois_keys": rotations.len(),
         "key_switches": plan.key_switches(),
         "batch": plan.batch(),
-        "key_switches_per_image": plan.key_switches() as f64 / plan.batch() as f64,
+        "sets_per_output": plan.sets_per_output(),
+        "key_switches_per_image": key_switches_per_image(plan, plan.sets_per_output()),
         "public_key_bytes": public_keys_file_bytes(params, &levels),
         "plaintext_products": products,
         "evaluation_key_memory_bytes": levels.memory_bytes(params, KeyMemory::Expanded),
@@ -155,18 +163,29 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     } else {
         println!("model: {}", planned.model.spec());
         println!(
-            "preset {}: {} of {} levels, {} Galois keys, {} key switches, public key {:.1} MiB",
+            "preset {}: {} of {} levels, {} Galois keys, {} key switches for one image set alone, {} per image \
+             in groups of {} sets, public key {:.1} MiB",
             report["preset"].as_str().unwrap_or("literal"),
             report["levels_needed"],
             report["levels_available"],
             report["galois_keys"],
             report["key_switches"],
+            report["key_switches_per_image"],
+            report["sets_per_output"],
             report["public_key_bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64
         );
         for row in planned.plan.layers(planned.plan.start_level()) {
             println!(
-                "  {:<28} level {:>3} -> {:>3}  {:>4} key switches",
-                row.name, row.level_in, row.level_out, row.key_switches
+                "  {:<28} level {:>3} -> {:>3}  {:>4} key switches{}",
+                row.name,
+                row.level_in,
+                row.level_out,
+                row.key_switches,
+                if row.sets > 1 {
+                    format!(", shared by {} sets", row.sets)
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -241,7 +260,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             "adapter": adapter,
             "preset": params.name(),
             "levels": plan.levels(),
-            "key_switches_per_set": plan.key_switches(),
+            "key_switches_per_image": key_switches_per_image(&plan, memory.lockstep),
             "key_memory": key_memory_name(memory.keys),
             "lockstep": memory.lockstep,
             "peak_memory_bytes": peak_memory_bytes(),
@@ -328,7 +347,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "preset": params.name(),
         "levels": plan.levels(),
         "batch": plan.batch(),
-        "key_switches_per_set": plan.key_switches(),
+        "key_switches_per_image": key_switches_per_image(plan, session.lockstep()),
         "key_memory": key_memory_name(session.key_memory()),
         "lockstep": session.lockstep(),
         "peak_memory_bytes": peak_memory_bytes(),

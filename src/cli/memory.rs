@@ -32,7 +32,10 @@ pub const DEFAULT_LOCKSTEP: u16 = 4;
 pub struct EvalMemory {
     /// How the evaluation keys are held.
     pub keys: KeyMemory,
-    /// Image sets evaluated in lockstep, at least 1.
+    /// Image sets evaluated in lockstep, at least 1; from
+    /// [`MemoryArgs::resolve`], a multiple of the plan's
+    /// [`Plan::sets_per_output`] unless it covers every set, so that each
+    /// group's merged outputs are whole.
     pub lockstep: usize,
 }
 
@@ -41,29 +44,37 @@ impl MemoryArgs {
     /// then the most sets up to `--lockstep` and up to `sets` (those the
     /// caller has) whose working memory fits beside those keys in 90% of
     /// the memory available now (at least one); says on stderr when memory
-    /// lowers the count.
+    /// lowers the count. The count is then rounded up to whole groups of
+    /// merged sets ([`Plan::sets_per_output`]), at most `sets`: the plan's
+    /// merges need every set of a group at once.
     pub fn resolve(&self, params: &Params, plan: &Plan, sets: usize) -> EvalMemory {
         let keys = self.key_memory.resolve(params, plan);
         let wanted = usize::from(self.lockstep).min(sets).max(1);
         let key_bytes = plan.key_levels().memory_bytes(params, keys) as u64;
         let working = (plan.working_memory_bytes(params.n()) as u64).max(1);
-        let lockstep = match available_memory() {
-            Some(available) => {
-                let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
-                if fits < wanted {
-                    eprintln!(
-                        "note: {wanted} sets in lockstep need {:.1} GB of working memory beside {:.1} GB of keys, \
-                         {:.1} GB is available: evaluating {fits} together",
-                        (working * wanted as u64) as f64 / 1e9,
-                        key_bytes as f64 / 1e9,
-                        available as f64 / 1e9
-                    );
-                }
-                fits.min(wanted)
+        let fits = available_memory().map(|available| {
+            let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
+            if fits < wanted {
+                eprintln!(
+                    "note: {wanted} sets in lockstep need {:.1} GB of working memory beside {:.1} GB of keys, \
+                     {:.1} GB is available: evaluating {fits} together",
+                    (working * wanted as u64) as f64 / 1e9,
+                    key_bytes as f64 / 1e9,
+                    available as f64 / 1e9
+                );
             }
-            None => wanted,
-        };
-        EvalMemory { keys, lockstep }
+            fits
+        });
+        let lockstep = fits.map_or(wanted, |f| f.min(wanted));
+        let merged = lockstep.next_multiple_of(plan.sets_per_output()).min(sets.max(1));
+        if fits.is_some_and(|f| merged > f) {
+            eprintln!(
+                "note: the plan merges {} sets into one after its strides, and a group needs all of them at once: \
+                 evaluating {merged} together, more than the memory estimate allows",
+                plan.sets_per_output()
+            );
+        }
+        EvalMemory { keys, lockstep: merged }
     }
 }
 

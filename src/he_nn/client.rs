@@ -27,11 +27,18 @@ pub fn encrypt_tensor(
         .collect()
 }
 
-/// Decrypts the ciphertexts of a tensor in `layout` (row-major `C x H x W`).
+/// Decrypts the ciphertexts of a tensor in `layout` (row-major `C x H x W`;
+/// lane 0 where the layout has several).
 ///
 /// # Errors
-/// A ciphertext of another key; fewer ciphertexts than the layout has.
+/// A ciphertext of another key; another number of ciphertexts than the
+/// layout has.
 pub fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -> Result<Vec<f64>, CkksError> {
+    Ok(layout.unpack(&decrypt_slots(sk, layout, cts)?))
+}
+
+/// The slot vectors of the ciphertexts of one set in `layout`.
+fn decrypt_slots(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>, CkksError> {
     if cts.len() != layout.cts() {
         return Err(CkksError::Shape {
             what: "encrypted tensor",
@@ -39,8 +46,7 @@ pub fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -
             found: cts.len(),
         });
     }
-    let slots = cts.iter().map(|c| decrypt(sk, c)).collect::<Result<Vec<_>, _>>()?;
-    Ok(layout.unpack(&slots))
+    cts.iter().map(|c| decrypt(sk, c)).collect()
 }
 
 /// Encrypts images (row-major, one after another) in sets that fill the
@@ -67,8 +73,9 @@ pub fn encrypt_batches(
     Ok(out)
 }
 
-/// Decrypts sets of ciphertexts in `layout` (see [`encrypt_batches`]) and
-/// keeps the first `values` values: the padding images are dropped.
+/// Decrypts sets of ciphertexts in `layout` (see [`encrypt_batches`]; each
+/// set's lanes in order, as a plan's merges leave them) and keeps the first
+/// `values` values: the padding images and empty lanes are dropped.
 ///
 /// # Errors
 /// As [`decrypt_tensor`].
@@ -80,7 +87,13 @@ pub fn decrypt_batches(
 ) -> Result<Vec<f64>, CkksError> {
     let mut out = Vec::with_capacity(values);
     for set in cts.chunks(layout.cts()) {
-        out.extend(decrypt_tensor(sk, layout, set)?);
+        let slots = decrypt_slots(sk, layout, set)?;
+        for m in 0..layout.lane_count() {
+            if out.len() >= values {
+                break;
+            }
+            out.extend(layout.unpack_lane(&slots, m));
+        }
     }
     out.truncate(values);
     Ok(out)

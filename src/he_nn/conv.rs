@@ -18,7 +18,9 @@
 //! output ciphertext ([`EvalBackend::rotation_sum_add`]), and one rescale
 //! (one level). `D` holds the weight at the output slot shifted
 //! by `delta*block` and zero wherever the tap reads padding, so gaps and
-//! padding channels of the output stay zero.
+//! padding channels of the output stay zero. `D` holds each weight in every
+//! lane of the output ([`SlotLayout::lane_offset`]): the steps depend on the
+//! tap and the channels only, so each lane's outputs read its own inputs.
 //!
 //! Key switches: `cts_in * (babies - 1) + sum_j (giants_j - 1)`.
 
@@ -271,7 +273,10 @@ impl HeConv {
                 for yo in 0..self.output.height {
                     for xo in 0..self.output.width {
                         if self.reads_inside((yo, xo), tap).is_some() {
-                            values[(base + self.output.offset(yo, xo)) % slots] += w;
+                            let at = base + self.output.offset(yo, xo);
+                            for m in 0..self.output.lane_count() {
+                                values[(at + self.output.lane_offset(m)) % slots] += w;
+                            }
                             any = true;
                         }
                     }

@@ -40,8 +40,17 @@ pub enum LayoutError {
 /// one ciphertext, the tensor repeats every `C'` blocks, so rotating by whole
 /// channels wraps around the channels.
 ///
+/// Image sets can share the slots a stride left empty: with `lanes = s`
+/// (a power of two, at most `gap`), the `s*s` lanes of the `gap x gap` cell
+/// at the top left of each value hold one set each, lane `m` shifted by
+/// [`Self::lane_offset`] (Morton order, so four layouts of `s` lanes make
+/// one of `2s` lanes, quadrant `k` holding lanes `k*s*s..`). Every layer
+/// reads and writes each lane alike: rotations by whole gaps and blocks never
+/// move a value into another lane.
+///
 /// Invariant (kept by every encrypted layer): every slot that is not a data
-/// slot of the tensor, replicas included, holds zero.
+/// slot of the tensor, replicas and lanes included, holds zero (an empty lane
+/// may hold anything: nothing reads it into another lane).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlotLayout {
     /// Channels `C`.
@@ -58,6 +67,13 @@ pub struct SlotLayout {
     pub block: usize,
     /// Slots per ciphertext (a power of two, a multiple of `block`).
     pub slots: usize,
+    /// Lanes per side of a gap cell (1: one image set per ciphertext set).
+    #[serde(default = "one_lane")]
+    pub lanes: usize,
+}
+
+fn one_lane() -> usize {
+    1
 }
 
 impl SlotLayout {
@@ -91,6 +107,7 @@ impl SlotLayout {
             row: width,
             block,
             slots,
+            lanes: 1,
         })
     }
 
@@ -105,6 +122,31 @@ impl SlotLayout {
             gap: self.gap * stride,
             ..*self
         }
+    }
+
+    /// The layout of four sets of this one merged into one ciphertext set
+    /// (`lanes` doubled), `None` when the gap leaves no room.
+    pub fn interleaved(&self) -> Option<Self> {
+        (2 * self.lanes <= self.gap).then_some(Self {
+            lanes: 2 * self.lanes,
+            ..*self
+        })
+    }
+
+    /// Image sets sharing each ciphertext: `lanes * lanes`.
+    pub fn lane_count(&self) -> usize {
+        self.lanes * self.lanes
+    }
+
+    /// Slot offset of lane `m` (`< lane_count`) from lane 0: the Morton
+    /// index `m` split into a row (odd bits) and a column (even bits).
+    pub fn lane_offset(&self, m: usize) -> usize {
+        let (mut y, mut x) = (0, 0);
+        for bit in 0..usize::BITS / 2 {
+            x |= ((m >> (2 * bit)) & 1) << bit;
+            y |= ((m >> (2 * bit + 1)) & 1) << bit;
+        }
+        y * self.row + x
     }
 
     /// One value per channel at offset 0 of its block (a pooled tensor).
@@ -149,15 +191,21 @@ impl SlotLayout {
         (y * self.row + x) * self.gap
     }
 
-    /// Every data slot of ciphertext `ct` with the index of its value in the
-    /// row-major `C x H x W` tensor.
+    /// Every data slot of ciphertext `ct`, every lane, with the index of its
+    /// value in the row-major `C x H x W` tensor.
     pub fn data_slots(&self, ct: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.lane_count()).flat_map(move |m| self.lane_slots(ct, m))
+    }
+
+    /// [`Self::data_slots`] of lane `m` only.
+    fn lane_slots(&self, ct: usize, m: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let lane = self.lane_offset(m);
         (0..self.blocks_per_ct()).flat_map(move |b| {
             self.channel_at(ct, b).into_iter().flat_map(move |c| {
                 (0..self.height).flat_map(move |y| {
                     (0..self.width).map(move |x| {
                         (
-                            b * self.block + self.offset(y, x),
+                            b * self.block + self.offset(y, x) + lane,
                             (c * self.height + y) * self.width + x,
                         )
                     })
@@ -166,7 +214,8 @@ impl SlotLayout {
         })
     }
 
-    /// The slot vectors (one per ciphertext) of a row-major `C x H x W` tensor.
+    /// The slot vectors (one per ciphertext) of a row-major `C x H x W`
+    /// tensor, the same in every lane.
     ///
     /// # Panics
     /// If `values.len() != C*H*W`.
@@ -189,14 +238,25 @@ impl SlotLayout {
         self.pack(&vec![value; self.len()])
     }
 
-    /// The tensor back from its slot vectors (the first copy of each value).
+    /// The tensor of lane 0 back from its slot vectors.
     ///
     /// # Panics
     /// If fewer than [`Self::cts`] vectors of [`Self::slots`] values are given.
     pub fn unpack(&self, cts: &[Vec<f64>]) -> Vec<f64> {
+        self.unpack_lane(cts, 0)
+    }
+
+    /// The tensor of lane `m` back from its slot vectors (where several
+    /// blocks hold a channel, the value of the last).
+    ///
+    /// # Panics
+    /// If fewer than [`Self::cts`] vectors of [`Self::slots`] values are
+    /// given, or `m >= lane_count`.
+    pub fn unpack_lane(&self, cts: &[Vec<f64>], m: usize) -> Vec<f64> {
+        assert!(m < self.lane_count(), "lane {m} of {}", self.lane_count());
         let mut values = vec![0.0; self.len()];
         for (ct, slots) in cts.iter().enumerate().take(self.cts()) {
-            for (slot, i) in self.data_slots(ct) {
+            for (slot, i) in self.lane_slots(ct, m) {
                 values[i] = slots[slot];
             }
         }
@@ -259,6 +319,44 @@ mod tests {
         assert_eq!((wide.cts(), wide.period()), (4, 8));
         assert_eq!(wide.channel_at(2, 3), Some(19));
         assert_eq!(wide.channel_at(2, 4), None);
+    }
+
+    #[test]
+    fn lanes_fill_the_gap_cells_in_morton_order() {
+        let input = SlotLayout::input(3, 8, 8, 1024).unwrap();
+        assert_eq!(input.interleaved(), None, "no gap, no room");
+        let strided = input.strided(3, 2, 2, 4);
+        let two = strided.interleaved().unwrap();
+        let four = two.interleaved().unwrap();
+        assert_eq!(four.interleaved(), None);
+        assert_eq!((two.lane_count(), four.lane_count()), (4, 16));
+        // Lane m of 4 lanes is quadrant (m >> 1, m & 1) of the 4x4 cell, and
+        // quadrant k of the 16 holds lanes 4k..4k+4, each shifted by 2 rows or columns.
+        let offsets: Vec<usize> = (0..16).map(|m| four.lane_offset(m)).collect();
+        assert_eq!(&offsets[..4], &[0, 1, 8, 9]);
+        for k in 0..4 {
+            for m in 0..4 {
+                assert_eq!(offsets[4 * k + m], two.lane_offset(k) * 2 + two.lane_offset(m));
+            }
+        }
+        let mut cell: Vec<usize> = offsets.clone();
+        cell.sort_unstable();
+        let want: Vec<usize> = (0..4).flat_map(|y| (0..4).map(move |x| y * 8 + x)).collect();
+        assert_eq!(cell, want, "the 16 lanes tile the 4x4 cell once each");
+
+        let values: Vec<f64> = (0..four.len()).map(|i| i as f64 + 0.5).collect();
+        let packed = four.pack(&values);
+        let nonzero = packed.iter().flatten().filter(|v| **v != 0.0).count();
+        let replicas = four.blocks_per_ct() / four.period();
+        assert_eq!(nonzero, four.len() * replicas * 16, "the tensor in every lane");
+        // A lane read back sees only its own slots.
+        let mut lanes = packed.clone();
+        for (slot, i) in four.lane_slots(0, 5) {
+            lanes[0][slot] = -(i as f64);
+        }
+        assert_eq!(four.unpack_lane(&lanes, 4), values);
+        let negated: Vec<f64> = (0..four.len()).map(|i| -(i as f64)).collect();
+        assert_eq!(four.unpack_lane(&lanes, 5), negated);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod activation;
 pub mod client;
 pub mod conv;
 pub mod layout;
+pub mod merge;
 pub mod plan;
 pub mod pool;
 
@@ -23,5 +24,6 @@ pub use activation::{bring_to, PolyActivation};
 pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tensor};
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
+pub use merge::{LaneMerge, SETS_PER_MERGE};
 pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, NETWORK_GAIN};
 pub use pool::{Direction, RotationSum};

@@ -5,6 +5,7 @@
 use super::activation::{bring_to, PolyActivation};
 use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
+use super::merge::{LaneMerge, SETS_PER_MERGE};
 use super::pool::RotationSum;
 use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
@@ -120,6 +121,8 @@ enum Step {
         square: Box<HeConv>,
     },
     Pool(RotationSum),
+    /// Four image sets into the lanes of one ([`LaneMerge`]), no level.
+    Merge(LaneMerge),
     /// `x * factor` on every slot, exact (a scalar), one level.
     Scale {
         name: String,
@@ -140,6 +143,9 @@ enum Step {
     },
 }
 
+/// The report's name for a [`Step::Merge`] row.
+const MERGE_ROW: &str = "merge";
+
 /// One row of a plan's report: a layer, the level it enters and leaves at,
 /// and the key switches it costs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -155,16 +161,21 @@ pub struct LayerReport {
     /// Plaintext products (an upper bound: all-zero diagonals are skipped),
     /// each preceded by encoding its plaintext.
     pub plaintext_products: usize,
+    /// Input image sets sharing each ciphertext of the layer's output (its
+    /// lanes, [`SlotLayout::lane_count`]): its key switches and products
+    /// serve that many sets.
+    pub sets: usize,
 }
 
 impl LayerReport {
-    fn new(name: &str, level_in: usize, level_out: usize, key_switches: usize, plaintext_products: usize) -> Self {
+    fn new(name: &str, levels: (usize, usize), key_switches: usize, plaintext_products: usize, sets: usize) -> Self {
         Self {
             name: name.to_string(),
-            level_in,
-            level_out,
+            level_in: levels.0,
+            level_out: levels.1,
             key_switches,
             plaintext_products,
+            sets,
         }
     }
 }
@@ -177,6 +188,7 @@ impl Step {
             Step::Act { layout, .. } => *layout,
             Step::SquareAndLinear { linear, .. } => linear.output(),
             Step::Pool(p) => p.output(),
+            Step::Merge(m) => m.output(),
             Step::Scale { layout, .. } => *layout,
             Step::Residual { output, .. } => *output,
             Step::Se { broadcast, .. } => broadcast.output(),
@@ -188,7 +200,7 @@ impl Step {
             Step::Conv(_) => 1,
             Step::Act { act, .. } => act.levels(),
             Step::SquareAndLinear { .. } => 2,
-            Step::Pool(_) => 0,
+            Step::Pool(_) | Step::Merge(_) => 0,
             Step::Scale { .. } => 1,
             Step::Residual { body, shortcut, .. } => levels(body).max(levels(shortcut)),
             Step::Se { gate, .. } => levels(gate) + 1,
@@ -200,7 +212,7 @@ impl Step {
     fn leaves_pending(&self, pending_in: bool) -> bool {
         match self {
             Step::Act { .. } | Step::Scale { .. } => true,
-            Step::Pool(_) => pending_in,
+            Step::Pool(_) | Step::Merge(_) => pending_in,
             _ => false,
         }
     }
@@ -218,6 +230,7 @@ impl Step {
                 out.rotate(linear.rotations(), level_in - 1);
             }
             Step::Pool(p) => out.rotate(p.rotations(), level_in + usize::from(pending)),
+            Step::Merge(m) => out.rotate(m.rotations(), level_in + usize::from(pending)),
             Step::Scale { .. } => {}
             Step::Residual { body, shortcut, .. } => {
                 keys_all(body, level_in, pending, out);
@@ -248,6 +261,8 @@ impl Step {
             }
             Step::Act { layout, .. } | Step::Scale { layout, .. } => 3 * tensor(layout, level_in),
             Step::Pool(p) => 3 * tensor(&p.output(), level_in),
+            // Per input set: the set and a quarter of the merged one.
+            Step::Merge(m) => 2 * tensor(&m.output(), level_in),
             Step::Residual { body, shortcut, output } => {
                 // The block's input is kept while the body runs.
                 let kept = tensor(output, level_in);
@@ -261,8 +276,15 @@ impl Step {
     }
 
     fn report(&self, level_in: usize, rows: &mut Vec<LayerReport>) -> usize {
+        let sets = self.output().lane_count();
         let mut row = |name: &str, level_out: usize, key_switches: usize, products: usize| {
-            rows.push(LayerReport::new(name, level_in, level_out, key_switches, products));
+            rows.push(LayerReport::new(
+                name,
+                (level_in, level_out),
+                key_switches,
+                products,
+                sets,
+            ));
             level_out
         };
         match self {
@@ -274,23 +296,30 @@ impl Step {
                 0,
             ),
             Step::SquareAndLinear { act, linear, square } => {
-                rows.push(LayerReport::new(act, level_in, level_in - 1, linear.input().cts(), 0));
+                rows.push(LayerReport::new(
+                    act,
+                    (level_in, level_in - 1),
+                    linear.input().cts(),
+                    0,
+                    sets,
+                ));
                 rows.push(LayerReport::new(
                     linear.name(),
-                    level_in - 1,
-                    level_in - 2,
+                    (level_in - 1, level_in - 2),
                     linear.key_switches() + square.key_switches(),
                     linear.plaintext_products() + square.plaintext_products(),
+                    sets,
                 ));
                 level_in - 2
             }
             Step::Pool(p) => row("pool", level_in, p.key_switches(), 0),
+            Step::Merge(m) => row(MERGE_ROW, level_in, m.key_switches(), 0),
             Step::Scale { name, .. } => row(name, level_in - 1, 0, 0),
             Step::Residual { body, shortcut, .. } => {
                 let out = level_in - self.levels();
                 report_all(body, level_in, rows);
                 report_all(shortcut, out + levels(shortcut), rows);
-                rows.push(LayerReport::new("+", out, out, 0, 0));
+                rows.push(LayerReport::new("+", (out, out), 0, 0, sets));
                 out
             }
             Step::Se {
@@ -301,10 +330,10 @@ impl Step {
                 let key_switches = broadcast.key_switches() + broadcast.output().cts();
                 rows.push(LayerReport::new(
                     &format!("{name}.broadcast"),
-                    gate_out,
-                    gate_out - 1,
+                    (gate_out, gate_out - 1),
                     key_switches,
                     0,
+                    sets,
                 ));
                 gate_out - 1
             }
@@ -331,6 +360,10 @@ impl Step {
             // so a mean's sum of small values gains no rounding noise.
             Step::Pool(p) => Ok(Flow {
                 sets: each_set(&x.sets, |cts| p.apply(backend, cts))?,
+                pending: x.pending,
+            }),
+            Step::Merge(m) => Ok(Flow {
+                sets: m.apply(backend, &x.sets)?,
                 pending: x.pending,
             }),
             Step::Scale { factor, .. } => Ok(Flow {
@@ -623,13 +656,14 @@ impl Plan {
             batch,
             exact_gate_positions,
             gain: 1.0,
+            interleave: true,
         };
         if let Some(gained) = crate::nn::with_gain(model, NETWORK_GAIN) {
             let context = Context {
                 gain: NETWORK_GAIN,
                 ..context
             };
-            let (steps, output) = lower(gained.layers(), input, context)?;
+            let (steps, output) = lower_network(gained.layers(), input, context)?;
             // The gain is undone by the one mean on the network path, in the
             // last layer; otherwise the plan keeps gain 1.
             if gain_undone_by_the_last_layer(&steps) {
@@ -642,7 +676,7 @@ impl Plan {
                 });
             }
         }
-        let (steps, output) = lower(model.layers(), input, context)?;
+        let (steps, output) = lower_network(model.layers(), input, context)?;
         Ok(Self {
             input,
             output,
@@ -720,9 +754,34 @@ impl Plan {
         working_all(&self.steps, self.start_level(), n)
     }
 
-    /// Key switches of one evaluation.
+    /// Key switches of one evaluation of one image set alone.
     pub fn key_switches(&self) -> usize {
-        self.layers(self.levels()).iter().map(|r| r.key_switches).sum()
+        self.key_switches_for(1)
+    }
+
+    /// Key switches of one evaluation of `sets` image sets in lockstep:
+    /// after each merge, a layer runs once per group of merged sets, and a
+    /// merge rotates every set of a group but the first.
+    pub fn key_switches_for(&self, sets: usize) -> usize {
+        self.layers(self.levels())
+            .iter()
+            .map(|r| {
+                let groups = sets.div_ceil(r.sets);
+                if r.name == MERGE_ROW {
+                    // The row counts a full group of SETS_PER_MERGE.
+                    let entering = sets.div_ceil(r.sets / SETS_PER_MERGE);
+                    (entering - groups) * r.key_switches / (SETS_PER_MERGE - 1)
+                } else {
+                    r.key_switches * groups
+                }
+            })
+            .sum()
+    }
+
+    /// Input image sets whose logits share one output set
+    /// ([`Self::execute_sets`]): 1 for a plan without merges.
+    pub fn sets_per_output(&self) -> usize {
+        self.output.lane_count()
     }
 
     /// Runs the plan on the encrypted input (one ciphertext per
@@ -742,8 +801,13 @@ impl Plan {
 
     /// [`Self::execute`] of several inputs (image sets) in lockstep, step by
     /// step: each convolution encodes its weight diagonals once for all of
-    /// them. The outputs equal separate [`Self::execute`] calls word for
-    /// word; working memory grows with the number of sets.
+    /// them, and where a stride left room ([`LaneMerge`]) groups of four
+    /// sets continue as one. Output set `j` holds the logits of input sets
+    /// `j*M .. (j+1)*M`, `M` = [`Self::sets_per_output`], set `j*M + m` in
+    /// lane `m` of [`Self::output`] (lanes past the last input are empty).
+    /// Before the first merge each set's ciphertexts are those of a
+    /// separate call, word for word; working memory grows with the number
+    /// of sets.
     ///
     /// # Errors
     /// As [`Self::execute`], for any set.
@@ -835,6 +899,41 @@ struct Context {
     /// The gain the network path's values carry ([`NETWORK_GAIN`] or 1);
     /// its mean divides it out. Inside SE gates it is the gate's business.
     gain: f64,
+    /// Whether image sets merge into lanes ([`LaneMerge`]) before a layer:
+    /// between the network's top-level layers only.
+    interleave: bool,
+}
+
+/// [`lower`] for the network's top level, merging image sets into lanes
+/// before each residual block or convolution where a stride left room;
+/// without merges when a later rotation sum would add lanes together.
+fn lower_network(
+    layers: &[Layer<f64>],
+    input: SlotLayout,
+    context: Context,
+) -> Result<(Vec<Step>, SlotLayout), PlanError> {
+    let (steps, output) = lower(layers, input, context)?;
+    if lanes_kept_apart(&steps) {
+        return Ok((steps, output));
+    }
+    lower(
+        layers,
+        input,
+        Context {
+            interleave: false,
+            ..context
+        },
+    )
+}
+
+/// Whether every rotation sum in `steps` keeps its lanes apart.
+fn lanes_kept_apart(steps: &[Step]) -> bool {
+    steps.iter().all(|step| match step {
+        Step::Pool(p) => p.keeps_lanes_apart(),
+        Step::Se { gate, broadcast, .. } => broadcast.keeps_lanes_apart() && lanes_kept_apart(gate),
+        Step::Residual { body, shortcut, .. } => lanes_kept_apart(body) && lanes_kept_apart(shortcut),
+        _ => true,
+    })
 }
 
 /// Whether the only exact mean on the network path of `steps` is the last
@@ -883,7 +982,17 @@ fn lower(
     context: Context,
 ) -> Result<(Vec<Step>, SlotLayout), PlanError> {
     let mut steps = Vec::new();
+    let inner = Context {
+        interleave: false,
+        ..context
+    };
     for layer in layers {
+        if context.interleave && matches!(layer, Layer::Conv(_) | Layer::Residual { .. }) {
+            while let Some(merge) = LaneMerge::new(layout) {
+                layout = merge.output();
+                steps.push(Step::Merge(merge));
+            }
+        }
         match layer {
             Layer::Conv(conv) => {
                 let (geometry, weight, bias) = batched(
@@ -921,8 +1030,8 @@ fn lower(
             }
             Layer::Linear(linear) => layout = lower_linear(linear, layout, context, &mut steps)?,
             Layer::Residual { body, shortcut } => {
-                let (body, out) = lower(body, layout, context)?;
-                let (shortcut, side) = lower(shortcut, layout, context)?;
+                let (body, out) = lower(body, layout, inner)?;
+                let (shortcut, side) = lower(shortcut, layout, inner)?;
                 if out != side {
                     return Err(unsupported(
                         "residual",
@@ -937,7 +1046,7 @@ fn lower(
                 });
             }
             Layer::Se { name, gate } => {
-                let (gate, out) = lower(gate, layout, Context { gate: true, ..context })?;
+                let (gate, out) = lower(gate, layout, Context { gate: true, ..inner })?;
                 let gate = split_quadratics(gate)?;
                 if out != layout.pooled(layout.channels) {
                     return Err(unsupported(name, "the gate must give one value per channel"));

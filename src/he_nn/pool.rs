@@ -7,15 +7,21 @@
 //! When `H` and `W` are powers of two the sums follow the data lattice
 //! (`log2 W` steps of `gap`, `log2 H` steps of `gap*row`); otherwise they add
 //! the whole block (`log2 block` steps), which the zero-outside-data
-//! invariant makes equal.
+//! invariant makes equal when the layout has one lane.
 
 use super::layout::SlotLayout;
 use crate::ckks::EvalBackend;
 
+/// Whether the sums of `layout` follow its data lattice (powers of two),
+/// which keeps lanes apart; the whole-block sum would add them up.
+fn on_lattice(layout: &SlotLayout) -> bool {
+    layout.height.is_power_of_two() && layout.width.is_power_of_two()
+}
+
 /// The rotation steps that add up a channel of `layout` into offset 0.
 fn lattice_steps(layout: &SlotLayout) -> Vec<i64> {
     let doubling = |start: usize, count: usize| (0..count.trailing_zeros()).map(move |j| (start << j) as i64);
-    if layout.height.is_power_of_two() && layout.width.is_power_of_two() {
+    if on_lattice(layout) {
         doubling(layout.gap, layout.width)
             .chain(doubling(layout.gap * layout.row, layout.height))
             .collect()
@@ -88,6 +94,11 @@ impl RotationSum {
             Direction::Gather => self.layout.pooled(self.layout.channels),
             Direction::Spread => self.layout,
         }
+    }
+
+    /// Whether each lane's sums stay in its lane (always, with one lane).
+    pub fn keeps_lanes_apart(&self) -> bool {
+        self.layout.lanes == 1 || on_lattice(&self.layout)
     }
 
     /// Rotations used (Galois keys).
