@@ -900,21 +900,23 @@ struct Context {
     /// its mean divides it out. Inside SE gates it is the gate's business.
     gain: f64,
     /// Whether image sets merge into lanes ([`LaneMerge`]) before a layer:
-    /// between the network's top-level layers only.
+    /// on the network's path (residual blocks included), never in SE gates.
     interleave: bool,
 }
 
-/// [`lower`] for the network's top level, merging image sets into lanes
-/// before each residual block or convolution where a stride left room;
-/// without merges when a later rotation sum would add lanes together.
+/// [`lower`] for the network, merging image sets into lanes before each
+/// residual block or convolution where a stride left room (inside residual
+/// blocks too); without merges when a later rotation sum would add lanes
+/// together or the branches of a block cannot merge alike.
 fn lower_network(
     layers: &[Layer<f64>],
     input: SlotLayout,
     context: Context,
 ) -> Result<(Vec<Step>, SlotLayout), PlanError> {
-    let (steps, output) = lower(layers, input, context)?;
-    if lanes_kept_apart(&steps) {
-        return Ok((steps, output));
+    if let Ok((steps, output)) = lower(layers, input, context) {
+        if lanes_kept_apart(&steps) {
+            return Ok((steps, output));
+        }
     }
     lower(
         layers,
@@ -924,6 +926,19 @@ fn lower_network(
             ..context
         },
     )
+}
+
+/// `steps` (giving `layout`) followed by merges until the output has
+/// `lanes` lanes or its gap has no more room; returns the final layout.
+fn merged_to(steps: &mut Vec<Step>, mut layout: SlotLayout, lanes: usize) -> SlotLayout {
+    while layout.lanes < lanes {
+        let Some(merge) = LaneMerge::new(layout) else {
+            break;
+        };
+        layout = merge.output();
+        steps.push(Step::Merge(merge));
+    }
+    layout
 }
 
 /// Whether every rotation sum in `steps` keeps its lanes apart.
@@ -982,16 +997,9 @@ fn lower(
     context: Context,
 ) -> Result<(Vec<Step>, SlotLayout), PlanError> {
     let mut steps = Vec::new();
-    let inner = Context {
-        interleave: false,
-        ..context
-    };
     for layer in layers {
         if context.interleave && matches!(layer, Layer::Conv(_) | Layer::Residual { .. }) {
-            while let Some(merge) = LaneMerge::new(layout) {
-                layout = merge.output();
-                steps.push(Step::Merge(merge));
-            }
+            layout = merged_to(&mut steps, layout, usize::MAX);
         }
         match layer {
             Layer::Conv(conv) => {
@@ -1030,8 +1038,12 @@ fn lower(
             }
             Layer::Linear(linear) => layout = lower_linear(linear, layout, context, &mut steps)?,
             Layer::Residual { body, shortcut } => {
-                let (body, out) = lower(body, layout, inner)?;
-                let (shortcut, side) = lower(shortcut, layout, inner)?;
+                // A branch that merged (after its stride) has the other
+                // branch's output merged alike.
+                let (mut body, out) = lower(body, layout, context)?;
+                let (mut shortcut, side) = lower(shortcut, layout, context)?;
+                let out = merged_to(&mut body, out, side.lanes);
+                let side = merged_to(&mut shortcut, side, out.lanes);
                 if out != side {
                     return Err(unsupported(
                         "residual",
@@ -1046,7 +1058,12 @@ fn lower(
                 });
             }
             Layer::Se { name, gate } => {
-                let (gate, out) = lower(gate, layout, Context { gate: true, ..inner })?;
+                let gate_context = Context {
+                    gate: true,
+                    interleave: false,
+                    ..context
+                };
+                let (gate, out) = lower(gate, layout, gate_context)?;
                 let gate = split_quadratics(gate)?;
                 if out != layout.pooled(layout.channels) {
                     return Err(unsupported(name, "the gate must give one value per channel"));
