@@ -6,6 +6,7 @@
 
 use super::backend::Chosen;
 use super::binding::Planned;
+use super::infer::key_switches_per_image;
 use super::memory::{available_memory, EvalMemory, KeyMemoryChoice};
 use super::score::median;
 use super::session::{EncryptedSession, StageSeconds};
@@ -64,7 +65,7 @@ struct Row {
     status: String,
     preset: Option<String>,
     levels: Option<usize>,
-    key_switches: Option<usize>,
+    key_switches: Option<f64>,
     keygen_s: Option<f64>,
     encrypt_s: Option<f64>,
     infer_s: Option<f64>,
@@ -150,7 +151,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     };
     row.preset = params.name().map(str::to_string);
     row.levels = Some(plan.levels());
-    row.key_switches = Some(plan.key_switches_for(row.lockstep).div_ceil(row.lockstep));
+    row.key_switches = Some(key_switches_per_image(&plan, row.lockstep));
     let key_memory = KeyMemoryChoice::Auto.resolve(&params, &plan);
     let needed =
         plan.key_levels().memory_bytes(&params, key_memory) + row.lockstep * plan.working_memory_bytes(params.n());

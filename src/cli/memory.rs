@@ -33,9 +33,9 @@ pub struct EvalMemory {
     /// How the evaluation keys are held.
     pub keys: KeyMemory,
     /// Image sets evaluated in lockstep, at least 1; from
-    /// [`MemoryArgs::resolve`], a multiple of the plan's
-    /// [`Plan::sets_per_output`] unless it covers every set, so that each
-    /// group's merged outputs are whole.
+    /// [`MemoryArgs::resolve`], whole groups of merged sets
+    /// ([`Plan::whole_groups`]) unless it covers every set. Evaluation
+    /// rounds it up to whole groups in any case.
     pub lockstep: usize,
 }
 
@@ -66,7 +66,7 @@ impl MemoryArgs {
             fits
         });
         let lockstep = fits.map_or(wanted, |f| f.min(wanted));
-        let merged = lockstep.next_multiple_of(plan.sets_per_output()).min(sets.max(1));
+        let merged = plan.whole_groups(lockstep).min(sets.max(1));
         if fits.is_some_and(|f| merged > f) {
             eprintln!(
                 "note: the plan merges {} sets into one after its strides, and a group needs all of them at once: \

@@ -149,9 +149,11 @@ impl EncryptedSession {
 }
 
 /// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
-/// `plan.batch()` images) on `backend`, `lockstep` sets at a time
-/// ([`Plan::execute_sets`]); returns each set's logit ciphertexts, in order,
-/// and each set's seconds (its group's time shared equally).
+/// `plan.batch()` images) on `backend`, `lockstep` sets at a time, rounded
+/// up to whole groups of merged sets ([`Plan::whole_groups`], so that
+/// output set `j` holds input sets `j*M .. (j+1)*M` as [`decrypt_batches`]
+/// reads them); returns each set's logit ciphertexts, in order, and each
+/// set's seconds (its group's time shared equally).
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
@@ -167,7 +169,7 @@ where
     let sets = inputs.len() / per_set;
     let mut out = Vec::with_capacity(sets * plan.output().cts());
     let mut seconds = Vec::with_capacity(sets);
-    for group in inputs.chunks(per_set * lockstep.max(1)) {
+    for group in inputs.chunks(per_set * plan.whole_groups(lockstep)) {
         let start = Instant::now();
         let uploaded = group
             .chunks(per_set)
@@ -274,4 +276,44 @@ fn generate_keys(planned: &Planned, memory: KeyMemory) -> (SecretKey, Arc<Public
     let sk = SecretKey::generate(&planned.params);
     let keys = PublicKeySet::generate_at(&sk, &planned.plan.key_levels(), memory);
     (sk, Arc::new(keys), start.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    /// A lockstep that would split a group of merged sets is rounded up to
+    /// whole groups: three sets one at a time give the ciphertexts of the
+    /// three together, and they decrypt to the f64 forward pass.
+    #[test]
+    fn lockstep_is_rounded_up_to_whole_merged_groups() {
+        let params = Params::preset("insecure-n12-deep").unwrap();
+        let latent = LatentShape::new(2, 4, 4).unwrap();
+        let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
+        let dict = random_state_dict(&spec, rand::random()).unwrap();
+        let model = fold(&Model::from_state_dict_with_spec(&dict, spec).unwrap());
+        let plan = Plan::for_params(&model, &params, 1).unwrap();
+        assert_eq!(plan.sets_per_output(), 16);
+        let sk = SecretKey::generate(&params);
+        let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+        let mut rng = ChaCha20Rng::from_entropy();
+        let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+        let ev = Evaluator::new(keys.clone());
+        let (apart, seconds) = evaluate(&ev, &params, &plan, &inputs, 1, true).unwrap();
+        let (together, _) = evaluate(&ev, &params, &plan, &inputs, 3, true).unwrap();
+        assert_eq!(seconds.len(), 3);
+        assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
+        let got = decrypt_batches(&sk, &plan.output(), &apart, 3 * 5).unwrap();
+        let [c, h, w] = latent.dims();
+        let want = model
+            .forward(Array4::from_shape_vec((3, c, h, w), x).unwrap().view())
+            .unwrap();
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((g - w).abs() < 1e-3, "logit {g} against {w}");
+        }
+    }
 }

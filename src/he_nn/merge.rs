@@ -31,6 +31,11 @@ impl LaneMerge {
         input.interleaved().map(|output| Self { input, output })
     }
 
+    /// The layout of each set merged.
+    pub fn input(&self) -> SlotLayout {
+        self.input
+    }
+
     /// The merged layout.
     pub fn output(&self) -> SlotLayout {
         self.output

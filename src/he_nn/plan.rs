@@ -5,7 +5,7 @@
 use super::activation::{bring_to, PolyActivation};
 use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
-use super::merge::{LaneMerge, SETS_PER_MERGE};
+use super::merge::LaneMerge;
 use super::pool::RotationSum;
 use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
@@ -31,6 +31,16 @@ pub enum PlanError {
         layer: String,
         /// Why.
         reason: String,
+    },
+    /// The branches of a residual block leave their image sets merged into
+    /// different numbers of lanes ([`LaneMerge`]); the network then plans
+    /// without merges.
+    #[error("residual block: the body leaves {body} image sets per ciphertext, the shortcut {shortcut}")]
+    BranchLanes {
+        /// Lanes of the body's output.
+        body: usize,
+        /// Lanes of the shortcut's output.
+        shortcut: usize,
     },
     /// The planner needs a folded model.
     #[error("the model must be folded first (nn::fold)")]
@@ -143,9 +153,6 @@ enum Step {
     },
 }
 
-/// The report's name for a [`Step::Merge`] row.
-const MERGE_ROW: &str = "merge";
-
 /// One row of a plan's report: a layer, the level it enters and leaves at,
 /// and the key switches it costs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -165,6 +172,10 @@ pub struct LayerReport {
     /// lanes, [`SlotLayout::lane_count`]): its key switches and products
     /// serve that many sets.
     pub sets: usize,
+    /// Input image sets sharing each ciphertext the layer reads: `sets`,
+    /// except where the layer merges groups of sets into lanes
+    /// ([`LaneMerge`]), whose `key_switches` count one full group.
+    pub sets_in: usize,
 }
 
 impl LayerReport {
@@ -176,6 +187,20 @@ impl LayerReport {
             key_switches,
             plaintext_products,
             sets,
+            sets_in: sets,
+        }
+    }
+
+    /// Key switches of this row when `sets` image sets run in lockstep: a
+    /// layer runs once per group of `self.sets`; a merge rotates every
+    /// group it reads but the first of each group it makes.
+    pub fn key_switches_for(&self, sets: usize) -> usize {
+        let made = sets.div_ceil(self.sets);
+        if self.sets_in == self.sets {
+            self.key_switches * made
+        } else {
+            let moved = sets.div_ceil(self.sets_in) - made;
+            moved * self.key_switches / (self.sets / self.sets_in - 1)
         }
     }
 }
@@ -313,7 +338,13 @@ impl Step {
                 level_in - 2
             }
             Step::Pool(p) => row("pool", level_in, p.key_switches(), 0),
-            Step::Merge(m) => row(MERGE_ROW, level_in, m.key_switches(), 0),
+            Step::Merge(m) => {
+                rows.push(LayerReport {
+                    sets_in: m.input().lane_count(),
+                    ..LayerReport::new("merge", (level_in, level_in), m.key_switches(), 0, sets)
+                });
+                level_in
+            }
             Step::Scale { name, .. } => row(name, level_in - 1, 0, 0),
             Step::Residual { body, shortcut, .. } => {
                 let out = level_in - self.levels();
@@ -765,16 +796,7 @@ impl Plan {
     pub fn key_switches_for(&self, sets: usize) -> usize {
         self.layers(self.levels())
             .iter()
-            .map(|r| {
-                let groups = sets.div_ceil(r.sets);
-                if r.name == MERGE_ROW {
-                    // The row counts a full group of SETS_PER_MERGE.
-                    let entering = sets.div_ceil(r.sets / SETS_PER_MERGE);
-                    (entering - groups) * r.key_switches / (SETS_PER_MERGE - 1)
-                } else {
-                    r.key_switches * groups
-                }
-            })
+            .map(|r| r.key_switches_for(sets))
             .sum()
     }
 
@@ -782,6 +804,14 @@ impl Plan {
     /// ([`Self::execute_sets`]): 1 for a plan without merges.
     pub fn sets_per_output(&self) -> usize {
         self.output.lane_count()
+    }
+
+    /// `lockstep` (at least 1) rounded up to whole groups of merged sets
+    /// ([`Self::sets_per_output`]): calls of [`Self::execute_sets`] with
+    /// this many sets each (fewer only in the last) give output sets that
+    /// each hold `sets_per_output` consecutive input sets.
+    pub fn whole_groups(&self, lockstep: usize) -> usize {
+        lockstep.max(1).next_multiple_of(self.sets_per_output())
     }
 
     /// Runs the plan on the encrypted input (one ciphertext per
@@ -913,10 +943,10 @@ fn lower_network(
     input: SlotLayout,
     context: Context,
 ) -> Result<(Vec<Step>, SlotLayout), PlanError> {
-    if let Ok((steps, output)) = lower(layers, input, context) {
-        if lanes_kept_apart(&steps) {
-            return Ok((steps, output));
-        }
+    match lower(layers, input, context) {
+        Ok((steps, output)) if lanes_kept_apart(&steps) => return Ok((steps, output)),
+        Ok(_) | Err(PlanError::BranchLanes { .. }) => {}
+        Err(e) => return Err(e),
     }
     lower(
         layers,
@@ -1044,6 +1074,12 @@ fn lower(
                 let (mut shortcut, side) = lower(shortcut, layout, context)?;
                 let out = merged_to(&mut body, out, side.lanes);
                 let side = merged_to(&mut shortcut, side, out.lanes);
+                if out.lanes != side.lanes {
+                    return Err(PlanError::BranchLanes {
+                        body: out.lane_count(),
+                        shortcut: side.lane_count(),
+                    });
+                }
                 if out != side {
                     return Err(unsupported(
                         "residual",
