@@ -1,0 +1,32 @@
+#!/bin/bash
+# Scores one range of this run on a lent GPU machine, as the twelfth session
+# did on an NVIDIA H100 (0.58 s of encrypted inference per image).
+#
+# Usage, from the repository root on that machine:
+#   OFFSET=K LIMIT=N TIME_S=S BIN=path/to/latent-he \
+#     bash docs/runs/synth10k-test-resnet20-f8/score_on_device.sh OUTDIR
+# then, here, fold OUTDIR in with `score ... --merge OUTDIR` (the command in
+# README.md). Rows are written batch by batch, so stopping at TIME_S seconds loses
+# at most one batch of 16.
+#
+# Headless NVIDIA containers: the one seen here had no Vulkan loader, and
+# its ICD (libGLX_nvidia.so.0) refused vkCreateInstance without a display.
+# Carry a libvulkan.so.1 (Debian's libvulkan1) next to BIN and name the
+# EGL library as the ICD, which works headless.
+set -u
+out=${1:?output folder}
+dir=$(cd "$(dirname "$BIN")" && pwd)
+export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+egl=$(ldconfig -p | grep -o '/[^ ]*libEGL_nvidia.so.0' | head -1)
+if [ -n "$egl" ]; then
+  printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$egl" > /tmp/nvidia_egl_icd.json
+  export VK_ICD_FILENAMES=/tmp/nvidia_egl_icd.json
+fi
+"$BIN" devices | head -3
+[ -d /tmp/synth10k ] || "$BIN" synth --n 10000 --seed 1 --out /tmp/synth10k > /dev/null
+mkdir -p "$out"
+LATENT_HE_CACHE_DIR=/tmp/latent-he-cache timeout "${TIME_S:-500}" "$BIN" score \
+  --dataset nih --root /tmp/synth10k --split /tmp/synth10k/test_list.txt \
+  --model models/resnet20_f8.safetensors --vqgan models/vqgan_f8.safetensors \
+  --encrypted --backend gpu --lockstep 16 --offset "$OFFSET" --limit "$LIMIT" --out "$out"
+echo "rows: $(( $(wc -l < "$out/results.csv") - 1 ))"
