@@ -255,6 +255,15 @@ fn ranges_scored_apart_merge_into_one_run() {
     let files = |r: &[Vec<String>]| r[1..].iter().map(|row| row[0].clone()).collect::<Vec<_>>();
     assert_eq!(files(&rows_a), names[..2]);
     assert_eq!(files(&rows_b), names[2..]);
+    // each call is recorded before it scores; B's backend is known from
+    // that record even without its summary (a call stopped by a time limit)
+    let sessions = rows(&dir.path().join("a/sessions.csv"));
+    assert_eq!(
+        sessions[0],
+        ["started_unix", "backend", "adapter", "offset", "limit", "to_go"]
+    );
+    assert_eq!(sessions[1][1..], ["cpu", "", "0", "2", "2"]);
+    std::fs::remove_file(dir.path().join("b/summary.json")).unwrap();
     // folded in, not scored again: B's rows arrive as they were (their
     // seconds too); a second merge adds nothing
     let summary = json(&run(&a, &["--merge", &b]));

@@ -19,7 +19,11 @@ pub fn run(args: &DevicesArgs) -> Result<(), CliError> {
     if args.json {
         print_json(&json!({ "adapters": found }));
     } else if found.is_empty() {
-        println!("no GPU adapter: the CPU backend will be used (on Linux without a GPU: apt-get install mesa-vulkan-drivers)");
+        println!(
+            "no GPU adapter: the CPU backend will be used (on Linux without a GPU: apt-get install mesa-vulkan-drivers; \
+             VK_LOADER_DEBUG=error shows why an installed Vulkan driver did not load, and README.md says what a \
+             headless NVIDIA machine needed)"
+        );
     } else {
         for a in &found {
             println!(

@@ -5,7 +5,7 @@
 //! `roc.png`). A rerun with the same `OUT` resumes after the last complete
 //! row.
 
-use super::backend::DeviceArgs;
+use super::backend::{Chosen, DeviceArgs};
 use super::infer::PlanChoice;
 use super::memory::MemoryArgs;
 use super::metrics::report_json;
@@ -110,6 +110,10 @@ const FAILED_FILE: &str = "failed.csv";
 const RUN_FILE: &str = "run.json";
 /// One row per folder merged in: where from, its backend, what it gave.
 const MERGED_FILE: &str = "merged.csv";
+/// One row per `score` call on the folder, written before it scores: when,
+/// on which backend, which range. It names a folder's backends even when a
+/// call was stopped before its summary.
+const SESSIONS_FILE: &str = "sessions.csv";
 /// Images per plaintext batch (an encrypted run takes its plan's batch times
 /// its sets in lockstep).
 const SCORE_BATCH: usize = 8;
@@ -225,8 +229,45 @@ fn merged_header() -> Vec<String> {
     ["folder", "backend", "rows", "failed"].map(String::from).to_vec()
 }
 
-/// The backend a merged folder's last summary names (`unknown` without one).
+/// The columns of `sessions.csv`.
+fn sessions_header() -> Vec<String> {
+    ["started_unix", "backend", "adapter", "offset", "limit", "to_go"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Records this call in `OUT/sessions.csv` before it scores anything.
+fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), CliError> {
+    let (backend, adapter) = chosen.describe();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (mut log, _) = ResultsLog::open(&args.out.join(SESSIONS_FILE), &sessions_header())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    log.append(&[vec![
+        started.to_string(),
+        backend,
+        adapter.unwrap_or_default(),
+        args.offset.to_string(),
+        args.limit.map_or_else(String::new, |n| n.to_string()),
+        to_go.to_string(),
+    ]])
+    .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The backends that scored a merged folder, in the order they first ran,
+/// joined by `+`: from its `sessions.csv`, else from its summary (folders
+/// written before that log existed), else `unknown`.
 fn merged_backend(dir: &Path) -> String {
+    let mut backends: Vec<String> = Vec::new();
+    for row in read_optional(&dir.join(SESSIONS_FILE), &sessions_header()).unwrap_or_default() {
+        if !backends.contains(&row[1]) {
+            backends.push(row[1].clone());
+        }
+    }
+    if !backends.is_empty() {
+        return backends.join("+");
+    }
     std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
@@ -640,6 +681,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     let pending: Vec<usize> = (0..data.samples.len())
         .filter(|&i| !finished.contains(&data.samples[i].name))
         .collect();
+    log_session(args, &chosen, pending.len())?;
     let session = planned
         .map(|p| {
             let sets = pending.len().div_ceil(p.plan.batch());
