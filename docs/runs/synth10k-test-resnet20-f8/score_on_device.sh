@@ -1,13 +1,14 @@
 #!/bin/bash
-# Scores one range of this run on a lent GPU machine, as the twelfth session
-# did on an NVIDIA H100 (0.58 s of encrypted inference per image).
+# Scores rows of this run on a lent GPU machine, as the twelfth session did
+# on an NVIDIA H100 (0.58 s of encrypted inference per image).
 #
 # Usage, from the repository root on that machine:
-#   OFFSET=K LIMIT=N TIME_S=S BIN=path/to/latent-he \
-#     bash docs/runs/synth10k-test-resnet20-f8/score_on_device.sh OUTDIR
-# then, here, fold OUTDIR in with `score ... --merge OUTDIR` (the command in
-# README.md). Rows are written batch by batch, so stopping at TIME_S seconds loses
-# at most one batch of 16.
+#   TIME_S=S BIN=path/to/latent-he bash docs/runs/synth10k-test-resnet20-f8/score_on_device.sh OUTDIR
+# starts OUTDIR from this folder's files and scores the rows still missing,
+# in order; with OFFSET=K LIMIT=N it scores that range into an empty
+# OUTDIR instead. Then, here, fold OUTDIR in with `score ... --merge OUTDIR`
+# (the command in README.md). Rows are written batch by batch, so stopping
+# at TIME_S seconds loses at most one batch of 16.
 #
 # Headless NVIDIA containers: the one seen here had no Vulkan loader, and
 # its ICD (libGLX_nvidia.so.0) refused vkCreateInstance without a display.
@@ -25,8 +26,14 @@ fi
 "$BIN" devices | head -3
 [ -d /tmp/synth10k ] || "$BIN" synth --n 10000 --seed 1 --out /tmp/synth10k > /dev/null
 mkdir -p "$out"
+range=()
+if [ -n "${OFFSET:-}" ]; then
+  range=(--offset "$OFFSET" --limit "$LIMIT")
+else
+  cp "$(dirname "$0")"/{results.csv,failed.csv,run.json} "$out"/
+fi
 LATENT_HE_CACHE_DIR=/tmp/latent-he-cache timeout "${TIME_S:-500}" "$BIN" score \
   --dataset nih --root /tmp/synth10k --split /tmp/synth10k/test_list.txt \
   --model models/resnet20_f8.safetensors --vqgan models/vqgan_f8.safetensors \
-  --encrypted --backend gpu --lockstep 16 --offset "$OFFSET" --limit "$LIMIT" --out "$out"
+  --encrypted --backend gpu --lockstep 16 "${range[@]}" --out "$out"
 echo "rows: $(( $(wc -l < "$out/results.csv") - 1 ))"
