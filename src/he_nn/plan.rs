@@ -37,9 +37,9 @@ pub enum PlanError {
     /// without merges.
     #[error("residual block: the body leaves {body} image sets per ciphertext, the shortcut {shortcut}")]
     BranchLanes {
-        /// Lanes of the body's output.
+        /// Image sets per ciphertext of the body's output.
         body: usize,
-        /// Lanes of the shortcut's output.
+        /// Image sets per ciphertext of the shortcut's output.
         shortcut: usize,
     },
     /// The planner needs a folded model.
