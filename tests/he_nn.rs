@@ -10,7 +10,7 @@ use latent_he::he_nn::{
     NETWORK_GAIN,
 };
 use latent_he::nn::layers::{Conv2d, ConvGeometry};
-use latent_he::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
+use latent_he::nn::{fold, random_folded_model, Arch, LatentShape, Model, ModelSpec};
 use ndarray::{Array1, Array4};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -211,8 +211,11 @@ fn activations_in_every_form_match_plaintext() {
 
 /// A folded model with random weights and 5 classes.
 fn random_model(arch: Arch, se: bool, latent: LatentShape) -> Model<f64> {
-    let spec = ModelSpec::with_class_count(arch, se, 5, latent).unwrap();
-    fold(&Model::from_state_dict_with_spec(&random_state_dict(&spec, rand::random()).unwrap(), spec).unwrap())
+    random_folded_model(
+        &ModelSpec::with_class_count(arch, se, 5, latent).unwrap(),
+        rand::random(),
+    )
+    .unwrap()
 }
 
 /// A model with random weights, encrypted end to end at `insecure-n12-deep`,
@@ -327,9 +330,7 @@ fn se_gates_take_exact_means_as_the_level_budget_allows() {
     );
     // A plain ResNet20 has no gate: the same plan either way.
     let plain_spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, LatentShape::new(4, 8, 8).unwrap()).unwrap();
-    let plain = fold(
-        &Model::from_state_dict_with_spec(&random_state_dict(&plain_spec, 1).unwrap(), plain_spec.clone()).unwrap(),
-    );
+    let plain = random_folded_model(&plain_spec, 1).unwrap();
     assert_eq!(
         Plan::for_params(&plain, &params, 1).unwrap().levels(),
         Plan::batched(&plain, params.slots(), 1).unwrap().levels()
@@ -343,8 +344,7 @@ fn the_network_gain_applies_where_the_global_mean_undoes_it() {
     let slots = Params::preset("insecure-n12-deep").unwrap().slots();
     let plan_of = |arch, se, latent| {
         let spec = ModelSpec::with_class_count(arch, se, 3, latent).unwrap();
-        let dict = random_state_dict(&spec, rand::random()).unwrap();
-        Plan::new(&fold(&Model::from_state_dict_with_spec(&dict, spec).unwrap()), slots).unwrap()
+        Plan::new(&random_folded_model(&spec, rand::random()).unwrap(), slots).unwrap()
     };
     let small = LatentShape::new(4, 8, 8).unwrap();
     assert_eq!(plan_of(Arch::ResNet20, false, small).network_gain(), NETWORK_GAIN);

@@ -288,6 +288,14 @@ fn ranges_scored_apart_merge_into_one_run() {
     let err = refused(&run(&a, &["--merge", &c]));
     assert!(err.contains("only folders of the same run merge"), "{err}");
     assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+    // a folder of the same run whose call log is damaged is refused, not
+    // recorded as `unknown`, and changes nothing
+    let d = folder("d");
+    json(&run(&d, &["--limit", "1"]));
+    std::fs::write(dir.path().join("d/sessions.csv"), "started,cpu\n").unwrap();
+    let err = refused(&run(&a, &["--merge", &d]));
+    assert!(err.contains("sessions.csv"), "{err}");
+    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
 }
 
 /// On the GPU (lavapipe in CI), batch after batch: the session keeps its

@@ -13,7 +13,7 @@ use super::session::{EncryptedSession, StageSeconds};
 use super::{print_json, BackendChoice, CliError};
 use crate::he_nn::plan_for;
 use crate::nn::spec::NIH15;
-use crate::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec, NnError};
+use crate::nn::{random_folded_model, Arch, LatentShape, Model, ModelSpec, NnError};
 use crate::report::{time_vs_latent_png, Series};
 use clap::Args;
 use ndarray::Array4;
@@ -91,12 +91,6 @@ fn parse_latent(name: &str) -> Result<LatentShape, CliError> {
         .map_err(|e: NnError| CliError::Usage(format!("--latents: {e}")))
 }
 
-/// A folded model of `spec` with random weights of realistic size.
-fn random_model(spec: &ModelSpec) -> Result<Model<f64>, NnError> {
-    let dict = random_state_dict(spec, 1)?;
-    Ok(fold(&Model::from_state_dict_with_spec(&dict, spec.clone())?))
-}
-
 /// Median milliseconds of one plaintext forward pass of one image.
 fn plain_ms(model: &Model<f64>, x: &Array4<f64>, runs: usize) -> Option<f64> {
     let times = (0..runs.max(3))
@@ -130,7 +124,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         lockstep: usize::from(args.lockstep),
     };
     let classes = NIH15.iter().map(|c| c.to_string()).collect();
-    let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_model(&spec)) {
+    let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_folded_model(&spec, 1)) {
         Ok(model) => model,
         Err(e) => {
             row.status = format!("not defined at this latent: {e}");

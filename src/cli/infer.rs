@@ -181,7 +181,9 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
                 row.level_in,
                 row.level_out,
                 row.key_switches,
-                if row.sets > 1 {
+                if row.sets_in != row.sets {
+                    format!(" per set moved, {} sets into one", row.sets / row.sets_in)
+                } else if row.sets > 1 {
                     format!(", shared by {} sets", row.sets)
                 } else {
                     String::new()

@@ -258,21 +258,21 @@ fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), Cl
 /// The backends that scored a merged folder, in the order they first ran,
 /// joined by `+`: from its `sessions.csv`, else from its summary (folders
 /// written before that log existed), else `unknown`.
-fn merged_backend(dir: &Path) -> String {
+fn merged_backend(dir: &Path) -> Result<String, CliError> {
     let mut backends: Vec<String> = Vec::new();
-    for row in read_optional(&dir.join(SESSIONS_FILE), &sessions_header()).unwrap_or_default() {
+    for row in read_optional(&dir.join(SESSIONS_FILE), &sessions_header())? {
         if !backends.contains(&row[1]) {
             backends.push(row[1].clone());
         }
     }
     if !backends.is_empty() {
-        return backends.join("+");
+        return Ok(backends.join("+"));
     }
-    std::fs::read_to_string(dir.join("summary.json"))
+    Ok(std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
         .and_then(|v| v["backend"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into()))
 }
 
 /// The columns of `failed.csv`.
@@ -657,6 +657,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         done.iter().chain(failed.iter()).map(|r| r[0].clone()).collect();
     for dir in &args.merge {
         check_identity(dir, &identity, "only folders of the same run merge")?;
+        let backend = merged_backend(dir)?;
         let taken = merge_log(dir, RESULTS_FILE, &header, &mut results, &mut finished)?;
         let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
         if taken + taken_failed > 0 {
@@ -665,7 +666,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
             merged
                 .append(&[vec![
                     dir.display().to_string(),
-                    merged_backend(dir),
+                    backend,
                     taken.to_string(),
                     taken_failed.to_string(),
                 ]])

@@ -281,7 +281,7 @@ fn generate_keys(planned: &Planned, memory: KeyMemory) -> (SecretKey, Arc<Public
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{fold, random_state_dict, Arch, LatentShape, Model, ModelSpec};
+    use crate::nn::{random_folded_model, Arch, LatentShape, ModelSpec};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha20Rng;
 
@@ -293,8 +293,7 @@ mod tests {
         let params = Params::preset("insecure-n12-deep").unwrap();
         let latent = LatentShape::new(2, 4, 4).unwrap();
         let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
-        let dict = random_state_dict(&spec, rand::random()).unwrap();
-        let model = fold(&Model::from_state_dict_with_spec(&dict, spec).unwrap());
+        let model = random_folded_model(&spec, rand::random()).unwrap();
         let plan = Plan::for_params(&model, &params, 1).unwrap();
         assert_eq!(plan.sets_per_output(), 16);
         let sk = SecretKey::generate(&params);

@@ -52,9 +52,10 @@ impl LaneMerge {
         (1..SETS_PER_MERGE).map(|k| self.step(k)).collect()
     }
 
-    /// Key switches per merged set (a full group of four).
+    /// Key switches per set moved onto a quadrant (every set of a group
+    /// but the first): one rotation per ciphertext.
     pub fn key_switches(&self) -> usize {
-        (SETS_PER_MERGE - 1) * self.input.cts()
+        self.input.cts()
     }
 
     /// Sets `4j .. 4j+4` (fewer for the last group) merged into set `j`, same

@@ -32,16 +32,6 @@ pub enum PlanError {
         /// Why.
         reason: String,
     },
-    /// The branches of a residual block leave their image sets merged into
-    /// different numbers of lanes ([`LaneMerge`]); the network then plans
-    /// without merges.
-    #[error("residual block: the body leaves {body} image sets per ciphertext, the shortcut {shortcut}")]
-    BranchLanes {
-        /// Image sets per ciphertext of the body's output.
-        body: usize,
-        /// Image sets per ciphertext of the shortcut's output.
-        shortcut: usize,
-    },
     /// The planner needs a folded model.
     #[error("the model must be folded first (nn::fold)")]
     NotFolded,
@@ -174,7 +164,7 @@ pub struct LayerReport {
     pub sets: usize,
     /// Input image sets sharing each ciphertext the layer reads: `sets`,
     /// except where the layer merges groups of sets into lanes
-    /// ([`LaneMerge`]), whose `key_switches` count one full group.
+    /// ([`LaneMerge`]), whose `key_switches` count one set moved.
     pub sets_in: usize,
 }
 
@@ -200,7 +190,7 @@ impl LayerReport {
             self.key_switches * made
         } else {
             let moved = sets.div_ceil(self.sets_in) - made;
-            moved * self.key_switches / (self.sets / self.sets_in - 1)
+            moved * self.key_switches
         }
     }
 }
@@ -945,17 +935,54 @@ fn lower_network(
 ) -> Result<(Vec<Step>, SlotLayout), PlanError> {
     match lower(layers, input, context) {
         Ok((steps, output)) if lanes_kept_apart(&steps) => return Ok((steps, output)),
-        Ok(_) | Err(PlanError::BranchLanes { .. }) => {}
-        Err(e) => return Err(e),
+        Ok(_) | Err(LowerError::BranchLanes { .. }) => {}
+        Err(LowerError::Plan(e)) => return Err(e),
     }
-    lower(
-        layers,
-        input,
-        Context {
-            interleave: false,
-            ..context
-        },
-    )
+    let apart = Context {
+        interleave: false,
+        ..context
+    };
+    lower(layers, input, apart).map_err(PlanError::from)
+}
+
+/// Why [`lower`] stopped.
+#[derive(Debug)]
+enum LowerError {
+    /// The layers have no plan.
+    Plan(PlanError),
+    /// The branches of a residual block leave their image sets merged into
+    /// different numbers of lanes ([`LaneMerge`]): [`lower_network`] plans
+    /// again without merges, where this cannot happen.
+    BranchLanes {
+        /// Image sets per ciphertext of the body's output.
+        body: usize,
+        /// Image sets per ciphertext of the shortcut's output.
+        shortcut: usize,
+    },
+}
+
+impl From<PlanError> for LowerError {
+    fn from(e: PlanError) -> Self {
+        Self::Plan(e)
+    }
+}
+
+impl From<HeConvError> for LowerError {
+    fn from(e: HeConvError) -> Self {
+        Self::Plan(e.into())
+    }
+}
+
+impl From<LowerError> for PlanError {
+    fn from(e: LowerError) -> Self {
+        match e {
+            LowerError::Plan(e) => e,
+            LowerError::BranchLanes { body, shortcut } => unsupported(
+                "residual",
+                format!("the body leaves {body} image sets per ciphertext, the shortcut {shortcut}"),
+            ),
+        }
+    }
 }
 
 /// `steps` (giving `layout`) followed by merges until the output has
@@ -1025,7 +1052,7 @@ fn lower(
     layers: &[Layer<f64>],
     mut layout: SlotLayout,
     context: Context,
-) -> Result<(Vec<Step>, SlotLayout), PlanError> {
+) -> Result<(Vec<Step>, SlotLayout), LowerError> {
     let mut steps = Vec::new();
     for layer in layers {
         if context.interleave && matches!(layer, Layer::Conv(_) | Layer::Residual { .. }) {
@@ -1075,16 +1102,13 @@ fn lower(
                 let out = merged_to(&mut body, out, side.lanes);
                 let side = merged_to(&mut shortcut, side, out.lanes);
                 if out.lanes != side.lanes {
-                    return Err(PlanError::BranchLanes {
+                    return Err(LowerError::BranchLanes {
                         body: out.lane_count(),
                         shortcut: side.lane_count(),
                     });
                 }
                 if out != side {
-                    return Err(unsupported(
-                        "residual",
-                        format!("body gives {out:?}, shortcut {side:?}"),
-                    ));
+                    return Err(unsupported("residual", format!("body gives {out:?}, shortcut {side:?}")).into());
                 }
                 layout = out;
                 steps.push(Step::Residual {
@@ -1102,7 +1126,7 @@ fn lower(
                 let (gate, out) = lower(gate, layout, gate_context)?;
                 let gate = split_quadratics(gate)?;
                 if out != layout.pooled(layout.channels) {
-                    return Err(unsupported(name, "the gate must give one value per channel"));
+                    return Err(unsupported(name, "the gate must give one value per channel").into());
                 }
                 steps.push(Step::Se {
                     name: name.clone(),
@@ -1112,10 +1136,7 @@ fn lower(
                 });
             }
             Layer::BatchNorm(bn) => {
-                return Err(unsupported(
-                    bn.name(),
-                    "batch norm not after a convolution (fold it first)",
-                ));
+                return Err(unsupported(bn.name(), "batch norm not after a convolution (fold it first)").into());
             }
         }
     }

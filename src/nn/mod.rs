@@ -26,7 +26,7 @@ pub mod weights;
 
 pub use fold::{fold, with_gain};
 pub use model::{expected_tensors, LoadOptions, Model, TensorSpec};
-pub use random::random_state_dict;
+pub use random::{random_folded_model, random_state_dict};
 pub use spec::{Arch, InputClip, LatentShape, ModelSpec};
 pub use weights::{StateDict, StoreDtype, Tensor};
 

@@ -2,12 +2,23 @@
 //! tests of encrypted inference need models whose activations look like a
 //! trained network's (order 1), not zeros.
 
-use super::model::expected_tensors;
+use super::fold::fold;
+use super::model::{expected_tensors, Model};
 use super::spec::{Arch, ModelSpec};
 use super::weights::{StateDict, Tensor};
 use super::NnError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+
+/// The folded model ([`fold`]) of [`random_state_dict`]`(spec, seed)`: what
+/// encrypted evaluation takes. Same `seed`, same model.
+///
+/// # Errors
+/// As [`random_state_dict`].
+pub fn random_folded_model(spec: &ModelSpec, seed: u64) -> Result<Model<f64>, NnError> {
+    let dict = random_state_dict(spec, seed)?;
+    Ok(fold(&Model::from_state_dict_with_spec(&dict, spec.clone())?))
+}
 
 /// A state dict with every tensor of `spec`, deterministic pseudo-random
 /// values: BN statistics and nonzero activation coefficients included,
