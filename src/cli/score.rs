@@ -258,6 +258,9 @@ fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), Cl
 /// The backends that scored a merged folder, in the order they first ran,
 /// joined by `+`: from its `sessions.csv`, else from its summary (folders
 /// written before that log existed), else `unknown`.
+///
+/// # Errors
+/// A `sessions.csv` that is not a call log (damaged, or another file).
 fn merged_backend(dir: &Path) -> Result<String, CliError> {
     let mut backends: Vec<String> = Vec::new();
     for row in read_optional(&dir.join(SESSIONS_FILE), &sessions_header())? {
