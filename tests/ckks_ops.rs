@@ -304,3 +304,42 @@ fn n16_multiplication_precision_and_depth() {
     assert!(mean >= CHAIN_MEAN_BITS && worst >= CHAIN_WORST_BITS, "{mean} / {worst}");
     assert_eq!(c.level(), f.params.max_level() - 30);
 }
+
+/// `value_bound` is `Q / (2 D)` of the level's primes (their product in
+/// u128), and it is where decryption stops returning the slots: slots of one
+/// sign (the worst case: their mean lands in one coefficient) just under the
+/// bound come back, just over it every slot comes back wrong.
+#[test]
+fn slots_within_the_value_bound_return_and_past_it_wrap() {
+    let mut f = fixture("insecure-n12", &[]);
+    let params = f.params.clone();
+    let q = params.primes_q();
+    let exact = (u128::from(q[0]) * u128::from(q[1])) as f64 / 2.0 / params.scale(1);
+    let bound = params.value_bound(1);
+    assert!((bound / exact - 1.0).abs() < 1e-12, "{bound} vs {exact}");
+    assert!(params.value_bound(2) > bound * 1e8, "each prime adds its size");
+    let keys = f.eval.keys().clone();
+    let sign = if f.rng.gen() { 1.0 } else { -1.0 };
+    for (range, returns) in [(0.80..0.95, true), (1.05..1.20, false)] {
+        let values: Vec<f64> = (0..params.slots())
+            .map(|_| sign * bound * f.rng.gen_range(range.clone()))
+            .collect();
+        let ct = encrypt(&keys, &encode(&params, &values, 1, params.scale(1)).unwrap()).unwrap();
+        let got = decrypt(&f.sk, &ct).unwrap();
+        let worst = got
+            .iter()
+            .zip(&values)
+            .map(|(g, v)| ((g - v) / bound).abs())
+            .fold(0.0, f64::max);
+        let best = got
+            .iter()
+            .zip(&values)
+            .map(|(g, v)| ((g - v) / bound).abs())
+            .fold(f64::INFINITY, f64::min);
+        if returns {
+            assert!(worst < 1e-6, "within the bound: off by {worst} of it");
+        } else {
+            assert!(best > 1.0, "past the bound: a slot came back within {best} of it");
+        }
+    }
+}

@@ -293,6 +293,64 @@ fn batch_equals_single_images() {
     }
 }
 
+/// The largest magnitude per image of `x` and of every tensor `layers` make
+/// from it, walked here layer by layer (into residual branches and SE
+/// gates) with each layer's own forward pass.
+fn peaks_by_walking(layers: &[Layer<f64>], mut x: Array4<f64>, peaks: &mut [f64]) -> Array4<f64> {
+    let see = |t: &Array4<f64>, peaks: &mut [f64]| {
+        for (p, image) in peaks.iter_mut().zip(t.outer_iter()) {
+            *p = image.iter().fold(*p, |m, v| m.max(v.abs()));
+        }
+    };
+    see(&x, peaks);
+    for layer in layers {
+        match layer {
+            Layer::Residual { body, shortcut } => {
+                peaks_by_walking(body, x.clone(), peaks);
+                peaks_by_walking(shortcut, x.clone(), peaks);
+            }
+            Layer::Se { gate, .. } => {
+                peaks_by_walking(gate, x.clone(), peaks);
+            }
+            _ => {}
+        }
+        x = layer.forward(x);
+        see(&x, peaks);
+    }
+    x
+}
+
+#[test]
+fn peaks_are_the_largest_value_of_each_image_anywhere_in_the_pass() {
+    let mut rng = ChaCha20Rng::from_entropy();
+    for name in ["resnet20_se_f8", "lenet5_se_f8"] {
+        let model = fold(&load_fixture(name));
+        let mut x = random_input(model.spec().latent(), 3, rng.gen());
+        // One image far outside the others' range: each peak is its own.
+        x.index_axis_mut(ndarray::Axis(0), 1).mapv_inplace(|v| v * 2.0);
+        let (logits, peaks) = model.forward_with_peaks(x.view()).unwrap();
+        assert_eq!(
+            logits,
+            model.forward(x.view()).unwrap(),
+            "{name}: the logits are forward's"
+        );
+        let mut want = vec![0.0; 3];
+        peaks_by_walking(model.layers(), x.clone(), &mut want);
+        assert_eq!(peaks.to_vec(), want, "{name}");
+        for b in 0..3 {
+            let (_, alone) = model
+                .forward_with_peaks(x.slice(ndarray::s![b..b + 1, .., .., ..]))
+                .unwrap();
+            assert_eq!(alone[0], peaks[b], "{name}: image {b} alone");
+        }
+        assert!(peaks[1] > peaks[0].max(peaks[2]), "{name}: {peaks}");
+        // Values past f64's range give an infinite peak, not a finite one.
+        x.index_axis_mut(ndarray::Axis(0), 2).mapv_inplace(|v| v * 1e200);
+        let (_, peaks) = model.forward_with_peaks(x.view()).unwrap();
+        assert_eq!(peaks[2], f64::INFINITY, "{name}: {peaks}");
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct ManifestEntry {
     arch: String,

@@ -315,3 +315,69 @@ fn encrypted_scoring_on_the_gpu_follows_the_plaintext_batch_after_batch() {
     assert_eq!(rows.iter().skip(1).map(|r| r[0].clone()).collect::<Vec<_>>(), names);
     assert_he_follows_plain(&rows);
 }
+
+/// Factors for `latent` (how far a random model's values grow differs from
+/// draw to draw): the first of a fine geometric sequence whose peak is
+/// past four times the plan's bound at `insecure-n12-deep` with 2 images
+/// per set while the plaintext logits stay finite, and one whose logits
+/// overflow f64.
+fn scales_past_the_bound(model: &Path, latent: &ndarray::ArrayView3<f32>) -> (f32, f32) {
+    use latent_he::he_nn::{Plan, ValueRange};
+    use latent_he::nn::{fold, LoadOptions, Model};
+    let model = fold(&Model::load(model, &LoadOptions::default()).unwrap());
+    let params = latent_he::ckks::Params::preset("insecure-n12-deep").unwrap();
+    let range = ValueRange::new(&model, &params, &Plan::for_params(&model, &params, 2).unwrap());
+    let scaled = |k: f32| latent.mapv(|v| f64::from(v * k)).insert_axis(ndarray::Axis(0));
+    let finite = |k: f32| model.forward(scaled(k).view()).unwrap().iter().all(|v| v.is_finite());
+    let steps = || (0..400).map(|i| 1.05f32.powi(i));
+    let past = steps()
+        .find(|&k| range.peaks(scaled(k).view()).unwrap()[0] > 4.0 * range.bound())
+        .filter(|&k| finite(k))
+        .expect("a factor past the bound with finite logits");
+    let overflowing = steps().find(|&k| !finite(k)).expect("a factor that overflows f64");
+    (past, overflowing)
+}
+
+/// One latent made large enough that its values pass what the parameters
+/// hold at the plan's last level: it would wrap the ciphertexts it shares
+/// (`--batch 2` puts it in a set with another image). It is encrypted
+/// alone, listed in the summary, and every other image still follows its
+/// plaintext. Another, larger still, overflows even f64: it is listed as
+/// failed, not scored.
+#[test]
+fn an_image_past_the_parameters_range_is_encrypted_alone_and_spoils_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, root, names) = latents_set(dir.path(), 5);
+    let latents = Path::new(&root).join("latents.npy");
+    let mut x: Array4<f32> = ndarray_npy::read_npy(&latents).unwrap();
+    let (past, _) = scales_past_the_bound(Path::new(&model), &x.index_axis(ndarray::Axis(0), 1));
+    let (_, overflowing) = scales_past_the_bound(Path::new(&model), &x.index_axis(ndarray::Axis(0), 3));
+    x.index_axis_mut(ndarray::Axis(0), 1).mapv_inplace(|v| v * past);
+    x.index_axis_mut(ndarray::Axis(0), 3).mapv_inplace(|v| v * overflowing);
+    write_npy(&latents, &x).unwrap();
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    let summary = json(&score(
+        dir.path(),
+        &encrypted_args(&model, &root, "cpu", &out_s, &["--batch", "2"]),
+    ));
+    let bound = summary["value_bound"].as_f64().unwrap();
+    let apart = summary["encrypted_apart"].as_array().unwrap();
+    assert_eq!(apart.len(), 1, "{summary}");
+    assert_eq!(apart[0]["file"], names[1].as_str());
+    let failed = summary["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert_eq!(failed[0]["file"], names[3].as_str());
+    assert!(failed[0]["error"].as_str().unwrap().contains("not finite"), "{summary}");
+    let results = rows(&out.join("results.csv"));
+    let scored: Vec<&String> = names.iter().filter(|n| **n != names[3]).collect();
+    assert_eq!(results.len(), scored.len() + 1);
+    let peak_col = results[0].iter().position(|h| h == "peak").unwrap();
+    for (row, name) in results[1..].iter().zip(&scored) {
+        assert_eq!(&row[0], *name, "rows in the data set's order");
+        let peak: f64 = row[peak_col].parse().unwrap();
+        assert_eq!(peak > bound, **name == names[1], "{name}: peak {peak}, bound {bound}");
+    }
+    let others: Vec<Vec<String>> = results.into_iter().filter(|r| r[0] != names[1]).collect();
+    assert_he_follows_plain(&others);
+}

@@ -335,6 +335,19 @@ impl Params {
         self.scales[level]
     }
 
+    /// The largest slot magnitude a ciphertext at `level` (at most
+    /// [`Self::max_level`]) holds at the level's canonical scale `D` without
+    /// a coefficient leaving `(-Q/2, Q/2)`, `Q` the product of the level's
+    /// primes: `Q / (2 D)`. Each coefficient of an encoding is an average of
+    /// the `N` slot values (with their conjugates) times roots of unity,
+    /// times `D`, so slots within this bound keep every coefficient within
+    /// `Q/2`; past it a coefficient can wrap, and a wrapped coefficient
+    /// changes every slot of the ciphertext on decryption.
+    pub fn value_bound(&self, level: usize) -> f64 {
+        let log_q: f64 = self.primes_q()[..=level].iter().map(|&q| f64::from(q).log2()).sum();
+        (log_q - 1.0 - self.scale(level).log2()).exp2()
+    }
+
     /// Ciphertext primes.
     pub fn primes_q(&self) -> Vec<u32> {
         (0..self.ring.q_count()).map(|i| self.ring.q(i).value()).collect()

@@ -18,6 +18,7 @@ use crate::data::dataset::{self, Dataset, DatasetKind, UncertainPolicy};
 use crate::data::image::{preprocess, read_image, PAPER_SIZE};
 use crate::data::metrics::{evaluate, MultiLabelMetrics};
 use crate::data::results_log::{ResultsLog, ResultsLogError};
+use crate::he_nn::ValueRange;
 use crate::nn::Model;
 use crate::report::{roc_png, roc_points, RocCurves};
 use clap::Args;
@@ -118,6 +119,9 @@ const SESSIONS_FILE: &str = "sessions.csv";
 /// its sets in lockstep).
 const SCORE_BATCH: usize = 8;
 const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
+/// An encrypted run's column of each image's peak ([`ValueRange::peaks`]):
+/// the largest value its ciphertexts carry, from the plaintext pass.
+const PEAK_COLUMN: &str = "peak";
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     move |source| CliError::Io {
@@ -293,6 +297,9 @@ fn header(classes: &[String], encrypted: bool) -> Vec<String> {
     for group in groups {
         h.extend(classes.iter().map(|c| format!("{group}:{c}")));
     }
+    if encrypted {
+        h.push(PEAK_COLUMN.into());
+    }
     h.extend(STAGES.iter().map(|s| format!("seconds_{s}")));
     h
 }
@@ -350,6 +357,30 @@ fn fmt(v: f64) -> String {
     format!("{v}")
 }
 
+/// Why an image whose plaintext logits are not finite has no row.
+const OVERFLOW: &str = "the model's plaintext pass leaves f64's range (a logit is not finite); \
+                        there is no reference to score it against";
+
+/// The images of `x` (samples `kept`) whose plaintext logits `plain` are
+/// all finite, with their latents and logits; and the samples dropped.
+fn drop_overflowed(
+    x: Array4<f64>,
+    kept: Vec<usize>,
+    plain: Array2<f64>,
+) -> (Array4<f64>, Vec<usize>, Array2<f64>, Vec<usize>) {
+    let (finite, overflowed): (Vec<usize>, Vec<usize>) =
+        (0..kept.len()).partition(|&r| plain.row(r).iter().all(|v| v.is_finite()));
+    if overflowed.is_empty() {
+        return (x, kept, plain, Vec::new());
+    }
+    (
+        x.select(Axis(0), &finite),
+        finite.iter().map(|&r| kept[r]).collect(),
+        plain.select(Axis(0), &finite),
+        overflowed.iter().map(|&r| kept[r]).collect(),
+    )
+}
+
 /// Scores the pending samples in batches, appending rows and failures.
 fn score_pending(
     pipeline: &Pipeline,
@@ -361,7 +392,20 @@ fn score_pending(
     bar: &ProgressBar,
 ) -> Result<(), CliError> {
     for chunk in pending.chunks(pipeline.batch) {
-        let (x, kept, failed, encode_s) = pipeline.latents(data, chunk)?;
+        let (x, kept, mut failed, encode_s) = pipeline.latents(data, chunk)?;
+        let start = Instant::now();
+        let (x, kept, plain) = if kept.is_empty() {
+            (x, kept, Array2::zeros((0, 0)))
+        } else {
+            let plain = pipeline
+                .model
+                .forward(x.view())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let (x, kept, plain, overflowed) = drop_overflowed(x, kept, plain);
+            failed.extend(overflowed.into_iter().map(|i| (i, OVERFLOW.to_string())));
+            (x, kept, plain)
+        };
+        let plain_s = start.elapsed().as_secs_f64();
         let failed_rows: Vec<Vec<String>> = failed
             .iter()
             .map(|(i, e)| vec![data.samples[*i].name.clone(), e.clone()])
@@ -370,21 +414,19 @@ fn score_pending(
             .append(&failed_rows)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         if !kept.is_empty() {
-            let start = Instant::now();
-            let plain = pipeline
-                .model
-                .forward(x.view())
-                .map_err(|e| CliError::Usage(e.to_string()))?;
-            let plain_s = start.elapsed().as_secs_f64();
-            let (he, stages) = match &pipeline.session {
-                Some(session) => {
-                    let (he, stages) = session.logits(&x, true)?;
-                    (Some(he), stages)
-                }
-                None => (None, StageSeconds::default()),
-            };
             let n = kept.len() as f64;
-            let seconds = [encode_s, plain_s, stages.encrypt, stages.infer, stages.decrypt];
+            let shared = [encode_s / n, plain_s / n];
+            let (he, seconds) = match &pipeline.session {
+                Some(session) => {
+                    let peaks = session
+                        .range
+                        .peaks(x.view())
+                        .map_err(|e| CliError::Usage(e.to_string()))?;
+                    let (he, seconds) = session.logits_apart(&x, peaks.as_slice().expect("one peak per image"))?;
+                    (Some((he, peaks)), seconds)
+                }
+                None => (None, vec![StageSeconds::default(); kept.len()]),
+            };
             let rows: Vec<Vec<String>> = kept
                 .iter()
                 .enumerate()
@@ -392,10 +434,12 @@ fn score_pending(
                     let mut row = vec![data.samples[i].name.clone()];
                     row.extend(labels.row(i).iter().map(|&v| fmt(v)));
                     row.extend(plain.row(r).iter().map(|&v| fmt(sigmoid(v))));
-                    if let Some(he) = &he {
+                    if let Some((he, peaks)) = &he {
                         row.extend(he.row(r).iter().map(|&v| fmt(sigmoid(v))));
+                        row.push(fmt(peaks[r]));
                     }
-                    row.extend(seconds.iter().map(|s| fmt(s / n)));
+                    let own = seconds[r];
+                    row.extend([shared[0], shared[1], own.encrypt, own.infer, own.decrypt].map(fmt));
                     row
                 })
                 .collect();
@@ -404,6 +448,14 @@ fn score_pending(
         bar.inc(chunk.len() as u64);
     }
     Ok(())
+}
+
+/// The number in column `col` of results row `r`.
+fn number_at(rows: &[Vec<String>], r: usize, col: usize) -> Result<f64, CliError> {
+    rows[r][col].parse::<f64>().map_err(|_| CliError::Input {
+        path: RESULTS_FILE.into(),
+        reason: format!("row {}: `{}` is not a number", r + 2, rows[r][col]),
+    })
 }
 
 /// Columns `group:<class>` of the results as a matrix.
@@ -423,12 +475,9 @@ fn column_block(
         })
         .collect();
     let mut m = Array2::zeros((rows.len(), classes.len()));
-    for (r, row) in rows.iter().enumerate() {
+    for r in 0..rows.len() {
         for (j, &col) in columns.iter().enumerate() {
-            m[[r, j]] = row[col].parse::<f64>().map_err(|_| CliError::Input {
-                path: RESULTS_FILE.into(),
-                reason: format!("row {}: `{}` is not a number", r + 2, row[col]),
-            })?;
+            m[[r, j]] = number_at(rows, r, col)?;
         }
     }
     Ok(m)
@@ -478,6 +527,23 @@ fn table_row(name: &str, he: &str, seconds: f64, m: &MultiLabelMetrics) -> Strin
     )
 }
 
+/// The rows whose peak `range` does not hold, as `(file, peak)`: the images
+/// that were encrypted alone.
+fn images_apart(header: &[String], rows: &[Vec<String>], range: &ValueRange) -> Result<Vec<(String, f64)>, CliError> {
+    let col = header
+        .iter()
+        .position(|h| h == PEAK_COLUMN)
+        .expect("an encrypted run's header has the peak");
+    let mut apart = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let peak = number_at(rows, r, col)?;
+        if !range.holds(peak) {
+            apart.push((row[0].clone(), peak));
+        }
+    }
+    Ok(apart)
+}
+
 /// Writes summary.json, summary.md and roc.png from every row and failure
 /// in the output folder; returns the summary.
 fn summarize(
@@ -486,6 +552,7 @@ fn summarize(
     model_name: &str,
     backend: &str,
     keygen_seconds: Option<f64>,
+    range: Option<&ValueRange>,
 ) -> Result<Value, CliError> {
     let header = header(classes, args.encrypted);
     let rows = read_optional(&args.out.join(RESULTS_FILE), &header)?;
@@ -527,8 +594,23 @@ fn summarize(
     }
     if !failed.is_empty() {
         md.push_str(&format!(
-            "\n{} image(s) failed to decode; see failed.csv.\n",
+            "\n{} image(s) could not be scored (they do not decode, or the plaintext pass overflows); see failed.csv.\n",
             failed.len()
+        ));
+    }
+    let apart = range.map(|r| images_apart(&header, &rows, r)).transpose()?;
+    if let Some(apart) = apart.as_ref().filter(|a| !a.is_empty()) {
+        md.push_str(&format!(
+            "\n{} image(s) make values past what the parameters hold (peak over {:.3e}); each was \
+             encrypted alone, so that it spoiled no other image, and its encrypted result is not \
+             meaningful: {}.\n",
+            apart.len(),
+            range.map_or(0.0, ValueRange::bound),
+            apart
+                .iter()
+                .map(|(file, peak)| format!("`{file}` ({peak:.3e})"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let merged = read_optional(&args.out.join(MERGED_FILE), &merged_header())?;
@@ -559,6 +641,8 @@ fn summarize(
         "plain": report_json(classes, &plain),
         "encrypted": he.as_ref().map(|m| report_json(classes, m)),
         "abs_difference": delta,
+        "value_bound": range.map(ValueRange::bound),
+        "encrypted_apart": apart.map(|a| a.iter().map(|(file, peak)| json!({"file": file, "peak": peak})).collect::<Vec<_>>()),
         "seconds_per_image": seconds,
         "failed": failed.iter().map(|r| json!({"file": r[0], "error": r[1]})).collect::<Vec<_>>(),
         "merged": merged
@@ -725,5 +809,6 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     score_pending(&pipeline, &data, &labels, &pending, &mut results, &mut failures, &bar)?;
     bar.finish_and_clear();
     let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
-    summarize(args, &classes, &model_name, &backend, keygen)
+    let range = pipeline.session.as_ref().map(|s| &s.range);
+    summarize(args, &classes, &model_name, &backend, keygen, range)
 }

@@ -10,9 +10,9 @@ use super::CliError;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_batches, encrypt_batches, Plan};
+use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, ValueRange};
 use crate::nn::InputClip;
-use ndarray::{Array2, Array4};
+use ndarray::{Array2, Array4, Axis};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -28,6 +28,18 @@ pub struct StageSeconds {
     pub decrypt: f64,
 }
 
+impl StageSeconds {
+    /// Each stage's seconds divided among `images` (at least 1).
+    pub fn per_image(self, images: usize) -> Self {
+        let n = images.max(1) as f64;
+        StageSeconds {
+            encrypt: self.encrypt / n,
+            infer: self.infer / n,
+            decrypt: self.decrypt / n,
+        }
+    }
+}
+
 /// A planned model with its keys on a backend.
 ///
 /// Invariant: the keys were generated for `planned.params` and cover every
@@ -41,6 +53,8 @@ pub struct EncryptedSession {
     lockstep: usize,
     /// Seconds key generation took; `None` when the keys came from the cache.
     pub keygen_seconds: Option<f64>,
+    /// Which images the plan's ciphertexts can carry together.
+    pub range: ValueRange,
     /// Where the keys are cached.
     pub key_dir: PathBuf,
     /// On a GPU: the evaluator with the evaluation keys resident, made at
@@ -61,6 +75,7 @@ impl EncryptedSession {
         let key_dir = key_cache_dir(model_file, &planned)?;
         let (sk, keys, keygen_seconds) = cached_keys(&key_dir, &planned, memory.keys)?;
         Ok(EncryptedSession {
+            range: ValueRange::new(&planned.model, &planned.params, &planned.plan),
             planned,
             sk,
             keys,
@@ -77,6 +92,7 @@ impl EncryptedSession {
     pub fn generate(planned: Planned, chosen: Chosen, memory: EvalMemory) -> Self {
         let (sk, keys, seconds) = generate_keys(&planned, memory.keys);
         EncryptedSession {
+            range: ValueRange::new(&planned.model, &planned.params, &planned.plan),
             planned,
             sk,
             keys,
@@ -144,6 +160,34 @@ impl EncryptedSession {
             infer: seconds.iter().sum(),
             decrypt: start.elapsed().as_secs_f64(),
         };
+        Ok((logits, seconds))
+    }
+
+    /// [`Self::logits`] with each image kept apart from the others where it
+    /// cannot share ciphertexts: the images whose peak (`peaks`, of
+    /// [`ValueRange::peaks`]) [`ValueRange::holds`] are evaluated together,
+    /// each other one alone, so that its wrapped values spoil no other
+    /// image. Returns the logits in `x`'s order and each image's seconds
+    /// (its call's, shared among the call's images).
+    ///
+    /// # Errors
+    /// As [`Self::logits`].
+    pub fn logits_apart(&self, x: &Array4<f64>, peaks: &[f64]) -> Result<(Array2<f64>, Vec<StageSeconds>), CliError> {
+        let images = x.dim().0;
+        let (together, apart): (Vec<usize>, Vec<usize>) = (0..images).partition(|&i| self.range.holds(peaks[i]));
+        let calls = std::iter::once(together)
+            .filter(|call| !call.is_empty())
+            .chain(apart.into_iter().map(|i| vec![i]));
+        let classes = self.planned.model.spec().classes().len();
+        let mut logits = Array2::zeros((images, classes));
+        let mut seconds = vec![StageSeconds::default(); images];
+        for call in calls {
+            let (got, stages) = self.logits(&x.select(Axis(0), &call), true)?;
+            for (row, &i) in call.iter().enumerate() {
+                logits.row_mut(i).assign(&got.row(row));
+                seconds[i] = stages.per_image(call.len());
+            }
+        }
         Ok((logits, seconds))
     }
 }

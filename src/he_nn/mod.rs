@@ -8,6 +8,9 @@
 //! - [`pool`]: rotation sums inside channel blocks (global pooling, the SE
 //!   block's broadcast);
 //! - [`client`]: a tensor encrypted into its layout's ciphertexts and back;
+//! - [`range`]: which images a plan's ciphertexts can carry, checked in
+//!   plaintext (a value past the parameters' bound wraps and spoils every
+//!   image sharing the ciphertext);
 //! - [`plan`]: a folded model lowered to a tree of these steps, with its
 //!   level budget, rotations and key switches, and the executor that runs it
 //!   on either backend.
@@ -19,6 +22,7 @@ pub mod layout;
 pub mod merge;
 pub mod plan;
 pub mod pool;
+pub mod range;
 
 pub use activation::{bring_to, PolyActivation};
 pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tensor};
@@ -27,3 +31,4 @@ pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
 pub use merge::{LaneMerge, SETS_PER_MERGE};
 pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, NETWORK_GAIN};
 pub use pool::{Direction, RotationSum};
+pub use range::{ValueRange, PARTIAL_SUM_MARGIN};

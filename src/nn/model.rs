@@ -66,6 +66,13 @@ impl<T: Real> Layer<T> {
 
     /// This layer's forward pass on a batch (shapes as the model was built for).
     pub fn forward(&self, x: Array4<T>) -> Array4<T> {
+        self.forward_observed(x, &mut |_| {})
+    }
+
+    /// [`Self::forward`], showing `observe` every tensor made inside the
+    /// layer before its output (the layers of a residual block's branches
+    /// and of an SE gate, and the gate itself).
+    fn forward_observed(&self, x: Array4<T>, observe: &mut dyn FnMut(&Array4<T>)) -> Array4<T> {
         match self {
             Layer::Conv(c) => c.forward(&x),
             Layer::BatchNorm(b) => b.forward(x),
@@ -77,14 +84,14 @@ impl<T: Real> Layer<T> {
                 let side = if shortcut.is_empty() {
                     x.clone()
                 } else {
-                    run(shortcut, x.clone())
+                    run(shortcut, x.clone(), observe)
                 };
-                let mut out = run(body, x);
+                let mut out = run(body, x, observe);
                 out.zip_mut_with(&side, |a, &b| *a = *a + b);
                 out
             }
             Layer::Se { gate, .. } => {
-                let g = run(gate, x.clone());
+                let g = run(gate, x.clone(), observe);
                 let mut out = x;
                 for (mut image, gates) in out.outer_iter_mut().zip(g.outer_iter()) {
                     for (mut plane, gate) in image.outer_iter_mut().zip(gates.iter()) {
@@ -120,11 +127,23 @@ fn cast_all<T: Real, U: Real>(layers: &[Layer<T>]) -> Vec<Layer<U>> {
     layers.iter().map(Layer::cast).collect()
 }
 
-fn run<T: Real>(layers: &[Layer<T>], mut x: Array4<T>) -> Array4<T> {
+/// `layers` in turn on `x`, showing `observe` every tensor made on the
+/// way, each layer's output included.
+fn run<T: Real>(layers: &[Layer<T>], mut x: Array4<T>, observe: &mut dyn FnMut(&Array4<T>)) -> Array4<T> {
     for l in layers {
-        x = l.forward(x);
+        x = l.forward_observed(x, observe);
+        observe(&x);
     }
     x
+}
+
+/// `|v|`, infinite for a NaN.
+fn magnitude(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::INFINITY
+    } else {
+        v.abs()
+    }
 }
 
 /// A classifier ready to run: its spec and its layers.
@@ -172,6 +191,34 @@ impl<T: Real> Model<T> {
     /// [`NnError::InputShape`] for another shape, [`NnError::NonFinite`]
     /// for a NaN or infinite input value.
     pub fn forward(&self, x: ArrayView4<'_, T>) -> Result<Array2<T>, NnError> {
+        let x = self.checked_input(x)?;
+        Ok(self.logits(run(&self.layers, x, &mut |_| {})))
+    }
+
+    /// [`Self::forward`], with each image's peak: the largest magnitude
+    /// of any value the forward pass makes for it (the clamped input, every
+    /// layer's output, and the tensors inside residual blocks and SE gates);
+    /// infinite where a value is not finite. A fixed-point encoding of the
+    /// pass, as a ciphertext is, must hold values this large.
+    ///
+    /// # Errors
+    /// As [`Self::forward`].
+    pub fn forward_with_peaks(&self, x: ArrayView4<'_, T>) -> Result<(Array2<T>, Array1<f64>), NnError> {
+        let x = self.checked_input(x)?;
+        let mut peaks = Array1::zeros(x.dim().0);
+        let mut observe = |t: &Array4<T>| {
+            for (peak, image) in peaks.iter_mut().zip(t.outer_iter()) {
+                *peak = image.iter().map(|v| magnitude(v.to_f64())).fold(*peak, f64::max);
+            }
+        };
+        observe(&x);
+        let out = run(&self.layers, x, &mut observe);
+        Ok((self.logits(out), peaks))
+    }
+
+    /// `x` as the layers take it: checked against the spec's latent and for
+    /// non-finite values, in standard layout, clamped as the spec says.
+    fn checked_input(&self, x: ArrayView4<'_, T>) -> Result<Array4<T>, NnError> {
         let latent = self.spec.latent();
         let (b, c, h, w) = x.dim();
         if b == 0 || [c, h, w] != latent.dims() {
@@ -190,11 +237,14 @@ impl<T: Real> Model<T> {
         if let Some(clip) = self.spec.input_clip() {
             clip.apply(x.iter_mut());
         }
-        let out = run(&self.layers, x);
-        let classes = self.spec.classes().len();
-        Ok(out
-            .into_shape_with_order((b, classes))
-            .expect("the last layer gives one logit per class"))
+        Ok(x)
+    }
+
+    /// The last layer's `B x classes x 1 x 1` output as `B x classes`.
+    fn logits(&self, out: Array4<T>) -> Array2<T> {
+        let shape = (out.dim().0, self.spec.classes().len());
+        out.into_shape_with_order(shape)
+            .expect("the last layer gives one logit per class")
     }
 
     /// Raw logits for one latent `C x H x W`.
