@@ -280,6 +280,20 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
         "{err} vs {reported}"
     );
     assert!(first["peak_memory_bytes"].as_u64().unwrap() > 1 << 20);
+    let bound = first["value_bound"].as_f64().unwrap();
+    let peaks = first["peaks"].as_array().unwrap();
+    assert_eq!(peaks.len(), 3);
+    assert!(
+        peaks
+            .iter()
+            .all(|p| p.as_f64().unwrap() > 0.0 && p.as_f64().unwrap() < bound),
+        "{first}"
+    );
+    assert_eq!(
+        first["encrypted_apart"],
+        serde_json::json!([]),
+        "all within the bound, evaluated together"
+    );
     for stage in ["keygen", "encrypt", "infer", "decrypt"] {
         assert!(first["seconds"][stage].as_f64().is_some(), "{stage}");
     }

@@ -7,7 +7,7 @@ use super::crypt::read_latents;
 use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
-use super::session::{evaluate_on, EncryptedSession};
+use super::session::{evaluate_on, EncryptedSession, StageSeconds};
 use super::{print_json, CliError};
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
@@ -319,7 +319,14 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let sets = images.div_ceil(planned.plan.batch());
     let memory = args.memory.resolve(&planned.params, &planned.plan, sets);
     let session = EncryptedSession::open(&args.model.model, planned, chosen, memory)?;
-    let (he, stages) = session.logits(&x, args.json)?;
+    let peaks = session.range.peaks(x.view()).map_err(|e| CliError::Input {
+        path: args.input.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let peaks = peaks.to_vec();
+    let (he, per_image) = session.logits_apart(&x, &peaks, args.json)?;
+    let stages: StageSeconds = per_image.into_iter().sum();
+    let apart: Vec<usize> = (0..images).filter(|&i| !session.range.holds(peaks[i])).collect();
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
     let max_abs_error = he
@@ -335,6 +342,9 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         "probabilities_he": rows(&he.mapv(sigmoid)),
         "probabilities_plain": rows(&plain.mapv(sigmoid)),
         "max_abs_error": max_abs_error,
+        "peaks": peaks,
+        "value_bound": session.range.bound(),
+        "encrypted_apart": apart,
         "seconds": {
             "keygen": keygen_s.map(round3),
             "encrypt": round3(encrypt_s),
@@ -367,6 +377,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             for ((name, a), b) in classes.iter().zip(he_row).zip(plain_row) {
                 println!("  {name:<28} {:>9.4}   {:>9.4}", sigmoid(*a), sigmoid(*b));
             }
+        }
+        for &i in &apart {
+            println!(
+                "image {i}: its values reach {:.3e}, past the {:.3e} the parameters hold; it was encrypted alone and its encrypted result is not meaningful",
+                peaks[i],
+                session.range.bound()
+            );
         }
         println!(
             "max |logit error| {max_abs_error:.2e}; seconds: keygen {}, encrypt {encrypt_s:.2}, infer {infer_s:.1}, decrypt {decrypt_s:.2}",

@@ -422,7 +422,8 @@ fn score_pending(
                         .range
                         .peaks(x.view())
                         .map_err(|e| CliError::Usage(e.to_string()))?;
-                    let (he, seconds) = session.logits_apart(&x, peaks.as_slice().expect("one peak per image"))?;
+                    let (he, seconds) =
+                        session.logits_apart(&x, peaks.as_slice().expect("one peak per image"), true)?;
                     (Some((he, peaks)), seconds)
                 }
                 None => (None, vec![StageSeconds::default(); kept.len()]),

@@ -28,6 +28,16 @@ pub struct StageSeconds {
     pub decrypt: f64,
 }
 
+impl std::iter::Sum for StageSeconds {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(StageSeconds::default(), |a, b| StageSeconds {
+            encrypt: a.encrypt + b.encrypt,
+            infer: a.infer + b.infer,
+            decrypt: a.decrypt + b.decrypt,
+        })
+    }
+}
+
 impl StageSeconds {
     /// Each stage's seconds divided among `images` (at least 1).
     pub fn per_image(self, images: usize) -> Self {
@@ -172,7 +182,12 @@ impl EncryptedSession {
     ///
     /// # Errors
     /// As [`Self::logits`].
-    pub fn logits_apart(&self, x: &Array4<f64>, peaks: &[f64]) -> Result<(Array2<f64>, Vec<StageSeconds>), CliError> {
+    pub fn logits_apart(
+        &self,
+        x: &Array4<f64>,
+        peaks: &[f64],
+        quiet: bool,
+    ) -> Result<(Array2<f64>, Vec<StageSeconds>), CliError> {
         let images = x.dim().0;
         let (together, apart): (Vec<usize>, Vec<usize>) = (0..images).partition(|&i| self.range.holds(peaks[i]));
         let calls = std::iter::once(together)
@@ -182,7 +197,7 @@ impl EncryptedSession {
         let mut logits = Array2::zeros((images, classes));
         let mut seconds = vec![StageSeconds::default(); images];
         for call in calls {
-            let (got, stages) = self.logits(&x.select(Axis(0), &call), true)?;
+            let (got, stages) = self.logits(&x.select(Axis(0), &call), quiet)?;
             for (row, &i) in call.iter().enumerate() {
                 logits.row_mut(i).assign(&got.row(row));
                 seconds[i] = stages.per_image(call.len());
