@@ -174,8 +174,9 @@ impl EncryptedSession {
     }
 
     /// [`Self::logits`] with each image kept apart from the others where it
-    /// cannot share ciphertexts: the images whose peak (`peaks`, of
-    /// [`ValueRange::peaks`]) [`ValueRange::holds`] are evaluated together,
+    /// cannot share ciphertexts: the images whose peak (`peaks`, one per
+    /// image of `x`, from [`ValueRange::peaks`]) [`ValueRange::holds`] are
+    /// evaluated together,
     /// each other one alone, so that its wrapped values spoil no other
     /// image. Returns the logits in `x`'s order and each image's seconds
     /// (its call's, shared among the call's images).

@@ -9,9 +9,10 @@
 //! own result is meaningless either way. Below the bound, large values stay
 //! in their own slots: every error an operation adds either does not depend
 //! on the values (encryption, rescaling, key switching) or is a product
-//! taken slot by slot. Only a party that sees the plaintext (the client, or
-//! a scoring harness holding the model) can compute this; the server sees
-//! neither.
+//! taken slot by slot. Only a party holding both the latents and the model
+//! can compute this (a scoring harness such as `score`, or a client given
+//! the model); the server sees no values, and the client of the paper's
+//! protocol has no model.
 
 use super::plan::{Plan, HEADROOM_LEVELS};
 use crate::ckks::Params;
