@@ -7,7 +7,7 @@ use super::crypt::read_latents;
 use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
 use super::model_args::ModelArgs;
 use super::predict::sigmoid;
-use super::session::{evaluate_on, EncryptedSession, StageSeconds};
+use super::session::{evaluate_on, EncryptedSession, LogitsApart, StageSeconds};
 use super::{print_json, CliError};
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
@@ -319,14 +319,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let sets = images.div_ceil(planned.plan.batch());
     let memory = args.memory.resolve(&planned.params, &planned.plan, sets);
     let session = EncryptedSession::open(&args.model.model, planned, chosen, memory)?;
-    let peaks = session.range.peaks(x.view()).map_err(|e| CliError::Input {
-        path: args.input.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let peaks = peaks.to_vec();
-    let (he, per_image) = session.logits_apart(&x, &peaks, args.json)?;
-    let stages: StageSeconds = per_image.into_iter().sum();
-    let apart: Vec<usize> = (0..images).filter(|&i| !session.range.holds(peaks[i])).collect();
+    let LogitsApart {
+        logits: he,
+        seconds,
+        peaks,
+        apart,
+    } = session.logits_apart(&x, args.json)?;
+    let stages: StageSeconds = seconds.into_iter().sum();
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
     let max_abs_error = he

@@ -418,13 +418,8 @@ fn score_pending(
             let shared = [encode_s / n, plain_s / n];
             let (he, seconds) = match &pipeline.session {
                 Some(session) => {
-                    let peaks = session
-                        .range
-                        .peaks(x.view())
-                        .map_err(|e| CliError::Usage(e.to_string()))?;
-                    let (he, seconds) =
-                        session.logits_apart(&x, peaks.as_slice().expect("one peak per image"), true)?;
-                    (Some((he, peaks)), seconds)
+                    let run = session.logits_apart(&x, true)?;
+                    (Some((run.logits, run.peaks)), run.seconds)
                 }
                 None => (None, vec![StageSeconds::default(); kept.len()]),
             };

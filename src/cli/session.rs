@@ -50,6 +50,19 @@ impl StageSeconds {
     }
 }
 
+/// What [`EncryptedSession::logits_apart`] gives, one entry per image in
+/// the order of its input.
+pub struct LogitsApart {
+    /// Decrypted logits, `B x classes`.
+    pub logits: Array2<f64>,
+    /// Each image's seconds: its call's, shared among the call's images.
+    pub seconds: Vec<StageSeconds>,
+    /// Each image's peak ([`ValueRange::peaks`]).
+    pub peaks: Vec<f64>,
+    /// The images encrypted alone, in order.
+    pub apart: Vec<usize>,
+}
+
 /// A planned model with its keys on a backend.
 ///
 /// Invariant: the keys were generated for `planned.params` and cover every
@@ -174,26 +187,20 @@ impl EncryptedSession {
     }
 
     /// [`Self::logits`] with each image kept apart from the others where it
-    /// cannot share ciphertexts: the images whose peak (`peaks`, one per
-    /// image of `x`, from [`ValueRange::peaks`]) [`ValueRange::holds`] are
-    /// evaluated together,
-    /// each other one alone, so that its wrapped values spoil no other
-    /// image. Returns the logits in `x`'s order and each image's seconds
-    /// (its call's, shared among the call's images).
+    /// cannot share ciphertexts: every image's peak is taken
+    /// ([`ValueRange::peaks`]); those the range [`ValueRange::holds`] are
+    /// evaluated together, each other one alone, so that its wrapped values
+    /// spoil no other image.
     ///
     /// # Errors
     /// As [`Self::logits`].
-    pub fn logits_apart(
-        &self,
-        x: &Array4<f64>,
-        peaks: &[f64],
-        quiet: bool,
-    ) -> Result<(Array2<f64>, Vec<StageSeconds>), CliError> {
-        let images = x.dim().0;
+    pub fn logits_apart(&self, x: &Array4<f64>, quiet: bool) -> Result<LogitsApart, CliError> {
+        let peaks = self.range.peaks(x.view()).map_err(|e| CliError::Usage(e.to_string()))?;
+        let images = peaks.len();
         let (together, apart): (Vec<usize>, Vec<usize>) = (0..images).partition(|&i| self.range.holds(peaks[i]));
         let calls = std::iter::once(together)
             .filter(|call| !call.is_empty())
-            .chain(apart.into_iter().map(|i| vec![i]));
+            .chain(apart.iter().map(|&i| vec![i]));
         let classes = self.planned.model.spec().classes().len();
         let mut logits = Array2::zeros((images, classes));
         let mut seconds = vec![StageSeconds::default(); images];
@@ -204,7 +211,12 @@ impl EncryptedSession {
                 seconds[i] = stages.per_image(call.len());
             }
         }
-        Ok((logits, seconds))
+        Ok(LogitsApart {
+            logits,
+            seconds,
+            peaks,
+            apart,
+        })
     }
 }
 

@@ -17,7 +17,7 @@
 use super::plan::{Plan, HEADROOM_LEVELS};
 use crate::ckks::Params;
 use crate::nn::{with_gain, Model, NnError};
-use ndarray::{Array1, ArrayView4};
+use ndarray::ArrayView4;
 
 /// How far under [`Params::value_bound`] the values the plaintext pass
 /// shows must stay. Inside a layer a ciphertext holds sums the pass never
@@ -67,8 +67,8 @@ impl ValueRange {
     ///
     /// # Errors
     /// As [`Model::forward`].
-    pub fn peaks(&self, x: ArrayView4<'_, f64>) -> Result<Array1<f64>, NnError> {
-        Ok(self.carried.forward_with_peaks(x)?.1)
+    pub fn peaks(&self, x: ArrayView4<'_, f64>) -> Result<Vec<f64>, NnError> {
+        Ok(self.carried.forward_with_peaks(x)?.1.to_vec())
     }
 
     /// Whether an image of this peak fits ([`Self::bound`]).
