@@ -1,26 +1,50 @@
-// Element-wise modular operations over a batch of limbs: a = a (op) b, or
-// a += b * c, limb i over prime limb_prime[i]. One invocation per word.
+// Element-wise modular operations over a batch of limbs, limb i over prime
+// limb_prime[i], one invocation per output word: out = a (op) b, or
+// out += a * b. A ciphertext's two halves lie in one buffer (c0's limbs,
+// then c1's), so one dispatch covers both; an operand `b` shorter than `a`
+// (a plaintext against a ciphertext) is read again for the second half.
 
 struct Elementwise {
-    // Words per limb (N).
+    // Words per limb (N) and its log2.
     n: u32,
-    // Total words in the batch.
+    log_n: u32,
+    // Output words.
     words: u32,
+    // Words of b: word i reads b[i] below b_words, b[i - b_words] above
+    // (words <= 2 * b_words).
+    b_words: u32,
+    // 1: the left operand is out itself (an in-place operation; `a` unread).
+    in_place: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> a: array<u32>;
-@group(0) @binding(1) var<storage, read> b: array<u32>;
-@group(0) @binding(2) var<storage, read> primes: array<PrimeConsts>;
-@group(0) @binding(3) var<storage, read> limb_prime: array<u32>;
-@group(0) @binding(4) var<uniform> shape: Elementwise;
-// The second factor of `mul_add` (unused by the others).
-@group(0) @binding(5) var<storage, read> c: array<u32>;
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(3) var<storage, read> primes: array<PrimeConsts>;
+@group(0) @binding(4) var<storage, read> limb_prime: array<u32>;
+@group(0) @binding(5) var<uniform> shape: Elementwise;
 
 // Flattened invocation index over a 2D dispatch of 256-wide workgroups.
 fn word_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
     return gid.x + gid.y * groups.x * 256u;
+}
+
+fn a_at(i: u32) -> u32 {
+    if shape.in_place == 1u {
+        return out[i];
+    }
+    return a[i];
+}
+
+fn b_at(i: u32) -> u32 {
+    return b[select(i, i - shape.b_words, i >= shape.b_words)];
+}
+
+fn q_at(i: u32) -> u32 {
+    return primes[limb_prime[i >> shape.log_n]].q;
 }
 
 @compute @workgroup_size(256)
@@ -29,8 +53,7 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     if i >= shape.words {
         return;
     }
-    let p = primes[limb_prime[i / shape.n]];
-    a[i] = add_mod(a[i], b[i], p.q);
+    out[i] = add_mod(a_at(i), b_at(i), q_at(i));
 }
 
 @compute @workgroup_size(256)
@@ -39,27 +62,67 @@ fn sub(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     if i >= shape.words {
         return;
     }
-    let p = primes[limb_prime[i / shape.n]];
-    a[i] = sub_mod(a[i], b[i], p.q);
+    out[i] = sub_mod(a_at(i), b_at(i), q_at(i));
 }
 
+// out = -a (b unused).
+@compute @workgroup_size(256)
+fn neg(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = word_index(gid, groups);
+    if i >= shape.words {
+        return;
+    }
+    out[i] = sub_mod(0u, a_at(i), q_at(i));
+}
+
+// out += a (b unused): a term added to a running sum.
+@compute @workgroup_size(256)
+fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = word_index(gid, groups);
+    if i >= shape.words {
+        return;
+    }
+    out[i] = add_mod(out[i], a[i], q_at(i));
+}
+
+// Point-wise product (evaluation form).
 @compute @workgroup_size(256)
 fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = word_index(gid, groups);
     if i >= shape.words {
         return;
     }
-    let p = primes[limb_prime[i / shape.n]];
-    a[i] = mul_mod(a[i], b[i], p);
+    let p = primes[limb_prime[i >> shape.log_n]];
+    out[i] = mul_mod(a_at(i), b_at(i), p);
 }
 
-// a += b * c: a ciphertext-plaintext product accumulated in place.
+// out += a * b: a ciphertext-plaintext product accumulated in place.
 @compute @workgroup_size(256)
 fn mul_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = word_index(gid, groups);
     if i >= shape.words {
         return;
     }
-    let p = primes[limb_prime[i / shape.n]];
-    a[i] = add_mod(a[i], mul_mod(b[i], c[i], p), p.q);
+    let p = primes[limb_prime[i >> shape.log_n]];
+    out[i] = add_mod(out[i], mul_mod(a_at(i), b_at(i), p), p.q);
+}
+
+// The tensor product of two ciphertexts a = (a0, a1), b = (b0, b1), each
+// two halves of `words` words: out = (a0 b0, a0 b1 + a1 b0, a1 b1), three
+// halves. One invocation per word of a half.
+@compute @workgroup_size(256)
+fn tensor(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = word_index(gid, groups);
+    if i >= shape.words {
+        return;
+    }
+    let p = primes[limb_prime[i >> shape.log_n]];
+    let h = shape.words;
+    let a0 = a[i];
+    let a1 = a[h + i];
+    let b0 = b[i];
+    let b1 = b[h + i];
+    out[i] = mul_mod(a0, b0, p);
+    out[h + i] = add_mod(mul_mod(a0, b1, p), mul_mod(a1, b0, p), p.q);
+    out[2u * h + i] = mul_mod(a1, b1, p);
 }

@@ -42,8 +42,9 @@ fn mul_shoup(a: u32, w: u32, ws: u32, q: u32) -> u32 {
     return reduce_once(a * w - quotient * q, q);
 }
 
-// a * b mod q for canonical a, b: the 64-bit product hi * 2^32 + lo is
-// reduced as hi * (2^32 mod q) + lo * 1, both Shoup products.
+// a * b mod q for any u32 a, b (canonical or not): the 64-bit product
+// hi * 2^32 + lo is reduced as hi * (2^32 mod q) + lo * 1, both Shoup
+// products, which take any u32 multiplicand.
 fn mul_mod(a: u32, b: u32, p: PrimeConsts) -> u32 {
     let x = mul_wide(a, b);
     let high = mul_shoup(x.y, p.two32, p.two32_shoup, p.q);

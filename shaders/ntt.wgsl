@@ -1,12 +1,22 @@
-// Negacyclic NTT passes over a batch of limbs (several polynomials may share
-// one batch: each limb names its prime). A pass loads a tile of up to TILE
-// words into workgroup memory, runs every butterfly stage whose pair distance
-// is 2^b for b in [bit_lo, bit_hi], and writes the tile back; the host splits
-// the log2(N) stages into as few passes as the tile allows (two at N = 2^16).
+// Negacyclic NTT passes over a batch of limbs named by a table: slot s of
+// the dispatch (workgroup row limb_base + wid.y) transforms the limb at
+// position `limbs[4s + 1]` of `data` over global prime `limbs[4s]`, so the
+// limbs of one dispatch may lie anywhere in the buffer (the special limbs of
+// both halves of a key-switching sum, say) and belong to any primes. A pass
+// loads a tile of up to TILE words into workgroup memory, runs every
+// butterfly stage whose pair distance is 2^b for b in [bit_lo, bit_hi], and
+// writes the tile back; the host splits the log2(N) stages into as few
+// passes as the tile allows (two at N = 2^16).
 // Forward: Cooley-Tukey, high bits first, twiddle psi_rev[N / 2^(b+1) +
 // (e >> (b+1))]. Inverse: Gentleman-Sande, low bits first, twiddle
 // psi_inv_rev[N / 2^(b+1) + (e >> (b+1))], then N^-1 in the pass that holds
 // the last stage. Same transform, word for word, as math::ntt on the CPU.
+// The first pass of a transform may load its tile from elsewhere instead of
+// `data`: `*_from` entry points read limb `limbs[4s + 2]` of `source` (an
+// out-of-place transform, the input left as it was); `forward_converted`
+// computes each word as a basis conversion (shaders/convert.wgsl, row
+// `limbs[4s + 2]`), so ModUp and ModDown write their converted limbs
+// straight into the transform.
 // The twiddle tables of all primes may exceed one storage binding (n17): the
 // host binds one chunk of primes at a time and dispatches the limbs over it.
 
@@ -21,27 +31,39 @@ struct NttPass {
     scale: u32,
     // Words per workgroup: min(N, TILE).
     tile_words: u32,
-    // First limb of this dispatch (limbs whose primes share a twiddle buffer).
+    // First table slot of this dispatch (limbs whose primes share a twiddle buffer).
     limb_base: u32,
-    pad1: u32,
-    pad2: u32,
+    // log2(tile_words): every split of a local index is a shift and a mask.
+    tile_log: u32,
+    pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> data: array<u32>;
 @group(0) @binding(1) var<storage, read> primes: array<PrimeConsts>;
-@group(0) @binding(2) var<storage, read> limb_prime: array<u32>;
+// Per slot: global prime, position in `data`, position in `source` (or
+// conversion row), unused.
+@group(0) @binding(2) var<storage, read> limbs: array<u32>;
 @group(0) @binding(3) var<storage, read> twiddles: array<u32>;
 @group(0) @binding(4) var<uniform> pass_info: NttPass;
+@group(0) @binding(5) var<storage, read> source: array<u32>;
 
 var<workgroup> tile: array<u32, TILE>;
 
+fn conv_log_n() -> u32 {
+    return pass_info.log_n;
+}
+
+// log2 of the butterfly groups in a tile: the tile's bits not transformed here.
+fn group_log() -> u32 {
+    return pass_info.tile_log - (pass_info.bit_hi - pass_info.bit_lo + 1u);
+}
+
 // Global index, within its limb, of local word l of workgroup wg.
 fn element_index(l: u32, wg: u32) -> u32 {
-    let free_bits = pass_info.bit_hi - pass_info.bit_lo + 1u;
-    let groups = pass_info.tile_words >> free_bits;
-    let g = l % groups;
-    let f = l / groups;
-    let group_id = wg * groups + g;
+    let gl = group_log();
+    let g = l & ((1u << gl) - 1u);
+    let f = l >> gl;
+    let group_id = (wg << gl) | g;
     let low = group_id & ((1u << pass_info.bit_lo) - 1u);
     let high = group_id >> pass_info.bit_lo;
     return (high << (pass_info.bit_hi + 1u)) | (f << pass_info.bit_lo) | low;
@@ -50,19 +72,46 @@ fn element_index(l: u32, wg: u32) -> u32 {
 // Local indices (x, y) of butterfly k at bit b: the two words whose free
 // index differs in bit b - bit_lo.
 fn butterfly_pair(k: u32, b: u32) -> vec2<u32> {
-    let free_bits = pass_info.bit_hi - pass_info.bit_lo + 1u;
-    let groups = pass_info.tile_words >> free_bits;
-    let g = k % groups;
-    let fk = k / groups;
+    let gl = group_log();
+    let g = k & ((1u << gl) - 1u);
+    let fk = k >> gl;
     let fb = b - pass_info.bit_lo;
     let fx = ((fk >> fb) << (fb + 1u)) | (fk & ((1u << fb) - 1u));
     let fy = fx | (1u << fb);
-    return vec2<u32>(fx * groups + g, fy * groups + g);
+    return vec2<u32>((fx << gl) | g, (fy << gl) | g);
+}
+
+struct Slot {
+    p: PrimeConsts,
+    // First word of the limb in `data`.
+    base: u32,
+    // Position in `source`, or conversion row.
+    src_pos: u32,
+}
+
+fn slot(wid: vec3<u32>) -> Slot {
+    let s = 4u * (pass_info.limb_base + wid.y);
+    let n = 1u << pass_info.log_n;
+    return Slot(primes[limbs[s]], limbs[s + 1u] * n, limbs[s + 2u]);
 }
 
 fn load_tile(local: u32, wg: u32, base: u32) {
     for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
         tile[l] = data[base + element_index(l, wg)];
+    }
+    workgroupBarrier();
+}
+
+fn load_tile_from_source(local: u32, wg: u32, base: u32) {
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        tile[l] = source[base + element_index(l, wg)];
+    }
+    workgroupBarrier();
+}
+
+fn load_tile_converted(local: u32, wg: u32, row: u32) {
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        tile[l] = convert_value(row, element_index(l, wg));
     }
     workgroupBarrier();
 }
@@ -78,13 +127,8 @@ fn store_tile(local: u32, wg: u32, base: u32, p: PrimeConsts) {
     }
 }
 
-@compute @workgroup_size(256)
-fn forward(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn forward_stages(local: u32, wg: u32, p: PrimeConsts) {
     let n = 1u << pass_info.log_n;
-    let limb = pass_info.limb_base + wid.y;
-    let p = primes[limb_prime[limb]];
-    let base = limb * n;
-    load_tile(local, wid.x, base);
     let half_tile = pass_info.tile_words / 2u;
     var b = pass_info.bit_hi + 1u;
     loop {
@@ -95,7 +139,7 @@ fn forward(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) w
         let m = n >> (b + 1u);
         for (var k = local; k < half_tile; k += WORKGROUP) {
             let xy = butterfly_pair(k, b);
-            let e = element_index(xy.x, wid.x);
+            let e = element_index(xy.x, wg);
             let t = p.twiddle_offset + m + (e >> (b + 1u));
             let w = twiddles[t];
             let ws = twiddles[t + n];
@@ -106,22 +150,16 @@ fn forward(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) w
         }
         workgroupBarrier();
     }
-    store_tile(local, wid.x, base, p);
 }
 
-@compute @workgroup_size(256)
-fn inverse(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+fn inverse_stages(local: u32, wg: u32, p: PrimeConsts) {
     let n = 1u << pass_info.log_n;
-    let limb = pass_info.limb_base + wid.y;
-    let p = primes[limb_prime[limb]];
-    let base = limb * n;
-    load_tile(local, wid.x, base);
     let half_tile = pass_info.tile_words / 2u;
     for (var b = pass_info.bit_lo; b <= pass_info.bit_hi; b += 1u) {
         let m = n >> (b + 1u);
         for (var k = local; k < half_tile; k += WORKGROUP) {
             let xy = butterfly_pair(k, b);
-            let e = element_index(xy.x, wid.x);
+            let e = element_index(xy.x, wg);
             let t = p.twiddle_offset + 2u * n + m + (e >> (b + 1u));
             let w = twiddles[t];
             let ws = twiddles[t + n];
@@ -132,5 +170,44 @@ fn inverse(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) w
         }
         workgroupBarrier();
     }
-    store_tile(local, wid.x, base, p);
+}
+
+@compute @workgroup_size(256)
+fn forward(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile(local, wid.x, s.base);
+    forward_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_from(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_from_source(local, wid.x, s.src_pos << pass_info.log_n);
+    forward_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_converted(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_converted(local, wid.x, s.src_pos);
+    forward_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn inverse(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile(local, wid.x, s.base);
+    inverse_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn inverse_from(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_from_source(local, wid.x, s.src_pos << pass_info.log_n);
+    inverse_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
 }

@@ -3,6 +3,7 @@
 //! without a GPU, lavapipe (`mesa-vulkan-drivers`) provides one, and `.ci/run`
 //! installs it. Without any adapter they fail, loudly, rather than skip.
 
+use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb};
 use latent_he::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
@@ -154,9 +155,39 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
                     converter.convert(ring, &inputs, &mut outputs);
                 }
             }
-            let got = gpu
-                .download_words(&gpu.convert(&converter, &device_input, &targets, centered).unwrap())
-                .unwrap();
+            let rows: Vec<ConvertRow> = targets
+                .iter()
+                .enumerate()
+                .map(|(j, &target)| ConvertRow {
+                    converter: &converter,
+                    first_source: 0,
+                    target,
+                    out: j,
+                    centered,
+                })
+                .collect();
+            let table = gpu.convert_table(&rows);
+            let output = gpu.scratch(targets.len());
+            gpu.convert(&output, &device_input, &table).unwrap();
+            let got = gpu.download_words(&output).unwrap();
+            // The same conversion fused into the first pass of a forward NTT.
+            let transformed = gpu.scratch(targets.len());
+            let limbs: Vec<NttLimb> = rows.iter().map(|r| NttLimb::from(r.target, r.out, r.out)).collect();
+            let input = NttInput::Converted {
+                input: &device_input,
+                table: &table,
+            };
+            gpu.ntt(&transformed, &limbs, input, false).unwrap();
+            let mut expected_eval = expected.clone();
+            for (limb, &t) in expected_eval.chunks_exact_mut(n).zip(&targets) {
+                ring.global_table(t).forward(limb);
+            }
+            let got_eval = gpu.download_words(&transformed).unwrap();
+            assert_eq!(
+                mismatches(&expected_eval, &got_eval),
+                0,
+                "{preset}, centred: {centered}, fused into the NTT"
+            );
             assert_eq!(mismatches(&expected, &got), 0, "{preset}, centred: {centered}");
         }
     }
@@ -182,16 +213,29 @@ fn key_switch_inner_product_matches_a_schoolbook_reference() {
             .map(|_| (sampler.uniform(ring, full), sampler.uniform(ring, full)))
             .collect();
         let perm = eval_permutation(rotation_galois_element(3, n), n);
+        // Both digits' limbs in one buffer, as the evaluator's converted limbs.
+        let digit_words: Vec<u32> = digits.iter().flat_map(|d| d.words().iter().copied()).collect();
+        let converted = gpu.upload_words(&digit_words);
+        let key_words: Vec<(&[u32], &[u32])> = keys.iter().map(|(b, a)| (b.words(), a.words())).collect();
+        let key = gpu.upload_key(&key_words, full.len()).unwrap();
+        let mut table: Vec<u32> = (0..ext.len())
+            .flat_map(|i| {
+                let key_limb = if i < ext.q { i } else { full.q + i - ext.q };
+                [ring.global_index(ext, i) as u32, key_limb as u32]
+            })
+            .collect();
+        table.extend((0..2 * ext.len()).flat_map(|pos| [0, pos as u32]));
+        let table = gpu.constant_buffer(&table);
         for use_perm in [false, true] {
-            let acc_b = gpu.upload(&RnsPoly::<Eval>::zero(n, ext));
-            let acc_a = gpu.upload(&RnsPoly::<Eval>::zero(n, ext));
+            let acc = gpu.scratch(2 * ext.len());
             let perm_words = gpu.upload_words(&perm);
-            for (d, (kb, ka)) in digits.iter().zip(&keys) {
-                let p = use_perm.then_some(&perm_words);
-                gpu.inner_product(&gpu.upload(d), &gpu.upload(kb), &gpu.upload(ka), p, &acc_b, &acc_a)
-                    .unwrap();
-            }
-            let (got_b, got_a) = (gpu.download(&acc_b).unwrap(), gpu.download(&acc_a).unwrap());
+            let p = use_perm.then_some(&perm_words);
+            gpu.inner_product(&converted, &converted, &key, p, &acc, &table, (ext.len(), 2), false)
+                .unwrap();
+            let mut words = gpu.download_words(&acc).unwrap();
+            let a_words = words.split_off(n * ext.len());
+            let got_b = RnsPoly::<Eval>::from_words(n, ext, words);
+            let got_a = RnsPoly::<Eval>::from_words(n, ext, a_words);
             for i in 0..ext.len() {
                 let m = ring.modulus(ext, i);
                 let key_limb = if i < ext.q { i } else { full.q + i - ext.q };

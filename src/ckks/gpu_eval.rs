@@ -2,15 +2,33 @@
 //! composed from the WGSL kernels of [`crate::backend::gpu`], with ciphertexts
 //! and evaluation keys resident on the device. Every result equals the CPU
 //! evaluator's word for word (`latent-he check`, `tests/gpu_eval.rs`).
+//!
+//! Layout, chosen so that each step is one dispatch over everything it
+//! touches: a ciphertext's two halves share one buffer (c0's limbs, then
+//! c1's); a key switch's sums share one (`b`'s extended limbs, then `a`'s);
+//! a decomposition keeps every digit's converted limbs in one buffer and
+//! reads each digit's own limbs from the decomposed polynomial itself; a
+//! switching key holds every digit in one buffer per half. A key switch is
+//! then an inverse NTT out of the ciphertext, the conversion of all digits
+//! fused into the first pass of their forward NTT, one inner product over
+//! all digits writing both halves, and ModDown for both halves at once
+//! (inverse NTT of the special limbs, conversion fused into the forward
+//! NTT, one kernel for the subtraction, the scaling and what the operation
+//! adds: the rotated `c0`, the tensor product's `d0` and `d1`, or a running
+//! sum). Scratch buffers come from the device's pool, so an operation
+//! repeated allocates nothing.
 
 use super::ciphertext::Ciphertext;
 use super::encoder::{encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
 use super::error::CkksError;
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
-use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords};
+use crate::backend::gpu::kernels::{
+    ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb,
+};
+use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords, GpuWork};
 use crate::ring::automorphism::eval_permutation;
-use crate::ring::{Eval, LimbLayout};
+use crate::ring::{Eval, RnsPoly};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
@@ -29,11 +47,11 @@ pub enum GpuEvalError {
 
 /// A ciphertext resident on the device.
 ///
-/// Invariant: `c0`, `c1` have layout `Q_level`; `scale` and `key_id` as in
-/// [`Ciphertext`].
+/// Invariant: `parts` holds `2 (level + 1)` limbs in evaluation form, c0's
+/// over `Q_level`, then c1's; `scale` and `key_id` as in [`Ciphertext`].
 pub struct GpuCiphertext {
-    c0: GpuPoly<Eval>,
-    c1: GpuPoly<Eval>,
+    parts: GpuWords,
+    level: usize,
     scale: f64,
     key_id: KeyId,
 }
@@ -41,7 +59,7 @@ pub struct GpuCiphertext {
 impl GpuCiphertext {
     /// Current level.
     pub fn level(&self) -> usize {
-        self.c0.layout().q - 1
+        self.level
     }
 
     /// Current scale.
@@ -74,8 +92,23 @@ impl GpuPlaintext {
 
 /// A switching key's digits on the device, over `Q_level ++ P`.
 struct GpuSwitchingKey {
-    digits: Vec<(GpuPoly<Eval>, GpuPoly<Eval>)>,
+    halves: GpuKeyHalves,
     level: usize,
+}
+
+/// The extended digits of one polynomial (ModUp), shared by every key
+/// switch of it (hoisting).
+///
+/// Invariant: `converted` holds, digit after digit, each digit's limbs over
+/// the extended primes outside its own range, in evaluation form, in the
+/// order [`GpuEvaluator::decompose`] lists them; the polynomial's own limbs
+/// are limbs `own_base..own_base + level + 1` of `own`.
+struct GpuDecomposed {
+    own: GpuWords,
+    own_base: usize,
+    converted: GpuWords,
+    level: usize,
+    digits: usize,
 }
 
 /// The GPU evaluator: the ring's tables, the evaluation keys and the
@@ -92,25 +125,31 @@ impl GpuEvaluator {
     /// Uploads the ring tables and every evaluation key of `keys`.
     ///
     /// # Errors
-    /// [`GpuError`] from the device.
+    /// [`GpuError`] from the device (a key digit larger than one binding).
     pub fn new(ctx: &Arc<GpuContext>, keys: &PublicKeySet) -> Result<Self, GpuEvalError> {
         let params = keys.params.clone();
         let ring = GpuRing::new(ctx, params.ring())?;
-        let upload = |key: &SwitchingKey| GpuSwitchingKey {
-            digits: key
+        let upload = |key: &SwitchingKey| -> Result<GpuSwitchingKey, GpuError> {
+            let a: Vec<_> = key.digits.iter().map(|d| d.a(&params)).collect();
+            let digits: Vec<(&[u32], &[u32])> = key
                 .digits
                 .iter()
-                .map(|d| (ring.upload(&d.b), ring.upload(&d.a(&params))))
-                .collect(),
-            level: key.level(),
+                .zip(&a)
+                .map(|(d, a)| (d.b.words(), a.words()))
+                .collect();
+            let key_limbs = params.extended_layout(key.level()).len();
+            Ok(GpuSwitchingKey {
+                halves: ring.upload_key(&digits, key_limbs)?,
+                level: key.level(),
+            })
         };
-        let relin = keys.relin.as_ref().map(upload);
+        let relin = keys.relin.as_ref().map(upload).transpose()?;
         let n = params.n();
         let galois = keys
             .galois
             .iter()
-            .map(|(&g, key)| (g, (upload(key), ring.upload_words(&eval_permutation(g, n)))))
-            .collect();
+            .map(|(&g, key)| Ok((g, (upload(key)?, ring.upload_words(&eval_permutation(g, n))))))
+            .collect::<Result<_, GpuError>>()?;
         Ok(Self {
             key_id: keys.id,
             params,
@@ -125,6 +164,12 @@ impl GpuEvaluator {
         &self.ring
     }
 
+    /// The work recorded on the device since this evaluator was made
+    /// (subtract two snapshots for the work of what ran between).
+    pub fn work(&self) -> GpuWork {
+        self.ring.work()
+    }
+
     fn check_key(&self, id: KeyId) -> Result<(), CkksError> {
         if id != self.key_id {
             return Err(CkksError::KeyMismatch {
@@ -136,15 +181,32 @@ impl GpuEvaluator {
         Ok(())
     }
 
+    /// The global primes of a ciphertext's limbs at `level` (both halves).
+    fn ct_primes(level: usize) -> Vec<u32> {
+        (0..=level).chain(0..=level).map(|i| i as u32).collect()
+    }
+
+    /// A ciphertext over fresh words.
+    fn with_parts(&self, parts: GpuWords, like: &GpuCiphertext) -> GpuCiphertext {
+        GpuCiphertext {
+            parts,
+            level: like.level,
+            scale: like.scale,
+            key_id: like.key_id,
+        }
+    }
+
     /// Copies a ciphertext to the device.
     ///
     /// # Errors
     /// [`CkksError::KeyMismatch`] for a ciphertext of another key.
     pub fn upload(&self, ct: &Ciphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_key(ct.key_id)?;
+        let (c0, c1) = ct.parts();
+        let words: Vec<u32> = c0.words().iter().chain(c1.words()).copied().collect();
         Ok(GpuCiphertext {
-            c0: self.ring.upload(&ct.c0),
-            c1: self.ring.upload(&ct.c1),
+            parts: self.ring.upload_words(&words),
+            level: ct.level(),
             scale: ct.scale,
             key_id: ct.key_id,
         })
@@ -155,9 +217,13 @@ impl GpuEvaluator {
     /// # Errors
     /// [`GpuError`] from the device.
     pub fn download(&self, ct: &GpuCiphertext) -> Result<Ciphertext, GpuEvalError> {
+        let mut words = self.ring.download_words(&ct.parts)?;
+        let layout = self.params.layout(ct.level);
+        let c1 = words.split_off(words.len() / 2);
+        let n = self.ring.n();
         Ok(Ciphertext {
-            c0: self.ring.download(&ct.c0)?,
-            c1: self.ring.download(&ct.c1)?,
+            c0: RnsPoly::from_words(n, layout, words),
+            c1: RnsPoly::from_words(n, layout, c1),
             scale: ct.scale,
             key_id: ct.key_id,
         })
@@ -187,7 +253,8 @@ impl GpuEvaluator {
         let poly = if let ScaledCoeffs::Narrow(coeffs) = encoded.coeffs() {
             let primes: Vec<usize> = (0..=level).collect();
             let words = self.ring.reduce_signed(coeffs, &primes)?;
-            self.ring.ntt_words(&words, &primes, false)?;
+            let limbs: Vec<NttLimb> = primes.iter().map(|&p| NttLimb::in_place(p, p)).collect();
+            self.ring.ntt(&words, &limbs, NttInput::InPlace, false)?;
             GpuPoly::from_words(words, self.params.layout(level), self.ring.n())
         } else {
             self.ring.upload(&encoded.into_plaintext(&self.params).poly)
@@ -207,15 +274,23 @@ impl GpuEvaluator {
         })
     }
 
-    fn copy(&self, p: &GpuPoly<Eval>) -> GpuPoly<Eval> {
-        let words = self.ring.slice_limbs(&p.words(), 0, p.layout().len());
-        GpuPoly::from_words(words, p.layout(), self.ring.n())
-    }
-
     fn check_pair(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<(), CkksError> {
         self.check_key(a.key_id)?;
         self.check_key(b.key_id)?;
-        super::evaluator::check_levels(a.level(), b.level())
+        super::evaluator::check_levels(a.level, b.level)
+    }
+
+    /// `out = a (op) b` over both halves of ciphertexts at `level`.
+    fn both_halves(
+        &self,
+        op: ElementwiseOp,
+        a: &GpuWords,
+        b: Option<&GpuWords>,
+        level: usize,
+    ) -> Result<GpuWords, GpuEvalError> {
+        let out = self.ring.scratch(2 * (level + 1));
+        self.ring.elementwise(op, &out, Some(a), b, &Self::ct_primes(level))?;
+        Ok(out)
     }
 
     /// `a + b` (same checks as the CPU evaluator).
@@ -225,10 +300,8 @@ impl GpuEvaluator {
     pub fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         super::evaluator::check_scales(a.scale, b.scale)?;
-        let (c0, c1) = (self.copy(&a.c0), self.copy(&a.c1));
-        self.ring.add_assign(&c0, &b.c0)?;
-        self.ring.add_assign(&c1, &b.c1)?;
-        Ok(GpuCiphertext { c0, c1, ..*a })
+        let parts = self.both_halves(ElementwiseOp::Add, &a.parts, Some(&b.parts), a.level)?;
+        Ok(self.with_parts(parts, a))
     }
 
     /// `a - b`.
@@ -238,10 +311,8 @@ impl GpuEvaluator {
     pub fn sub(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         super::evaluator::check_scales(a.scale, b.scale)?;
-        let (c0, c1) = (self.copy(&a.c0), self.copy(&a.c1));
-        self.ring.sub_assign(&c0, &b.c0)?;
-        self.ring.sub_assign(&c1, &b.c1)?;
-        Ok(GpuCiphertext { c0, c1, ..*a })
+        let parts = self.both_halves(ElementwiseOp::Sub, &a.parts, Some(&b.parts), a.level)?;
+        Ok(self.with_parts(parts, a))
     }
 
     /// `-a`.
@@ -250,15 +321,13 @@ impl GpuEvaluator {
     /// Key mismatch; device errors.
     pub fn neg(&self, a: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_key(a.key_id)?;
-        let layout = a.c0.layout();
-        let n = self.ring.n();
-        let (c0, c1) = (
-            GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
-            GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
-        );
-        self.ring.sub_assign(&c0, &a.c0)?;
-        self.ring.sub_assign(&c1, &a.c1)?;
-        Ok(GpuCiphertext { c0, c1, ..*a })
+        let parts = self.both_halves(ElementwiseOp::Neg, &a.parts, None, a.level)?;
+        Ok(self.with_parts(parts, a))
+    }
+
+    /// A copy of a ciphertext's words.
+    fn copy(&self, ct: &GpuCiphertext) -> GpuWords {
+        self.ring.slice_limbs(&ct.parts, 0, 2 * (ct.level + 1))
     }
 
     /// `ct + pt` (same level and scale).
@@ -268,13 +337,24 @@ impl GpuEvaluator {
     pub fn add_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_plain(ct, pt)?;
         super::evaluator::check_scales(ct.scale, pt.scale)?;
-        let c0 = self.copy(&ct.c0);
-        self.ring.add_assign(&c0, &pt.poly)?;
-        Ok(GpuCiphertext {
-            c0,
-            c1: self.copy(&ct.c1),
-            ..*ct
-        })
+        let parts = self.copy(ct);
+        let c0_primes: Vec<u32> = (0..=ct.level as u32).collect();
+        self.ring
+            .elementwise(ElementwiseOp::Add, &parts, None, Some(&pt.poly.words()), &c0_primes)?;
+        Ok(self.with_parts(parts, ct))
+    }
+
+    /// One row per limb of both halves at `level`, reading limb `l` of `a`.
+    fn ct_rows(level: usize, value: impl Fn(usize, usize) -> (u32, u32)) -> Vec<LimbRow> {
+        (0..2)
+            .flat_map(|h| (0..=level).map(move |i| (h, i)))
+            .map(|(h, i)| LimbRow {
+                prime: i as u32,
+                value: value(h, i),
+                a: (h * (level + 1) + i) as u32,
+                ..Default::default()
+            })
+            .collect()
     }
 
     /// `ct * c` for a real constant, scaled as [`super::Evaluator::mul_const_assign`]
@@ -284,27 +364,29 @@ impl GpuEvaluator {
     /// Key mismatch, level 0, non-finite or overflowing constant; device errors.
     pub fn mul_const(&self, ct: &GpuCiphertext, c: f64) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_key(ct.key_id)?;
-        let level = ct.level();
+        let level = ct.level;
         if level == 0 {
             return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
         }
         let scale = self.params.mul_plain_scale(level, ct.scale);
         let scaled = super::evaluator::scaled_constant(c, scale)?;
         let ring = self.params.ring();
-        let constants: Vec<(u32, u32)> = (0..=level)
-            .map(|i| {
-                let m = ring.q(i);
-                let v = m.reduce_i64(scaled);
-                (v, m.shoup(v))
-            })
-            .collect();
-        let primes: Vec<usize> = (0..=level).collect();
-        let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
-        self.ring.mul_scalar_assign(&c0.words(), &primes, &constants)?;
-        self.ring.mul_scalar_assign(&c1.words(), &primes, &constants)?;
+        let rows = Self::ct_rows(level, |_, i| {
+            let m = ring.q(i);
+            let v = m.reduce_i64(scaled);
+            (v, m.shoup(v))
+        });
+        let parts = self.ring.scratch(2 * (level + 1));
+        self.ring.limbwise(
+            LimbwiseOp::MulScalar,
+            &parts,
+            [Some(&ct.parts), None, None],
+            None,
+            &rows,
+        )?;
         Ok(GpuCiphertext {
-            c0,
-            c1,
+            parts,
+            level,
             scale: ct.scale * scale,
             key_id: ct.key_id,
         })
@@ -318,17 +400,23 @@ impl GpuEvaluator {
         self.check_key(ct.key_id)?;
         let scaled = super::evaluator::scaled_constant(c, ct.scale)?;
         let ring = self.params.ring();
-        let layout = ct.c0.layout();
-        // A constant polynomial evaluates to the constant at every point.
-        let mut constant = crate::ring::RnsPoly::<Eval>::zero(ring.n(), layout);
-        constant.map_limbs(ring, |m, _, limb| limb.fill(m.reduce_i64(scaled)));
-        let c0 = self.copy(&ct.c0);
-        self.ring.add_assign(&c0, &self.ring.upload(&constant))?;
-        Ok(GpuCiphertext {
-            c0,
-            c1: self.copy(&ct.c1),
-            ..*ct
-        })
+        // A constant polynomial evaluates to the constant at every point; c1 is unchanged.
+        let rows = Self::ct_rows(ct.level, |h, i| {
+            if h == 0 {
+                (ring.q(i).reduce_i64(scaled), 0)
+            } else {
+                (0, 0)
+            }
+        });
+        let parts = self.ring.scratch(2 * (ct.level + 1));
+        self.ring.limbwise(
+            LimbwiseOp::AddScalar,
+            &parts,
+            [Some(&ct.parts), None, None],
+            None,
+            &rows,
+        )?;
+        Ok(self.with_parts(parts, ct))
     }
 
     /// Drops primes down to `level` (scale unchanged).
@@ -337,33 +425,25 @@ impl GpuEvaluator {
     /// Key mismatch, [`CkksError::OutOfLevels`] above the ciphertext's level.
     pub fn drop_level(&self, ct: &GpuCiphertext, level: usize) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_key(ct.key_id)?;
-        if level > ct.level() {
+        if level > ct.level {
             return Err(CkksError::OutOfLevels {
                 needed: level,
-                level: ct.level(),
+                level: ct.level,
             }
             .into());
         }
-        let n = self.ring.n();
-        let keep = |p: &GpuPoly<Eval>| {
-            GpuPoly::from_words(
-                self.ring.slice_limbs(&p.words(), 0, level + 1),
-                LimbLayout::q_only(level + 1),
-                n,
-            )
-        };
-        Ok(GpuCiphertext {
-            c0: keep(&ct.c0),
-            c1: keep(&ct.c1),
-            ..*ct
-        })
+        let parts = self.ring.scratch(2 * (level + 1));
+        self.ring.copy_limbs(&ct.parts, 0, &parts, 0, level + 1);
+        self.ring
+            .copy_limbs(&ct.parts, ct.level + 1, &parts, level + 1, level + 1);
+        Ok(GpuCiphertext { parts, level, ..*ct })
     }
 
     fn check_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<(), CkksError> {
         self.check_key(ct.key_id)?;
-        if ct.level() != pt.level {
+        if ct.level != pt.level {
             return Err(CkksError::LevelMismatch {
-                left: ct.level(),
+                left: ct.level,
                 right: pt.level,
             });
         }
@@ -376,19 +456,17 @@ impl GpuEvaluator {
     /// Key or level mismatch; device errors.
     pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_plain(ct, pt)?;
-        let (c0, c1) = (self.copy(&ct.c0), self.copy(&ct.c1));
-        self.ring.mul_assign(&c0, &pt.poly)?;
-        self.ring.mul_assign(&c1, &pt.poly)?;
+        let parts = self.both_halves(ElementwiseOp::Mul, &ct.parts, Some(&pt.poly.words()), ct.level)?;
         Ok(GpuCiphertext {
-            c0,
-            c1,
+            parts,
+            level: ct.level,
             scale: ct.scale * pt.scale,
             key_id: ct.key_id,
         })
     }
 
-    /// `acc + ct * pt` without rescaling, accumulated in `acc`'s buffers
-    /// (one kernel a half, no product allocated).
+    /// `acc + ct * pt` without rescaling, accumulated in `acc`'s buffer
+    /// (one kernel, no product allocated).
     ///
     /// # Errors
     /// Key or level mismatch, or an `acc` whose scale is not `ct`'s times
@@ -402,160 +480,285 @@ impl GpuEvaluator {
         self.check_plain(ct, pt)?;
         self.check_pair(&acc, ct)?;
         super::evaluator::check_scales(acc.scale, ct.scale * pt.scale)?;
-        self.ring.mul_add_assign(&acc.c0, &ct.c0, &pt.poly)?;
-        self.ring.mul_add_assign(&acc.c1, &ct.c1, &pt.poly)?;
+        self.ring.elementwise(
+            ElementwiseOp::MulAdd,
+            &acc.parts,
+            Some(&ct.parts),
+            Some(&pt.poly.words()),
+            &Self::ct_primes(ct.level),
+        )?;
         Ok(acc)
     }
 
-    /// Exact rescale of one polynomial by its last prime.
-    fn rescale_poly(&self, x: &GpuPoly<Eval>) -> Result<GpuPoly<Eval>, GpuEvalError> {
-        let q = x.layout().q;
-        let last = q - 1;
-        let top = self.ring.slice_limbs(&x.words(), last, 1);
-        self.ring.ntt_words(&top, &[last], true)?;
-        let lower: Vec<usize> = (0..last).collect();
-        let t = self.ring.broadcast_centered(&top, last, &lower)?;
-        self.ring.ntt_words(&t, &lower, false)?;
-        let out = self.ring.slice_limbs(&x.words(), 0, last);
-        let ring = self.params.ring();
-        let q_last = ring.q(last).value();
-        let inverses: Vec<(u32, u32)> = lower
-            .iter()
-            .map(|&i| {
-                let m = ring.q(i);
-                let inv = m.inv(q_last % m.value());
-                (inv, m.shoup(inv))
-            })
-            .collect();
-        self.ring.sub_mul_scalar_assign(&out, &t, &lower, &inverses)?;
-        Ok(GpuPoly::from_words(out, LimbLayout::q_only(last), self.ring.n()))
-    }
-
-    /// Divides by the last prime and drops it.
+    /// Divides by the last prime and drops it: the last limb of both halves
+    /// out of evaluation form, broadcast centred to the primes below, back
+    /// into evaluation form, subtracted and scaled by `q_last^-1`.
     ///
     /// # Errors
     /// [`CkksError::OutOfLevels`] at level 0; device errors.
     pub fn rescale(&self, ct: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_key(ct.key_id)?;
-        let level = ct.level();
+        let level = ct.level;
         if level == 0 {
             return Err(CkksError::OutOfLevels { needed: 1, level: 0 }.into());
         }
+        let (q, last) = (level + 1, level);
+        let top = self.ring.scratch(2);
+        let top_limbs = [NttLimb::from(last, 0, last), NttLimb::from(last, 1, q + last)];
+        self.ring.ntt(&top, &top_limbs, NttInput::Source(&ct.parts), true)?;
+        let lower = |h: usize, j: usize| h * last + j;
+        let broadcast: Vec<LimbRow> = (0..2)
+            .flat_map(|h| (0..last).map(move |j| (h, j)))
+            .map(|(h, j)| LimbRow {
+                prime: j as u32,
+                a: h as u32,
+                source_prime: last as u32,
+                ..Default::default()
+            })
+            .collect();
+        let t = self.ring.scratch(2 * last);
+        self.ring.limbwise(
+            LimbwiseOp::BroadcastCentered,
+            &t,
+            [Some(&top), None, None],
+            None,
+            &broadcast,
+        )?;
+        let t_limbs: Vec<NttLimb> = (0..2)
+            .flat_map(|h| (0..last).map(move |j| NttLimb::in_place(j, lower(h, j))))
+            .collect();
+        self.ring.ntt(&t, &t_limbs, NttInput::InPlace, false)?;
+        let ring = self.params.ring();
+        let q_last = ring.q(last).value();
+        let rows: Vec<LimbRow> = (0..2)
+            .flat_map(|h| (0..last).map(move |j| (h, j)))
+            .map(|(h, j)| {
+                let m = ring.q(j);
+                let inv = m.inv(q_last % m.value());
+                LimbRow {
+                    prime: j as u32,
+                    value: (inv, m.shoup(inv)),
+                    a: (h * q + j) as u32,
+                    b: lower(h, j) as u32,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let parts = self.ring.scratch(2 * last);
+        self.ring.limbwise(
+            LimbwiseOp::SubMulScalar,
+            &parts,
+            [Some(&ct.parts), Some(&t), None],
+            None,
+            &rows,
+        )?;
         Ok(GpuCiphertext {
-            c0: self.rescale_poly(&ct.c0)?,
-            c1: self.rescale_poly(&ct.c1)?,
-            scale: ct.scale / f64::from(self.params.ring().q(level).value()),
+            parts,
+            level: last - 1,
+            scale: ct.scale / f64::from(q_last),
             key_id: ct.key_id,
         })
     }
 
-    /// The ModUp digits of `c` (evaluation form, `Q_level`), each over
-    /// `Q_level ++ P`.
-    fn decompose(&self, c: &GpuPoly<Eval>) -> Result<Vec<GpuPoly<Eval>>, GpuEvalError> {
+    /// The ModUp digits of the polynomial at limbs `base..base + level + 1`
+    /// of `src` (evaluation form): its inverse NTT out of `src`, then every
+    /// digit's conversion to the other extended primes fused into the first
+    /// pass of their forward NTT.
+    fn decompose(&self, src: &GpuWords, base: usize, level: usize) -> Result<GpuDecomposed, GpuEvalError> {
         let params = &self.params;
         let ring = params.ring();
-        let level = c.layout().q - 1;
         let ext = params.extended_layout(level);
-        let all_q: Vec<usize> = (0..=level).collect();
-        let coeff = self.ring.slice_limbs(&c.words(), 0, level + 1);
-        self.ring.ntt_words(&coeff, &all_q, true)?;
-        params
-            .digits(level)
-            .into_iter()
-            .map(|range| {
-                let targets: Vec<usize> = (0..ext.len())
-                    .filter(|i| !range.contains(i))
-                    .map(|i| ring.global_index(ext, i))
-                    .collect();
-                let sources = self.ring.slice_limbs(&coeff, range.start, range.len());
-                let converted = self.ring.convert(params.mod_up(&range), &sources, &targets, true)?;
-                self.ring.ntt_words(&converted, &targets, false)?;
-                let digit = self.ring.zeros(ext.len());
-                self.ring.copy_limbs(&converted, 0, &digit, 0, range.start);
-                self.ring
-                    .copy_limbs(&c.words(), range.start, &digit, range.start, range.len());
-                self.ring
-                    .copy_limbs(&converted, range.start, &digit, range.end, ext.len() - range.end);
-                Ok(GpuPoly::from_words(digit, ext, self.ring.n()))
-            })
-            .collect()
-    }
-
-    /// `round(x / P)` over `Q_level`, for `x` over `Q_level ++ P`.
-    fn mod_down(&self, x: &GpuPoly<Eval>) -> Result<GpuPoly<Eval>, GpuEvalError> {
-        let ring = self.params.ring();
-        let layout = x.layout();
-        let special: Vec<usize> = (ring.q_count()..ring.global_count()).collect();
-        let lower: Vec<usize> = (0..layout.q).collect();
-        let p_part = self.ring.slice_limbs(&x.words(), layout.q, layout.p);
-        self.ring.ntt_words(&p_part, &special, true)?;
-        let mod_down = self.params.mod_down();
-        let converted = self.ring.convert(mod_down.converter(), &p_part, &lower, true)?;
-        self.ring.ntt_words(&converted, &lower, false)?;
-        let out = self.ring.slice_limbs(&x.words(), 0, layout.q);
-        self.ring
-            .sub_mul_scalar_assign(&out, &converted, &lower, &mod_down.p_inv_mod_q()[..layout.q])?;
-        Ok(GpuPoly::from_words(out, LimbLayout::q_only(layout.q), self.ring.n()))
-    }
-
-    /// `ModDown(sum_j digit_j * key_j)` for both key halves.
-    fn switch(
-        &self,
-        digits: &[GpuPoly<Eval>],
-        key: &GpuSwitchingKey,
-        perm: Option<&GpuWords>,
-    ) -> Result<(GpuPoly<Eval>, GpuPoly<Eval>), GpuEvalError> {
-        let acc = self.switch_accumulator(digits[0].layout());
-        self.switch_add(&acc, digits, key, perm)?;
-        Ok((self.mod_down(&acc.0)?, self.mod_down(&acc.1)?))
-    }
-
-    /// Zero key-switching sums (both halves) over `ext` (`Q_level ++ P`).
-    fn switch_accumulator(&self, ext: LimbLayout) -> (GpuPoly<Eval>, GpuPoly<Eval>) {
-        let n = self.ring.n();
-        (
-            GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n),
-            GpuPoly::from_words(self.ring.zeros(ext.len()), ext, n),
-        )
-    }
-
-    /// Adds `sum_j digit_j * key_j` (digits read through `perm`) to `acc`.
-    fn switch_add(
-        &self,
-        acc: &(GpuPoly<Eval>, GpuPoly<Eval>),
-        digits: &[GpuPoly<Eval>],
-        key: &GpuSwitchingKey,
-        perm: Option<&GpuWords>,
-    ) -> Result<(), GpuEvalError> {
-        for (d, (kb, ka)) in digits.iter().zip(&key.digits) {
-            self.ring.inner_product(d, kb, ka, perm, &acc.0, &acc.1)?;
+        let coeff = self.ring.scratch(level + 1);
+        let coeff_limbs: Vec<NttLimb> = (0..=level).map(|i| NttLimb::from(i, i, base + i)).collect();
+        self.ring.ntt(&coeff, &coeff_limbs, NttInput::Source(src), true)?;
+        let digits = params.digits(level);
+        let mut rows = Vec::new();
+        for range in &digits {
+            for i in (0..ext.len()).filter(|i| !range.contains(i)) {
+                rows.push(ConvertRow {
+                    converter: params.mod_up(range),
+                    first_source: range.start,
+                    target: ring.global_index(ext, i),
+                    out: rows.len(),
+                    centered: true,
+                });
+            }
         }
+        let converted = self.ring.scratch(rows.len());
+        let limbs: Vec<NttLimb> = rows.iter().map(|r| NttLimb::from(r.target, r.out, r.out)).collect();
+        let table = self.ring.convert_table(&rows);
+        self.ring.ntt(
+            &converted,
+            &limbs,
+            NttInput::Converted {
+                input: &coeff,
+                table: &table,
+            },
+            false,
+        )?;
+        Ok(GpuDecomposed {
+            own: src.clone(),
+            own_base: base,
+            converted,
+            level,
+            digits: digits.len(),
+        })
+    }
+
+    /// The inner product's table for `decomposed` against a key of
+    /// `key_level` (see `shaders/keyswitch.wgsl`).
+    fn inner_product_table(&self, decomposed: &GpuDecomposed, key_level: usize) -> wgpu::Buffer {
+        let params = &self.params;
+        let ring = params.ring();
+        let level = decomposed.level;
+        let ext = params.extended_layout(level);
+        let key_q = key_level + 1;
+        let mut table: Vec<u32> = (0..ext.len())
+            .flat_map(|i| {
+                let key_limb = if i < ext.q { i } else { key_q + i - ext.q };
+                [ring.global_index(ext, i) as u32, key_limb as u32]
+            })
+            .collect();
+        let mut converted = 0u32;
+        for range in params.digits(level) {
+            for i in 0..ext.len() {
+                if range.contains(&i) {
+                    table.extend([1, (decomposed.own_base + i) as u32]);
+                } else {
+                    table.extend([0, converted]);
+                    converted += 1;
+                }
+            }
+        }
+        self.ring.constant_buffer(&table)
+    }
+
+    /// `acc (+)= sum_j digit_j * key_j` over `Q_level ++ P`, both halves.
+    fn switch_into(
+        &self,
+        decomposed: &GpuDecomposed,
+        key: &GpuSwitchingKey,
+        perm: Option<&GpuWords>,
+        acc: &GpuWords,
+        accumulate: bool,
+    ) -> Result<(), GpuEvalError> {
+        let table = self.inner_product_table(decomposed, key.level);
+        let limbs = self.params.extended_layout(decomposed.level).len();
+        self.ring.inner_product(
+            &decomposed.own,
+            &decomposed.converted,
+            &key.halves,
+            perm,
+            acc,
+            &table,
+            (limbs, decomposed.digits),
+            accumulate,
+        )?;
         Ok(())
     }
 
-    /// `a * b` relinearized (not rescaled).
+    /// Fresh sums of a key switch at `level` (both halves), unspecified contents.
+    fn switch_sums(&self, level: usize) -> GpuWords {
+        self.ring.scratch(2 * self.params.extended_layout(level).len())
+    }
+
+    /// `out[h] = round(acc[h] / P) + extra[h]` over `Q_level` for both halves
+    /// `h`, `extra` as `modes` says (limb `h (level + 1) + t` of `add`, read
+    /// through `perm` for [`FinishMode::AddPermuted`]).
+    fn mod_down_into(
+        &self,
+        acc: &GpuWords,
+        level: usize,
+        out: &GpuWords,
+        modes: [FinishMode; 2],
+        add: Option<&GpuWords>,
+        perm: Option<&GpuWords>,
+    ) -> Result<(), GpuEvalError> {
+        let ring = self.params.ring();
+        let ext = self.params.extended_layout(level);
+        let (q, p) = (ext.q, ext.p);
+        let special: Vec<NttLimb> = (0..2)
+            .flat_map(|h| (0..p).map(move |k| (h, k)))
+            .map(|(h, k)| NttLimb::in_place(ring.q_count() + k, h * ext.len() + q + k))
+            .collect();
+        self.ring.ntt(acc, &special, NttInput::InPlace, true)?;
+        let mod_down = self.params.mod_down();
+        let rows: Vec<ConvertRow> = (0..2)
+            .flat_map(|h| (0..q).map(move |t| (h, t)))
+            .map(|(h, t)| ConvertRow {
+                converter: mod_down.converter(),
+                first_source: h * ext.len() + q,
+                target: t,
+                out: h * q + t,
+                centered: true,
+            })
+            .collect();
+        let table = self.ring.convert_table(&rows);
+        let converted = self.ring.scratch(2 * q);
+        let limbs: Vec<NttLimb> = rows.iter().map(|r| NttLimb::from(r.target, r.out, r.out)).collect();
+        self.ring.ntt(
+            &converted,
+            &limbs,
+            NttInput::Converted {
+                input: acc,
+                table: &table,
+            },
+            false,
+        )?;
+        let p_inv = mod_down.p_inv_mod_q();
+        let finish: Vec<LimbRow> = rows
+            .iter()
+            .map(|r| {
+                let h = r.out / q;
+                LimbRow {
+                    prime: r.target as u32,
+                    value: p_inv[r.target],
+                    a: (h * ext.len() + r.target) as u32,
+                    b: r.out as u32,
+                    c: r.out as u32,
+                    mode: modes[h] as u32,
+                    source_prime: 0,
+                }
+            })
+            .collect();
+        self.ring.limbwise(
+            LimbwiseOp::ModDownFinish,
+            out,
+            [Some(acc), Some(&converted), add],
+            perm,
+            &finish,
+        )?;
+        Ok(())
+    }
+
+    /// `a * b` relinearized (not rescaled): the tensor product in one
+    /// kernel, then `d2` key-switched and added to `(d0, d1)` by ModDown's
+    /// last kernel.
     ///
     /// # Errors
     /// Key or level mismatch, [`CkksError::MissingRelinKey`]; device errors.
     pub fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
-        super::evaluator::check_key_level("relinearization key", key.level, a.level())?;
-        let d0 = self.copy(&a.c0);
-        self.ring.mul_assign(&d0, &b.c0)?;
-        let d1 = self.copy(&a.c0);
-        self.ring.mul_assign(&d1, &b.c1)?;
-        let cross = self.copy(&a.c1);
-        self.ring.mul_assign(&cross, &b.c0)?;
-        self.ring.add_assign(&d1, &cross)?;
-        let d2 = self.copy(&a.c1);
-        self.ring.mul_assign(&d2, &b.c1)?;
-        let (k0, k1) = self.switch(&self.decompose(&d2)?, key, None)?;
-        self.ring.add_assign(&d0, &k0)?;
-        self.ring.add_assign(&d1, &k1)?;
+        super::evaluator::check_key_level("relinearization key", key.level, a.level)?;
+        let level = a.level;
+        let q_primes: Vec<u32> = (0..=level as u32).collect();
+        let tensor = self.ring.scratch(3 * (level + 1));
+        self.ring.elementwise(
+            ElementwiseOp::Tensor,
+            &tensor,
+            Some(&a.parts),
+            Some(&b.parts),
+            &q_primes,
+        )?;
+        let decomposed = self.decompose(&tensor, 2 * (level + 1), level)?;
+        let acc = self.switch_sums(level);
+        self.switch_into(&decomposed, key, None, &acc, false)?;
+        let parts = self.ring.scratch(2 * (level + 1));
+        self.mod_down_into(&acc, level, &parts, [FinishMode::Add; 2], Some(&tensor), None)?;
         Ok(GpuCiphertext {
-            c0: d0,
-            c1: d1,
+            parts,
+            level,
             scale: a.scale * b.scale,
             key_id: a.key_id,
         })
@@ -569,30 +772,29 @@ impl GpuEvaluator {
         self.check_key(ct.key_id)?;
         let n = self.params.n();
         let keys =
-            super::evaluator::rotation_keys(steps, n, ct.level(), |g| self.galois.get(&g).map(|k| (k, k.0.level)))?;
-        let digits = if keys.iter().any(Option::is_some) {
-            self.decompose(&ct.c1)?
+            super::evaluator::rotation_keys(steps, n, ct.level, |g| self.galois.get(&g).map(|k| (k, k.0.level)))?;
+        let decomposed = if keys.iter().any(Option::is_some) {
+            Some(self.decompose(&ct.parts, ct.level + 1, ct.level)?)
         } else {
-            Vec::new()
+            None
         };
         keys.into_iter()
-            .map(|entry| match entry {
-                Some((key, perm)) => {
-                    let (c0, c1) = self.switch(&digits, key, Some(perm))?;
-                    self.ring.add_assign(&c0, &self.ring.permute(&ct.c0, perm)?)?;
-                    Ok(GpuCiphertext {
-                        c0,
-                        c1,
-                        scale: ct.scale,
-                        key_id: ct.key_id,
-                    })
+            .map(|entry| match (entry, &decomposed) {
+                (Some((key, perm)), Some(decomposed)) => {
+                    let acc = self.switch_sums(ct.level);
+                    self.switch_into(decomposed, key, Some(perm), &acc, false)?;
+                    let parts = self.ring.scratch(2 * (ct.level + 1));
+                    self.mod_down_into(
+                        &acc,
+                        ct.level,
+                        &parts,
+                        [FinishMode::AddPermuted, FinishMode::None],
+                        Some(&ct.parts),
+                        Some(perm),
+                    )?;
+                    Ok(self.with_parts(parts, ct))
                 }
-                None => Ok(GpuCiphertext {
-                    c0: self.copy(&ct.c0),
-                    c1: self.copy(&ct.c1),
-                    scale: ct.scale,
-                    key_id: ct.key_id,
-                }),
+                _ => Ok(self.with_parts(self.copy(ct), ct)),
             })
             .collect()
     }
@@ -602,12 +804,13 @@ impl GpuEvaluator {
 /// the key-switched parts stay over `Q_level ++ P` until
 /// [`GpuEvaluator::rotation_sum_finish`].
 ///
-/// Invariant: `c0`, `c1` have layout `Q_level`, `switched` (if any) that
-/// level's extended layout; every term had `scale` and `key_id`.
+/// Invariant: `parts` holds both halves at `level`, `switched` (if any) the
+/// two halves of the sums over that level's extended layout; every term had
+/// `scale` and `key_id`.
 pub struct GpuRotationSum {
-    c0: GpuPoly<Eval>,
-    c1: GpuPoly<Eval>,
-    switched: Option<(GpuPoly<Eval>, GpuPoly<Eval>)>,
+    parts: GpuWords,
+    switched: Option<GpuWords>,
+    level: usize,
     scale: f64,
     key_id: KeyId,
 }
@@ -627,38 +830,52 @@ impl GpuEvaluator {
         self.check_key(ct.key_id)?;
         let n = self.params.n();
         let key =
-            super::evaluator::rotation_keys(&[steps], n, ct.level(), |g| self.galois.get(&g).map(|k| (k, k.0.level)))?
+            super::evaluator::rotation_keys(&[steps], n, ct.level, |g| self.galois.get(&g).map(|k| (k, k.0.level)))?
                 .pop()
                 .flatten();
         let mut sum = match sum {
             Some(sum) => {
-                super::evaluator::check_levels(sum.c0.layout().q - 1, ct.level())?;
+                super::evaluator::check_levels(sum.level, ct.level)?;
                 super::evaluator::check_scales(sum.scale, ct.scale)?;
                 sum
             }
-            None => {
-                let layout = ct.c0.layout();
-                GpuRotationSum {
-                    c0: GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
-                    c1: GpuPoly::from_words(self.ring.zeros(layout.len()), layout, n),
-                    switched: None,
-                    scale: ct.scale,
-                    key_id: ct.key_id,
-                }
-            }
+            None => GpuRotationSum {
+                parts: self.ring.zeros(2 * (ct.level + 1)),
+                switched: None,
+                level: ct.level,
+                scale: ct.scale,
+                key_id: ct.key_id,
+            },
         };
         match key {
             None => {
-                self.ring.add_assign(&sum.c0, &ct.c0)?;
-                self.ring.add_assign(&sum.c1, &ct.c1)?;
+                self.ring.elementwise(
+                    ElementwiseOp::Accumulate,
+                    &sum.parts,
+                    Some(&ct.parts),
+                    None,
+                    &Self::ct_primes(ct.level),
+                )?;
             }
             Some((key, perm)) => {
-                let digits = self.decompose(&ct.c1)?;
-                let acc = sum
-                    .switched
-                    .get_or_insert_with(|| self.switch_accumulator(digits[0].layout()));
-                self.switch_add(acc, &digits, key, Some(perm))?;
-                self.ring.add_assign(&sum.c0, &self.ring.permute(&ct.c0, perm)?)?;
+                let decomposed = self.decompose(&ct.parts, ct.level + 1, ct.level)?;
+                let accumulate = sum.switched.is_some();
+                let acc = sum.switched.get_or_insert_with(|| self.switch_sums(ct.level));
+                self.switch_into(&decomposed, key, Some(perm), acc, accumulate)?;
+                let rows: Vec<LimbRow> = (0..=ct.level)
+                    .map(|t| LimbRow {
+                        prime: t as u32,
+                        a: t as u32,
+                        ..Default::default()
+                    })
+                    .collect();
+                self.ring.limbwise(
+                    LimbwiseOp::AddPermuted,
+                    &sum.parts,
+                    [Some(&ct.parts), None, None],
+                    Some(perm),
+                    &rows,
+                )?;
             }
         }
         Ok(sum)
@@ -670,13 +887,12 @@ impl GpuEvaluator {
     /// # Errors
     /// Device errors.
     pub fn rotation_sum_finish(&self, sum: GpuRotationSum) -> Result<GpuCiphertext, GpuEvalError> {
-        if let Some((b, a)) = &sum.switched {
-            self.ring.add_assign(&sum.c0, &self.mod_down(b)?)?;
-            self.ring.add_assign(&sum.c1, &self.mod_down(a)?)?;
+        if let Some(acc) = &sum.switched {
+            self.mod_down_into(acc, sum.level, &sum.parts, [FinishMode::Own; 2], None, None)?;
         }
         Ok(GpuCiphertext {
-            c0: sum.c0,
-            c1: sum.c1,
+            parts: sum.parts,
+            level: sum.level,
             scale: sum.scale,
             key_id: sum.key_id,
         })

@@ -26,15 +26,14 @@
 use super::network::{ConvParams, NormParams, Padding};
 use super::ops::NetOps;
 use super::{cpu, Vqgan, VqganError};
-use crate::backend::gpu::commands::{entry, storage_usage, CommandRecorder};
+use crate::backend::gpu::commands::{entry, CommandRecorder, DeviceBuffer, IdleLimit};
 use crate::backend::gpu::shaders::TensorKernelFile;
 use crate::backend::gpu::{GpuContext, GpuError};
 use crate::nn::StateDict;
 use bytemuck::{Pod, Zeroable};
 use ndarray::Array4;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use thiserror::Error;
 use wgpu::util::DeviceExt;
 
@@ -62,23 +61,6 @@ pub enum VqganGpuError {
     Gpu(#[from] GpuError),
 }
 
-/// Freed device buffers by size in bytes.
-type Pool = Mutex<HashMap<u64, Vec<wgpu::Buffer>>>;
-
-/// A device buffer that goes back to its pool when dropped.
-struct Storage {
-    buffer: wgpu::Buffer,
-    pool: Arc<Pool>,
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.entry(self.buffer.size()).or_default().push(self.buffer.clone());
-        }
-    }
-}
-
 /// A batch on the device, `N x C x H x W` f32 in NCHW order.
 ///
 /// Invariant: the buffer holds exactly `N * C * H * W` values, or, for a
@@ -86,7 +68,7 @@ impl Drop for Storage {
 /// 2x upsampling is the tensor (`H`, `W` even). Buffers may be shared with
 /// the tensor a view was made from; no operation writes a shared buffer.
 pub struct GpuTensor {
-    storage: Arc<Storage>,
+    storage: DeviceBuffer,
     shape: [usize; 4],
     upsampled: bool,
 }
@@ -108,7 +90,7 @@ impl GpuTensor {
     }
 
     fn buffer(&self) -> &wgpu::Buffer {
-        &self.storage.buffer
+        &self.storage
     }
 }
 
@@ -219,7 +201,6 @@ struct Shared {
     ctx: Arc<GpuContext>,
     commands: CommandRecorder,
     pipelines: Pipelines,
-    pool: Arc<Pool>,
     /// Bytes one storage binding may span (at most 2 GiB, so that element
     /// indices fit a `u32`).
     binding_limit: usize,
@@ -286,7 +267,7 @@ impl GpuOps {
     /// # Errors
     /// [`GpuError::Runtime`] on a shader or pipeline error.
     pub fn with_binding_limit(ctx: &Arc<GpuContext>, limit: usize) -> Result<Self, GpuError> {
-        let commands = CommandRecorder::new(ctx);
+        let commands = CommandRecorder::new(ctx, IdleLimit::Unbounded);
         let module = |file: TensorKernelFile| {
             ctx.device().create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(file.name()),
@@ -316,7 +297,6 @@ impl GpuOps {
                 ctx: ctx.clone(),
                 commands,
                 pipelines,
-                pool: Arc::new(Mutex::new(HashMap::new())),
                 binding_limit,
                 offset_align,
             }),
@@ -434,31 +414,12 @@ impl GpuOps {
                 limit,
             });
         }
-        let bytes = bytes as u64;
-        let reused = self
-            .shared
-            .pool
-            .lock()
-            .map_err(|e| GpuError::Runtime(e.to_string()))?
-            .get_mut(&bytes)
-            .and_then(Vec::pop);
-        let buffer = reused.unwrap_or_else(|| {
-            self.shared.ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("activation"),
-                size: bytes,
-                usage: storage_usage(),
-                mapped_at_creation: false,
-            })
-        });
-        Ok(self.wrap(buffer, shape))
+        Ok(Self::wrap(self.shared.commands.storage(bytes as u64), shape))
     }
 
-    fn wrap(&self, buffer: wgpu::Buffer, shape: [usize; 4]) -> GpuTensor {
+    fn wrap(storage: DeviceBuffer, shape: [usize; 4]) -> GpuTensor {
         GpuTensor {
-            storage: Arc::new(Storage {
-                buffer,
-                pool: self.shared.pool.clone(),
-            }),
+            storage,
             shape,
             upsampled: false,
         }
@@ -672,18 +633,8 @@ impl NetOps for GpuOps {
         }
         let x = x.as_standard_layout();
         let values = x.as_slice().expect("standard layout");
-        // A fresh buffer written at creation: a pooled one might still be
-        // read by recorded commands, which a queued write would overtake.
-        let buffer = self
-            .shared
-            .ctx
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("input"),
-                contents: bytemuck::cast_slice(values),
-                usage: storage_usage(),
-            });
-        Ok(self.wrap(buffer, [n, c, h, w]))
+        let buffer = self.shared.commands.upload(bytemuck::cast_slice(values));
+        Ok(Self::wrap(buffer, [n, c, h, w]))
     }
 
     fn download(&self, x: &GpuTensor) -> Result<Array4<f32>, VqganGpuError> {

@@ -1,18 +1,23 @@
 //! The command plumbing every family of kernels shares: one pending command
-//! encoder that dispatches and copies are recorded into and that is
+//! encoder that dispatches, copies and clears are recorded into and that is
 //! submitted as a whole at the next read-back or sync (or every
 //! [`FLUSH_EVERY`] commands), constant buffers (uniforms, prime lists,
-//! tables) cached by content, and read-back of buffers.
+//! tables) cached by content, bind groups cached by what they bind, a pool
+//! of storage buffers, read-back of buffers, and the counts of all of it
+//! ([`GpuWork`]).
 //!
 //! Work recorded here runs in recording order, so a buffer may be read by
 //! one recorded dispatch and overwritten by a later one: the queue orders
-//! them. An error wgpu reports surfaces at the next [`CommandRecorder::sync`]
-//! or read-back.
+//! them. That is also why a pooled buffer may be handed out again as soon
+//! as its last handle drops, even while recorded commands still use it.
+//! An error wgpu reports surfaces at the next [`CommandRecorder::sync`] or
+//! read-back.
 
 use super::device::{GpuContext, GpuError};
+use super::work::GpuWork;
 use bytemuck::Pod;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use wgpu::util::DeviceExt;
 
 /// Commands recorded before the pending encoder is submitted on its own,
@@ -22,6 +27,20 @@ const FLUSH_EVERY: usize = 256;
 /// Distinct constant buffers kept before the cache is emptied: a bound on
 /// its memory (an inference uses a few hundred distinct contents).
 const CONSTANT_CACHE_LIMIT: usize = 4096;
+
+/// Bind groups kept before the cache is emptied (each holds its buffers
+/// alive, so this also bounds the memory the cache pins).
+const BIND_GROUP_CACHE_LIMIT: usize = 8192;
+
+/// How many bytes of idle buffers a pool keeps before it releases the
+/// buffers idle longest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleLimit {
+    /// Keep every idle buffer (a workload with few sizes, each reused).
+    Unbounded,
+    /// Keep at most this many bytes idle.
+    Bytes(u64),
+}
 
 /// Buffer usages of every storage buffer the kernels read or write: bound
 /// as storage, copied from (read-back) and to (uploads, limb copies).
@@ -37,25 +56,172 @@ pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry
     }
 }
 
+/// Idle storage buffers, most recently returned last.
+///
+/// Invariant: `idle_bytes` is the sum of the sizes in `idle`; no buffer in
+/// `idle` has a live [`PooledBuffer`] handle.
+struct PoolState {
+    idle: VecDeque<wgpu::Buffer>,
+    idle_bytes: u64,
+    limit: IdleLimit,
+}
+
+/// A storage buffer that returns to its recorder's pool when the last
+/// handle drops. Dereferences to the `wgpu::Buffer`.
+pub(crate) struct PooledBuffer {
+    buffer: wgpu::Buffer,
+    pool: Arc<Mutex<PoolState>>,
+}
+
+impl std::ops::Deref for PooledBuffer {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let Ok(mut pool) = self.pool.lock() else { return };
+        pool.idle_bytes += self.buffer.size();
+        pool.idle.push_back(self.buffer.clone());
+        let IdleLimit::Bytes(limit) = pool.limit else { return };
+        while pool.idle_bytes > limit {
+            let Some(oldest) = pool.idle.pop_front() else { break };
+            pool.idle_bytes -= oldest.size();
+        }
+    }
+}
+
+/// A shared handle on a pooled storage buffer.
+pub(crate) type DeviceBuffer = Arc<PooledBuffer>;
+
+/// What a cached bind group binds: the pipeline, then each entry's binding,
+/// buffer, offset and size.
+type BindKey = (
+    wgpu::ComputePipeline,
+    Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)>,
+);
+
 /// A device's pending command encoder and how many commands it holds.
 ///
 /// Invariant: the encoder, when present, was created on `ctx`'s device and
 /// holds `pending.1` commands not yet submitted; every buffer in
-/// `constants` holds exactly its key's bytes and is never written.
+/// `constants` holds exactly its key's bytes and is never written; `work`
+/// counts everything recorded, created and read through this recorder.
 pub(crate) struct CommandRecorder {
     ctx: Arc<GpuContext>,
     pending: Mutex<(Option<wgpu::CommandEncoder>, usize)>,
     constants: Mutex<HashMap<(bool, Vec<u8>), wgpu::Buffer>>,
+    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    pool: Arc<Mutex<PoolState>>,
+    work: Mutex<GpuWork>,
 }
 
 impl CommandRecorder {
-    /// An empty recorder on `ctx`.
-    pub(crate) fn new(ctx: &Arc<GpuContext>) -> Self {
+    /// An empty recorder on `ctx` whose buffer pool keeps `idle` bytes idle.
+    pub(crate) fn new(ctx: &Arc<GpuContext>, idle: IdleLimit) -> Self {
         CommandRecorder {
             ctx: ctx.clone(),
             pending: Mutex::new((None, 0)),
             constants: Mutex::new(HashMap::new()),
+            bind_groups: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(PoolState {
+                idle: VecDeque::new(),
+                idle_bytes: 0,
+                limit: idle,
+            })),
+            work: Mutex::new(GpuWork::default()),
         }
+    }
+
+    /// What this recorder has counted so far.
+    pub(crate) fn work(&self) -> GpuWork {
+        *self.count()
+    }
+
+    fn count(&self) -> MutexGuard<'_, GpuWork> {
+        self.work.lock().expect("work counters")
+    }
+
+    /// A storage buffer of `bytes` bytes with unspecified contents, from the
+    /// pool when one of that size is idle.
+    pub(crate) fn storage(&self, bytes: u64) -> DeviceBuffer {
+        let reused = {
+            let mut pool = self.pool.lock().expect("buffer pool");
+            let found = pool.idle.iter().rposition(|b| b.size() == bytes);
+            let reused = found.and_then(|i| pool.idle.remove(i));
+            if reused.is_some() {
+                pool.idle_bytes -= bytes;
+            }
+            reused
+        };
+        let buffer = reused.unwrap_or_else(|| {
+            let mut work = self.count();
+            work.buffers_created += 1;
+            work.buffer_bytes += bytes;
+            self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("storage"),
+                size: bytes,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            })
+        });
+        Arc::new(PooledBuffer {
+            buffer,
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// A storage buffer of `bytes` bytes, all zero (a pooled buffer and a
+    /// recorded clear).
+    pub(crate) fn zeroed(&self, bytes: u64) -> DeviceBuffer {
+        let buffer = self.storage(bytes);
+        {
+            let mut work = self.count();
+            work.clears += 1;
+            work.clear_bytes += bytes;
+        }
+        self.record(|encoder| encoder.clear_buffer(&buffer, 0, None));
+        buffer
+    }
+
+    /// A new storage buffer holding `bytes`, written at creation (a pooled
+    /// buffer could still be read by recorded commands, which a queued
+    /// write would overtake); it joins the pool when its last handle drops.
+    pub(crate) fn upload(&self, bytes: &[u8]) -> DeviceBuffer {
+        let buffer = self.created_init("upload", bytes, storage_usage());
+        Arc::new(PooledBuffer {
+            buffer,
+            pool: self.pool.clone(),
+        })
+    }
+
+    /// A buffer holding `bytes` with `usage`, outside the pool (tables,
+    /// weights, constants), counted as created and uploaded.
+    pub(crate) fn created_init(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        {
+            let mut work = self.count();
+            work.buffers_created += 1;
+            work.buffer_bytes += bytes.len() as u64;
+            work.uploads += 1;
+            work.upload_bytes += bytes.len() as u64;
+        }
+        self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage,
+        })
+    }
+
+    /// Records a copy of `size` bytes from `src` at `from` to `dst` at `to`.
+    pub(crate) fn copy(&self, src: &wgpu::Buffer, from: u64, dst: &wgpu::Buffer, to: u64, size: u64) {
+        {
+            let mut work = self.count();
+            work.copies += 1;
+            work.copy_bytes += size;
+        }
+        self.record(|encoder| encoder.copy_buffer_to_buffer(src, from, dst, to, size));
     }
 
     /// A uniform buffer holding `value` (shared with every other request for
@@ -80,15 +246,15 @@ impl CommandRecorder {
         if cache.len() >= CONSTANT_CACHE_LIMIT {
             cache.clear();
         }
-        let buffer = self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(if uniform { "uniform" } else { "constant" }),
-            contents: bytes,
-            usage: if uniform {
+        let buffer = self.created_init(
+            if uniform { "uniform" } else { "constant" },
+            bytes,
+            if uniform {
                 wgpu::BufferUsages::UNIFORM
             } else {
                 wgpu::BufferUsages::STORAGE
             },
-        });
+        );
         cache.insert(key, buffer.clone());
         buffer
     }
@@ -116,18 +282,52 @@ impl CommandRecorder {
             })
     }
 
-    /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`.
+    /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`
+    /// (buffer bindings only), reusing the bind group of an earlier dispatch
+    /// that bound the same buffers.
     pub(crate) fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
         entries: &[wgpu::BindGroupEntry<'_>],
         groups: (u32, u32, u32),
     ) {
-        let bind = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries,
-        });
+        let bound: Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)> = entries
+            .iter()
+            .map(|e| match &e.resource {
+                wgpu::BindingResource::Buffer(b) => (e.binding, b.buffer.clone(), b.offset, b.size),
+                _ => unreachable!("the kernels bind buffers only"),
+            })
+            .collect();
+        let bound_bytes: u64 = bound
+            .iter()
+            .map(|(_, buffer, offset, size)| size.map_or(buffer.size() - offset, |s| s.get()))
+            .sum();
+        let key: BindKey = (pipeline.clone(), bound);
+        let bind = {
+            let mut cache = self.bind_groups.lock().expect("bind group cache");
+            match cache.get(&key) {
+                Some(bind) => bind.clone(),
+                None => {
+                    if cache.len() >= BIND_GROUP_CACHE_LIMIT {
+                        cache.clear();
+                    }
+                    let bind = self.ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries,
+                    });
+                    self.count().bind_groups += 1;
+                    cache.insert(key, bind.clone());
+                    bind
+                }
+            }
+        };
+        {
+            let mut work = self.count();
+            work.dispatches += 1;
+            work.workgroups += u64::from(groups.0) * u64::from(groups.1) * u64::from(groups.2);
+            work.bound_bytes += bound_bytes;
+        }
         self.record(|encoder| {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(pipeline);
@@ -147,18 +347,19 @@ impl CommandRecorder {
         f(encoder);
         pending.1 += 1;
         if pending.1 >= FLUSH_EVERY {
-            Self::submit(&self.ctx, &mut pending);
+            self.submit(&mut pending);
         }
     }
 
     /// Submits the pending encoder, if any.
     pub(crate) fn flush(&self) {
-        Self::submit(&self.ctx, &mut self.pending.lock().expect("pending encoder"));
+        self.submit(&mut self.pending.lock().expect("pending encoder"));
     }
 
-    fn submit(ctx: &GpuContext, pending: &mut (Option<wgpu::CommandEncoder>, usize)) {
+    fn submit(&self, pending: &mut (Option<wgpu::CommandEncoder>, usize)) {
         if let Some(encoder) = pending.0.take() {
-            ctx.queue().submit([encoder.finish()]);
+            self.count().submits += 1;
+            self.ctx.queue().submit([encoder.finish()]);
         }
         pending.1 = 0;
     }
@@ -169,6 +370,7 @@ impl CommandRecorder {
     /// [`GpuError::Runtime`] for an error wgpu reported.
     pub(crate) fn sync(&self) -> Result<(), GpuError> {
         self.flush();
+        self.count().host_waits += 1;
         self.ctx.finish()
     }
 
@@ -179,13 +381,21 @@ impl CommandRecorder {
     /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
     pub(crate) fn read_buffer<T: Pod>(&self, buffer: &wgpu::Buffer) -> Result<Vec<T>, GpuError> {
         let size = buffer.size();
+        {
+            let mut work = self.count();
+            work.buffers_created += 1;
+            work.buffer_bytes += size;
+            work.readbacks += 1;
+            work.readback_bytes += size;
+            work.host_waits += 1;
+        }
         let staging = self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.record(|encoder| encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size));
+        self.copy(buffer, 0, &staging, 0, size);
         self.flush();
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

@@ -1,8 +1,14 @@
-//! The kernels as host calls: NTT passes, element-wise and per-limb
-//! arithmetic, basis conversion and the key-switching inner product, each
-//! recorded into the ring's pending command encoder.
+//! The kernels as host calls: NTT passes over limbs named by a table (in
+//! place, from another buffer, or from a basis conversion), element-wise and
+//! per-limb arithmetic, basis conversion and the key-switching inner product
+//! over all digits, each recorded into the ring's pending command encoder.
+//!
+//! Every call names the limbs it works on explicitly (positions in buffers
+//! and their primes), so one dispatch may span both halves of a ciphertext
+//! or every digit of a decomposition: the evaluator (`crate::ckks::gpu_eval`)
+//! decides the layout, the kernels only follow it.
 
-use super::commands::{entry, storage_usage};
+use super::commands::entry;
 use super::device::GpuError;
 use super::poly::{GpuPoly, GpuWords};
 use super::ring::{GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
@@ -23,7 +29,8 @@ struct NttPass {
     scale: u32,
     tile_words: u32,
     limb_base: u32,
-    pad: [u32; 2],
+    tile_log: u32,
+    pad: u32,
 }
 
 /// Host mirror of `Convert` in `shaders/basis.wgsl`.
@@ -31,9 +38,9 @@ struct NttPass {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct ConvertShape {
     n: u32,
-    sources: u32,
-    targets: u32,
-    centered: u32,
+    log_n: u32,
+    rows: u32,
+    pad: u32,
 }
 
 /// Host mirror of `InnerProduct` in `shaders/keyswitch.wgsl`.
@@ -41,9 +48,13 @@ struct ConvertShape {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct InnerProductShape {
     n: u32,
+    log_n: u32,
     limbs: u32,
+    digits: u32,
+    digit_base: u32,
+    key_limbs: u32,
     use_perm: u32,
-    pad: u32,
+    accumulate: u32,
 }
 
 /// Host mirror of `Limbwise` in `shaders/limbwise.wgsl`.
@@ -51,19 +62,9 @@ struct InnerProductShape {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct LimbwiseShape {
     n: u32,
+    log_n: u32,
     words: u32,
-    source_prime: u32,
     pad: u32,
-}
-
-/// A kernel of `shaders/limbwise.wgsl`, indexing `GpuRing::limbwise`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LimbwiseOp {
-    Permute = 0,
-    MulScalar = 1,
-    SubMulScalar = 2,
-    BroadcastCentered = 3,
-    ReduceSigned = 4,
 }
 
 /// Host mirror of `Elementwise` in `shaders/elementwise.wgsl`.
@@ -71,22 +72,213 @@ enum LimbwiseOp {
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 struct ElementwiseShape {
     n: u32,
+    log_n: u32,
     words: u32,
-    pad: [u32; 2],
+    b_words: u32,
+    in_place: u32,
+    pad: [u32; 3],
 }
 
-/// An element-wise kernel of `shaders/elementwise.wgsl`, indexing `GpuRing::elementwise`
-/// in the order of its entry points (`add`, `sub`, `mul`, `mul_add`).
+/// An element-wise kernel of `shaders/elementwise.wgsl`, indexing
+/// `GpuRing::elementwise` in the order of its entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElementwiseOp {
-    /// `a += b`.
+    /// `out = a + b`.
     Add,
-    /// `a -= b`.
+    /// `out = a - b`.
     Sub,
-    /// `a *= b` (point-wise; evaluation form).
+    /// `out = -a`.
+    Neg,
+    /// `out += a`.
+    Accumulate,
+    /// `out = a * b` (point-wise; evaluation form).
     Mul,
-    /// `a += b * c` (point-wise; evaluation form).
+    /// `out += a * b` (point-wise; evaluation form).
     MulAdd,
+    /// The tensor product of two ciphertexts (three halves out).
+    Tensor,
+}
+
+impl ElementwiseOp {
+    /// Entry points of `shaders/elementwise.wgsl`, in the order of the variants.
+    pub(super) const ENTRY_POINTS: [&'static str; 7] = ["add", "sub", "neg", "accumulate", "mul", "mul_add", "tensor"];
+}
+
+/// A kernel of `shaders/limbwise.wgsl`, indexing `GpuRing::limbwise` in
+/// the order of its entry points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimbwiseOp {
+    /// `out[l] = a[l'] * constant`.
+    MulScalar,
+    /// `out[l] = a[l'] + constant`.
+    AddScalar,
+    /// `out[l] = (a[l'] - b[l'']) * constant`.
+    SubMulScalar,
+    /// ModDown's last step plus what the operation adds ([`FinishMode`]).
+    ModDownFinish,
+    /// `out[l] += a[l'][perm[k]]`.
+    AddPermuted,
+    /// The centred value of a limb of `a` over another prime.
+    BroadcastCentered,
+    /// Signed 64-bit coefficients reduced into each limb's prime.
+    ReduceSigned,
+}
+
+impl LimbwiseOp {
+    /// Entry points of `shaders/limbwise.wgsl`, in the order of the variants.
+    pub(super) const ENTRY_POINTS: [&'static str; 7] = [
+        "mul_scalar",
+        "add_scalar",
+        "sub_mul_scalar",
+        "mod_down_finish",
+        "add_permuted",
+        "broadcast_centered",
+        "reduce_signed",
+    ];
+}
+
+/// What [`LimbwiseOp::ModDownFinish`] adds to an output limb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishMode {
+    /// Nothing.
+    None = 0,
+    /// The output's own word (a running sum).
+    Own = 1,
+    /// Limb `c` of the third operand.
+    Add = 2,
+    /// Limb `c` of the third operand read through the permutation.
+    AddPermuted = 3,
+}
+
+/// One output limb of a limb-wise kernel: the row of `shaders/limbwise.wgsl`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimbRow {
+    /// Global prime of the output limb.
+    pub prime: u32,
+    /// A constant (canonical) and its Shoup quotient.
+    pub value: (u32, u32),
+    /// Limbs of `a`, `b` and `c` the output limb reads.
+    pub a: u32,
+    /// See [`Self::a`].
+    pub b: u32,
+    /// See [`Self::a`].
+    pub c: u32,
+    /// [`FinishMode`] of a ModDown finish.
+    pub mode: u32,
+    /// Global prime of the source limb of a broadcast.
+    pub source_prime: u32,
+}
+
+impl LimbRow {
+    fn words(&self) -> [u32; 8] {
+        [
+            self.prime,
+            self.value.0,
+            self.value.1,
+            self.a,
+            self.b,
+            self.c,
+            self.mode,
+            self.source_prime,
+        ]
+    }
+}
+
+/// One limb of an NTT batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NttLimb {
+    /// Global prime.
+    pub prime: u32,
+    /// Limb position in the buffer transformed.
+    pub pos: u32,
+    /// Where the first pass reads it: a limb of the source buffer
+    /// ([`NttInput::Source`]) or a conversion row ([`NttInput::Converted`]);
+    /// unused in place.
+    pub from: u32,
+}
+
+impl NttLimb {
+    /// Limb `pos` over `prime`, transformed in place.
+    pub fn in_place(prime: usize, pos: usize) -> Self {
+        NttLimb {
+            prime: prime as u32,
+            pos: pos as u32,
+            from: 0,
+        }
+    }
+
+    /// Limb `pos` over `prime`, whose first pass reads limb (or row) `from`.
+    pub fn from(prime: usize, pos: usize, from: usize) -> Self {
+        NttLimb {
+            prime: prime as u32,
+            pos: pos as u32,
+            from: from as u32,
+        }
+    }
+}
+
+/// Where the first pass of an NTT reads its words.
+#[derive(Clone, Copy)]
+pub enum NttInput<'a> {
+    /// The buffer transformed.
+    InPlace,
+    /// Limb [`NttLimb::from`] of another buffer (left unchanged).
+    Source(&'a GpuWords),
+    /// Row [`NttLimb::from`] of a basis conversion of `input` (forward only).
+    Converted {
+        /// The coefficient-form limbs converted.
+        input: &'a GpuWords,
+        /// The conversion rows.
+        table: &'a ConvertTable,
+    },
+}
+
+/// One output limb of a basis conversion.
+#[derive(Clone, Copy)]
+pub struct ConvertRow<'a> {
+    /// The conversion (its sources' primes, in order).
+    pub converter: &'a BasisConverter,
+    /// Limb of the input holding the converter's first source; the others follow.
+    pub first_source: usize,
+    /// Global prime of the output limb.
+    pub target: usize,
+    /// Limb of the output it writes (the standalone conversion only).
+    pub out: usize,
+    /// Centred (as [`BasisConverter::convert_centered`]) or not.
+    pub centered: bool,
+}
+
+/// The tables of a list of conversion rows on the device (see
+/// `shaders/convert.wgsl`).
+///
+/// Invariant: `buffer` holds `rows` rows and every table they point to.
+pub struct ConvertTable {
+    buffer: wgpu::Buffer,
+    rows: usize,
+}
+
+impl ConvertTable {
+    /// Number of rows (output limbs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// A switching key's halves on the device for [`GpuRing::inner_product`]:
+/// every digit's `key_limbs` limbs one after another, in chunks of digits
+/// that each fit one storage binding.
+pub struct GpuKeyHalves {
+    /// Per chunk: the first digit, the digit count, `key_b`, `key_a`.
+    pub(super) chunks: Vec<(usize, usize, GpuWords, GpuWords)>,
+    /// Limbs of one digit (`Q_L ++ P`).
+    pub(super) key_limbs: usize,
+}
+
+impl GpuKeyHalves {
+    /// Number of digits.
+    pub fn digits(&self) -> usize {
+        self.chunks.iter().map(|c| c.1).sum()
+    }
 }
 
 impl GpuRing {
@@ -105,27 +297,48 @@ impl GpuRing {
         passes
     }
 
-    fn run_ntt(&self, poly: &wgpu::Buffer, prime_list: &[u32], inverse: bool) -> Result<(), GpuError> {
-        let device = self.ctx.device();
-        let limb_primes = self.commands.constant_storage(prime_list);
+    /// Dispatches one NTT uses: a pass per tile of bits, per run of limbs
+    /// whose primes share a twiddle buffer.
+    pub fn ntt_dispatches(&self, limbs: &[NttLimb]) -> usize {
+        self.ntt_passes().len() * self.twiddle_runs(limbs).len()
+    }
+
+    /// Runs of consecutive limbs whose primes share a twiddle chunk.
+    fn twiddle_runs(&self, limbs: &[NttLimb]) -> Vec<(usize, usize)> {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (slot, limb) in limbs.iter().enumerate() {
+            let chunk = self.twiddle_chunk[limb.prime as usize];
+            match runs.last_mut() {
+                Some((start, len)) if self.twiddle_chunk[limbs[*start].prime as usize] == chunk => *len += 1,
+                _ => runs.push((slot, 1)),
+            }
+        }
+        runs
+    }
+
+    /// Forward (or inverse) NTT of `limbs` of `data`, the first pass reading
+    /// from `input`. The positions in `data` must be distinct.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn ntt(&self, data: &GpuWords, limbs: &[NttLimb], input: NttInput<'_>, inverse: bool) -> Result<(), GpuError> {
+        if limbs.is_empty() {
+            return Ok(());
+        }
+        assert!(
+            !(inverse && matches!(input, NttInput::Converted { .. })),
+            "a conversion feeds forward transforms only"
+        );
+        let table: Vec<u32> = limbs.iter().flat_map(|l| [l.prime, l.pos, l.from, 0]).collect();
+        let table = self.commands.constant_storage(&table);
         let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
         let mut passes = self.ntt_passes();
         if inverse {
             passes.reverse();
         }
-        let pipeline = if inverse { &self.ntt_inverse } else { &self.ntt_forward };
         let last = passes.len() - 1;
-        // Runs of consecutive limbs whose primes share a twiddle chunk.
-        let chunk_of: Vec<usize> = prime_list.iter().map(|&p| self.twiddle_chunk[p as usize]).collect();
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for (limb, &chunk) in chunk_of.iter().enumerate() {
-            match runs.last_mut() {
-                Some((start, len)) if chunk_of[*start] == chunk => *len += 1,
-                _ => runs.push((limb, 1)),
-            }
-        }
-        for &(limb_base, limbs) in &runs {
-            let twiddles = &self.twiddles[chunk_of[limb_base]];
+        for (limb_base, count) in self.twiddle_runs(limbs) {
+            let twiddles = &self.twiddles[self.twiddle_chunk[limbs[limb_base].prime as usize]];
             for (index, &(bit_lo, bit_hi)) in passes.iter().enumerate() {
                 let info = NttPass {
                     log_n: self.log_n,
@@ -134,29 +347,48 @@ impl GpuRing {
                     scale: u32::from(inverse && index == last),
                     tile_words,
                     limb_base: limb_base as u32,
-                    pad: [0; 2],
+                    tile_log: tile_words.trailing_zeros(),
+                    pad: 0,
                 };
                 let uniform = self.commands.uniform(&info);
-                let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("ntt"),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        entry(0, poly),
-                        entry(1, &self.primes),
-                        entry(2, &limb_primes),
-                        entry(3, twiddles),
-                        entry(4, &uniform),
-                    ],
-                });
-                self.commands.record(|encoder| {
-                    let mut pass = encoder.begin_compute_pass(&Default::default());
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, &bind, &[]);
-                    pass.dispatch_workgroups((self.n as u32) / tile_words, limbs as u32, 1);
-                });
+                let mut entries = vec![
+                    entry(0, &data.buffer),
+                    entry(1, &self.primes),
+                    entry(2, &table),
+                    entry(3, twiddles),
+                    entry(4, &uniform),
+                ];
+                let pipeline = match (index, input) {
+                    (0, NttInput::Source(source)) => {
+                        entries.push(entry(5, &source.buffer));
+                        if inverse {
+                            &self.ntt.inverse_from
+                        } else {
+                            &self.ntt.forward_from
+                        }
+                    }
+                    (0, NttInput::Converted { input, table }) => {
+                        entries.push(entry(6, &input.buffer));
+                        entries.push(entry(7, &table.buffer));
+                        &self.ntt.forward_converted
+                    }
+                    _ if inverse => &self.ntt.inverse,
+                    _ => &self.ntt.forward,
+                };
+                self.commands
+                    .dispatch(pipeline, &entries, ((self.n as u32) / tile_words, count as u32, 1));
             }
         }
         Ok(())
+    }
+
+    /// The NTT limbs of a polynomial with `layout`, in place.
+    fn poly_limbs<D: Domain>(&self, poly: &GpuPoly<D>) -> Vec<NttLimb> {
+        self.prime_indices(poly.layout)
+            .iter()
+            .enumerate()
+            .map(|(pos, &p)| NttLimb::in_place(p as usize, pos))
+            .collect()
     }
 
     /// Forward NTT of every limb, in place on the device.
@@ -164,7 +396,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_eval(&self, poly: GpuPoly<Coeff>) -> Result<GpuPoly<Eval>, GpuError> {
-        self.run_ntt(&poly.buffer, &self.prime_indices(poly.layout), false)?;
+        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, false)?;
         Ok(poly.retag())
     }
 
@@ -173,52 +405,57 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_coeff(&self, poly: GpuPoly<Eval>) -> Result<GpuPoly<Coeff>, GpuError> {
-        self.run_ntt(&poly.buffer, &self.prime_indices(poly.layout), true)?;
+        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, true)?;
         Ok(poly.retag())
     }
 
-    /// `a = a (op) b` limb by limb; `Mul` needs evaluation form, which the
-    /// signature enforces for it through [`Self::mul_assign`].
-    fn elementwise<D: Domain>(&self, op: ElementwiseOp, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
-        self.elementwise_with(op, a, b, None)
-    }
-
-    /// [`Self::elementwise`] with the third operand `c` of `mul_add`.
-    fn elementwise_with<D: Domain>(
+    /// `out (op)= a, b` over the limbs whose global primes `limb_primes`
+    /// lists (one per limb of `out`); `b` may be shorter than `out` (see
+    /// `shaders/elementwise.wgsl`); `a` `None` works in place on `out`.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn elementwise(
         &self,
         op: ElementwiseOp,
-        a: &GpuPoly<D>,
-        b: &GpuPoly<D>,
-        c: Option<&GpuPoly<D>>,
+        out: &GpuWords,
+        a: Option<&GpuWords>,
+        b: Option<&GpuWords>,
+        limb_primes: &[u32],
     ) -> Result<(), GpuError> {
-        assert_eq!(a.layout, b.layout, "limb layouts differ");
-        assert_eq!(op == ElementwiseOp::MulAdd, c.is_some(), "mul_add and only it takes c");
-        if let Some(c) = c {
-            assert_eq!(a.layout, c.layout, "limb layouts differ");
-        }
-        let words = (a.layout.len() * self.n) as u32;
+        let words = (limb_primes.len() * self.n) as u32;
+        let b_words = b.map_or(words, |b| (b.buffer.size() / 4) as u32);
         let shape = ElementwiseShape {
             n: self.n as u32,
+            log_n: self.log_n,
             words,
-            pad: [0; 2],
+            b_words,
+            in_place: u32::from(a.is_none()),
+            pad: [0; 3],
         };
         let uniform = self.commands.uniform(&shape);
-        let limb_primes = self.limb_primes(a.layout);
-        let pipeline = &self.elementwise[op as usize];
+        let limb_primes = self.commands.constant_storage(limb_primes);
+        let mut entries = vec![
+            entry(0, &out.buffer),
+            entry(3, &self.primes),
+            entry(4, &limb_primes),
+            entry(5, &uniform),
+        ];
+        // In place, the kernel still binds `a` (unread): the primes stand in.
+        entries.push(entry(1, a.map_or(&self.primes, |a| &a.buffer)));
+        if !matches!(op, ElementwiseOp::Neg | ElementwiseOp::Accumulate) {
+            entries.push(entry(2, &b.expect("this operation reads b").buffer));
+        }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
-        let mut entries = vec![
-            entry(0, &a.buffer),
-            entry(1, &b.buffer),
-            entry(2, &self.primes),
-            entry(3, &limb_primes),
-            entry(4, &uniform),
-        ];
-        if let Some(c) = c {
-            entries.push(entry(5, &c.buffer));
-        }
-        self.commands.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
+        self.commands
+            .dispatch(&self.elementwise[op as usize], &entries, (x, groups.div_ceil(x), 1));
         Ok(())
+    }
+
+    /// The global primes of a polynomial's limbs.
+    fn primes_of<D: Domain>(&self, poly: &GpuPoly<D>) -> Vec<u32> {
+        self.prime_indices(poly.layout)
     }
 
     /// `a += b`.
@@ -226,7 +463,14 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn add_assign<D: Domain>(&self, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
-        self.elementwise(ElementwiseOp::Add, a, b)
+        assert_eq!(a.layout, b.layout, "limb layouts differ");
+        self.elementwise(
+            ElementwiseOp::Add,
+            &a.words(),
+            None,
+            Some(&b.words()),
+            &self.primes_of(a),
+        )
     }
 
     /// `a -= b`.
@@ -234,7 +478,14 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn sub_assign<D: Domain>(&self, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
-        self.elementwise(ElementwiseOp::Sub, a, b)
+        assert_eq!(a.layout, b.layout, "limb layouts differ");
+        self.elementwise(
+            ElementwiseOp::Sub,
+            &a.words(),
+            None,
+            Some(&b.words()),
+            &self.primes_of(a),
+        )
     }
 
     /// `a *= b`, point-wise in evaluation form.
@@ -242,254 +493,227 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn mul_assign(&self, a: &GpuPoly<Eval>, b: &GpuPoly<Eval>) -> Result<(), GpuError> {
-        self.elementwise(ElementwiseOp::Mul, a, b)
-    }
-
-    /// `a += b * c`, point-wise in evaluation form.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn mul_add_assign(&self, a: &GpuPoly<Eval>, b: &GpuPoly<Eval>, c: &GpuPoly<Eval>) -> Result<(), GpuError> {
-        self.elementwise_with(ElementwiseOp::MulAdd, a, b, Some(c))
-    }
-
-    /// Extends the coefficient-form limbs of `input` (one per source of
-    /// `converter`, in order) to the global primes `targets`, centred or not
-    /// exactly as [`BasisConverter::convert_centered`] and
-    /// [`BasisConverter::convert`]; limb `j` of the result is over `targets[j]`.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn convert(
-        &self,
-        converter: &BasisConverter,
-        input: &GpuWords,
-        targets: &[usize],
-        centered: bool,
-    ) -> Result<GpuWords, GpuError> {
-        let sources = converter.sources();
-        assert_eq!(
-            input.buffer.size(),
-            (4 * self.n * sources.len()) as u64,
-            "one input limb per source"
-        );
-        let mut tables = Vec::with_capacity(4 * sources.len() + targets.len() * (sources.len() + 1));
-        for (&(inv, inv_shoup), &(hi, lo)) in converter.qhat_inv().iter().zip(converter.reciprocal()) {
-            tables.extend([inv, inv_shoup, hi, lo]);
-        }
-        for &t in targets {
-            tables.extend_from_slice(converter.qhat_mod(t));
-            tables.push(converter.qs_mod(t));
-        }
-        let source_prime: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
-        let target_prime: Vec<u32> = targets.iter().map(|&t| t as u32).collect();
-        let device = self.ctx.device();
-        let output = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("converted"),
-            size: (4 * self.n * targets.len()) as u64,
-            usage: storage_usage(),
-            mapped_at_creation: false,
-        });
-        let shape = ConvertShape {
-            n: self.n as u32,
-            sources: sources.len() as u32,
-            targets: targets.len() as u32,
-            centered: u32::from(centered),
-        };
-        let uniform = self.commands.uniform(&shape);
-        let (source_buf, target_buf, table_buf) = (
-            self.commands.constant_storage(&source_prime),
-            self.commands.constant_storage(&target_prime),
-            self.commands.constant_storage(&tables),
-        );
-        self.commands.dispatch(
-            &self.convert,
-            &[
-                entry(0, &input.buffer),
-                entry(1, &output),
-                entry(2, &self.primes),
-                entry(3, &source_buf),
-                entry(4, &target_buf),
-                entry(5, &table_buf),
-                entry(6, &uniform),
-            ],
-            ((self.n as u32).div_ceil(WORKGROUP), targets.len() as u32, 1),
-        );
-        Ok(GpuWords { buffer: output })
-    }
-
-    /// `acc_b += digit * key_b`, `acc_a += digit * key_a` over the extended
-    /// layout of `digit` (`Q_l ++ P`), reading the digit through `perm` when
-    /// given. The key halves are resident over `Q_L ++ P` (`key_q` ciphertext
-    /// limbs, then the special limbs); the accumulators have the digit's layout.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    #[allow(clippy::too_many_arguments)] // the two halves of a key and of the accumulator
-    pub fn inner_product(
-        &self,
-        digit: &GpuPoly<Eval>,
-        key_b: &GpuPoly<Eval>,
-        key_a: &GpuPoly<Eval>,
-        perm: Option<&GpuWords>,
-        acc_b: &GpuPoly<Eval>,
-        acc_a: &GpuPoly<Eval>,
-    ) -> Result<(), GpuError> {
-        let layout = digit.layout;
-        assert!(
-            acc_b.layout == layout && acc_a.layout == layout,
-            "accumulators in the digit's layout"
-        );
-        let key_q = key_b.layout.q;
-        assert!(
-            key_q >= layout.q && key_b.layout.p == layout.p,
-            "key covers the digit's primes"
-        );
-        let mut table = self.prime_indices(layout);
-        table.extend((0..layout.len()).map(|i| if i < layout.q { i } else { key_q + i - layout.q } as u32));
-        let table = self.commands.constant_storage(&table);
-        let shape = InnerProductShape {
-            n: self.n as u32,
-            limbs: layout.len() as u32,
-            use_perm: u32::from(perm.is_some()),
-            pad: 0,
-        };
-        let uniform = self.commands.uniform(&shape);
-        // Without a permutation the binding still needs a buffer: the table
-        // stands in, unread.
-        let perm_buffer = perm.map_or(&table, |p| &p.buffer);
-        self.commands.dispatch(
-            &self.inner_product,
-            &[
-                entry(0, &digit.buffer),
-                entry(1, &key_b.buffer),
-                entry(2, &key_a.buffer),
-                entry(3, perm_buffer),
-                entry(4, &acc_b.buffer),
-                entry(5, &acc_a.buffer),
-                entry(6, &self.primes),
-                entry(7, &table),
-                entry(8, &uniform),
-            ],
-            ((self.n as u32).div_ceil(WORKGROUP), layout.len() as u32, 1),
-        );
-        Ok(())
-    }
-
-    /// Forward (or inverse) NTT of limbs over the global primes `primes`.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn ntt_words(&self, words: &GpuWords, primes: &[usize], inverse: bool) -> Result<(), GpuError> {
-        let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
-        self.run_ntt(&words.buffer, &list, inverse)
-    }
-
-    fn limbwise(
-        &self,
-        op: LimbwiseOp,
-        a: &GpuWords,
-        primes: &[usize],
-        b: Option<&GpuWords>,
-        table: &GpuWords,
-        source_prime: usize,
-    ) -> Result<(), GpuError> {
-        let words = (primes.len() * self.n) as u32;
-        let shape = LimbwiseShape {
-            n: self.n as u32,
-            words,
-            source_prime: source_prime as u32,
-            pad: 0,
-        };
-        let uniform = self.commands.uniform(&shape);
-        let list: Vec<u32> = primes.iter().map(|&p| p as u32).collect();
-        let limb_primes = self.commands.constant_storage(&list);
-        let pipeline = &self.limbwise[op as usize];
-        let mut entries = vec![entry(0, &a.buffer), entry(4, &uniform)];
-        if !matches!(op, LimbwiseOp::BroadcastCentered | LimbwiseOp::ReduceSigned) {
-            entries.push(entry(5, &table.buffer));
-        }
-        if let Some(b) = b {
-            entries.push(entry(1, &b.buffer));
-        }
-        if op != LimbwiseOp::Permute {
-            entries.push(entry(2, &self.primes));
-            entries.push(entry(3, &limb_primes));
-        }
-        let groups = words.div_ceil(WORKGROUP);
-        let x = groups.min(MAX_GROUPS_PER_DIM);
-        self.commands.dispatch(pipeline, &entries, (x, groups.div_ceil(x), 1));
-        Ok(())
-    }
-
-    fn constants(&self, constants: &[(u32, u32)]) -> GpuWords {
-        let flat: Vec<u32> = constants.iter().flat_map(|&(v, s)| [v, s]).collect();
-        GpuWords {
-            buffer: self.commands.constant_storage(&flat),
-        }
-    }
-
-    /// `out[limb][k] = src[limb][perm[k]]`: an automorphism in evaluation form.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn permute(&self, src: &GpuPoly<Eval>, perm: &GpuWords) -> Result<GpuPoly<Eval>, GpuError> {
-        let out = self.zeros(src.layout.len());
-        let primes: Vec<usize> = self.prime_indices(src.layout).iter().map(|&p| p as usize).collect();
-        self.limbwise(LimbwiseOp::Permute, &out, &primes, Some(&src.words()), perm, 0)?;
-        Ok(GpuPoly::from_words(out, src.layout, self.n))
-    }
-
-    /// `a[limb] *= constants[limb]` (value, Shoup quotient) over `primes`.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn mul_scalar_assign(&self, a: &GpuWords, primes: &[usize], constants: &[(u32, u32)]) -> Result<(), GpuError> {
-        self.limbwise(LimbwiseOp::MulScalar, a, primes, None, &self.constants(constants), 0)
-    }
-
-    /// `a[limb] = (a[limb] - b[limb]) * constants[limb]` over `primes`.
-    ///
-    /// # Errors
-    /// [`GpuError::Runtime`].
-    pub fn sub_mul_scalar_assign(
-        &self,
-        a: &GpuWords,
-        b: &GpuWords,
-        primes: &[usize],
-        constants: &[(u32, u32)],
-    ) -> Result<(), GpuError> {
-        self.limbwise(
-            LimbwiseOp::SubMulScalar,
-            a,
-            primes,
-            Some(b),
-            &self.constants(constants),
-            0,
+        assert_eq!(a.layout, b.layout, "limb layouts differ");
+        self.elementwise(
+            ElementwiseOp::Mul,
+            &a.words(),
+            None,
+            Some(&b.words()),
+            &self.primes_of(a),
         )
     }
 
-    /// One limb over `source_prime`, its centred value reduced into each of
-    /// `primes` (new words, one limb per prime).
+    /// A table of conversion rows on the device.
+    pub fn convert_table(&self, rows: &[ConvertRow<'_>]) -> ConvertTable {
+        let mut words = vec![0u32; 8 * rows.len()];
+        // Each converter's source entries once, then each row's target entries.
+        let mut sources: Vec<(*const BasisConverter, usize)> = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            let converter = row.converter;
+            let key = converter as *const BasisConverter;
+            let source_table = match sources.iter().find(|(k, _)| *k == key) {
+                Some(&(_, offset)) => offset,
+                None => {
+                    let offset = words.len();
+                    for ((&s, &(inv, inv_shoup)), &(hi, lo)) in converter
+                        .sources()
+                        .iter()
+                        .zip(converter.qhat_inv())
+                        .zip(converter.reciprocal())
+                    {
+                        words.extend([s as u32, inv, inv_shoup, hi, lo]);
+                    }
+                    sources.push((key, offset));
+                    offset
+                }
+            };
+            let target_table = words.len();
+            words.extend_from_slice(converter.qhat_mod(row.target));
+            words.push(converter.qs_mod(row.target));
+            words[8 * r..8 * r + 8].copy_from_slice(&[
+                row.first_source as u32,
+                converter.sources().len() as u32,
+                source_table as u32,
+                target_table as u32,
+                row.out as u32,
+                row.target as u32,
+                u32::from(row.centered),
+                0,
+            ]);
+        }
+        ConvertTable {
+            buffer: self.commands.constant_storage(&words),
+            rows: rows.len(),
+        }
+    }
+
+    /// Writes every row of `table`, converted from the coefficient-form
+    /// limbs of `input`, into its output limb of `output` (coefficient form).
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
-    pub fn broadcast_centered(
+    pub fn convert(&self, output: &GpuWords, input: &GpuWords, table: &ConvertTable) -> Result<(), GpuError> {
+        let shape = ConvertShape {
+            n: self.n as u32,
+            log_n: self.log_n,
+            rows: table.rows as u32,
+            pad: 0,
+        };
+        let uniform = self.commands.uniform(&shape);
+        self.commands.dispatch(
+            &self.convert,
+            &[
+                entry(0, &output.buffer),
+                entry(1, &self.primes),
+                entry(2, &uniform),
+                entry(6, &input.buffer),
+                entry(7, &table.buffer),
+            ],
+            ((self.n as u32).div_ceil(WORKGROUP), table.rows as u32, 1),
+        );
+        Ok(())
+    }
+
+    /// Uploads a switching key's digits (each `(b, a)` over `Q_L ++ P`) for
+    /// [`Self::inner_product`], as few chunks of digits as the adapter's
+    /// binding size allows.
+    ///
+    /// # Errors
+    /// [`GpuError::TooLarge`] when one digit exceeds a binding.
+    pub fn upload_key(&self, digits: &[(&[u32], &[u32])], key_limbs: usize) -> Result<GpuKeyHalves, GpuError> {
+        let limit = self.binding_limit();
+        let digit_bytes = (4 * self.n * key_limbs) as u64;
+        if digit_bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: "one digit of a switching key",
+                bytes: digit_bytes,
+                limit,
+            });
+        }
+        let per_chunk = ((limit / digit_bytes) as usize).max(1);
+        let chunks = digits
+            .chunks(per_chunk)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let b: Vec<u32> = chunk.iter().flat_map(|d| d.0.iter().copied()).collect();
+                let a: Vec<u32> = chunk.iter().flat_map(|d| d.1.iter().copied()).collect();
+                (c * per_chunk, chunk.len(), self.upload_words(&b), self.upload_words(&a))
+            })
+            .collect();
+        Ok(GpuKeyHalves { chunks, key_limbs })
+    }
+
+    /// `acc = sum_j digit_j * key_j` over the first `digits_used` digits
+    /// for both key halves (acc_b's `limbs` limbs, then acc_a's), or `acc +=`
+    /// with `accumulate`. `table` is the digit table of
+    /// `shaders/keyswitch.wgsl` (per limb: prime, key limb; per digit and
+    /// limb: own or converted, position); digits are read through `perm`
+    /// when given.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    #[allow(clippy::too_many_arguments)] // the two sources of a digit, the key, the sums and how
+    pub fn inner_product(
         &self,
-        limb: &GpuWords,
-        source_prime: usize,
-        primes: &[usize],
-    ) -> Result<GpuWords, GpuError> {
-        let out = self.zeros(primes.len());
-        self.limbwise(
-            LimbwiseOp::BroadcastCentered,
-            &out,
-            primes,
-            Some(limb),
-            limb,
-            source_prime,
-        )?;
-        Ok(out)
+        own: &GpuWords,
+        converted: &GpuWords,
+        key: &GpuKeyHalves,
+        perm: Option<&GpuWords>,
+        acc: &GpuWords,
+        table: &wgpu::Buffer,
+        (limbs, digits_used): (usize, usize),
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let chunks = key.chunks.iter().filter(|c| c.0 < digits_used);
+        for (index, (digit_base, digits, key_b, key_a)) in chunks.enumerate() {
+            let shape = InnerProductShape {
+                n: self.n as u32,
+                log_n: self.log_n,
+                limbs: limbs as u32,
+                digits: (*digits).min(digits_used - digit_base) as u32,
+                digit_base: *digit_base as u32,
+                key_limbs: key.key_limbs as u32,
+                use_perm: u32::from(perm.is_some()),
+                accumulate: u32::from(accumulate || index > 0),
+            };
+            let uniform = self.commands.uniform(&shape);
+            // Without a permutation the binding still needs a buffer: the table stands in, unread.
+            let perm_buffer = perm.map_or(table, |p| &p.buffer);
+            self.commands.dispatch(
+                &self.inner_product,
+                &[
+                    entry(0, &own.buffer),
+                    entry(1, &converted.buffer),
+                    entry(2, &key_b.buffer),
+                    entry(3, &key_a.buffer),
+                    entry(4, perm_buffer),
+                    entry(5, &acc.buffer),
+                    entry(6, &self.primes),
+                    entry(7, table),
+                    entry(8, &uniform),
+                ],
+                ((self.n as u32).div_ceil(WORKGROUP), limbs as u32, 1),
+            );
+        }
+        Ok(())
+    }
+
+    /// A limb-wise kernel writing `rows.len()` limbs of `out`, row `l` for
+    /// limb `l` (see `shaders/limbwise.wgsl`); operands a kernel does not
+    /// read may be `None`.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn limbwise(
+        &self,
+        op: LimbwiseOp,
+        out: &GpuWords,
+        operands: [Option<&GpuWords>; 3],
+        perm: Option<&GpuWords>,
+        rows: &[LimbRow],
+    ) -> Result<(), GpuError> {
+        let words = (rows.len() * self.n) as u32;
+        let shape = LimbwiseShape {
+            n: self.n as u32,
+            log_n: self.log_n,
+            words,
+            pad: 0,
+        };
+        let uniform = self.commands.uniform(&shape);
+        let table: Vec<u32> = rows.iter().flat_map(LimbRow::words).collect();
+        let table = self.commands.constant_storage(&table);
+        let [a, b, c] = operands;
+        let mut entries = vec![
+            entry(0, &out.buffer),
+            entry(3, &self.primes),
+            entry(4, &table),
+            entry(5, &uniform),
+        ];
+        let reads = match op {
+            LimbwiseOp::MulScalar
+            | LimbwiseOp::AddScalar
+            | LimbwiseOp::BroadcastCentered
+            | LimbwiseOp::ReduceSigned => [true, false, false, false],
+            LimbwiseOp::SubMulScalar => [true, true, false, false],
+            LimbwiseOp::ModDownFinish => [true, true, true, true],
+            LimbwiseOp::AddPermuted => [true, false, false, true],
+        };
+        // An operand bound but not read this time (a mode that skips it) gets a stand-in.
+        for (binding, (read, operand)) in [
+            (1, (reads[0], a)),
+            (2, (reads[1], b)),
+            (6, (reads[2], c)),
+            (7, (reads[3], perm)),
+        ] {
+            if read {
+                entries.push(entry(binding, operand.map_or(&self.primes, |o| &o.buffer)));
+            }
+        }
+        let groups = words.div_ceil(WORKGROUP);
+        let x = groups.min(MAX_GROUPS_PER_DIM);
+        self.commands
+            .dispatch(&self.limbwise[op as usize], &entries, (x, groups.div_ceil(x), 1));
+        Ok(())
     }
 
     /// Signed 64-bit coefficients reduced into each of `primes` (limb `j`
@@ -503,8 +727,15 @@ impl GpuRing {
     pub fn reduce_signed(&self, coeffs: &[i64], primes: &[usize]) -> Result<GpuWords, GpuError> {
         assert_eq!(coeffs.len(), self.n, "one coefficient per ring position");
         let source = self.upload_words(bytemuck::cast_slice(coeffs));
-        let out = self.zeros(primes.len());
-        self.limbwise(LimbwiseOp::ReduceSigned, &out, primes, Some(&source), &source, 0)?;
+        let out = self.scratch(primes.len());
+        let rows: Vec<LimbRow> = primes
+            .iter()
+            .map(|&p| LimbRow {
+                prime: p as u32,
+                ..Default::default()
+            })
+            .collect();
+        self.limbwise(LimbwiseOp::ReduceSigned, &out, [Some(&source), None, None], None, &rows)?;
         Ok(out)
     }
 }

@@ -11,7 +11,9 @@ pub mod kernels;
 pub mod poly;
 pub mod ring;
 pub mod shaders;
+pub mod work;
 
 pub use device::{AdapterSummary, GpuContext, GpuError};
 pub use poly::{GpuPoly, GpuWords};
 pub use ring::GpuRing;
+pub use work::GpuWork;

@@ -1,5 +1,6 @@
 //! Device-resident RNS polynomials and raw limb buffers.
 
+use super::commands::DeviceBuffer;
 use crate::ring::{Domain, LimbLayout};
 use std::marker::PhantomData;
 
@@ -8,7 +9,7 @@ use std::marker::PhantomData;
 /// Invariant: the buffer holds `layout.len() * n` canonical words, limb-major,
 /// exactly as [`crate::ring::RnsPoly`] on the host.
 pub struct GpuPoly<D: Domain> {
-    pub(super) buffer: wgpu::Buffer,
+    pub(super) buffer: DeviceBuffer,
     pub(super) layout: LimbLayout,
     pub(super) _domain: PhantomData<D>,
 }
@@ -32,7 +33,7 @@ impl<D: Domain> GpuPoly<D> {
 /// basis conversion are an arbitrary list of primes). Cloning shares the buffer.
 #[derive(Clone)]
 pub struct GpuWords {
-    pub(super) buffer: wgpu::Buffer,
+    pub(super) buffer: DeviceBuffer,
 }
 
 impl<D: Domain> GpuPoly<D> {

@@ -8,8 +8,9 @@
 //! the device as one command buffer. An error wgpu reports surfaces at that
 //! point.
 
-use super::commands::{storage_usage, CommandRecorder};
+use super::commands::{CommandRecorder, IdleLimit};
 use super::device::{GpuContext, GpuError};
+use super::kernels::{ElementwiseOp, LimbwiseOp};
 use super::poly::{GpuPoly, GpuWords};
 use super::shaders::KernelFile;
 use crate::math::Modulus;
@@ -17,12 +18,18 @@ use crate::ring::{Domain, LimbLayout, RingContext, RnsPoly};
 use bytemuck::{Pod, Zeroable};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use wgpu::util::DeviceExt;
 
 /// Invocations per workgroup in every kernel.
 pub(super) const WORKGROUP: u32 = 256;
 /// Largest workgroup count in one dispatch dimension (WebGPU's minimum limit).
 pub(super) const MAX_GROUPS_PER_DIM: u32 = 65535;
+
+/// Bytes of idle storage buffers the ring's pool keeps; past it, the buffers
+/// idle longest are released. Room for every scratch buffer of a key switch
+/// at N = 2^17 several times over, far below a GPU's memory, while a pass
+/// through many levels (each with buffers of its own sizes) does not pin a
+/// buffer of every size it ever used.
+const POOL_IDLE_BYTES: u64 = 1 << 30;
 
 /// Host mirror of `PrimeConsts` in `shaders/modarith.wgsl`.
 #[repr(C)]
@@ -38,6 +45,15 @@ struct PrimeConsts {
     pad: u32,
 }
 
+/// The entry points of `shaders/ntt.wgsl`.
+pub(super) struct NttPipelines {
+    pub(super) forward: wgpu::ComputePipeline,
+    pub(super) inverse: wgpu::ComputePipeline,
+    pub(super) forward_from: wgpu::ComputePipeline,
+    pub(super) inverse_from: wgpu::ComputePipeline,
+    pub(super) forward_converted: wgpu::ComputePipeline,
+}
+
 /// The ring's tables on the device and the compiled pipelines.
 ///
 /// Invariant: `primes[i]` belongs to global prime `i` of the ring context;
@@ -45,19 +61,19 @@ struct PrimeConsts {
 /// each) sit at `primes[i].twiddle_offset` in `twiddles[twiddle_chunk[i]]`,
 /// each chunk within one storage binding.
 pub struct GpuRing {
-    pub(super) ctx: Arc<GpuContext>,
     pub(super) n: usize,
     pub(super) log_n: u32,
     pub(super) q_count: usize,
     pub(super) primes: wgpu::Buffer,
     pub(super) twiddles: Vec<wgpu::Buffer>,
     pub(super) twiddle_chunk: Vec<usize>,
-    pub(super) ntt_forward: wgpu::ComputePipeline,
-    pub(super) ntt_inverse: wgpu::ComputePipeline,
-    pub(super) elementwise: [wgpu::ComputePipeline; 4],
+    pub(super) ntt: NttPipelines,
+    pub(super) elementwise: Vec<wgpu::ComputePipeline>,
     pub(super) convert: wgpu::ComputePipeline,
     pub(super) inner_product: wgpu::ComputePipeline,
-    pub(super) limbwise: [wgpu::ComputePipeline; 5],
+    pub(super) limbwise: Vec<wgpu::ComputePipeline>,
+    /// Bytes one storage binding may span.
+    binding_limit: u64,
     /// Work recorded but not yet submitted.
     pub(super) commands: CommandRecorder,
 }
@@ -71,7 +87,10 @@ impl GpuRing {
     pub fn new(ctx: &Arc<GpuContext>, ring: &RingContext) -> Result<Self, GpuError> {
         let n = ring.n();
         let count = ring.global_count();
-        let limit = ctx.limits().max_storage_buffer_binding_size;
+        let limit = ctx
+            .limits()
+            .max_storage_buffer_binding_size
+            .min(ctx.limits().max_buffer_size);
         let prime_bytes = 16 * n as u64;
         if prime_bytes > limit {
             return Err(GpuError::TooLarge {
@@ -110,17 +129,12 @@ impl GpuRing {
             words.extend(shoup(table.psi_inv_rev()));
         }
         let device = ctx.device();
-        let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            })
-        };
-        let primes = init("primes", bytemuck::cast_slice(&primes), wgpu::BufferUsages::STORAGE);
+        let commands = CommandRecorder::new(ctx, IdleLimit::Bytes(POOL_IDLE_BYTES));
+        let table = |label: &str, contents: &[u8]| commands.created_init(label, contents, wgpu::BufferUsages::STORAGE);
+        let primes = table("primes", bytemuck::cast_slice(&primes));
         let twiddles = chunks
             .iter()
-            .map(|words| init("twiddles", bytemuck::cast_slice(words), wgpu::BufferUsages::STORAGE))
+            .map(|words| table("twiddles", bytemuck::cast_slice(words)))
             .collect();
         let module = |file: KernelFile| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -128,7 +142,6 @@ impl GpuRing {
                 source: wgpu::ShaderSource::Wgsl(file.source(ctx.wide_mul()).into()),
             })
         };
-        let commands = CommandRecorder::new(ctx);
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| commands.pipeline(module, entry, &[]);
         let ntt = module(KernelFile::Ntt);
         let elementwise = module(KernelFile::Elementwise);
@@ -136,30 +149,30 @@ impl GpuRing {
         let keyswitch = module(KernelFile::KeySwitch);
         let limbwise = module(KernelFile::Limbwise);
         let ring_gpu = Self {
-            ctx: ctx.clone(),
             n,
             log_n: n.trailing_zeros(),
             q_count: ring.q_count(),
             primes,
             twiddles,
             twiddle_chunk,
-            ntt_forward: pipeline(&ntt, "forward"),
-            ntt_inverse: pipeline(&ntt, "inverse"),
-            elementwise: [
-                pipeline(&elementwise, "add"),
-                pipeline(&elementwise, "sub"),
-                pipeline(&elementwise, "mul"),
-                pipeline(&elementwise, "mul_add"),
-            ],
+            ntt: NttPipelines {
+                forward: pipeline(&ntt, "forward"),
+                inverse: pipeline(&ntt, "inverse"),
+                forward_from: pipeline(&ntt, "forward_from"),
+                inverse_from: pipeline(&ntt, "inverse_from"),
+                forward_converted: pipeline(&ntt, "forward_converted"),
+            },
+            elementwise: ElementwiseOp::ENTRY_POINTS
+                .iter()
+                .map(|e| pipeline(&elementwise, e))
+                .collect(),
             convert: pipeline(&basis, "convert"),
             inner_product: pipeline(&keyswitch, "inner_product"),
-            limbwise: [
-                pipeline(&limbwise, "permute"),
-                pipeline(&limbwise, "mul_scalar"),
-                pipeline(&limbwise, "sub_mul_scalar"),
-                pipeline(&limbwise, "broadcast_centered"),
-                pipeline(&limbwise, "reduce_signed"),
-            ],
+            limbwise: LimbwiseOp::ENTRY_POINTS
+                .iter()
+                .map(|e| pipeline(&limbwise, e))
+                .collect(),
+            binding_limit: limit,
             commands,
         };
         ctx.finish()?;
@@ -169,13 +182,8 @@ impl GpuRing {
 
     /// Copies a host polynomial to the device.
     pub fn upload<D: Domain>(&self, poly: &RnsPoly<D>) -> GpuPoly<D> {
-        let buffer = self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("poly"),
-            contents: bytemuck::cast_slice(poly.words()),
-            usage: storage_usage(),
-        });
         GpuPoly {
-            buffer,
+            buffer: self.commands.upload(bytemuck::cast_slice(poly.words())),
             layout: poly.layout(),
             _domain: PhantomData,
         }
@@ -196,23 +204,13 @@ impl GpuRing {
             .map(|i| if i < layout.q { i } else { self.q_count + i - layout.q } as u32)
             .collect()
     }
-
-    /// The global prime index of every limb of `layout`, as a (cached,
-    /// read-only) device buffer.
-    pub(super) fn limb_primes(&self, layout: LimbLayout) -> wgpu::Buffer {
-        self.commands.constant_storage(&self.prime_indices(layout))
-    }
 }
 
 impl GpuRing {
     /// Uploads host words (an automorphism's index permutation, say).
     pub fn upload_words(&self, words: &[u32]) -> GpuWords {
         GpuWords {
-            buffer: self.ctx.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("words"),
-                contents: bytemuck::cast_slice(words),
-                usage: storage_usage(),
-            }),
+            buffer: self.commands.upload(bytemuck::cast_slice(words)),
         }
     }
 
@@ -239,36 +237,58 @@ impl GpuRing {
         self.commands.sync()
     }
 
-    /// Fresh zeroed device words for `limbs` limbs.
+    /// Zeroed device words for `limbs` limbs.
     pub fn zeros(&self, limbs: usize) -> GpuWords {
         GpuWords {
-            buffer: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("limbs"),
-                size: (4 * self.n * limbs) as u64,
-                usage: storage_usage(),
-                mapped_at_creation: false,
-            }),
+            buffer: self.commands.zeroed(self.limb_bytes(limbs)),
         }
+    }
+
+    /// Device words for `limbs` limbs with unspecified contents, for a
+    /// kernel that writes every word before anything reads it.
+    pub fn scratch(&self, limbs: usize) -> GpuWords {
+        GpuWords {
+            buffer: self.commands.storage(self.limb_bytes(limbs)),
+        }
+    }
+
+    fn limb_bytes(&self, limbs: usize) -> u64 {
+        (4 * self.n * limbs) as u64
     }
 
     /// Copies `count` limbs from limb `from` of `src` to limb `to` of `dst`.
     pub fn copy_limbs(&self, src: &GpuWords, from: usize, dst: &GpuWords, to: usize, count: usize) {
-        let limb = (4 * self.n) as u64;
-        self.commands.record(|encoder| {
-            encoder.copy_buffer_to_buffer(
-                &src.buffer,
-                from as u64 * limb,
-                &dst.buffer,
-                to as u64 * limb,
-                count as u64 * limb,
-            )
-        });
+        let limb = self.limb_bytes(1);
+        self.commands.copy(
+            &src.buffer,
+            from as u64 * limb,
+            &dst.buffer,
+            to as u64 * limb,
+            count as u64 * limb,
+        );
     }
 
     /// A new buffer with limbs `from..from + count` of `src`.
     pub fn slice_limbs(&self, src: &GpuWords, from: usize, count: usize) -> GpuWords {
-        let out = self.zeros(count);
+        let out = self.scratch(count);
         self.copy_limbs(src, from, &out, 0, count);
         out
+    }
+
+    /// A read-only storage buffer holding `words`, shared with every other
+    /// request for the same words (tables that depend only on the
+    /// parameters and the level).
+    pub fn constant_buffer(&self, words: &[u32]) -> wgpu::Buffer {
+        self.commands.constant_storage(words)
+    }
+
+    /// Bytes one storage binding may span on this device.
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+
+    /// The work recorded on this ring's device since it was opened.
+    pub fn work(&self) -> crate::backend::gpu::GpuWork {
+        self.commands.work()
     }
 }

@@ -5,6 +5,8 @@
 
 /// Shared modular arithmetic, prepended to every kernel file.
 const MODARITH: &str = include_str!("../../../shaders/modarith.wgsl");
+/// Basis conversion of one output word, shared by the conversion and NTT kernels.
+const CONVERT: &str = include_str!("../../../shaders/convert.wgsl");
 /// The portable 32x32 -> 64-bit product.
 const MUL_WIDE_U32: &str = include_str!("../../../shaders/mul_wide_u32.wgsl");
 /// The same product with 64-bit integers (SHADER_INT64).
@@ -22,15 +24,18 @@ pub enum WideMul {
 /// Every kernel family; one `.wgsl` file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelFile {
-    /// `shaders/ntt.wgsl`: forward and inverse NTT passes.
+    /// `shaders/ntt.wgsl`: forward and inverse NTT passes, the first pass
+    /// optionally reading another buffer or a basis conversion.
     Ntt,
-    /// `shaders/elementwise.wgsl`: add, sub, mul over limbs.
+    /// `shaders/elementwise.wgsl`: add, sub, negate, mul, the tensor product.
     Elementwise,
-    /// `shaders/basis.wgsl`: fast basis extension, plain and centred.
+    /// `shaders/basis.wgsl`: fast basis extension, plain and centred, into
+    /// coefficient form.
     Basis,
-    /// `shaders/keyswitch.wgsl`: the key-switching inner product.
+    /// `shaders/keyswitch.wgsl`: the key-switching inner product over all digits.
     KeySwitch,
-    /// `shaders/limbwise.wgsl`: permutation, per-limb constants, broadcast.
+    /// `shaders/limbwise.wgsl`: per-limb constants, ModDown's last step,
+    /// rescale's broadcast, encoding's reduction.
     Limbwise,
 }
 
@@ -66,13 +71,17 @@ impl KernelFile {
     }
 
     /// The complete module source: the wide product, the shared arithmetic,
-    /// then the kernel file.
+    /// the basis conversion where the kernels use it, then the kernel file.
     pub fn source(self, wide: WideMul) -> String {
         let mul_wide = match wide {
             WideMul::Portable => MUL_WIDE_U32,
             WideMul::Int64 => MUL_WIDE_U64,
         };
-        format!("{mul_wide}\n{MODARITH}\n{}", self.body())
+        let convert = match self {
+            KernelFile::Ntt | KernelFile::Basis => CONVERT,
+            _ => "",
+        };
+        format!("{mul_wide}\n{MODARITH}\n{convert}\n{}", self.body())
     }
 }
 
