@@ -11,6 +11,7 @@ use super::memory::{available_memory, EvalMemory, KeyMemoryChoice};
 use super::score::median;
 use super::session::{EncryptedSession, StageSeconds};
 use super::{print_json, BackendChoice, CliError};
+use crate::backend::gpu::GpuWork;
 use crate::he_nn::plan_for;
 use crate::nn::spec::NIH15;
 use crate::nn::{random_folded_model, Arch, LatentShape, Model, ModelSpec, NnError};
@@ -73,6 +74,8 @@ struct Row {
     plain_ms: Option<f64>,
     runs: usize,
     lockstep: usize,
+    /// GPU work per image of the last run (steady state from the second run on).
+    gpu_work: Option<GpuWork>,
 }
 
 fn parse_model(name: &str) -> Result<(Arch, bool), CliError> {
@@ -122,6 +125,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         plain_ms: None,
         runs: 0,
         lockstep: usize::from(args.lockstep),
+        gpu_work: None,
     };
     let classes = NIH15.iter().map(|c| c.to_string()).collect();
     let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_folded_model(&spec, 1)) {
@@ -173,7 +177,11 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     let together = Array4::from_shape_simple_fn((row.lockstep, c, h, w), || rng.gen_range(-1.0..1.0));
     let mut stages = Vec::new();
     for _ in 0..args.runs {
+        let before = session.gpu_work().unwrap_or_default();
         stages.push(session.logits(&together, true)?.1);
+        row.gpu_work = session
+            .gpu_work()
+            .map(|after| after.since(&before).per(row.lockstep as u64));
     }
     row.runs = stages.len();
     let per_image =
@@ -217,6 +225,7 @@ fn row_json(r: &Row) -> Value {
         "preset": r.preset, "levels": r.levels, "key_switches": r.key_switches,
         "seconds": {"keygen": r.keygen_s, "encrypt": r.encrypt_s, "infer_per_image": r.infer_s, "decrypt": r.decrypt_s},
         "plain_ms_per_image": r.plain_ms, "runs": r.runs, "lockstep": r.lockstep,
+        "gpu_work_per_image": r.gpu_work,
     })
 }
 

@@ -7,6 +7,7 @@ use super::binding::{ModelBinding, Planned};
 use super::crypt::{PUBLIC_KEY_FILE, SECRET_KEY_FILE};
 use super::memory::EvalMemory;
 use super::CliError;
+use crate::backend::gpu::GpuWork;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
@@ -152,6 +153,13 @@ impl EncryptedSession {
     /// `("cpu" | "gpu", adapter name)`.
     pub fn backend(&self) -> (String, Option<String>) {
         self.chosen.describe()
+    }
+
+    /// The work recorded on the GPU since this session's evaluator was made
+    /// (its keys' upload included); `None` on the CPU or before the first
+    /// evaluation.
+    pub fn gpu_work(&self) -> Option<GpuWork> {
+        self.gpu.get().map(GpuEvaluator::work)
     }
 
     /// Encrypted logits of latents `x` (`B x C x H x W`, the model's latent

@@ -199,7 +199,7 @@ impl GpuRing {
     }
 
     /// The global prime index of every limb of `layout`.
-    pub(super) fn prime_indices(&self, layout: LimbLayout) -> Vec<u32> {
+    pub fn prime_indices(&self, layout: LimbLayout) -> Vec<u32> {
         (0..layout.len())
             .map(|i| if i < layout.q { i } else { self.q_count + i - layout.q } as u32)
             .collect()
