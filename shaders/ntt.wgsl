@@ -16,7 +16,13 @@
 // out-of-place transform, the input left as it was); `forward_converted`
 // computes each word as a basis conversion (shaders/convert.wgsl, row
 // `limbs[4s + 2]`), so ModUp and ModDown write their converted limbs
-// straight into the transform.
+// straight into the transform; `forward_broadcast` takes the centred value
+// of limb `limbs[4s + 2]` of `source`, over the prime `source_prime` (a
+// rescale's last limb, broadcast to the primes below it).
+// The last pass of a forward transform may, instead of storing its words
+// into `data`, finish the operation they feed (the `*_finish` entry points,
+// see `finish` below): ModDown's and rescale's subtraction and scaling, and
+// what the operation adds, written straight to the result.
 // The twiddle tables of all primes may exceed one storage binding (n17): the
 // host binds one chunk of primes at a time and dispatches the limbs over it.
 
@@ -35,7 +41,8 @@ struct NttPass {
     limb_base: u32,
     // log2(tile_words): every split of a local index is a shift and a mask.
     tile_log: u32,
-    pad: u32,
+    // Global prime of the broadcast source limb (forward_broadcast).
+    source_prime: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> data: array<u32>;
@@ -46,6 +53,17 @@ struct NttPass {
 @group(0) @binding(3) var<storage, read> twiddles: array<u32>;
 @group(0) @binding(4) var<uniform> pass_info: NttPass;
 @group(0) @binding(5) var<storage, read> source: array<u32>;
+
+// The finishing store: per slot an 8-word row as in shaders/limbwise.wgsl
+// (prime, constant, its Shoup quotient, limb of fin_a, unused, limb of
+// fin_c, mode, unused); the slot's `data` position is the limb of fin_out
+// it writes: fin_out = (fin_a - word) * constant + extra, extra by mode:
+// 0 nothing, 1 fin_out's own word, 2 fin_c's word, 3 fin_c's word at perm[k].
+@group(0) @binding(8) var<storage, read_write> fin_out: array<u32>;
+@group(0) @binding(9) var<storage, read> fin_a: array<u32>;
+@group(0) @binding(10) var<storage, read> fin_c: array<u32>;
+@group(0) @binding(11) var<storage, read> fin_perm: array<u32>;
+@group(0) @binding(12) var<storage, read> fin_rows: array<u32>;
 
 var<workgroup> tile: array<u32, TILE>;
 
@@ -114,6 +132,48 @@ fn load_tile_converted(local: u32, wg: u32, row: u32) {
         tile[l] = convert_value(row, element_index(l, wg));
     }
     workgroupBarrier();
+}
+
+fn load_tile_broadcast(local: u32, wg: u32, from_base: u32, p: PrimeConsts) {
+    let s = primes[pass_info.source_prime].q;
+    // Words and s are below 2^31: one Shoup product by 1 reduces any u32.
+    let s_mod = mul_shoup(s, 1u, p.one_shoup, p.q);
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        let x = source[from_base + element_index(l, wg)];
+        var v = mul_shoup(x, 1u, p.one_shoup, p.q);
+        if x > s / 2u {
+            v = sub_mod(v, s_mod, p.q);
+        }
+        tile[l] = v;
+    }
+    workgroupBarrier();
+}
+
+fn store_tile_finish(local: u32, wg: u32, base: u32, slot_index: u32, p: PrimeConsts) {
+    workgroupBarrier();
+    let r = 8u * slot_index;
+    let value = fin_rows[r + 1u];
+    let shoup = fin_rows[r + 2u];
+    let a_base = fin_rows[r + 3u] << pass_info.log_n;
+    let c_base = fin_rows[r + 5u] << pass_info.log_n;
+    let mode = fin_rows[r + 6u];
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        let e = element_index(l, wg);
+        var v = mul_shoup(sub_mod(fin_a[a_base + e], tile[l], p.q), value, shoup, p.q);
+        switch mode {
+            case 1u: {
+                v = add_mod(v, fin_out[base + e], p.q);
+            }
+            case 2u: {
+                v = add_mod(v, fin_c[c_base + e], p.q);
+            }
+            case 3u: {
+                v = add_mod(v, fin_c[c_base + fin_perm[e]], p.q);
+            }
+            default: {}
+        }
+        fin_out[base + e] = v;
+    }
 }
 
 fn store_tile(local: u32, wg: u32, base: u32, p: PrimeConsts) {
@@ -194,6 +254,38 @@ fn forward_converted(@builtin(local_invocation_index) local: u32, @builtin(workg
     load_tile_converted(local, wid.x, s.src_pos);
     forward_stages(local, wid.x, s.p);
     store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_broadcast(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_broadcast(local, wid.x, s.src_pos << pass_info.log_n, s.p);
+    forward_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_finish(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile(local, wid.x, s.base);
+    forward_stages(local, wid.x, s.p);
+    store_tile_finish(local, wid.x, s.base, pass_info.limb_base + wid.y, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_converted_finish(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_converted(local, wid.x, s.src_pos);
+    forward_stages(local, wid.x, s.p);
+    store_tile_finish(local, wid.x, s.base, pass_info.limb_base + wid.y, s.p);
+}
+
+@compute @workgroup_size(256)
+fn forward_broadcast_finish(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    load_tile_broadcast(local, wid.x, s.src_pos << pass_info.log_n, s.p);
+    forward_stages(local, wid.x, s.p);
+    store_tile_finish(local, wid.x, s.base, pass_info.limb_base + wid.y, s.p);
 }
 
 @compute @workgroup_size(256)

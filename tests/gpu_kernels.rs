@@ -3,7 +3,7 @@
 //! without a GPU, lavapipe (`mesa-vulkan-drivers`) provides one, and `.ci/run`
 //! installs it. Without any adapter they fail, loudly, rather than skip.
 
-use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb};
+use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb, NttOutput};
 use latent_he::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
@@ -177,7 +177,7 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
                 input: &device_input,
                 table: &table,
             };
-            gpu.ntt(&transformed, &limbs, input, false).unwrap();
+            gpu.ntt(&transformed, &limbs, input, NttOutput::InPlace, false).unwrap();
             let mut expected_eval = expected.clone();
             for (limb, &t) in expected_eval.chunks_exact_mut(n).zip(&targets) {
                 ring.global_table(t).forward(limb);

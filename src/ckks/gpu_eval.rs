@@ -24,7 +24,7 @@ use super::error::CkksError;
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
 use crate::backend::gpu::kernels::{
-    ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb,
+    ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb, NttOutput,
 };
 use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords, GpuWork};
 use crate::ring::automorphism::eval_permutation;
@@ -254,7 +254,7 @@ impl GpuEvaluator {
             let primes: Vec<usize> = (0..=level).collect();
             let words = self.ring.reduce_signed(coeffs, &primes)?;
             let limbs: Vec<NttLimb> = primes.iter().map(|&p| NttLimb::in_place(p, p)).collect();
-            self.ring.ntt(&words, &limbs, NttInput::InPlace, false)?;
+            self.ring.ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, false)?;
             GpuPoly::from_words(words, self.params.layout(level), self.ring.n())
         } else {
             self.ring.upload(&encoded.into_plaintext(&self.params).poly)
@@ -348,12 +348,7 @@ impl GpuEvaluator {
     fn ct_rows(level: usize, value: impl Fn(usize, usize) -> (u32, u32)) -> Vec<LimbRow> {
         (0..2)
             .flat_map(|h| (0..=level).map(move |i| (h, i)))
-            .map(|(h, i)| LimbRow {
-                prime: i as u32,
-                value: value(h, i),
-                a: (h * (level + 1) + i) as u32,
-                ..Default::default()
-            })
+            .map(|(h, i)| LimbRow::new(i, value(h, i), h * (level + 1) + i))
             .collect()
     }
 
@@ -380,7 +375,7 @@ impl GpuEvaluator {
         self.ring.limbwise(
             LimbwiseOp::MulScalar,
             &parts,
-            [Some(&ct.parts), None, None],
+            &ct.parts,
             None,
             &rows,
         )?;
@@ -412,7 +407,7 @@ impl GpuEvaluator {
         self.ring.limbwise(
             LimbwiseOp::AddScalar,
             &parts,
-            [Some(&ct.parts), None, None],
+            &ct.parts,
             None,
             &rows,
         )?;
@@ -505,52 +500,40 @@ impl GpuEvaluator {
         let (q, last) = (level + 1, level);
         let top = self.ring.scratch(2);
         let top_limbs = [NttLimb::from(last, 0, last), NttLimb::from(last, 1, q + last)];
-        self.ring.ntt(&top, &top_limbs, NttInput::Source(&ct.parts), true)?;
-        let lower = |h: usize, j: usize| h * last + j;
-        let broadcast: Vec<LimbRow> = (0..2)
-            .flat_map(|h| (0..last).map(move |j| (h, j)))
-            .map(|(h, j)| LimbRow {
-                prime: j as u32,
-                a: h as u32,
-                source_prime: last as u32,
-                ..Default::default()
-            })
-            .collect();
-        let t = self.ring.scratch(2 * last);
-        self.ring.limbwise(
-            LimbwiseOp::BroadcastCentered,
-            &t,
-            [Some(&top), None, None],
-            None,
-            &broadcast,
-        )?;
-        let t_limbs: Vec<NttLimb> = (0..2)
-            .flat_map(|h| (0..last).map(move |j| NttLimb::in_place(j, lower(h, j))))
-            .collect();
-        self.ring.ntt(&t, &t_limbs, NttInput::InPlace, false)?;
+        self.ring.ntt(&top, &top_limbs, NttInput::Source(&ct.parts), NttOutput::InPlace, true)?;
         let ring = self.params.ring();
         let q_last = ring.q(last).value();
-        let rows: Vec<LimbRow> = (0..2)
-            .flat_map(|h| (0..last).map(move |j| (h, j)))
-            .map(|(h, j)| {
+        // Per half h and prime j below the last: the broadcast of the last
+        // limb, transformed, then subtracted from limb j and scaled.
+        let pairs: Vec<(usize, usize)> = (0..2).flat_map(|h| (0..last).map(move |j| (h, j))).collect();
+        let limbs: Vec<NttLimb> = pairs
+            .iter()
+            .map(|&(h, j)| NttLimb::from(j, h * last + j, h))
+            .collect();
+        let rows: Vec<LimbRow> = pairs
+            .iter()
+            .map(|&(h, j)| {
                 let m = ring.q(j);
                 let inv = m.inv(q_last % m.value());
-                LimbRow {
-                    prime: j as u32,
-                    value: (inv, m.shoup(inv)),
-                    a: (h * q + j) as u32,
-                    b: lower(h, j) as u32,
-                    ..Default::default()
-                }
+                LimbRow::new(j, (inv, m.shoup(inv)), h * q + j)
             })
             .collect();
-        let parts = self.ring.scratch(2 * last);
-        self.ring.limbwise(
-            LimbwiseOp::SubMulScalar,
-            &parts,
-            [Some(&ct.parts), Some(&t), None],
-            None,
-            &rows,
+        let (t, parts) = (self.ring.scratch(2 * last), self.ring.scratch(2 * last));
+        self.ring.ntt(
+            &t,
+            &limbs,
+            NttInput::Broadcast {
+                source: &top,
+                source_prime: last,
+            },
+            NttOutput::Finish {
+                out: &parts,
+                a: &ct.parts,
+                c: None,
+                perm: None,
+                rows: &rows,
+            },
+            false,
         )?;
         Ok(GpuCiphertext {
             parts,
@@ -570,7 +553,7 @@ impl GpuEvaluator {
         let ext = params.extended_layout(level);
         let coeff = self.ring.scratch(level + 1);
         let coeff_limbs: Vec<NttLimb> = (0..=level).map(|i| NttLimb::from(i, i, base + i)).collect();
-        self.ring.ntt(&coeff, &coeff_limbs, NttInput::Source(src), true)?;
+        self.ring.ntt(&coeff, &coeff_limbs, NttInput::Source(src), NttOutput::InPlace, true)?;
         let digits = params.digits(level);
         let mut rows = Vec::new();
         for range in &digits {
@@ -594,6 +577,7 @@ impl GpuEvaluator {
                 input: &coeff,
                 table: &table,
             },
+            NttOutput::InPlace,
             false,
         )?;
         Ok(GpuDecomposed {
@@ -681,7 +665,7 @@ impl GpuEvaluator {
             .flat_map(|h| (0..p).map(move |k| (h, k)))
             .map(|(h, k)| NttLimb::in_place(ring.q_count() + k, h * ext.len() + q + k))
             .collect();
-        self.ring.ntt(acc, &special, NttInput::InPlace, true)?;
+        self.ring.ntt(acc, &special, NttInput::InPlace, NttOutput::InPlace, true)?;
         let mod_down = self.params.mod_down();
         let rows: Vec<ConvertRow> = (0..2)
             .flat_map(|h| (0..q).map(move |t| (h, t)))
@@ -696,37 +680,30 @@ impl GpuEvaluator {
         let table = self.ring.convert_table(&rows);
         let converted = self.ring.scratch(2 * q);
         let limbs: Vec<NttLimb> = rows.iter().map(|r| NttLimb::from(r.target, r.out, r.out)).collect();
-        self.ring.ntt(
-            &converted,
-            &limbs,
-            NttInput::Converted {
-                input: acc,
-                table: &table,
-            },
-            false,
-        )?;
         let p_inv = mod_down.p_inv_mod_q();
         let finish: Vec<LimbRow> = rows
             .iter()
             .map(|r| {
                 let h = r.out / q;
                 LimbRow {
-                    prime: r.target as u32,
-                    value: p_inv[r.target],
-                    a: (h * ext.len() + r.target) as u32,
-                    b: r.out as u32,
                     c: r.out as u32,
-                    mode: modes[h] as u32,
-                    source_prime: 0,
+                    mode: modes[h],
+                    ..LimbRow::new(r.target, p_inv[r.target], h * ext.len() + r.target)
                 }
             })
             .collect();
-        self.ring.limbwise(
-            LimbwiseOp::ModDownFinish,
-            out,
-            [Some(acc), Some(&converted), add],
-            perm,
-            &finish,
+        self.ring.ntt(
+            &converted,
+            &limbs,
+            NttInput::Converted { input: acc, table: &table },
+            NttOutput::Finish {
+                out,
+                a: acc,
+                c: add,
+                perm,
+                rows: &finish,
+            },
+            false,
         )?;
         Ok(())
     }
@@ -862,17 +839,11 @@ impl GpuEvaluator {
                 let accumulate = sum.switched.is_some();
                 let acc = sum.switched.get_or_insert_with(|| self.switch_sums(ct.level));
                 self.switch_into(&decomposed, key, Some(perm), acc, accumulate)?;
-                let rows: Vec<LimbRow> = (0..=ct.level)
-                    .map(|t| LimbRow {
-                        prime: t as u32,
-                        a: t as u32,
-                        ..Default::default()
-                    })
-                    .collect();
+                let rows: Vec<LimbRow> = (0..=ct.level).map(|t| LimbRow::new(t, (0, 0), t)).collect();
                 self.ring.limbwise(
                     LimbwiseOp::AddPermuted,
                     &sum.parts,
-                    [Some(&ct.parts), None, None],
+                    &ct.parts,
                     Some(perm),
                     &rows,
                 )?;

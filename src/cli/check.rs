@@ -3,7 +3,7 @@
 
 use super::params::ParamsSource;
 use super::{print_json, CliError};
-use crate::backend::gpu::kernels::{NttInput, NttLimb};
+use crate::backend::gpu::kernels::{NttInput, NttLimb, NttOutput};
 use crate::backend::gpu::{GpuContext, GpuWork};
 use crate::ckks::gpu_eval::{GpuCiphertext, GpuEvaluator};
 use crate::ckks::{encode, encrypt_values, Ciphertext, Evaluator, PublicKeySet, SecretKey};
@@ -92,10 +92,10 @@ fn ntt_on_gpu<D: crate::ring::Domain>(
         .enumerate()
         .map(|(pos, &p)| NttLimb::in_place(p as usize, pos))
         .collect();
-    let (_, ms, work) = steady_gpu(gpu, || Ok(ring.ntt(&words, &limbs, NttInput::InPlace, inverse)?))?;
+    let (_, ms, work) = steady_gpu(gpu, || Ok(ring.ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, inverse)?))?;
     // Several transforms ran on `words`; the words compared are one transform's.
     let fresh = ring.upload(poly).words();
-    ring.ntt(&fresh, &limbs, NttInput::InPlace, inverse)?;
+    ring.ntt(&fresh, &limbs, NttInput::InPlace, NttOutput::InPlace, inverse)?;
     Ok((ring.download_words(&fresh)?, ms, work))
 }
 

@@ -30,7 +30,7 @@ struct NttPass {
     tile_words: u32,
     limb_base: u32,
     tile_log: u32,
-    pad: u32,
+    source_prime: u32,
 }
 
 /// Host mirror of `Convert` in `shaders/basis.wgsl`.
@@ -112,32 +112,19 @@ pub enum LimbwiseOp {
     MulScalar,
     /// `out[l] = a[l'] + constant`.
     AddScalar,
-    /// `out[l] = (a[l'] - b[l'']) * constant`.
-    SubMulScalar,
-    /// ModDown's last step plus what the operation adds ([`FinishMode`]).
-    ModDownFinish,
     /// `out[l] += a[l'][perm[k]]`.
     AddPermuted,
-    /// The centred value of a limb of `a` over another prime.
-    BroadcastCentered,
     /// Signed 64-bit coefficients reduced into each limb's prime.
     ReduceSigned,
 }
 
 impl LimbwiseOp {
     /// Entry points of `shaders/limbwise.wgsl`, in the order of the variants.
-    pub(super) const ENTRY_POINTS: [&'static str; 7] = [
-        "mul_scalar",
-        "add_scalar",
-        "sub_mul_scalar",
-        "mod_down_finish",
-        "add_permuted",
-        "broadcast_centered",
-        "reduce_signed",
-    ];
+    pub(super) const ENTRY_POINTS: [&'static str; 4] = ["mul_scalar", "add_scalar", "add_permuted", "reduce_signed"];
 }
 
-/// What [`LimbwiseOp::ModDownFinish`] adds to an output limb.
+/// What the finishing store of an NTT ([`NttOutput::Finish`]) adds to an
+/// output limb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishMode {
     /// Nothing.
@@ -150,37 +137,36 @@ pub enum FinishMode {
     AddPermuted = 3,
 }
 
-/// One output limb of a limb-wise kernel: the row of `shaders/limbwise.wgsl`.
-#[derive(Clone, Copy, Debug, Default)]
+/// One output limb of a limb-wise kernel or of an NTT's finishing store:
+/// the row of `shaders/limbwise.wgsl`.
+#[derive(Clone, Copy, Debug)]
 pub struct LimbRow {
     /// Global prime of the output limb.
     pub prime: u32,
     /// A constant (canonical) and its Shoup quotient.
     pub value: (u32, u32),
-    /// Limbs of `a`, `b` and `c` the output limb reads.
+    /// The limb of `a` the output limb reads.
     pub a: u32,
-    /// See [`Self::a`].
-    pub b: u32,
-    /// See [`Self::a`].
+    /// The limb of `c` a finishing store adds.
     pub c: u32,
-    /// [`FinishMode`] of a ModDown finish.
-    pub mode: u32,
-    /// Global prime of the source limb of a broadcast.
-    pub source_prime: u32,
+    /// What a finishing store adds.
+    pub mode: FinishMode,
 }
 
 impl LimbRow {
-    fn words(&self) -> [u32; 8] {
-        [
-            self.prime,
-            self.value.0,
-            self.value.1,
-            self.a,
-            self.b,
-            self.c,
-            self.mode,
-            self.source_prime,
-        ]
+    /// Limb `a` over `prime`, with `value`, adding nothing.
+    pub fn new(prime: usize, value: (u32, u32), a: usize) -> Self {
+        LimbRow {
+            prime: prime as u32,
+            value,
+            a: a as u32,
+            c: 0,
+            mode: FinishMode::None,
+        }
+    }
+
+    pub(super) fn words(&self) -> [u32; 8] {
+        [self.prime, self.value.0, self.value.1, self.a, 0, self.c, self.mode as u32, 0]
     }
 }
 
@@ -230,6 +216,36 @@ pub enum NttInput<'a> {
         input: &'a GpuWords,
         /// The conversion rows.
         table: &'a ConvertTable,
+    },
+    /// The centred value of limb [`NttLimb::from`] of `source`, a limb over
+    /// `source_prime` (forward only).
+    Broadcast {
+        /// The limbs broadcast.
+        source: &'a GpuWords,
+        /// Their global prime.
+        source_prime: usize,
+    },
+}
+
+/// Where the last pass of a forward NTT writes its words.
+#[derive(Clone, Copy)]
+pub enum NttOutput<'a> {
+    /// Back into the buffer transformed.
+    InPlace,
+    /// Finished into `out` (see `shaders/ntt.wgsl`): limb `limbs[s].pos` of
+    /// `out` is `(a[rows[s].a] - word) * rows[s].value` plus what
+    /// `rows[s].mode` adds ([`FinishMode`], from `c`, through `perm`).
+    Finish {
+        /// The result.
+        out: &'a GpuWords,
+        /// The minuend.
+        a: &'a GpuWords,
+        /// What mode 2 or 3 adds.
+        c: Option<&'a GpuWords>,
+        /// The permutation of mode 3.
+        perm: Option<&'a GpuWords>,
+        /// One row per limb of the transform.
+        rows: &'a [LimbRow],
     },
 }
 
@@ -317,26 +333,45 @@ impl GpuRing {
     }
 
     /// Forward (or inverse) NTT of `limbs` of `data`, the first pass reading
-    /// from `input`. The positions in `data` must be distinct.
+    /// from `input`, the last writing to `output`. The positions in `data`
+    /// must be distinct.
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
-    pub fn ntt(&self, data: &GpuWords, limbs: &[NttLimb], input: NttInput<'_>, inverse: bool) -> Result<(), GpuError> {
+    pub fn ntt(
+        &self,
+        data: &GpuWords,
+        limbs: &[NttLimb],
+        input: NttInput<'_>,
+        output: NttOutput<'_>,
+        inverse: bool,
+    ) -> Result<(), GpuError> {
         if limbs.is_empty() {
             return Ok(());
         }
         assert!(
-            !(inverse && matches!(input, NttInput::Converted { .. })),
-            "a conversion feeds forward transforms only"
+            !inverse || (matches!(input, NttInput::InPlace | NttInput::Source(_)) && matches!(output, NttOutput::InPlace)),
+            "conversions, broadcasts and finishing stores go with forward transforms only"
         );
         let table: Vec<u32> = limbs.iter().flat_map(|l| [l.prime, l.pos, l.from, 0]).collect();
         let table = self.commands.constant_storage(&table);
+        let finish_rows = match output {
+            NttOutput::Finish { rows, .. } => {
+                assert_eq!(rows.len(), limbs.len(), "one finishing row per limb");
+                Some(self.commands.constant_storage(&rows.iter().flat_map(LimbRow::words).collect::<Vec<_>>()))
+            }
+            NttOutput::InPlace => None,
+        };
         let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
         let mut passes = self.ntt_passes();
         if inverse {
             passes.reverse();
         }
         let last = passes.len() - 1;
+        let source_prime = match input {
+            NttInput::Broadcast { source_prime, .. } => source_prime as u32,
+            _ => 0,
+        };
         for (limb_base, count) in self.twiddle_runs(limbs) {
             let twiddles = &self.twiddles[self.twiddle_chunk[limbs[limb_base].prime as usize]];
             for (index, &(bit_lo, bit_hi)) in passes.iter().enumerate() {
@@ -348,32 +383,49 @@ impl GpuRing {
                     tile_words,
                     limb_base: limb_base as u32,
                     tile_log: tile_words.trailing_zeros(),
-                    pad: 0,
+                    source_prime,
                 };
                 let uniform = self.commands.uniform(&info);
                 let mut entries = vec![
-                    entry(0, &data.buffer),
                     entry(1, &self.primes),
                     entry(2, &table),
                     entry(3, twiddles),
                     entry(4, &uniform),
                 ];
-                let pipeline = match (index, input) {
-                    (0, NttInput::Source(source)) => {
-                        entries.push(entry(5, &source.buffer));
-                        if inverse {
-                            &self.ntt.inverse_from
-                        } else {
-                            &self.ntt.forward_from
-                        }
-                    }
-                    (0, NttInput::Converted { input, table }) => {
+                let load = if index == 0 { input } else { NttInput::InPlace };
+                match load {
+                    NttInput::InPlace => {}
+                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => entries.push(entry(5, &source.buffer)),
+                    NttInput::Converted { input, table } => {
                         entries.push(entry(6, &input.buffer));
                         entries.push(entry(7, &table.buffer));
-                        &self.ntt.forward_converted
                     }
-                    _ if inverse => &self.ntt.inverse,
-                    _ => &self.ntt.forward,
+                }
+                let store = if index == last { output } else { NttOutput::InPlace };
+                if let (NttOutput::Finish { out, a, c, perm, .. }, Some(rows)) = (store, &finish_rows) {
+                    entries.push(entry(8, &out.buffer));
+                    entries.push(entry(9, &a.buffer));
+                    entries.push(entry(10, c.map_or(&self.primes, |c| &c.buffer)));
+                    entries.push(entry(11, perm.map_or(&self.primes, |p| &p.buffer)));
+                    entries.push(entry(12, rows));
+                }
+                // `data` is bound unless one pass both loads from elsewhere and finishes elsewhere.
+                let finishes = matches!(store, NttOutput::Finish { .. });
+                if !(finishes && matches!(load, NttInput::Converted { .. } | NttInput::Broadcast { .. })) {
+                    entries.push(entry(0, &data.buffer));
+                }
+                let p = &self.ntt;
+                let pipeline = match (load, finishes, inverse) {
+                    (NttInput::InPlace, false, false) => &p.forward,
+                    (NttInput::InPlace, false, true) => &p.inverse,
+                    (NttInput::Source(_), false, false) => &p.forward_from,
+                    (NttInput::Source(_), false, true) => &p.inverse_from,
+                    (NttInput::Converted { .. }, false, _) => &p.forward_converted,
+                    (NttInput::Broadcast { .. }, false, _) => &p.forward_broadcast,
+                    (NttInput::InPlace, true, _) => &p.forward_finish,
+                    (NttInput::Converted { .. }, true, _) => &p.forward_converted_finish,
+                    (NttInput::Broadcast { .. }, true, _) => &p.forward_broadcast_finish,
+                    (NttInput::Source(_), true, _) => unreachable!("a transform from another buffer is not finished"),
                 };
                 self.commands
                     .dispatch(pipeline, &entries, ((self.n as u32) / tile_words, count as u32, 1));
@@ -396,7 +448,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_eval(&self, poly: GpuPoly<Coeff>) -> Result<GpuPoly<Eval>, GpuError> {
-        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, false)?;
+        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, NttOutput::InPlace, false)?;
         Ok(poly.retag())
     }
 
@@ -405,7 +457,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_coeff(&self, poly: GpuPoly<Eval>) -> Result<GpuPoly<Coeff>, GpuError> {
-        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, true)?;
+        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, NttOutput::InPlace, true)?;
         Ok(poly.retag())
     }
 
@@ -659,8 +711,8 @@ impl GpuRing {
     }
 
     /// A limb-wise kernel writing `rows.len()` limbs of `out`, row `l` for
-    /// limb `l` (see `shaders/limbwise.wgsl`); operands a kernel does not
-    /// read may be `None`.
+    /// limb `l` (see `shaders/limbwise.wgsl`), reading `a` (and `perm` for
+    /// [`LimbwiseOp::AddPermuted`]).
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
@@ -668,7 +720,7 @@ impl GpuRing {
         &self,
         op: LimbwiseOp,
         out: &GpuWords,
-        operands: [Option<&GpuWords>; 3],
+        a: &GpuWords,
         perm: Option<&GpuWords>,
         rows: &[LimbRow],
     ) -> Result<(), GpuError> {
@@ -682,32 +734,15 @@ impl GpuRing {
         let uniform = self.commands.uniform(&shape);
         let table: Vec<u32> = rows.iter().flat_map(LimbRow::words).collect();
         let table = self.commands.constant_storage(&table);
-        let [a, b, c] = operands;
         let mut entries = vec![
             entry(0, &out.buffer),
             entry(3, &self.primes),
             entry(4, &table),
             entry(5, &uniform),
         ];
-        let reads = match op {
-            LimbwiseOp::MulScalar
-            | LimbwiseOp::AddScalar
-            | LimbwiseOp::BroadcastCentered
-            | LimbwiseOp::ReduceSigned => [true, false, false, false],
-            LimbwiseOp::SubMulScalar => [true, true, false, false],
-            LimbwiseOp::ModDownFinish => [true, true, true, true],
-            LimbwiseOp::AddPermuted => [true, false, false, true],
-        };
-        // An operand bound but not read this time (a mode that skips it) gets a stand-in.
-        for (binding, (read, operand)) in [
-            (1, (reads[0], a)),
-            (2, (reads[1], b)),
-            (6, (reads[2], c)),
-            (7, (reads[3], perm)),
-        ] {
-            if read {
-                entries.push(entry(binding, operand.map_or(&self.primes, |o| &o.buffer)));
-            }
+        entries.push(entry(1, &a.buffer));
+        if op == LimbwiseOp::AddPermuted {
+            entries.push(entry(7, &perm.expect("add_permuted reads a permutation").buffer));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
@@ -728,14 +763,8 @@ impl GpuRing {
         assert_eq!(coeffs.len(), self.n, "one coefficient per ring position");
         let source = self.upload_words(bytemuck::cast_slice(coeffs));
         let out = self.scratch(primes.len());
-        let rows: Vec<LimbRow> = primes
-            .iter()
-            .map(|&p| LimbRow {
-                prime: p as u32,
-                ..Default::default()
-            })
-            .collect();
-        self.limbwise(LimbwiseOp::ReduceSigned, &out, [Some(&source), None, None], None, &rows)?;
+        let rows: Vec<LimbRow> = primes.iter().map(|&p| LimbRow::new(p, (0, 0), 0)).collect();
+        self.limbwise(LimbwiseOp::ReduceSigned, &out, &source, None, &rows)?;
         Ok(out)
     }
 }

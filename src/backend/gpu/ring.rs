@@ -52,6 +52,10 @@ pub(super) struct NttPipelines {
     pub(super) forward_from: wgpu::ComputePipeline,
     pub(super) inverse_from: wgpu::ComputePipeline,
     pub(super) forward_converted: wgpu::ComputePipeline,
+    pub(super) forward_broadcast: wgpu::ComputePipeline,
+    pub(super) forward_finish: wgpu::ComputePipeline,
+    pub(super) forward_converted_finish: wgpu::ComputePipeline,
+    pub(super) forward_broadcast_finish: wgpu::ComputePipeline,
 }
 
 /// The ring's tables on the device and the compiled pipelines.
@@ -161,6 +165,10 @@ impl GpuRing {
                 forward_from: pipeline(&ntt, "forward_from"),
                 inverse_from: pipeline(&ntt, "inverse_from"),
                 forward_converted: pipeline(&ntt, "forward_converted"),
+                forward_broadcast: pipeline(&ntt, "forward_broadcast"),
+                forward_finish: pipeline(&ntt, "forward_finish"),
+                forward_converted_finish: pipeline(&ntt, "forward_converted_finish"),
+                forward_broadcast_finish: pipeline(&ntt, "forward_broadcast_finish"),
             },
             elementwise: ElementwiseOp::ENTRY_POINTS
                 .iter()
