@@ -168,6 +168,10 @@ fn check_and_devices_commands_report_json() {
     for op in ops {
         assert_eq!(op["mismatched_words"], 0, "{op}");
         assert!(op["cpu_ms"].as_f64().is_some() && op["gpu_ms"].as_f64().is_some());
+        // A steady-state run allocates nothing but the uploads it makes.
+        let work = &op["gpu_work"];
+        assert!(work["dispatches"].as_u64().unwrap() >= 1, "{op}");
+        assert_eq!(work["buffers_created"], work["uploads"], "{op}");
     }
 
     let out = run(&[

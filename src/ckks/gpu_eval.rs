@@ -254,7 +254,8 @@ impl GpuEvaluator {
             let primes: Vec<usize> = (0..=level).collect();
             let words = self.ring.reduce_signed(coeffs, &primes)?;
             let limbs: Vec<NttLimb> = primes.iter().map(|&p| NttLimb::in_place(p, p)).collect();
-            self.ring.ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, false)?;
+            self.ring
+                .ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, false)?;
             GpuPoly::from_words(words, self.params.layout(level), self.ring.n())
         } else {
             self.ring.upload(&encoded.into_plaintext(&self.params).poly)
@@ -372,13 +373,8 @@ impl GpuEvaluator {
             (v, m.shoup(v))
         });
         let parts = self.ring.scratch(2 * (level + 1));
-        self.ring.limbwise(
-            LimbwiseOp::MulScalar,
-            &parts,
-            &ct.parts,
-            None,
-            &rows,
-        )?;
+        self.ring
+            .limbwise(LimbwiseOp::MulScalar, &parts, &ct.parts, None, &rows)?;
         Ok(GpuCiphertext {
             parts,
             level,
@@ -404,13 +400,8 @@ impl GpuEvaluator {
             }
         });
         let parts = self.ring.scratch(2 * (ct.level + 1));
-        self.ring.limbwise(
-            LimbwiseOp::AddScalar,
-            &parts,
-            &ct.parts,
-            None,
-            &rows,
-        )?;
+        self.ring
+            .limbwise(LimbwiseOp::AddScalar, &parts, &ct.parts, None, &rows)?;
         Ok(self.with_parts(parts, ct))
     }
 
@@ -500,16 +491,14 @@ impl GpuEvaluator {
         let (q, last) = (level + 1, level);
         let top = self.ring.scratch(2);
         let top_limbs = [NttLimb::from(last, 0, last), NttLimb::from(last, 1, q + last)];
-        self.ring.ntt(&top, &top_limbs, NttInput::Source(&ct.parts), NttOutput::InPlace, true)?;
+        self.ring
+            .ntt(&top, &top_limbs, NttInput::Source(&ct.parts), NttOutput::InPlace, true)?;
         let ring = self.params.ring();
         let q_last = ring.q(last).value();
         // Per half h and prime j below the last: the broadcast of the last
         // limb, transformed, then subtracted from limb j and scaled.
         let pairs: Vec<(usize, usize)> = (0..2).flat_map(|h| (0..last).map(move |j| (h, j))).collect();
-        let limbs: Vec<NttLimb> = pairs
-            .iter()
-            .map(|&(h, j)| NttLimb::from(j, h * last + j, h))
-            .collect();
+        let limbs: Vec<NttLimb> = pairs.iter().map(|&(h, j)| NttLimb::from(j, h * last + j, h)).collect();
         let rows: Vec<LimbRow> = pairs
             .iter()
             .map(|&(h, j)| {
@@ -553,7 +542,8 @@ impl GpuEvaluator {
         let ext = params.extended_layout(level);
         let coeff = self.ring.scratch(level + 1);
         let coeff_limbs: Vec<NttLimb> = (0..=level).map(|i| NttLimb::from(i, i, base + i)).collect();
-        self.ring.ntt(&coeff, &coeff_limbs, NttInput::Source(src), NttOutput::InPlace, true)?;
+        self.ring
+            .ntt(&coeff, &coeff_limbs, NttInput::Source(src), NttOutput::InPlace, true)?;
         let digits = params.digits(level);
         let mut rows = Vec::new();
         for range in &digits {
@@ -665,7 +655,8 @@ impl GpuEvaluator {
             .flat_map(|h| (0..p).map(move |k| (h, k)))
             .map(|(h, k)| NttLimb::in_place(ring.q_count() + k, h * ext.len() + q + k))
             .collect();
-        self.ring.ntt(acc, &special, NttInput::InPlace, NttOutput::InPlace, true)?;
+        self.ring
+            .ntt(acc, &special, NttInput::InPlace, NttOutput::InPlace, true)?;
         let mod_down = self.params.mod_down();
         let rows: Vec<ConvertRow> = (0..2)
             .flat_map(|h| (0..q).map(move |t| (h, t)))
@@ -695,7 +686,10 @@ impl GpuEvaluator {
         self.ring.ntt(
             &converted,
             &limbs,
-            NttInput::Converted { input: acc, table: &table },
+            NttInput::Converted {
+                input: acc,
+                table: &table,
+            },
             NttOutput::Finish {
                 out,
                 a: acc,
@@ -840,13 +834,8 @@ impl GpuEvaluator {
                 let acc = sum.switched.get_or_insert_with(|| self.switch_sums(ct.level));
                 self.switch_into(&decomposed, key, Some(perm), acc, accumulate)?;
                 let rows: Vec<LimbRow> = (0..=ct.level).map(|t| LimbRow::new(t, (0, 0), t)).collect();
-                self.ring.limbwise(
-                    LimbwiseOp::AddPermuted,
-                    &sum.parts,
-                    &ct.parts,
-                    Some(perm),
-                    &rows,
-                )?;
+                self.ring
+                    .limbwise(LimbwiseOp::AddPermuted, &sum.parts, &ct.parts, Some(perm), &rows)?;
             }
         }
         Ok(sum)

@@ -68,7 +68,10 @@ fn timed_gpu<T>(gpu: &GpuEvaluator, f: impl FnOnce() -> Result<T, CliError>) -> 
 /// and the milliseconds and work of the third run, in steady state (the
 /// second run's buffers, dropped at once, are in the pool, its bind groups
 /// cached).
-fn steady_gpu<T>(gpu: &GpuEvaluator, mut f: impl FnMut() -> Result<T, CliError>) -> Result<(T, f64, GpuWork), CliError> {
+fn steady_gpu<T>(
+    gpu: &GpuEvaluator,
+    mut f: impl FnMut() -> Result<T, CliError>,
+) -> Result<(T, f64, GpuWork), CliError> {
     let (first, _) = timed_gpu(gpu, &mut f)?;
     timed_gpu(gpu, &mut f)?;
     let before = gpu.work();
@@ -92,7 +95,9 @@ fn ntt_on_gpu<D: crate::ring::Domain>(
         .enumerate()
         .map(|(pos, &p)| NttLimb::in_place(p as usize, pos))
         .collect();
-    let (_, ms, work) = steady_gpu(gpu, || Ok(ring.ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, inverse)?))?;
+    let (_, ms, work) = steady_gpu(gpu, || {
+        Ok(ring.ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, inverse)?)
+    })?;
     // Several transforms ran on `words`; the words compared are one transform's.
     let fresh = ring.upload(poly).words();
     ring.ntt(&fresh, &limbs, NttInput::InPlace, NttOutput::InPlace, inverse)?;
@@ -153,7 +158,12 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
     );
     let (want, cpu_ms) = timed(|| cpu.mul_plain(&cx, &pw))?;
     let (got, gpu_ms, work) = steady_gpu(&gpu, || Ok(gpu.mul_plain(&gx, &gw)?))?;
-    push("mul_plain", ct_mismatch(&want, &download(&got)?), cpu_ms, (gpu_ms, work));
+    push(
+        "mul_plain",
+        ct_mismatch(&want, &download(&got)?),
+        cpu_ms,
+        (gpu_ms, work),
+    );
 
     let (want, cpu_ms) = timed(|| cpu.rescale(&want))?;
     let (got, gpu_ms, work) = steady_gpu(&gpu, || Ok(gpu.rescale(&got)?))?;
@@ -161,11 +171,21 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
 
     let (want, cpu_ms) = timed(|| cpu.mul_relin(&cx, &cy))?;
     let (got, gpu_ms, work) = steady_gpu(&gpu, || Ok(gpu.mul_relin(&gx, &gy)?))?;
-    push("mul_relin", ct_mismatch(&want, &download(&got)?), cpu_ms, (gpu_ms, work));
+    push(
+        "mul_relin",
+        ct_mismatch(&want, &download(&got)?),
+        cpu_ms,
+        (gpu_ms, work),
+    );
 
     let (want, cpu_ms) = timed(|| cpu.rotate(&cx, 1))?;
     let (got, gpu_ms, work) = steady_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &[1])?))?;
-    push("rotate", ct_mismatch(&want, &download(&got[0])?), cpu_ms, (gpu_ms, work));
+    push(
+        "rotate",
+        ct_mismatch(&want, &download(&got[0])?),
+        cpu_ms,
+        (gpu_ms, work),
+    );
 
     let (want, cpu_ms) = timed(|| cpu.rotate_hoisted(&cx, &kernel))?;
     let (got, gpu_ms, work) = steady_gpu(&gpu, || Ok(gpu.rotate_hoisted(&gx, &kernel)?))?;
@@ -188,7 +208,12 @@ pub fn run(args: &CheckArgs) -> Result<(), CliError> {
             .try_fold(None, |sum, &s| gpu.rotation_sum_add(sum, &gx, s).map(Some))?;
         Ok(gpu.rotation_sum_finish(sum.expect("three terms"))?)
     })?;
-    push("rotation_sum_3", ct_mismatch(&want, &download(&got)?), cpu_ms, (gpu_ms, work));
+    push(
+        "rotation_sum_3",
+        ct_mismatch(&want, &download(&got)?),
+        cpu_ms,
+        (gpu_ms, work),
+    );
 
     let all_equal = rows.iter().all(|r| r["mismatched_words"] == 0);
     let adapter = ctx.adapter();

@@ -166,7 +166,16 @@ impl LimbRow {
     }
 
     pub(super) fn words(&self) -> [u32; 8] {
-        [self.prime, self.value.0, self.value.1, self.a, 0, self.c, self.mode as u32, 0]
+        [
+            self.prime,
+            self.value.0,
+            self.value.1,
+            self.a,
+            0,
+            self.c,
+            self.mode as u32,
+            0,
+        ]
     }
 }
 
@@ -350,7 +359,8 @@ impl GpuRing {
             return Ok(());
         }
         assert!(
-            !inverse || (matches!(input, NttInput::InPlace | NttInput::Source(_)) && matches!(output, NttOutput::InPlace)),
+            !inverse
+                || (matches!(input, NttInput::InPlace | NttInput::Source(_)) && matches!(output, NttOutput::InPlace)),
             "conversions, broadcasts and finishing stores go with forward transforms only"
         );
         let table: Vec<u32> = limbs.iter().flat_map(|l| [l.prime, l.pos, l.from, 0]).collect();
@@ -358,7 +368,10 @@ impl GpuRing {
         let finish_rows = match output {
             NttOutput::Finish { rows, .. } => {
                 assert_eq!(rows.len(), limbs.len(), "one finishing row per limb");
-                Some(self.commands.constant_storage(&rows.iter().flat_map(LimbRow::words).collect::<Vec<_>>()))
+                Some(
+                    self.commands
+                        .constant_storage(&rows.iter().flat_map(LimbRow::words).collect::<Vec<_>>()),
+                )
             }
             NttOutput::InPlace => None,
         };
@@ -395,7 +408,9 @@ impl GpuRing {
                 let load = if index == 0 { input } else { NttInput::InPlace };
                 match load {
                     NttInput::InPlace => {}
-                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => entries.push(entry(5, &source.buffer)),
+                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => {
+                        entries.push(entry(5, &source.buffer))
+                    }
                     NttInput::Converted { input, table } => {
                         entries.push(entry(6, &input.buffer));
                         entries.push(entry(7, &table.buffer));
@@ -448,7 +463,13 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_eval(&self, poly: GpuPoly<Coeff>) -> Result<GpuPoly<Eval>, GpuError> {
-        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, NttOutput::InPlace, false)?;
+        self.ntt(
+            &poly.words(),
+            &self.poly_limbs(&poly),
+            NttInput::InPlace,
+            NttOutput::InPlace,
+            false,
+        )?;
         Ok(poly.retag())
     }
 
@@ -457,7 +478,13 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn into_coeff(&self, poly: GpuPoly<Eval>) -> Result<GpuPoly<Coeff>, GpuError> {
-        self.ntt(&poly.words(), &self.poly_limbs(&poly), NttInput::InPlace, NttOutput::InPlace, true)?;
+        self.ntt(
+            &poly.words(),
+            &self.poly_limbs(&poly),
+            NttInput::InPlace,
+            NttOutput::InPlace,
+            true,
+        )?;
         Ok(poly.retag())
     }
 

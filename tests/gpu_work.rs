@@ -1,0 +1,74 @@
+//! Budgets on the work the GPU backend records for one operation at the top
+//! level of the 128-bit N = 2^16 preset, in steady state (the third run of
+//! the operation: the second run's scratch buffers are back in the pool and
+//! its bind groups cached). The counts are those of the commands recorded;
+//! they depend only on the parameters and the code, never on the adapter,
+//! so they hold on lavapipe as on any GPU. The commands are recorded, not
+//! run: nothing here waits for the device (lavapipe would take minutes),
+//! and the results' words are checked by `tests/gpu_eval.rs` and `latent-he
+//! check`. Needs an adapter (lavapipe in CI); fails loudly without one.
+
+use latent_he::backend::gpu::{GpuContext, GpuWork};
+use latent_he::ckks::gpu_eval::GpuEvaluator;
+use latent_he::ckks::{encrypt_values, Params, PublicKeySet, SecretKey};
+use std::sync::Arc;
+
+/// The work of the third of three runs of `op`.
+fn steady<T>(gpu: &GpuEvaluator, mut op: impl FnMut() -> T) -> GpuWork {
+    op();
+    op();
+    let before = gpu.work();
+    op();
+    gpu.work().since(&before)
+}
+
+#[test]
+fn key_switching_operations_stay_within_their_budgets_at_n16() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    let params = Params::preset("n16").unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &[1, 32]));
+    let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let values: Vec<f64> = (0..params.slots()).map(|i| (i % 7) as f64 / 7.0).collect();
+    let x = gpu.upload(&encrypt_values(&keys, &values).unwrap()).unwrap();
+    let top = x.level();
+    assert_eq!(top, params.max_level());
+
+    // A rotation: inverse NTT of c1 (2 passes), every digit's conversion
+    // fused into its forward NTT (2), one inner product, the special limbs'
+    // inverse NTT (2), ModDown's conversion and finish fused into its
+    // forward NTT (2).
+    let rotation = steady(&gpu, || gpu.rotate_hoisted(&x, &[1]).unwrap());
+    eprintln!("rotation at level {top}: {rotation:?}");
+    assert!(rotation.dispatches <= 9, "{rotation:?}");
+    assert_eq!((rotation.copies, rotation.buffers_created, rotation.uploads), (0, 0, 0));
+
+    // Hoisted: one decomposition, then 5 dispatches per rotation.
+    let hoisted = steady(&gpu, || gpu.rotate_hoisted(&x, &[1, 32]).unwrap());
+    assert!(hoisted.dispatches <= 4 + 2 * 5, "{hoisted:?}");
+    assert_eq!(hoisted.buffers_created, 0, "{hoisted:?}");
+
+    // Multiply, relinearize, rescale: the tensor product (1), the key
+    // switch of d2 with d0 and d1 added by ModDown's finish (9), the rescale
+    // (inverse NTT of the last limbs, broadcast fused into the forward NTT,
+    // finish fused into its last pass: 4).
+    let product = steady(&gpu, || gpu.rescale(&gpu.mul_relin(&x, &x).unwrap()).unwrap());
+    eprintln!("multiply, relinearize, rescale at level {top}: {product:?}");
+    assert!(product.dispatches <= 14, "{product:?}");
+    assert_eq!((product.copies, product.buffers_created, product.uploads), (0, 0, 0));
+
+    // A giant step of a rotation sum: decomposition (4), the inner product
+    // accumulated into the running sums (1), the rotated c0 added (1); and
+    // the one ModDown that finishes the sum (4).
+    let first = gpu.rotation_sum_add(None, &x, 1).unwrap();
+    let mut sum = Some(first);
+    let giant_step = steady(&gpu, || sum = Some(gpu.rotation_sum_add(sum.take(), &x, 32).unwrap()));
+    eprintln!("rotation-sum giant step at level {top}: {giant_step:?}");
+    assert!(giant_step.dispatches <= 6, "{giant_step:?}");
+    assert_eq!((giant_step.copies, giant_step.buffers_created), (0, 0));
+    let before = gpu.work();
+    gpu.rotation_sum_finish(sum.take().unwrap()).unwrap();
+    let finish = gpu.work().since(&before);
+    assert!(finish.dispatches <= 4, "{finish:?}");
+}
