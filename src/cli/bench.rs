@@ -56,6 +56,11 @@ pub struct BenchArgs {
     /// Print bench.json's content as one JSON object.
     #[arg(long)]
     json: bool,
+    /// On the GPU, time every kernel of the last run with the adapter's
+    /// timestamps (TIMESTAMP_QUERY) and write profile.json: GPU time per
+    /// kernel entry point beside the wall and host CPU time, per image.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// One combination's outcome.
@@ -76,6 +81,8 @@ struct Row {
     lockstep: usize,
     /// GPU work per image of the last run (steady state from the second run on).
     gpu_work: Option<GpuWork>,
+    /// The kernel profile of the last run (`--profile`, GPU rows).
+    profile: Option<Value>,
 }
 
 fn parse_model(name: &str) -> Result<(Arch, bool), CliError> {
@@ -106,6 +113,19 @@ fn plain_ms(model: &Model<f64>, x: &Array4<f64>, runs: usize) -> Option<f64> {
     median(times)
 }
 
+/// CPU seconds this process has used so far (user and system).
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` through the pointer, which
+    // points at one; on failure the zeroed value stands.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// Runs one combination.
 fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &str) -> Result<Row, CliError> {
     let (arch, se) = parse_model(model_name)?;
@@ -126,6 +146,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         runs: 0,
         lockstep: usize::from(args.lockstep),
         gpu_work: None,
+        profile: None,
     };
     let classes = NIH15.iter().map(|c| c.to_string()).collect();
     let model = match ModelSpec::new(arch, se, classes, latent).and_then(|spec| random_folded_model(&spec, 1)) {
@@ -165,6 +186,10 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         "cpu" => Chosen::Cpu,
         _ => Chosen::resolve(Some(BackendChoice::Gpu), args.adapter.as_deref())?,
     };
+    let profiled = match &chosen {
+        Chosen::Gpu(ctx) if args.profile => Some(ctx.clone()),
+        _ => None,
+    };
     let session = EncryptedSession::generate(
         Planned { model, params, plan },
         chosen,
@@ -176,9 +201,31 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     row.keygen_s = session.keygen_seconds;
     let together = Array4::from_shape_simple_fn((row.lockstep, c, h, w), || rng.gen_range(-1.0..1.0));
     let mut stages = Vec::new();
-    for _ in 0..args.runs {
+    for run in 0..args.runs {
+        let profiled = profiled.as_ref().filter(|_| run + 1 == args.runs);
+        if let Some(ctx) = profiled {
+            ctx.start_profile()?;
+        }
         let before = session.gpu_work().unwrap_or_default();
+        let (wall, cpu) = (Instant::now(), process_cpu_seconds());
         stages.push(session.logits(&together, true)?.1);
+        let per_image = |v: f64| v / row.lockstep as f64;
+        if let Some(ctx) = profiled {
+            let kernels = ctx.finish_profile()?;
+            let gpu_ms: f64 = kernels.values().map(|k| k.gpu_ms).sum();
+            row.profile = Some(json!({
+                "model": row.model, "latent": row.latent, "lockstep": row.lockstep,
+                "adapter": ctx.adapter().name,
+                "wall_s_per_image": per_image(wall.elapsed().as_secs_f64()),
+                "infer_s_per_image": per_image(stages.last().map_or(0.0, |s| s.infer)),
+                "host_cpu_s_per_image": per_image(process_cpu_seconds() - cpu),
+                "gpu_s_per_image": per_image(gpu_ms / 1e3),
+                "kernels": kernels.iter().map(|(name, k)| (name.clone(), json!({
+                    "dispatches_per_image": k.dispatches as f64 / row.lockstep as f64,
+                    "gpu_ms_per_image": per_image(k.gpu_ms),
+                }))).collect::<serde_json::Map<_, _>>(),
+            }));
+        }
         row.gpu_work = session
             .gpu_work()
             .map(|after| after.since(&before).per(row.lockstep as u64));
@@ -312,6 +359,10 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         "threads": rayon::current_num_threads(),
     });
     write(&args.out.join("bench.json"), &format!("{report:#}\n"))?;
+    if args.profile {
+        let profiles: Vec<&Value> = rows.iter().filter_map(|r| r.profile.as_ref()).collect();
+        write(&args.out.join("profile.json"), &format!("{:#}\n", json!(profiles)))?;
+    }
     if args.json {
         print_json(&report);
     } else {

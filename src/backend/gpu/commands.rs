@@ -116,6 +116,8 @@ pub(crate) struct CommandRecorder {
     bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
     pool: Arc<Mutex<PoolState>>,
     work: Mutex<GpuWork>,
+    /// The entry point of every pipeline made here (the profile's names).
+    entry_points: Mutex<HashMap<wgpu::ComputePipeline, String>>,
 }
 
 impl CommandRecorder {
@@ -132,6 +134,7 @@ impl CommandRecorder {
                 limit: idle,
             })),
             work: Mutex::new(GpuWork::default()),
+            entry_points: Mutex::new(HashMap::new()),
         }
     }
 
@@ -267,7 +270,8 @@ impl CommandRecorder {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> wgpu::ComputePipeline {
-        self.ctx
+        let pipeline = self
+            .ctx
             .device()
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -279,7 +283,12 @@ impl CommandRecorder {
                     ..Default::default()
                 },
                 cache: self.ctx.pipeline_cache(),
-            })
+            });
+        self.entry_points
+            .lock()
+            .expect("entry points")
+            .insert(pipeline.clone(), entry.to_string());
+        pipeline
     }
 
     /// Queues one dispatch of `pipeline` with bind group 0 made of `entries`
@@ -328,8 +337,23 @@ impl CommandRecorder {
             work.workgroups += u64::from(groups.0) * u64::from(groups.1) * u64::from(groups.2);
             work.bound_bytes += bound_bytes;
         }
+        let kernel = self.entry_points.lock().expect("entry points").get(pipeline).cloned();
+        // A profile that cannot be read back loses its timings, never the work.
+        let timestamps = self
+            .ctx
+            .profile_slot(kernel.as_deref().unwrap_or("unnamed"), || self.flush())
+            .unwrap_or(None);
         self.record(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps
+                    .as_ref()
+                    .map(|(queries, first)| wgpu::ComputePassTimestampWrites {
+                        query_set: queries,
+                        beginning_of_pass_write_index: Some(*first),
+                        end_of_pass_write_index: Some(first + 1),
+                    }),
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);

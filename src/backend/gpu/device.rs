@@ -1,7 +1,9 @@
 //! Adapter discovery and selection, device creation with the adapter's own
 //! limits, and GPU errors surfaced as values.
 
+use super::profile::{KernelTime, Profiler};
 use super::shaders::WideMul;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -29,6 +31,14 @@ pub enum GpuError {
     /// A validation error, out-of-memory or device loss reported by wgpu.
     #[error("GPU error: {0}")]
     Runtime(String),
+    /// The adapter lacks a feature the request needs.
+    #[error("the GPU adapter `{adapter}` has no {feature}")]
+    Unsupported {
+        /// Adapter name.
+        adapter: String,
+        /// The missing wgpu feature.
+        feature: &'static str,
+    },
     /// A buffer larger than the device allows in one binding.
     #[error("{what} needs {bytes} bytes in one binding; the adapter allows {limit}")]
     TooLarge {
@@ -119,6 +129,8 @@ pub struct GpuContext {
     wide_mul: WideMul,
     pipeline_cache: Option<(wgpu::PipelineCache, std::path::PathBuf)>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// The kernel profile in progress, if any (see [`Self::start_profile`]).
+    profiler: Mutex<Option<Profiler>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -172,6 +184,7 @@ impl GpuContext {
         if cache_file.is_some() {
             required_features |= wgpu::Features::PIPELINE_CACHE;
         }
+        required_features |= adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("latent-he"),
             required_features,
@@ -213,6 +226,7 @@ impl GpuContext {
             wide_mul,
             pipeline_cache,
             errors,
+            profiler: Mutex::new(None),
         }))
     }
 
@@ -254,6 +268,62 @@ impl GpuContext {
         let _ = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, &data))
             .and_then(|()| std::fs::rename(&tmp, path));
+    }
+
+    /// Starts timing every dispatch on this device, per kernel entry point,
+    /// until [`Self::finish_profile`] (a profile already running restarts).
+    ///
+    /// # Errors
+    /// [`GpuError::Unsupported`] without `TIMESTAMP_QUERY`.
+    pub fn start_profile(&self) -> Result<(), GpuError> {
+        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Err(GpuError::Unsupported {
+                adapter: self.adapter.name.clone(),
+                feature: "TIMESTAMP_QUERY",
+            });
+        }
+        *self.profile() = Some(Profiler::new(&self.device, self.queue.get_timestamp_period()));
+        Ok(())
+    }
+
+    /// Ends the profile: GPU time and dispatches per kernel entry point,
+    /// empty when none was running. Every recorder on this device must
+    /// have submitted its work (a sync or a read-back does).
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`] when the timestamps cannot be read back.
+    pub fn finish_profile(&self) -> Result<BTreeMap<String, KernelTime>, GpuError> {
+        let Some(mut profiler) = self.profile().take() else {
+            return Ok(BTreeMap::new());
+        };
+        profiler.harvest(&self.device, &self.queue)?;
+        Ok(profiler.totals().clone())
+    }
+
+    fn profile(&self) -> std::sync::MutexGuard<'_, Option<Profiler>> {
+        self.profiler.lock().expect("profiler")
+    }
+
+    /// The timestamp writes of the next dispatch, of `kernel`, while a
+    /// profile runs. `flush` submits the caller's pending work: it runs
+    /// first when the query set is full, then the set is read back.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`] when a full set cannot be read back.
+    pub(crate) fn profile_slot(
+        &self,
+        kernel: &str,
+        flush: impl FnOnce(),
+    ) -> Result<Option<(wgpu::QuerySet, u32)>, GpuError> {
+        let mut profile = self.profile();
+        let Some(profiler) = profile.as_mut() else {
+            return Ok(None);
+        };
+        if profiler.full() {
+            flush();
+            profiler.harvest(&self.device, &self.queue)?;
+        }
+        Ok(Some(profiler.next(kernel)))
     }
 
     /// The limits the device was opened with.

@@ -9,11 +9,13 @@ pub(crate) mod commands;
 pub mod device;
 pub mod kernels;
 pub mod poly;
+pub mod profile;
 pub mod ring;
 pub mod shaders;
 pub mod work;
 
 pub use device::{AdapterSummary, GpuContext, GpuError};
 pub use poly::{GpuPoly, GpuWords};
+pub use profile::KernelTime;
 pub use ring::GpuRing;
 pub use work::GpuWork;
