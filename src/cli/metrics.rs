@@ -62,12 +62,12 @@ fn explain(e: MetricsError, args: &MetricsArgs, labels: &CsvTable, scores: &CsvT
             labels_samples,
             scores_samples,
             ..
-        } => CliError::Usage(format!(
+        } => CliError::Refused(format!(
             "{} has {labels_samples} samples but {} has {scores_samples}",
             args.labels.display(),
             args.scores.display()
         )),
-        other => CliError::Usage(format!(
+        other => CliError::Refused(format!(
             "{} vs {}: {other}",
             args.labels.display(),
             args.scores.display()

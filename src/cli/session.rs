@@ -165,7 +165,7 @@ impl EncryptedSession {
         let latent = self.planned.model.spec().latent().dims();
         let (images, c, h, w) = x.dim();
         if [c, h, w] != latent {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Refused(format!(
                 "latents are {c}x{h}x{w}, the model reads {latent:?}"
             )));
         }
@@ -195,7 +195,10 @@ impl EncryptedSession {
     /// # Errors
     /// As [`Self::logits`].
     pub fn logits_apart(&self, x: &Array4<f64>, quiet: bool) -> Result<LogitsApart, CliError> {
-        let peaks = self.range.peaks(x.view()).map_err(|e| CliError::Usage(e.to_string()))?;
+        let peaks = self
+            .range
+            .peaks(x.view())
+            .map_err(|e| CliError::Refused(e.to_string()))?;
         let images = peaks.len();
         let (together, apart): (Vec<usize>, Vec<usize>) = (0..images).partition(|&i| self.range.holds(peaks[i]));
         let calls = std::iter::once(together)
