@@ -234,7 +234,7 @@ mod tests {
     /// whose body is `body`.
     fn npy(header: &str, body: &[u8]) -> Vec<u8> {
         let mut text = header.to_string();
-        while (10 + text.len() + 1) % 64 != 0 {
+        while !(10 + text.len() + 1).is_multiple_of(64) {
             text.push(' ');
         }
         text.push('\n');

@@ -64,7 +64,7 @@ fn bad_input(out: &Output, needle: &str) {
 /// of float32 values, with `body` bytes after it.
 fn forged_npy(path: &Path, shape: &str, body: usize) {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

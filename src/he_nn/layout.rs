@@ -350,6 +350,45 @@ pub fn kernel_rotations(width: usize, kernel: usize) -> Vec<i64> {
 mod tests {
     use super::*;
 
+    /// Layouts the plans make pass [`SlotLayout::check`]; forged ones that
+    /// would index past a slot vector (or divide by zero) do not, and every
+    /// layout that passes packs and unpacks inside its vectors.
+    #[test]
+    fn check_accepts_real_layouts_and_refuses_forged_ones() {
+        let input = SlotLayout::input(3, 8, 8, 256).unwrap();
+        let strided = input.strided(6, 4, 4, 2);
+        let merged = strided.interleaved().unwrap();
+        for layout in [input, strided, merged, strided.pooled(5)] {
+            layout.check(256, 1 << 20).unwrap();
+            let values = vec![1.0; layout.len()];
+            assert_eq!(layout.unpack(&layout.pack(&values)), values);
+        }
+        let forged = [
+            SlotLayout { slots: 512, ..input },
+            SlotLayout { block: 0, ..input },
+            SlotLayout { block: 96, ..input },
+            SlotLayout { block: 512, ..input },
+            SlotLayout { gap: 0, ..input },
+            SlotLayout { row: 4, ..input },
+            SlotLayout { lanes: 2, ..input },
+            SlotLayout { lanes: 4, ..strided },
+            SlotLayout { height: 9, ..input },
+            SlotLayout { channels: 0, ..input },
+            SlotLayout {
+                channels: usize::MAX,
+                ..input
+            },
+            SlotLayout {
+                row: usize::MAX,
+                height: 1,
+                ..input
+            },
+        ];
+        for layout in forged {
+            assert!(layout.check(256, 1 << 20).is_err(), "{layout:?}");
+        }
+    }
+
     #[test]
     fn pack_unpack_round_trip_with_replicas_gaps_and_several_ciphertexts() {
         for (c, h, w, stride, slots) in [(3, 4, 4, 1, 128), (16, 8, 8, 2, 256), (5, 3, 5, 1, 64)] {
