@@ -496,6 +496,50 @@ fn encoder_only_vqgans_encode_and_oversized_latents_are_refused() {
     bad_input(&decode(&full, &large), "--allow-large-inputs");
 }
 
+/// A VQGAN whose metadata declares enormous channel counts over a few
+/// tensors is refused with the list of what is missing (the loader used to
+/// allocate zeros for every declared tensor first), and a device given as
+/// a weights file is refused before it is read.
+#[test]
+fn vqgan_metadata_declaring_huge_tensors_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut dict = latent_he::nn::StateDict::new();
+    let config = serde_json::json!({
+        "ch": 1u64 << 28, "ch_mult": [1, 1], "num_res_blocks": 1, "attn_resolutions": [], "z_channels": 4,
+        "double_z": false, "in_channels": 3, "out_ch": 3, "embed_dim": 4, "n_embed": 16, "resolution": 256,
+    });
+    dict.set_metadata("vqgan_config", config.to_string());
+    dict.insert(
+        "encoder.conv_in.bias",
+        latent_he::nn::Tensor::new(vec![1], vec![0.0]).unwrap(),
+    );
+    let path = d.join("forged.safetensors");
+    dict.write(&path, latent_he::nn::StoreDtype::F32).unwrap();
+    let images = d.join("images.npy");
+    write_npy(&images, &Array4::<f32>::zeros((1, 3, 16, 16))).unwrap();
+    let out = s(&d.join("z.npy"));
+    let encode = |vqgan: &str| {
+        run(
+            d,
+            &[
+                "encode",
+                "--vqgan",
+                vqgan,
+                "--input",
+                &s(&images),
+                "--out",
+                &out,
+                "--backend",
+                "cpu",
+            ],
+        )
+    };
+    bad_input(&encode(&s(&path)), "do not match");
+    #[cfg(unix)]
+    bad_input(&encode("/dev/zero"), "regular file");
+}
+
 /// One `score` writes into a folder at a time (exit status 4 while another
 /// holds it), and a results log that names an image twice is refused on
 /// resume (it used to be accepted, counting the image twice).

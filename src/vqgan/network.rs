@@ -186,6 +186,10 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
+    /// The tensor `name` as `f32`; empty when it is missing or misshaped
+    /// (recorded as a problem: a network with problems is never used, and
+    /// nothing is allocated from a shape a config declares but no tensor
+    /// backs).
     fn tensor(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
         self.used.insert(name.to_string());
         let Some(t) = self.dict.get(name) else {
@@ -193,7 +197,7 @@ impl<'a> Loader<'a> {
                 name: name.into(),
                 shape: shape.to_vec(),
             });
-            return vec![0.0; shape.iter().product()];
+            return Vec::new();
         };
         if t.shape() != shape {
             self.problems.push(WeightProblem::Shape {
@@ -201,7 +205,7 @@ impl<'a> Loader<'a> {
                 expected: shape.to_vec(),
                 found: t.shape().to_vec(),
             });
-            return vec![0.0; shape.iter().product()];
+            return Vec::new();
         }
         if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
             self.problems.push(WeightProblem::Value {
