@@ -251,6 +251,9 @@ fn devices_folders_truncated_keys_and_unwritable_outputs_are_refused_first() {
             "regular file",
         );
         bad_input(&run(d, &["params", "--literal", "/dev/zero"]), "regular file");
+        let metrics = ["metrics", "--labels", "/dev/zero", "--scores", "/dev/zero"];
+        bad_input(&run(d, &metrics), "regular file");
+        bad_input(&run(d, &["plan", "--model", "/dev/zero"]), "regular file");
     }
     bad_input(&infer(&s(&keys), &s(&ct), &out), "a directory");
     // The header and the parameter block, nothing after.

@@ -22,8 +22,11 @@ pub struct MetricsArgs {
     json: bool,
 }
 
+/// Largest label or score table read (NIH's whole label table is 8 MB).
+const MAX_TABLE_BYTES: u64 = 256 << 20;
+
 fn read_table(path: &Path) -> Result<CsvTable, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+    let text = crate::bounded::read_regular_text(path, MAX_TABLE_BYTES).map_err(|source| CliError::Io {
         path: path.display().to_string(),
         source,
     })?;

@@ -153,7 +153,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 }
 
 fn file_hash(path: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    let bytes = crate::bounded::read_regular(path, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(io_error(path))?;
     Ok(blake3::hash(&bytes).to_hex()[..24].to_string())
 }
 

@@ -303,9 +303,11 @@ pub fn evaluate_on(
 /// The key directory for `model_file` under `planned`: one per model file
 /// content, spec and preset, under the cache directory.
 fn key_cache_dir(model_file: &Path, planned: &Planned) -> Result<PathBuf, CliError> {
-    let bytes = std::fs::read(model_file).map_err(|source| CliError::Io {
-        path: model_file.display().to_string(),
-        source,
+    let bytes = crate::bounded::read_regular(model_file, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(|source| {
+        CliError::Io {
+            path: model_file.display().to_string(),
+            source,
+        }
     })?;
     let mut h = blake3::Hasher::new();
     h.update(&bytes);
