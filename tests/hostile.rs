@@ -626,6 +626,30 @@ fn exit_statuses_and_json_errors() {
             .contains("no-such.safetensors"),
         "{error}"
     );
+    for drift in ["--max-drift=0.1", "--max-drift=-1"] {
+        let mut score = vec![
+            "score",
+            "--dataset",
+            "latents",
+            "--root",
+            "r",
+            "--model",
+            "m",
+            "--out",
+            "o",
+        ];
+        score.push(drift);
+        if drift.ends_with("-1") {
+            score.push("--encrypted");
+        }
+        let out = run(d, &score);
+        assert_eq!(out.status.code(), Some(2), "--max-drift {drift}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--encrypted") || stderr.contains("non-negative"),
+            "{stderr}"
+        );
+    }
     let help = run(d, &["--help"]);
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status"));
