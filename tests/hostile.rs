@@ -543,6 +543,57 @@ fn vqgan_metadata_declaring_huge_tensors_is_refused() {
     bad_input(&encode("/dev/zero"), "regular file");
 }
 
+/// `--backend cpu` never opens a GPU instance (whose Vulkan loader warns
+/// about `XDG_RUNTIME_DIR` on headless machines): glibc's loader trace shows
+/// no Vulkan library loaded by `encode` and `decode`.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_cpu_backend_loads_no_gpu_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vqgan = s(&common::small_random_vqgan(d));
+    let images = d.join("images.npy");
+    write_npy(&images, &Array4::<f32>::zeros((1, 3, 32, 32))).unwrap();
+    let z = s(&d.join("z.npy"));
+    let recon = s(&d.join("recon"));
+    let commands = [
+        vec![
+            "encode",
+            "--vqgan",
+            &vqgan,
+            "--input",
+            images.to_str().unwrap(),
+            "--out",
+            &z,
+            "--backend",
+            "cpu",
+        ],
+        vec![
+            "decode",
+            "--vqgan",
+            &vqgan,
+            "--input",
+            &z,
+            "--out",
+            &recon,
+            "--backend",
+            "cpu",
+        ],
+    ];
+    for args in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+            .args(&args)
+            .env("LD_DEBUG", "libs")
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("libvulkan"), "{args:?} loaded a Vulkan loader");
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{args:?}");
+    }
+}
+
 /// One `score` writes into a folder at a time (exit status 4 while another
 /// holds it), and a results log that names an image twice is refused on
 /// resume (it used to be accepted, counting the image twice).

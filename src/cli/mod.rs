@@ -71,7 +71,8 @@ pub enum CliError {
     /// Input refused that no single path names (exit status 3).
     #[error("{0}")]
     Refused(String),
-    /// Not enough memory, disk or device for what was asked (exit status 4).
+    /// Not enough memory, disk or device for what was asked, or an output
+    /// folder another process holds (exit status 4).
     #[error("{0}")]
     Resources(String),
     /// A synthetic data set that cannot be made.
@@ -91,8 +92,8 @@ pub enum ErrorKind {
     Usage,
     /// Input refused (a file, a key, a model, an image): exit status 3.
     Input,
-    /// Not enough memory or disk, or no GPU adapter where `--backend gpu`
-    /// was asked for: exit status 4.
+    /// Not enough memory or disk, no GPU adapter where `--backend gpu`
+    /// was asked for, an output folder another `score` holds: exit status 4.
     Resources,
 }
 
