@@ -169,7 +169,14 @@ pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
         })?
         .into_f64();
     let shape = array.shape().to_vec();
-    let values: Vec<f64> = array.iter().copied().collect();
+    // Row-major arrays give up their buffer (no copy of a large array).
+    let values: Vec<f64> = if array.is_standard_layout() {
+        let (values, offset) = array.into_raw_vec_and_offset();
+        debug_assert!(offset.is_none_or(|o| o == 0));
+        values
+    } else {
+        array.iter().copied().collect()
+    };
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(CliError::Input {
             path: path.display().to_string(),
