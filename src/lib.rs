@@ -6,10 +6,13 @@
 //! its CPU evaluator and the GPU evaluator) -> [`he_nn`] (network layers as
 //! CKKS operations) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
+//! [`bounded`] (reading outside files within caps) and [`npy`] (`.npy` arrays,
+//! their declared size checked first) are used by both.
 //! [`nn`] (the paper's classifiers: safetensors weights, f32/f64 inference, folding) stands apart too,
 //! and so does [`report`] (the ROC and timing figures as PNG).
 
 pub mod backend;
+pub mod bounded;
 pub mod cache;
 pub mod ckks;
 pub mod cli;
@@ -17,6 +20,7 @@ pub mod data;
 pub mod he_nn;
 pub mod math;
 pub mod nn;
+pub mod npy;
 pub mod report;
 pub mod ring;
 pub mod vqgan;

@@ -571,6 +571,32 @@ fn invalid_content_under_a_valid_checksum_is_refused() {
     );
 }
 
+/// A ciphertext whose scale field is not its level's canonical scale is
+/// refused: a forged scale (finite and positive, or not) would decrypt to
+/// values off by the ratio, or to inf/NaN.
+#[test]
+fn a_scale_other_than_the_levels_canonical_one_is_refused() {
+    let mut f = fixture(&[1]);
+    let (file, _) = f.ciphertext_file();
+    let bytes = ciphertexts_to_bytes(&file, &f.params);
+    let level = file.ciphertexts[0].level();
+    let canonical = f.params.scale(level).to_le_bytes();
+    let at = bytes
+        .windows(8)
+        .position(|w| w == canonical)
+        .expect("the first ciphertext's scale is in the file");
+    for forged in [f.params.scale(level) * 2.0, 1e-300, f64::MAX] {
+        let mut bad = bytes.clone();
+        bad[at..at + 8].copy_from_slice(&forged.to_le_bytes());
+        let e = ciphertexts_from_bytes(&reseal(bad), &f.params).unwrap_err();
+        assert!(
+            matches!(&e, FileError::Corrupt { reason } if reason.contains("scale")),
+            "{forged:e}: {e:?}"
+        );
+        one_line(&e);
+    }
+}
+
 #[test]
 fn mismatched_params_and_keys_are_refused() {
     let mut f = fixture(&[]);

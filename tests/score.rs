@@ -199,7 +199,20 @@ fn images_that_do_not_decode_are_listed_not_fatal() {
         &out,
         "--json",
     ];
-    // a first run over a prefix of the split, then the whole split in the same folder: extended, not redone
+    // a first run over a prefix of the split, then the whole split in the same folder: extended, not redone;
+    // the broken image makes the exit status 1 (the summary printed all the same) unless --allow-failed
+    let mut prefix = args.clone();
+    prefix.extend(["--limit", "3"]);
+    let failing = score(dir.path(), &prefix);
+    assert_eq!(
+        failing.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failing.stderr)
+    );
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("--allow-failed"));
+    let mut args = args;
+    args.push("--allow-failed");
     let mut prefix = args.clone();
     prefix.extend(["--limit", "3"]);
     let partial = json(&score(dir.path(), &prefix));
@@ -359,7 +372,7 @@ fn an_image_past_the_parameters_range_is_encrypted_alone_and_spoils_no_other() {
     let out_s = out.display().to_string();
     let summary = json(&score(
         dir.path(),
-        &encrypted_args(&model, &root, "cpu", &out_s, &["--batch", "2"]),
+        &encrypted_args(&model, &root, "cpu", &out_s, &["--batch", "2", "--allow-failed"]),
     ));
     let bound = summary["value_bound"].as_f64().unwrap();
     let apart = summary["encrypted_apart"].as_array().unwrap();

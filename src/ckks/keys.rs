@@ -283,6 +283,21 @@ impl KeyLevels {
         self.relin.map_or(0, key) + self.rotations.iter().map(|&(_, l)| key(l)).sum::<usize>()
     }
 
+    /// The first key of `needed` that these keys do not serve (missing, or
+    /// made for a lower level), described in words; `None` when they serve
+    /// all of them.
+    pub fn first_missing(&self, needed: &KeyLevels) -> Option<String> {
+        if let Some(level) = needed.relin {
+            if self.relin.is_none_or(|have| have < level) {
+                return Some(format!("the relinearization key at level {level}"));
+            }
+        }
+        needed.rotations.iter().find_map(|&(r, level)| {
+            let served = self.rotations.iter().any(|&(have, l)| have == r && l >= level);
+            (!served).then(|| format!("the Galois key of rotation {r} at level {level}"))
+        })
+    }
+
     /// Every key at the top level of `params`.
     pub fn top(params: &Params, rotations: &[i64]) -> Self {
         Self {

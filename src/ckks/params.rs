@@ -27,6 +27,11 @@ pub const SECURITY_128_MAX_LOG_QP: [(u32, u32); 8] = [
 pub const LOG_N_RANGE: std::ops::RangeInclusive<u32> = 10..=17;
 /// Allowed prime sizes in bits (primes are below 2^31 for the u32 kernels).
 pub const PRIME_BITS_RANGE: std::ops::RangeInclusive<u32> = 20..=31;
+/// Most primes (`log_q` and `log_p` together) a parameter set may have:
+/// more than any set within the 128-bit bound needs (at most 178 primes
+/// of 20 bits at N = 2^17), so that a literal cannot ask for an unbounded
+/// prime search and limb tables.
+pub const MAX_PRIMES: usize = 256;
 
 /// A parameter set as written by a user.
 ///
@@ -203,6 +208,28 @@ impl Params {
                 l.log_p.len()
             )));
         }
+        let primes = l.log_q.len() + l.log_p.len();
+        if primes > MAX_PRIMES {
+            return Err(invalid(format!(
+                "{primes} primes is more than the {MAX_PRIMES} accepted"
+            )));
+        }
+        let bound = SECURITY_128_MAX_LOG_QP
+            .iter()
+            .find(|(ln, _)| *ln == l.log_n)
+            .map(|&(_, b)| b)
+            .expect("log_n checked above");
+        // Every prime lies within half a bit of its declared size: a set
+        // over the bound by its declared sizes is refused before any prime
+        // is searched for.
+        let least_log_qp = l.log_q.iter().chain(&l.log_p).map(|&b| f64::from(b) - 0.5).sum::<f64>();
+        if least_log_qp > f64::from(bound) && !allow_insecure {
+            return Err(CkksError::Insecure {
+                log_qp: least_log_qp,
+                bound,
+                log_n: l.log_n,
+            });
+        }
         if !(10.0..=40.0).contains(&l.log_scale) {
             return Err(invalid(format!("log_scale = {} is outside 10..=40", l.log_scale)));
         }
@@ -254,11 +281,6 @@ impl Params {
         }
         let p = used[..l.log_p.len()].to_vec();
         let log_qp: f64 = q.iter().chain(&p).map(|&x| f64::from(x).log2()).sum();
-        let bound = SECURITY_128_MAX_LOG_QP
-            .iter()
-            .find(|(ln, _)| *ln == l.log_n)
-            .map(|&(_, b)| b)
-            .expect("log_n checked above");
         let secure = log_qp <= f64::from(bound);
         if !secure && !allow_insecure {
             return Err(CkksError::Insecure {
@@ -536,6 +558,40 @@ mod tests {
             Err(CkksError::Insecure { bound: 438, .. })
         ));
         assert_eq!(Params::new(literal, true).unwrap().security_bits(), None);
+    }
+
+    /// More primes than [`MAX_PRIMES`] are refused before any prime is
+    /// searched for, even where insecure sets are allowed.
+    #[test]
+    fn too_many_primes_are_refused() {
+        let literal = ParamsLiteral {
+            log_n: 17,
+            log_q: vec![30; 300],
+            log_p: vec![30; 2],
+            log_scale: 30.0,
+            dnum: 150,
+        };
+        match Params::new(literal, true) {
+            Err(CkksError::InvalidParams { reason }) => assert!(reason.contains("302 primes"), "{reason}"),
+            other => panic!("{:?}", other.map(|p| p.max_level())),
+        }
+    }
+
+    /// A set over the bound by its declared prime sizes is refused from
+    /// those sizes (half a bit under each), before the primes are built.
+    #[test]
+    fn security_is_checked_on_the_declared_sizes_first() {
+        let literal = ParamsLiteral {
+            log_n: 14,
+            log_q: vec![30; 100],
+            log_p: vec![30; 2],
+            log_scale: 30.0,
+            dnum: 50,
+        };
+        match Params::new(literal, false) {
+            Err(CkksError::Insecure { log_qp, bound: 438, .. }) => assert_eq!(log_qp, 102.0 * 29.5),
+            other => panic!("{:?}", other.map(|p| p.max_level())),
+        }
     }
 
     #[test]

@@ -67,8 +67,9 @@
 
 use super::ciphertext::Ciphertext;
 use super::error::CkksError;
+use super::evaluator::check_scales;
 use super::keys::{KeyId, KeyLevels, KeyMemory, PublicKey, PublicKeySet, SecretKey, SeededPair, SwitchingKey};
-use super::params::{hex, Params, ParamsLiteral, LOG_N_RANGE};
+use super::params::{hex, Params, ParamsLiteral, LOG_N_RANGE, MAX_PRIMES};
 use crate::ring::automorphism::rotation_galois_element;
 use crate::ring::sampler::Seed;
 use crate::ring::{Eval, LimbLayout, RnsPoly};
@@ -94,9 +95,6 @@ pub const CHECKSUM_LEN: usize = 32;
 const MAX_PARAMS_JSON: usize = 16 * 1024;
 /// Longest preset name a loader accepts.
 const MAX_NAME: usize = 256;
-/// Most primes (`Q ++ P`) a loader accepts before building the parameters
-/// (the largest preset has 114).
-const MAX_PRIMES: usize = 256;
 
 /// What a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -266,7 +264,7 @@ impl FileHeader {
 /// Ciphertexts of one tensor, as stored in a ciphertext file.
 ///
 /// Invariants checked on load: every ciphertext is at a level of the
-/// parameter set with a finite positive scale, and `values <=
+/// parameter set at that level's canonical scale, and `values <=
 /// ciphertexts.len() * N/2`. `shape` and the packing of `values` into slots
 /// are the writer's convention; the file only records them.
 #[derive(Clone, Debug, PartialEq)]
@@ -1129,8 +1127,14 @@ pub fn ciphertexts_from_bytes(bytes: &[u8], params: &Arc<Params>) -> Result<Ciph
             )));
         }
         let scale = f64::from_bits(r.u64("a ciphertext scale")?);
-        if !scale.is_finite() || scale <= 0.0 {
-            return Err(corrupt(format!("ciphertext {k} has the invalid scale {scale}")));
+        // Every ciphertext this library writes is at its level's canonical
+        // scale (up to the ulps of tracking it as a product of primes); any
+        // other decrypts to values off by the ratio, or to inf/NaN.
+        let canonical = params.scale(level);
+        if !scale.is_finite() || check_scales(scale, canonical).is_err() {
+            return Err(corrupt(format!(
+                "ciphertext {k} has the scale {scale:e}; level {level}'s is {canonical:e}"
+            )));
         }
         let layout = params.layout(level);
         let c0 = r.poly(params, layout, &format!("c0 of ciphertext {k}"))?;
@@ -1217,8 +1221,14 @@ fn write_atomic_with(
     result
 }
 
+/// Largest key or ciphertext file read into memory (the public key set is
+/// mapped instead, whatever its size).
+pub const MAX_READ_BYTES: u64 = 64 << 30;
+
+/// The regular file at `path`, read whole (at most [`MAX_READ_BYTES`]; a
+/// directory or a device is refused before a byte is read).
 fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
-    fs::read(path).map_err(|source| FileError::Io {
+    crate::bounded::read_regular(path, MAX_READ_BYTES).map_err(|source| FileError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -1259,26 +1269,18 @@ pub fn load_public_keys(path: &Path) -> Result<PublicKeySet, FileError> {
     load_public_keys_as(path, KeyMemory::Expanded)
 }
 
-/// The parameters of a public key set file, read from its header and
-/// parameter block only (to plan before loading the keys; the checksum is
-/// checked when they load).
+/// The parameters of a public key set file, read from its parameter block
+/// only (to plan before loading the keys), after the file's length and
+/// checksum are checked: nothing is built from a damaged or truncated file.
 ///
 /// # Errors
-/// As [`load_public_keys`] for a file whose first bytes are damaged.
+/// As [`load_public_keys`] for a file whose header, length, checksum or
+/// parameter block is wrong.
 pub fn public_keys_params(path: &Path) -> Result<Arc<Params>, FileError> {
     let bytes = map_file(path)?;
-    let header = peek_header(&bytes).map_err(|e| e.at(path))?;
-    if header.kind != FileKind::PublicKeys {
-        return Err(FileError::WrongKind {
-            expected: FileKind::PublicKeys,
-            found: header.kind,
-        }
-        .at(path));
-    }
-    let mut r = Reader {
-        bytes: &bytes[HEADER_LEN..],
-    };
-    read_params(&mut r, &header, |_, _| 0).map_err(|e| e.at(path))
+    let (header, body) = open(&bytes, FileKind::PublicKeys).map_err(|e| e.at(path))?;
+    let mut r = Reader { bytes: body };
+    read_params(&mut r, &header, |n, limbs| 8 + limbs * n * 4 + 32).map_err(|e| e.at(path))
 }
 
 /// The file at `path`, mapped read-only.
@@ -1287,7 +1289,7 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, FileError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = fs::File::open(path).map_err(io)?;
+    let (file, _) = crate::bounded::open_regular(path).map_err(io)?;
     // SAFETY: the map is only read, by the caller that holds it; the files
     // of this library are replaced by rename, never rewritten in place, and
     // a file changed by someone else under the map is caught by the

@@ -6,14 +6,21 @@
 use super::model_args::{ModelArgs, ModelHints};
 use super::CliError;
 use crate::ckks::Params;
-use crate::he_nn::{plan_for, Plan, SlotLayout};
-use crate::nn::{fold, InputClip, Model};
+use crate::he_nn::{plan_for, Plan, SlotLayout, MAX_BATCH};
+use crate::nn::spec::MAX_LATENT_VALUES;
+use crate::nn::{fold, InputClip, LatentShape, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
 /// File name of the binding inside a key directory.
 pub const BINDING_FILE: &str = "model.json";
+
+/// Longest binding file read (a real one is a few kilobytes).
+const MAX_BINDING_BYTES: u64 = 1 << 20;
+
+/// Most classes a binding may name.
+const MAX_CLASSES: usize = 4096;
 
 /// What a key directory remembers about its model.
 ///
@@ -65,13 +72,80 @@ impl ModelBinding {
         }
     }
 
-    /// The binding in `dir`, `None` when the directory has none.
+    /// The binding in `dir`, checked against the parameters of the keys
+    /// it sits beside ([`Self::check`]); `None` when the directory has none.
+    ///
+    /// # Errors
+    /// An unreadable, malformed or inconsistent file.
+    pub fn read_for(dir: &Path, params: &Params) -> Result<Option<Self>, CliError> {
+        let Some(binding) = Self::read(dir)? else {
+            return Ok(None);
+        };
+        binding.check(params).map_err(|reason| CliError::Input {
+            path: dir.join(BINDING_FILE).display().to_string(),
+            reason: format!("does not fit the keys beside it: {reason}"),
+        })?;
+        Ok(Some(binding))
+    }
+
+    /// Checks every field against `params` (the keys' parameters): the
+    /// preset, a start level the parameters have, a batch of 1 to
+    /// [`MAX_BATCH`], a latent shape within [`MAX_LATENT_VALUES`], one or
+    /// more classes, the input layout that [`SlotLayout::input`] gives for
+    /// the batch of latents, and an output layout that holds one value per
+    /// class and image and fits the slots ([`SlotLayout::check`]).
+    ///
+    /// # Errors
+    /// A one-line reason.
+    pub fn check(&self, params: &Params) -> Result<(), String> {
+        let preset = params.name().unwrap_or("literal");
+        if self.preset != preset {
+            return Err(format!("made for preset `{}`, the keys are `{preset}`", self.preset));
+        }
+        if self.start_level > params.max_level() {
+            return Err(format!(
+                "start level {} is past the keys' top level {}",
+                self.start_level,
+                params.max_level()
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return Err(format!("a batch of {} (1 to {MAX_BATCH})", self.batch));
+        }
+        let [c, h, w] = self.latent;
+        LatentShape::new(c, h, w).map_err(|e| e.to_string())?;
+        if self.classes.is_empty() || self.classes.len() > MAX_CLASSES {
+            return Err(format!("{} classes (1 to {MAX_CLASSES})", self.classes.len()));
+        }
+        let input = SlotLayout::input(c * self.batch, h, w, params.slots()).map_err(|e| e.to_string())?;
+        if self.input != input {
+            return Err(format!(
+                "the input layout is not the one of {} {c}x{h}x{w} latent(s) in {} slots",
+                self.batch,
+                params.slots()
+            ));
+        }
+        let logits = self.classes.len() * self.batch;
+        self.output
+            .check(params.slots(), MAX_LATENT_VALUES)
+            .map_err(|e| format!("output layout: {e}"))?;
+        if self.output.len() != logits {
+            return Err(format!(
+                "the output layout holds {} values, not one per class and image ({logits})",
+                self.output.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The binding in `dir` as written, `None` when the directory has none
+    /// (unchecked: [`Self::read_for`] checks it against the keys).
     ///
     /// # Errors
     /// An unreadable or malformed file.
     pub fn read(dir: &Path) -> Result<Option<Self>, CliError> {
         let path = dir.join(BINDING_FILE);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::bounded::read_regular_text(&path, MAX_BINDING_BYTES) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -98,6 +172,22 @@ impl ModelBinding {
             path: path.display().to_string(),
             source,
         })
+    }
+
+    /// Removes the binding from `dir`, if any: keys made without a model
+    /// must not be read with the layout of earlier ones.
+    ///
+    /// # Errors
+    /// The file exists and cannot be removed.
+    pub fn remove(dir: &Path) -> Result<(), CliError> {
+        let path = dir.join(BINDING_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CliError::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

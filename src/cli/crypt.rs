@@ -2,7 +2,7 @@
 //! of `.npy` arrays into ciphertexts.
 
 use super::binding::{ModelBinding, Planned};
-use super::model_args::ModelHints;
+use super::model_args::{parse_batch, ModelHints};
 use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
@@ -15,7 +15,7 @@ use crate::he_nn::{decrypt_batches, encrypt_batches};
 use crate::nn::InputClip;
 use clap::Args;
 use ndarray::{Array4, ArrayD, IxDyn};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::WriteNpyExt;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,7 +45,7 @@ pub struct KeygenArgs {
     #[command(flatten)]
     hints: ModelHints,
     /// With --model: images sharing one set of ciphertexts.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
@@ -126,6 +126,9 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let keys = PublicKeySet::generate_at(&sk, &levels, KeyMemory::Compact);
     let seconds = start.elapsed().as_secs_f64();
     let (secret_path, public_path) = (args.out.join(SECRET_KEY_FILE), args.out.join(PUBLIC_KEY_FILE));
+    // The binding goes first: a folder never holds new keys beside the
+    // layout of the old ones, even when writing stops half way.
+    ModelBinding::remove(&args.out)?;
     save_secret_key(&secret_path, &sk)?;
     save_public_keys(&public_path, &keys)?;
     if let Some(p) = &planned {
@@ -156,20 +159,23 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Reads a float32 or float64 `.npy` file as f64 values with their shape.
+/// Reads a float32 or float64 `.npy` file as f64 values with their shape
+/// (its declared size checked before anything is allocated: [`crate::npy`]).
 pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
-    let bytes = std::fs::read(path).map_err(io_error(path))?;
-    let bad = |e: ndarray_npy::ReadNpyError| CliError::Input {
-        path: path.display().to_string(),
-        reason: format!("not a float32/float64 .npy array ({e})"),
-    };
-    let (shape, values) = match ArrayD::<f64>::read_npy(bytes.as_slice()) {
-        Ok(a) => (a.shape().to_vec(), a.iter().copied().collect::<Vec<_>>()),
-        Err(ndarray_npy::ReadNpyError::WrongDescriptor(_)) => {
-            let a = ArrayD::<f32>::read_npy(bytes.as_slice()).map_err(bad)?;
-            (a.shape().to_vec(), a.iter().map(|&v| f64::from(v)).collect())
-        }
-        Err(e) => return Err(bad(e)),
+    let array = crate::npy::read_npy(path)
+        .map_err(|e| CliError::Input {
+            path: path.display().to_string(),
+            reason: format!("not a float32/float64 .npy array ({e})"),
+        })?
+        .into_f64();
+    let shape = array.shape().to_vec();
+    // Row-major arrays give up their buffer (no copy of a large array).
+    let values: Vec<f64> = if array.is_standard_layout() {
+        let (values, offset) = array.into_raw_vec_and_offset();
+        debug_assert!(offset.is_none_or(|o| o == 0));
+        values
+    } else {
+        array.iter().copied().collect()
     };
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(CliError::Input {
@@ -263,7 +269,7 @@ pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     let out = required_out(args)?;
     // Encryption reads the public key (always expanded), no evaluation key.
     let keys = load_public_keys_as(&args.keys.join(PUBLIC_KEY_FILE), KeyMemory::Compact)?;
-    let binding = ModelBinding::read(&args.keys)?;
+    let binding = ModelBinding::read_for(&args.keys, keys.params())?;
     let start = Instant::now();
     let (file, images) = match &binding {
         Some(b) => {
@@ -337,7 +343,7 @@ fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Con
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "decrypt")?;
     let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
-    let binding = ModelBinding::read(&args.keys)?;
+    let binding = ModelBinding::read_for(&args.keys, sk.params())?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();
     let kind = contents(binding.as_ref(), &file);

@@ -2,11 +2,11 @@
 //! encrypted and plaintext side by side).
 
 use super::backend::DeviceArgs;
-use super::binding::Planned;
-use super::crypt::read_latents;
+use super::binding::{ModelBinding, Planned};
+use super::crypt::{read_latents, PUBLIC_KEY_FILE};
 use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
-use super::model_args::ModelArgs;
-use super::predict::sigmoid;
+use super::model_args::{parse_batch, ModelArgs};
+use super::predict::{finite_logits, sigmoid};
 use super::session::{evaluate_on, EncryptedSession, LogitsApart, StageSeconds};
 use super::{print_json, CliError};
 use crate::ckks::serialize::{
@@ -28,7 +28,7 @@ pub struct PlanChoice {
     #[arg(long, default_value = "auto")]
     preset: String,
     /// Images sharing one set of ciphertexts.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
 }
 
@@ -67,7 +67,7 @@ pub struct InferArgs {
     #[arg(long)]
     out: PathBuf,
     /// Images per set of ciphertexts, as the keys were made (`keygen --batch`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
     #[command(flatten)]
     device: DeviceArgs,
@@ -197,6 +197,19 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
 /// Runs `infer`: reads only the public key set, the model and the
 /// encrypted latents.
 pub fn infer(args: &InferArgs) -> Result<(), CliError> {
+    if args.public_key.is_dir() {
+        return Err(CliError::Input {
+            path: args.public_key.display().to_string(),
+            reason: format!(
+                "a directory; --public-key takes the key file ({})",
+                args.public_key.join(PUBLIC_KEY_FILE).display()
+            ),
+        });
+    }
+    crate::bounded::probe_writable(&args.out).map_err(|source| CliError::Io {
+        path: args.out.display().to_string(),
+        source,
+    })?;
     let params = public_keys_params(&args.public_key)?;
     let model = crate::nn::fold(&args.model.load()?);
     let input_err = |reason: String| CliError::Input {
@@ -231,8 +244,35 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             plan.levels()
         )));
     }
+    if let Some(binding) = args
+        .public_key
+        .parent()
+        .map(|dir| ModelBinding::read_for(dir, &params))
+        .transpose()?
+        .flatten()
+    {
+        if binding.batch != batch || binding.input != plan.input() || binding.model != model.spec().to_string() {
+            return Err(CliError::Input {
+                path: args.public_key.display().to_string(),
+                reason: format!(
+                    "the keys were made for {} with --batch {} (its model.json); this is {} with --batch {batch}",
+                    binding.model,
+                    binding.batch,
+                    model.spec()
+                ),
+            });
+        }
+    }
     let memory = args.memory.resolve(&params, &plan, images.div_ceil(batch));
     let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
+    if let Some(missing) = keys.levels().first_missing(&plan.key_levels()) {
+        return Err(CliError::Input {
+            path: args.public_key.display().to_string(),
+            reason: format!(
+                "lacks {missing}, which this model's plan with --batch {batch} needs (keys for another model or batch?)"
+            ),
+        });
+    }
     let chosen = args.device.resolve()?;
     let (logits, seconds) = evaluate_on(
         &chosen,
@@ -298,6 +338,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         path: args.input.display().to_string(),
         reason: e.to_string(),
     })?;
+    finite_logits(&plain, &args.input)?;
     let classes = planned.model.spec().classes().to_vec();
     if !args.encrypted {
         let probabilities = plain.mapv(sigmoid);

@@ -22,8 +22,11 @@ pub struct MetricsArgs {
     json: bool,
 }
 
+/// Largest label or score table read (NIH's whole label table is 8 MB).
+const MAX_TABLE_BYTES: u64 = 256 << 20;
+
 fn read_table(path: &Path) -> Result<CsvTable, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+    let text = crate::bounded::read_regular_text(path, MAX_TABLE_BYTES).map_err(|source| CliError::Io {
         path: path.display().to_string(),
         source,
     })?;
@@ -62,12 +65,12 @@ fn explain(e: MetricsError, args: &MetricsArgs, labels: &CsvTable, scores: &CsvT
             labels_samples,
             scores_samples,
             ..
-        } => CliError::Usage(format!(
+        } => CliError::Refused(format!(
             "{} has {labels_samples} samples but {} has {scores_samples}",
             args.labels.display(),
             args.scores.display()
         )),
-        other => CliError::Usage(format!(
+        other => CliError::Refused(format!(
             "{} vs {}: {other}",
             args.labels.display(),
             args.scores.display()

@@ -64,6 +64,17 @@ pub enum CliError {
     /// `check` found words that differ between the backends (exit status 1).
     #[error("the GPU and CPU results differ")]
     ChecksFailed,
+    /// A check that ran and failed (exit status 1): encrypted results past
+    /// `--max-drift`, images that could not be scored.
+    #[error("{0}")]
+    CheckFailed(String),
+    /// Input refused that no single path names (exit status 3).
+    #[error("{0}")]
+    Refused(String),
+    /// Not enough memory, disk or device for what was asked, or an output
+    /// folder another process holds (exit status 4).
+    #[error("{0}")]
+    Resources(String),
     /// A synthetic data set that cannot be made.
     #[error(transparent)]
     Synth(#[from] crate::data::synth::SynthError),
@@ -71,6 +82,82 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
 }
+
+/// What kind of failure an error is; each has its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A check that ran and failed: exit status 1.
+    Check,
+    /// A command line that makes no sense: exit status 2 (clap's too).
+    Usage,
+    /// Input refused (a file, a key, a model, an image): exit status 3.
+    Input,
+    /// Not enough memory or disk, no GPU adapter where `--backend gpu`
+    /// was asked for, an output folder another `score` holds: exit status 4.
+    Resources,
+}
+
+impl ErrorKind {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Check => 1,
+            Self::Usage => 2,
+            Self::Input => 3,
+            Self::Resources => 4,
+        }
+    }
+
+    /// The name `--json` errors give as `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::Usage => "usage",
+            Self::Input => "input",
+            Self::Resources => "resources",
+        }
+    }
+}
+
+/// Out of memory or disk: a resource, not the input.
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::OutOfMemory | std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            ErrorKind::Resources
+        }
+        _ => ErrorKind::Input,
+    }
+}
+
+impl CliError {
+    /// What kind of failure this is (and so the exit status).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ChecksFailed | Self::CheckFailed(_) => ErrorKind::Check,
+            Self::Usage(_) => ErrorKind::Usage,
+            Self::Resources(_) | Self::Gpu(_) | Self::GpuEval(crate::ckks::gpu_eval::GpuEvalError::Gpu(_)) => {
+                ErrorKind::Resources
+            }
+            Self::Io { source, .. } => io_kind(source),
+            Self::File(e) => match e {
+                FileError::Io { source, .. } => io_kind(source),
+                _ => ErrorKind::Input,
+            },
+            Self::Ckks(_)
+            | Self::GpuEval(_)
+            | Self::Vqgan(_)
+            | Self::Input { .. }
+            | Self::Refused(_)
+            | Self::Synth(_) => ErrorKind::Input,
+        }
+    }
+}
+
+/// Exit statuses, as `--help` lists them.
+const EXIT_STATUS_HELP: &str = "Exit status: 0 success; 1 a check that ran and failed (`check` mismatch, \
+`score` drift past --max-drift, images that failed unless --allow-failed); 2 usage; 3 bad input (a file, \
+key, model or image refused); 4 resources (memory, disk, no GPU adapter for --backend gpu). With --json, \
+errors are printed on stderr as {\"error\": {\"kind\", \"message\"}}.";
 
 /// Which implementation runs the arithmetic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +172,8 @@ pub enum BackendChoice {
 #[command(
     name = "latent-he",
     version,
-    about = "Encrypted chest X-ray inference in latent space (RNS-CKKS)"
+    about = "Encrypted chest X-ray inference in latent space (RNS-CKKS)",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -132,9 +220,37 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Parses the command line, runs the command, maps errors to exit status 2.
+/// Whether the command line asks for JSON output.
+fn wants_json() -> bool {
+    std::env::args_os().skip(1).any(|a| a == "--json")
+}
+
+/// Prints an error of `kind` on stderr: one line, or under `--json` one
+/// JSON object `{"error": {"kind", "message"}}`.
+fn report_error(kind: ErrorKind, message: &str) {
+    if wants_json() {
+        eprintln!(
+            "{}",
+            serde_json::json!({"error": {"kind": kind.name(), "message": message}})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// Parses the command line, runs the command, maps errors to their exit
+/// status ([`ErrorKind::code`]).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && wants_json() => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            report_error(ErrorKind::Usage, first.trim_start_matches("error: ").trim());
+            return ExitCode::from(ErrorKind::Usage.code());
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Params(args) => params::run(&args),
@@ -157,13 +273,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::ChecksFailed) => {
-            eprintln!("error: {}", CliError::ChecksFailed);
-            ExitCode::from(1)
-        }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+            let kind = e.kind();
+            report_error(kind, &e.to_string());
+            ExitCode::from(kind.code())
         }
     }
 }

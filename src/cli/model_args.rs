@@ -40,6 +40,19 @@ pub struct ModelHints {
     pub input_clip: Option<InputClip>,
 }
 
+/// `--batch`: images sharing one set of ciphertexts, 1 to
+/// [`crate::he_nn::MAX_BATCH`].
+///
+/// # Errors
+/// Anything else, as clap reports it (exit status 2).
+pub fn parse_batch(s: &str) -> Result<usize, String> {
+    let max = crate::he_nn::MAX_BATCH;
+    match s.parse::<usize>() {
+        Ok(b) if (1..=max).contains(&b) => Ok(b),
+        _ => Err(format!("expected a number of images from 1 to {max}")),
+    }
+}
+
 fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse().map_err(|e: NnError| e.to_string())
 }

@@ -7,6 +7,9 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Longest parameter literal file read (a real one is under 200 bytes).
+const MAX_LITERAL_BYTES: u64 = 64 * 1024;
+
 /// Where a parameter set comes from; shared by every command that takes one.
 #[derive(Args, Debug, Clone)]
 pub struct ParamsSource {
@@ -26,10 +29,11 @@ impl ParamsSource {
     pub fn resolve(&self) -> Result<Arc<Params>, CliError> {
         match (&self.preset, &self.literal) {
             (_, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let text =
+                    crate::bounded::read_regular_text(path, MAX_LITERAL_BYTES).map_err(|source| CliError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                 let literal: ParamsLiteral = serde_json::from_str(&text).map_err(|e| CliError::Input {
                     path: path.display().to_string(),
                     reason: format!("not a parameter literal: {e}"),

@@ -7,7 +7,7 @@ use super::{print_json, CliError};
 use clap::Args;
 use ndarray::Array2;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arithmetic of the forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +44,25 @@ pub fn sigmoid(x: f64) -> f64 {
     }
 }
 
+/// Refuses logits of which one is not finite: the model's pass left the
+/// floating-point range on the latents at `path` (far outside what it was
+/// trained on), and no probability can be given for them.
+///
+/// # Errors
+/// [`CliError::Input`] naming the first such image and class.
+pub fn finite_logits(logits: &Array2<f64>, path: &Path) -> Result<(), CliError> {
+    match logits.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some(((image, class), v)) => Err(CliError::Input {
+            path: path.display().to_string(),
+            reason: format!(
+                "image {image}: the model's pass leaves the floating-point range (logit {class} is {v}); \
+                 the latent is far outside what the model reads"
+            ),
+        }),
+    }
+}
+
 /// Runs `predict`.
 pub fn run(args: &PredictArgs) -> Result<(), CliError> {
     let model = args.model.load()?;
@@ -60,6 +79,7 @@ pub fn run(args: &PredictArgs) -> Result<(), CliError> {
             .map(|y| y.mapv(f64::from)),
     }
     .map_err(|e| input_err(e.to_string()))?;
+    finite_logits(&logits, &args.input)?;
     let probs = logits.mapv(sigmoid);
     let classes = model.spec().classes();
     if args.json {

@@ -98,9 +98,21 @@ pub struct ScoreArgs {
     /// again. Repeatable.
     #[arg(long)]
     merge: Vec<PathBuf>,
-    /// Output folder (results.csv, failed.csv, summary.json, summary.md, roc.png).
+    /// Output folder (results.csv, failed.csv, summary.json, summary.md,
+    /// roc.png). One `score` at a time writes into a folder: a second one is
+    /// refused while the first runs (exit status 4).
     #[arg(long)]
     out: PathBuf,
+    /// Exit with status 0 even when some images could not be scored (they
+    /// are listed in failed.csv and the summary either way; without this
+    /// flag the exit status is 1).
+    #[arg(long)]
+    allow_failed: bool,
+    /// With --encrypted: exit with status 1 when an AUROC or F1 of the
+    /// encrypted run differs from the plaintext one by more than this
+    /// (the summary's `abs_difference`).
+    #[arg(long, requires = "encrypted", value_parser = parse_drift)]
+    max_drift: Option<f64>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -123,6 +135,16 @@ const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
 /// the largest value its ciphertexts carry, from the plaintext pass.
 const PEAK_COLUMN: &str = "peak";
 
+/// The advisory lock file that keeps a second `score` out of a folder.
+const LOCK_FILE: &str = ".score.lock";
+
+fn parse_drift(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a finite non-negative number")),
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     move |source| CliError::Io {
         path: path.display().to_string(),
@@ -131,7 +153,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 }
 
 fn file_hash(path: &Path) -> Result<String, CliError> {
-    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    let bytes = crate::bounded::read_regular(path, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(io_error(path))?;
     Ok(blake3::hash(&bytes).to_hex()[..24].to_string())
 }
 
@@ -174,9 +196,33 @@ fn run_identity(args: &ScoreArgs, classes: &[String], preset: Option<&str>) -> R
     }))
 }
 
+/// Creates `out` and takes its writer's lock: an exclusive advisory lock
+/// on `OUT/.score.lock`, held until the returned file is dropped (the
+/// operating system drops it when the process ends, however it ends).
+///
+/// # Errors
+/// [`CliError::Resources`] while another process holds it.
+fn lock_output(out: &Path) -> Result<std::fs::File, CliError> {
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
+    let path = out.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::Resources(format!(
+            "{}: another `score` is writing into this folder; wait for it or choose another --out",
+            out.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(io_error(&path)(source)),
+    }
+}
+
 /// Writes `OUT/run.json`, or checks that the one there is this run's.
 fn claim_output(out: &Path, identity: &Value) -> Result<(), CliError> {
-    std::fs::create_dir_all(out).map_err(io_error(out))?;
     match check_identity(out, identity, "choose another --out") {
         Err(CliError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
             let path = out.join(RUN_FILE);
@@ -204,12 +250,39 @@ fn check_identity(dir: &Path, identity: &Value, hint: &str) -> Result<(), CliErr
 }
 
 /// The complete rows of the log at `path`, none when there is no file.
+///
+/// # Errors
+/// An unreadable log, or one that names an image twice ([`unique_rows`]).
 fn read_optional(path: &Path, header: &[String]) -> Result<Vec<Vec<String>>, CliError> {
     match ResultsLog::read(path, header) {
-        Ok(rows) => Ok(rows),
+        Ok(rows) => unique_rows(path, rows),
         Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(CliError::Usage(e.to_string())),
+        Err(e) => Err(CliError::Refused(e.to_string())),
     }
+}
+
+/// `rows` of the log at `path` when no two name the same image (first
+/// column); a log that does was written by two processes at once, or edited,
+/// and its counts would be wrong.
+///
+/// # Errors
+/// [`CliError::Input`] naming the image and both lines.
+fn unique_rows(path: &Path, rows: Vec<Vec<String>>) -> Result<Vec<Vec<String>>, CliError> {
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(first) = seen.insert(row[0].as_str(), i) {
+            return Err(CliError::Input {
+                path: path.display().to_string(),
+                reason: format!(
+                    "`{}` has two rows (lines {} and {}); remove one, or score into a fresh folder",
+                    row[0],
+                    first + 2,
+                    i + 2
+                ),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// Appends to `log` the rows of `DIR/file` (under `header`) whose image is
@@ -224,7 +297,7 @@ fn merge_log(
 ) -> Result<usize, CliError> {
     let rows = read_optional(&dir.join(file), header)?;
     let new: Vec<Vec<String>> = rows.into_iter().filter(|r| finished.insert(r[0].clone())).collect();
-    log.append(&new).map_err(|e| CliError::Usage(e.to_string()))?;
+    log.append(&new).map_err(|e| CliError::Refused(e.to_string()))?;
     Ok(new.len())
 }
 
@@ -247,7 +320,7 @@ fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), Cl
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (mut log, _) = ResultsLog::open(&args.out.join(SESSIONS_FILE), &sessions_header())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Refused(e.to_string()))?;
     log.append(&[vec![
         started.to_string(),
         backend,
@@ -256,7 +329,7 @@ fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), Cl
         args.limit.map_or_else(String::new, |n| n.to_string()),
         to_go.to_string(),
     ]])
-    .map_err(|e| CliError::Usage(e.to_string()))
+    .map_err(|e| CliError::Refused(e.to_string()))
 }
 
 /// The backends that scored a merged folder, in the order they first ran,
@@ -267,7 +340,13 @@ fn log_session(args: &ScoreArgs, chosen: &Chosen, to_go: usize) -> Result<(), Cl
 /// A `sessions.csv` that is not a call log (damaged, or another file).
 fn merged_backend(dir: &Path) -> Result<String, CliError> {
     let mut backends: Vec<String> = Vec::new();
-    for row in read_optional(&dir.join(SESSIONS_FILE), &sessions_header())? {
+    let sessions = dir.join(SESSIONS_FILE);
+    let rows = match ResultsLog::read(&sessions, &sessions_header()) {
+        Ok(rows) => rows,
+        Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(CliError::Refused(e.to_string())),
+    };
+    for row in rows {
         if !backends.contains(&row[1]) {
             backends.push(row[1].clone());
         }
@@ -324,7 +403,7 @@ impl Pipeline {
     ) -> Result<(Array4<f64>, Vec<usize>, Vec<(usize, String)>, f64), CliError> {
         if let Some(stored) = &data.latents {
             let views: Vec<_> = indices.iter().map(|&i| stored.slice(s![i, .., .., ..])).collect();
-            let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))?;
+            let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Refused(e.to_string()))?;
             return Ok((x.mapv(f64::from), indices.to_vec(), Vec::new(), 0.0));
         }
         let vqgan = self
@@ -347,8 +426,8 @@ impl Pipeline {
             return Ok((Array4::zeros((0, 0, 0, 0)), kept, failed, 0.0));
         }
         let views: Vec<_> = images.iter().map(|x| x.view()).collect();
-        let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))?;
-        let z = vqgan.encode(x, false).map_err(CliError::Usage)?;
+        let x = ndarray::stack(Axis(0), &views).map_err(|e| CliError::Refused(e.to_string()))?;
+        let z = vqgan.encode(x, false).map_err(CliError::Refused)?;
         Ok((z.mapv(f64::from), kept, failed, start.elapsed().as_secs_f64()))
     }
 }
@@ -400,7 +479,7 @@ fn score_pending(
             let plain = pipeline
                 .model
                 .forward(x.view())
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+                .map_err(|e| CliError::Refused(e.to_string()))?;
             let (x, kept, plain, overflowed) = drop_overflowed(x, kept, plain);
             failed.extend(overflowed.into_iter().map(|i| (i, OVERFLOW.to_string())));
             (x, kept, plain)
@@ -412,7 +491,7 @@ fn score_pending(
             .collect();
         failures
             .append(&failed_rows)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+            .map_err(|e| CliError::Refused(e.to_string()))?;
         if !kept.is_empty() {
             let n = kept.len() as f64;
             let shared = [encode_s / n, plain_s / n];
@@ -439,7 +518,7 @@ fn score_pending(
                     row
                 })
                 .collect();
-            results.append(&rows).map_err(|e| CliError::Usage(e.to_string()))?;
+            results.append(&rows).map_err(|e| CliError::Refused(e.to_string()))?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -554,7 +633,7 @@ fn summarize(
     let rows = read_optional(&args.out.join(RESULTS_FILE), &header)?;
     let failed = read_optional(&args.out.join(FAILED_FILE), &failed_header())?;
     if rows.is_empty() {
-        return Err(CliError::Usage("no image could be scored; see failed.csv".into()));
+        return Err(CliError::CheckFailed("no image could be scored; see failed.csv".into()));
     }
     let labels = column_block(&header, &rows, "label", classes)?;
     let plain_scores = column_block(&header, &rows, "plain", classes)?;
@@ -563,7 +642,7 @@ fn summarize(
         .then(|| column_block(&header, &rows, "he", classes))
         .transpose()?;
     let metrics_of = |scores: &Array2<f64>| -> Result<MultiLabelMetrics, CliError> {
-        evaluate(labels.view(), scores.view()).map_err(|e| CliError::Usage(format!("{RESULTS_FILE}: {e}")))
+        evaluate(labels.view(), scores.view()).map_err(|e| CliError::Refused(format!("{RESULTS_FILE}: {e}")))
     };
     let plain = metrics_of(&plain_scores)?;
     let he = he_scores.as_ref().map(metrics_of).transpose()?;
@@ -670,11 +749,13 @@ fn summarize(
         })
         .collect();
     let title = format!("{model_name}: ROC per class, {} images", rows.len());
-    roc_png(&args.out.join("roc.png"), &title, &curves).map_err(|e| CliError::Usage(e.to_string()))?;
+    roc_png(&args.out.join("roc.png"), &title, &curves).map_err(|e| CliError::Refused(e.to_string()))?;
     Ok(summary)
 }
 
-/// Runs `score`.
+/// Runs `score`: prints the summary, then fails (exit status 1) on
+/// images that could not be scored (unless `--allow-failed`) and on a
+/// drift past `--max-drift`.
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let summary = score(args)?;
     if args.json {
@@ -683,6 +764,32 @@ pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
         let md = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
         println!("{md}");
         println!("results: {}", args.out.display());
+    }
+    verdict(args, &summary)
+}
+
+/// The checks a summary must pass: no failed image unless allowed, no
+/// metric of the encrypted run further than `--max-drift` from the
+/// plaintext one.
+fn verdict(args: &ScoreArgs, summary: &Value) -> Result<(), CliError> {
+    let failed = summary["failed"].as_array().map_or(0, Vec::len);
+    if failed > 0 && !args.allow_failed {
+        return Err(CliError::CheckFailed(format!(
+            "{failed} image(s) could not be scored (see {}); pass --allow-failed to accept that",
+            args.out.join(FAILED_FILE).display()
+        )));
+    }
+    if let Some(limit) = args.max_drift {
+        let drifts = summary["abs_difference"].as_object().into_iter().flatten();
+        if let Some((metric, drift)) = drifts
+            .filter_map(|(k, v)| v.as_f64().map(|d| (k, d)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .filter(|&(_, d)| d > limit)
+        {
+            return Err(CliError::CheckFailed(format!(
+                "the encrypted {metric} is {drift:.6} from the plaintext one, past --max-drift {limit}"
+            )));
+        }
     }
     Ok(())
 }
@@ -722,7 +829,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         let side = PAPER_SIZE.get() / f;
         let want = model.spec().latent().dims();
         if [vq.config().encoder_out_channels(), side, side] != want {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Refused(format!(
                 "the VQGAN makes {}x{side}x{side} latents, the model reads {want:?}",
                 vq.config().encoder_out_channels()
             )));
@@ -730,12 +837,16 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
     }
     let preset = planned.as_ref().and_then(|p| p.params.name().map(str::to_string));
     let identity = run_identity(args, &classes, preset.as_deref())?;
+    let _writer = lock_output(&args.out)?;
     claim_output(&args.out, &identity)?;
     let header = header(&classes, args.encrypted);
-    let (mut results, done) =
-        ResultsLog::open(&args.out.join(RESULTS_FILE), &header).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (mut failures, failed) =
-        ResultsLog::open(&args.out.join(FAILED_FILE), &failed_header()).map_err(|e| CliError::Usage(e.to_string()))?;
+    let open = |file: &str, header: &[String]| {
+        let path = args.out.join(file);
+        let (log, rows) = ResultsLog::open(&path, header).map_err(|e| CliError::Refused(e.to_string()))?;
+        Ok::<_, CliError>((log, unique_rows(&path, rows)?))
+    };
+    let (mut results, done) = open(RESULTS_FILE, &header)?;
+    let (mut failures, failed) = open(FAILED_FILE, &failed_header())?;
     let mut finished: std::collections::HashSet<String> =
         done.iter().chain(failed.iter()).map(|r| r[0].clone()).collect();
     for dir in &args.merge {
@@ -745,7 +856,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
         let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
         if taken + taken_failed > 0 {
             let (mut merged, _) = ResultsLog::open(&args.out.join(MERGED_FILE), &merged_header())
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+                .map_err(|e| CliError::Refused(e.to_string()))?;
             merged
                 .append(&[vec![
                     dir.display().to_string(),
@@ -753,7 +864,7 @@ pub fn score(args: &ScoreArgs) -> Result<Value, CliError> {
                     taken.to_string(),
                     taken_failed.to_string(),
                 ]])
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+                .map_err(|e| CliError::Refused(e.to_string()))?;
         }
         if !args.json {
             eprintln!(

@@ -173,7 +173,7 @@ impl EncryptedSession {
         let latent = self.planned.model.spec().latent().dims();
         let (images, c, h, w) = x.dim();
         if [c, h, w] != latent {
-            return Err(CliError::Usage(format!(
+            return Err(CliError::Refused(format!(
                 "latents are {c}x{h}x{w}, the model reads {latent:?}"
             )));
         }
@@ -203,7 +203,10 @@ impl EncryptedSession {
     /// # Errors
     /// As [`Self::logits`].
     pub fn logits_apart(&self, x: &Array4<f64>, quiet: bool) -> Result<LogitsApart, CliError> {
-        let peaks = self.range.peaks(x.view()).map_err(|e| CliError::Usage(e.to_string()))?;
+        let peaks = self
+            .range
+            .peaks(x.view())
+            .map_err(|e| CliError::Refused(e.to_string()))?;
         let images = peaks.len();
         let (together, apart): (Vec<usize>, Vec<usize>) = (0..images).partition(|&i| self.range.holds(peaks[i]));
         let calls = std::iter::once(together)
@@ -308,9 +311,11 @@ pub fn evaluate_on(
 /// The key directory for `model_file` under `planned`: one per model file
 /// content, spec and preset, under the cache directory.
 fn key_cache_dir(model_file: &Path, planned: &Planned) -> Result<PathBuf, CliError> {
-    let bytes = std::fs::read(model_file).map_err(|source| CliError::Io {
-        path: model_file.display().to_string(),
-        source,
+    let bytes = crate::bounded::read_regular(model_file, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(|source| {
+        CliError::Io {
+            path: model_file.display().to_string(),
+            source,
+        }
     })?;
     let mut h = blake3::Hasher::new();
     h.update(&bytes);

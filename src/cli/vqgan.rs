@@ -69,13 +69,21 @@ struct VqganArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     batch_size: u32,
+    /// Take images or latents larger than twice (per side) what the VQGAN
+    /// was trained on (refused by default: time and memory grow fast).
+    #[arg(long)]
+    allow_large_inputs: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
 
 impl VqganArgs {
     fn load(&self) -> Result<(LoadedVqgan, String), CliError> {
-        LoadedVqgan::load(&self.vqgan, self.preset.as_deref(), &self.device)
+        let (mut vq, backend) = LoadedVqgan::load(&self.vqgan, self.preset.as_deref(), &self.device)?;
+        if self.allow_large_inputs {
+            vq.allow_any_size();
+        }
+        Ok((vq, backend))
     }
 }
 
@@ -145,6 +153,14 @@ impl LoadedVqgan {
         match self {
             LoadedVqgan::Cpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
             LoadedVqgan::Gpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Takes inputs of any size ([`Vqgan::allow_any_size`]).
+    pub fn allow_any_size(&mut self) {
+        match self {
+            LoadedVqgan::Cpu(vq) => vq.allow_any_size(),
+            LoadedVqgan::Gpu(vq) => vq.allow_any_size(),
         }
     }
 
@@ -238,7 +254,8 @@ impl ImageSource {
                     })
                     .collect::<Result<Vec<_>, CliError>>()?;
                 let views: Vec<_> = images.iter().map(|x| x.view()).collect();
-                ndarray::stack(Axis(0), &views).map_err(|e| CliError::Usage(format!("images of different sizes: {e}")))
+                ndarray::stack(Axis(0), &views)
+                    .map_err(|e| CliError::Refused(format!("images of different sizes: {e}")))
             }
         }
     }
@@ -266,7 +283,7 @@ impl ImageSource {
         }
         bar.finish_and_clear();
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-        ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Usage(e.to_string()))
+        ndarray::concatenate(Axis(0), &views).map_err(|e| CliError::Refused(e.to_string()))
     }
 }
 

@@ -12,7 +12,6 @@
 use super::{parse_csv_table, split_records, CsvError, Record};
 use crate::nn::spec::NIH15;
 use ndarray::{Array2, Array4, Axis, Slice};
-use ndarray_npy::{ReadNpyError, ReadNpyExt};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -795,30 +794,31 @@ pub fn latents(root: &Path) -> Result<Dataset, DatasetError> {
     })
 }
 
-/// Reads a finite float32 or float64 `B x C x H x W` `.npy` array as float32.
+/// Reads a finite float32 or float64 `B x C x H x W` `.npy` array as float32
+/// (its declared size checked before anything is allocated: [`crate::npy`]).
 fn read_latents(path: &Path) -> Result<Array4<f32>, DatasetError> {
-    let bytes = match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bad = |reason: String| DatasetError::Npy {
+        path: path.to_path_buf(),
+        reason: format!("not a float32/float64 B x C x H x W array ({reason})"),
+    };
+    let array = match crate::npy::read_npy(path) {
+        Err(crate::npy::NpyError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(DatasetError::NotFound {
                 what: "latents",
                 tried: vec![path.to_path_buf()],
             })
         }
-        r => r.map_err(|source| DatasetError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?,
+        Err(crate::npy::NpyError::Io(source)) => {
+            return Err(DatasetError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        r => r.map_err(|e| bad(e.to_string()))?.into_f32(),
     };
-    let bad = |e: ReadNpyError| DatasetError::Npy {
-        path: path.to_path_buf(),
-        reason: format!("not a float32/float64 B x C x H x W array ({e})"),
-    };
-    let array = match Array4::<f32>::read_npy(bytes.as_slice()) {
-        Err(ReadNpyError::WrongDescriptor(_)) => Array4::<f64>::read_npy(bytes.as_slice())
-            .map_err(bad)?
-            .mapv(|v| v as f32),
-        r => r.map_err(bad)?,
-    };
+    let array = array
+        .into_dimensionality::<ndarray::Ix4>()
+        .map_err(|_| bad("not four-dimensional".into()))?;
     if let Some(i) = array.iter().position(|v| !v.is_finite()) {
         return Err(DatasetError::Npy {
             path: path.to_path_buf(),

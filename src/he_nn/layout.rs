@@ -263,6 +263,62 @@ impl SlotLayout {
         values
     }
 
+    /// Checks a layout read from outside (a key folder's `model.json`)
+    /// for `slots` slots per ciphertext: every side and step at least 1,
+    /// blocks and lanes powers of two, the block inside a ciphertext, every
+    /// data slot of every lane inside its block, at most `max_values`
+    /// values; so that packing and unpacking index only inside their
+    /// vectors. Returns what is wrong.
+    ///
+    /// # Errors
+    /// A one-line reason.
+    pub fn check(&self, slots: usize, max_values: usize) -> Result<(), String> {
+        if self.slots != slots {
+            return Err(format!(
+                "{} slots per ciphertext, the parameters have {slots}",
+                self.slots
+            ));
+        }
+        if [self.channels, self.height, self.width, self.gap, self.row, self.lanes].contains(&0) {
+            return Err("a side, step or lane count is zero".into());
+        }
+        if !self.block.is_power_of_two() || self.block > slots || !self.lanes.is_power_of_two() {
+            return Err(format!(
+                "blocks of {} slots and {} lanes per side are not powers of two within {slots} slots",
+                self.block, self.lanes
+            ));
+        }
+        if self.row < self.width || self.lanes > self.gap {
+            return Err(format!(
+                "rows of {} for a width of {}, {} lanes for a gap of {}",
+                self.row, self.width, self.lanes, self.gap
+            ));
+        }
+        let values = self
+            .channels
+            .checked_mul(self.height)
+            .and_then(|v| v.checked_mul(self.width))
+            .filter(|&v| v <= max_values)
+            .ok_or_else(|| format!("more than the {max_values} values accepted"))?;
+        // The last slot of the last lane: (H-1, W-1) plus lane (s-1, s-1).
+        let last = (self.height - 1)
+            .checked_mul(self.row)
+            .and_then(|v| v.checked_add(self.width - 1))
+            .and_then(|v| v.checked_mul(self.gap))
+            .and_then(|v| {
+                let lane = self.row.checked_add(1)?.checked_mul(self.lanes - 1)?;
+                v.checked_add(lane)
+            })
+            .filter(|&v| v < self.block);
+        match last {
+            Some(_) if values > 0 => Ok(()),
+            _ => Err(format!(
+                "a {}x{} channel with gap {} and rows of {} does not fit a block of {}",
+                self.height, self.width, self.gap, self.row, self.block
+            )),
+        }
+    }
+
     /// Values in the tensor, `C*H*W`.
     pub fn len(&self) -> usize {
         self.channels * self.height * self.width
@@ -293,6 +349,45 @@ pub fn kernel_rotations(width: usize, kernel: usize) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Layouts the plans make pass [`SlotLayout::check`]; forged ones that
+    /// would index past a slot vector (or divide by zero) do not, and every
+    /// layout that passes packs and unpacks inside its vectors.
+    #[test]
+    fn check_accepts_real_layouts_and_refuses_forged_ones() {
+        let input = SlotLayout::input(3, 8, 8, 256).unwrap();
+        let strided = input.strided(6, 4, 4, 2);
+        let merged = strided.interleaved().unwrap();
+        for layout in [input, strided, merged, strided.pooled(5)] {
+            layout.check(256, 1 << 20).unwrap();
+            let values = vec![1.0; layout.len()];
+            assert_eq!(layout.unpack(&layout.pack(&values)), values);
+        }
+        let forged = [
+            SlotLayout { slots: 512, ..input },
+            SlotLayout { block: 0, ..input },
+            SlotLayout { block: 96, ..input },
+            SlotLayout { block: 512, ..input },
+            SlotLayout { gap: 0, ..input },
+            SlotLayout { row: 4, ..input },
+            SlotLayout { lanes: 2, ..input },
+            SlotLayout { lanes: 4, ..strided },
+            SlotLayout { height: 9, ..input },
+            SlotLayout { channels: 0, ..input },
+            SlotLayout {
+                channels: usize::MAX,
+                ..input
+            },
+            SlotLayout {
+                row: usize::MAX,
+                height: 1,
+                ..input
+            },
+        ];
+        for layout in forged {
+            assert!(layout.check(256, 1 << 20).is_err(), "{layout:?}");
+        }
+    }
 
     #[test]
     fn pack_unpack_round_trip_with_replicas_gaps_and_several_ciphertexts() {

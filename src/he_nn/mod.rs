@@ -29,6 +29,8 @@ pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tenso
 pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
 pub use merge::{LaneMerge, SETS_PER_MERGE};
-pub use plan::{plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, NETWORK_GAIN};
+pub use plan::{
+    plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, MAX_BATCH, NETWORK_GAIN,
+};
 pub use pool::{Direction, RotationSum};
 pub use range::{ValueRange, PARTIAL_SUM_MARGIN};

@@ -57,6 +57,12 @@ pub const AUTO_PRESETS: [&str; 4] = ["n14", "n15", "n16", "n17"];
 /// the last prime alone gives at a scale of 2^30.
 pub const HEADROOM_LEVELS: usize = 1;
 
+/// Most images one set of ciphertexts may stack along the channels
+/// (`--batch`): past a few, batching saves nothing (docs/perf.md), and the
+/// cap keeps a flag or a file from asking for weights and layouts that
+/// exhaust memory.
+pub const MAX_BATCH: usize = 64;
+
 /// The gain the network path carries under encryption ([`crate::nn::with_gain`]):
 /// every value 16 times its plaintext size, so that each operation's noise is
 /// 16 times smaller against it, undone exactly by the final mean's scalar.
@@ -667,8 +673,11 @@ impl Plan {
         if !model.is_folded() {
             return Err(PlanError::NotFolded);
         }
-        if batch == 0 {
-            return Err(unsupported("input", "a batch of zero images"));
+        if batch == 0 || batch > MAX_BATCH {
+            return Err(unsupported(
+                "input",
+                format!("a batch of {batch} images (1 to {MAX_BATCH} share a set of ciphertexts)"),
+            ));
         }
         let [c, h, w] = model.spec().latent().dims();
         let input = SlotLayout::input(c * batch, h, w, slots)?;

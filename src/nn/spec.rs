@@ -109,8 +109,13 @@ impl FromStr for Arch {
     }
 }
 
+/// Most values one latent may hold, `C * H * W`: 2^20, thirty-two times
+/// the paper's largest (2x128x128), so that a shape from a file's metadata
+/// or a flag cannot ask for more memory than a plan or a forward pass has.
+pub const MAX_LATENT_VALUES: usize = 1 << 20;
+
 /// A latent's shape `C x H x W` (one image, no batch axis). All three are
-/// at least 1.
+/// at least 1 and their product is at most [`MAX_LATENT_VALUES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LatentShape {
     channels: usize,
@@ -119,17 +124,28 @@ pub struct LatentShape {
 }
 
 impl LatentShape {
-    /// A shape; every side must be at least 1.
+    /// A shape; every side must be at least 1 and the product at most
+    /// [`MAX_LATENT_VALUES`].
     ///
     /// # Errors
-    /// [`NnError::Parse`] when a side is 0.
+    /// [`NnError::Parse`] when a side is 0 or the shape is too large.
     pub fn new(channels: usize, height: usize, width: usize) -> Result<Self, NnError> {
+        let refuse = |reason: String| NnError::Parse {
+            what: "latent",
+            value: format!("{channels}x{height}x{width}"),
+            reason,
+        };
         if channels == 0 || height == 0 || width == 0 {
-            return Err(NnError::Parse {
-                what: "latent",
-                value: format!("{channels}x{height}x{width}"),
-                reason: "every side must be at least 1".into(),
-            });
+            return Err(refuse("every side must be at least 1".into()));
+        }
+        let values = channels
+            .checked_mul(height)
+            .and_then(|v| v.checked_mul(width))
+            .filter(|&v| v <= MAX_LATENT_VALUES);
+        if values.is_none() {
+            return Err(refuse(format!(
+                "more than the {MAX_LATENT_VALUES} values a latent may hold"
+            )));
         }
         Ok(LatentShape {
             channels,
@@ -227,7 +243,7 @@ impl FromStr for LatentShape {
                 .parse()
                 .map_err(|_| bad("expected CxHxW with positive integers"))?;
         }
-        Self::new(dims[0], dims[1], dims[2]).map_err(|_| bad("every side must be at least 1"))
+        Self::new(dims[0], dims[1], dims[2])
     }
 }
 

@@ -7,6 +7,10 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// Largest weights file read: 4 GiB, several times the largest VQGAN
+/// checkpoint this engine runs (a model file is read whole into memory).
+pub const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
+
 /// One named tensor's values in row-major order.
 ///
 /// Invariant: `data.len()` is the product of `shape` (1 for shape `[]`).
@@ -100,13 +104,15 @@ impl StateDict {
         Ok(dict)
     }
 
-    /// Reads and parses a safetensors file.
+    /// Reads and parses a safetensors file (a regular file of at most
+    /// [`MAX_WEIGHTS_BYTES`]).
     ///
     /// # Errors
-    /// [`NnError::Io`] when the file cannot be read, else as
+    /// [`NnError::Io`] when the file cannot be read, is not a regular file
+    /// or is larger, else as
     /// [`StateDict::from_safetensors`] (prefixed with nothing: callers add the path).
     pub fn read(path: &Path) -> Result<Self, NnError> {
-        let bytes = std::fs::read(path).map_err(|source| NnError::Io {
+        let bytes = crate::bounded::read_regular(path, MAX_WEIGHTS_BYTES).map_err(|source| NnError::Io {
             path: path.display().to_string(),
             source,
         })?;

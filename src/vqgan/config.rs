@@ -236,8 +236,16 @@ impl VqganConfig {
                 None => 3,
             },
             resolution,
-            embed_dim: dim("quant_conv.weight", 0)?,
-            n_embed: dim("quantize.embedding.weight", 0)?,
+            // An encoder-only export may hold no quantizer: nothing then
+            // reads these two (encoding without --quantized needs neither).
+            embed_dim: match dict.get("quant_conv.weight") {
+                Some(_) => dim("quant_conv.weight", 0)?,
+                None => z_channels,
+            },
+            n_embed: match dict.get("quantize.embedding.weight") {
+                Some(_) => dim("quantize.embedding.weight", 0)?,
+                None => 1,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -259,6 +267,16 @@ impl VqganConfig {
                 preset.as_ref().map_or(default_resolution(), |p| p.resolution),
             )?),
             None => None,
+        };
+        // A file without a quantizer says nothing of its sizes: the preset's
+        // stand (for the comparison below and the summary).
+        let from_file = match (from_file, &preset) {
+            (Some(file), Some(preset)) if dict.get("quant_conv.weight").is_none() => Some(VqganConfig {
+                embed_dim: preset.embed_dim,
+                n_embed: preset.n_embed,
+                ..file
+            }),
+            (file, _) => file,
         };
         match (from_file, preset) {
             (Some(file), Some(preset)) if !file.same_network(&preset) => Err(VqganError::Config(format!(

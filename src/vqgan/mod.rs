@@ -58,7 +58,17 @@ pub enum VqganError {
     /// A file that holds only an encoder was asked to decode.
     #[error("the VQGAN file has no decoder (no `decoder.*` tensors), so it cannot decode")]
     NoDecoder,
+    /// A file without `quant_conv.*` tensors was asked for codebook vectors.
+    #[error("the VQGAN file has no quantizer (no `quant_conv.*` tensors): it encodes without --quantized only")]
+    NoQuantizer,
 }
+
+/// How many times its training resolution, per side, a VQGAN takes
+/// (images of `resolution`, latents of `resolution / factor`) unless told
+/// otherwise ([`Vqgan::allow_any_size`]): time and memory grow with the
+/// square of the side, and attention's with its fourth power (a 4x256x256
+/// latent into an f8 VQGAN: 101 s and 3.5 GB).
+pub const MAX_SIZE_FACTOR: usize = 2;
 
 /// A loaded VQGAN bound to a backend.
 ///
@@ -67,6 +77,8 @@ pub struct Vqgan<B: NetOps> {
     config: VqganConfig,
     net: Network<B::Conv, B::Norm>,
     ops: B,
+    /// Whether inputs past [`MAX_SIZE_FACTOR`] times the training size are taken.
+    any_size: bool,
 }
 
 impl<B: NetOps> Vqgan<B> {
@@ -87,12 +99,37 @@ impl<B: NetOps> Vqgan<B> {
         let config = VqganConfig::resolve(dict, preset)?;
         let host = Network::load(dict, &config)?;
         let net = host.map(upload_conv, upload_norm)?;
-        Ok(Vqgan { config, net, ops })
+        Ok(Vqgan {
+            config,
+            net,
+            ops,
+            any_size: false,
+        })
     }
 
     /// The configuration.
     pub fn config(&self) -> &VqganConfig {
         &self.config
+    }
+
+    /// Takes inputs of any size from now on, past [`MAX_SIZE_FACTOR`] times
+    /// the training resolution too.
+    pub fn allow_any_size(&mut self) {
+        self.any_size = true;
+    }
+
+    /// Refuses a side past [`MAX_SIZE_FACTOR`] times `trained`, unless
+    /// [`Self::allow_any_size`] was called.
+    fn check_size(&self, x: &Array4<f32>, trained: usize, what: &str) -> Result<(), VqganError> {
+        let (_, _, h, w) = x.dim();
+        let limit = trained.saturating_mul(MAX_SIZE_FACTOR);
+        if !self.any_size && h.max(w) > limit {
+            return Err(VqganError::Input(format!(
+                "{what} of {h}x{w}: past {MAX_SIZE_FACTOR} times the {trained}x{trained} this VQGAN was trained on \
+                 (--allow-large-inputs takes them, at the cost of time and memory)"
+            )));
+        }
+        Ok(())
     }
 
     /// The backend.
@@ -129,10 +166,11 @@ impl<B: NetOps> Vqgan<B> {
     /// before `quant_conv`, which the paper's code feeds the classifier.
     ///
     /// # Errors
-    /// [`VqganError::Input`] for a batch of the wrong shape or with
-    /// non-finite values; the backend's errors.
+    /// [`VqganError::Input`] for a batch of the wrong shape, with
+    /// non-finite values or past [`MAX_SIZE_FACTOR`]; the backend's errors.
     pub fn encode(&self, images: Array4<f32>) -> Result<Array4<f32>, B::Error> {
         Self::check_input(&images, self.config.in_channels, self.config.factor(), "images")?;
+        self.check_size(&images, self.config.resolution, "images")?;
         let x = self.ops.upload(images)?;
         let z = self.net.encoder.encode(&self.ops, &x)?;
         self.ops.download(&z)
@@ -142,17 +180,24 @@ impl<B: NetOps> Vqgan<B> {
     /// nearest to the encoder's output, as the paper's text defines z.
     ///
     /// # Errors
-    /// As [`Vqgan::encode`].
+    /// As [`Vqgan::encode`]; [`VqganError::NoQuantizer`] for an
+    /// encoder-only file without a quantizer.
     pub fn encode_quantized(&self, images: Array4<f32>) -> Result<Array4<f32>, B::Error> {
         let latent = self.encode(images)?;
         self.quantize(latent)
     }
 
     /// `q(quant_conv(h))` of encoder outputs `h`.
+    ///
+    /// # Errors
+    /// [`VqganError::NoQuantizer`] for a file without one; the backend's errors.
     fn quantize(&self, latent: Array4<f32>) -> Result<Array4<f32>, B::Error> {
+        let (Some(quant_conv), Some(codebook)) = (&self.net.quant_conv, &self.net.codebook) else {
+            return Err(VqganError::NoQuantizer.into());
+        };
         let h = self.ops.upload(latent)?;
-        let projected = self.ops.download(&self.ops.conv2d(&h, &self.net.quant_conv)?)?;
-        Ok(cpu::quantize(&projected, &self.net.codebook, self.config.embed_dim)?.0)
+        let projected = self.ops.download(&self.ops.conv2d(&h, quant_conv)?)?;
+        Ok(cpu::quantize(&projected, codebook, self.config.embed_dim)?.0)
     }
 
     /// Reconstructs images (`N x out_ch x H x W`, about `[-1, 1]`) from
@@ -161,8 +206,8 @@ impl<B: NetOps> Vqgan<B> {
     ///
     /// # Errors
     /// [`VqganError::NoDecoder`] for an encoder-only file;
-    /// [`VqganError::Input`] for latents of the wrong shape; the backend's
-    /// errors.
+    /// [`VqganError::Input`] for latents of the wrong shape or past
+    /// [`MAX_SIZE_FACTOR`]; the backend's errors.
     pub fn decode(&self, latents: Array4<f32>, quantized: bool) -> Result<Array4<f32>, B::Error> {
         let (Some(post), Some(decoder)) = (&self.net.post_quant_conv, &self.net.decoder) else {
             return Err(VqganError::NoDecoder.into());
@@ -173,6 +218,7 @@ impl<B: NetOps> Vqgan<B> {
             self.config.encoder_out_channels()
         };
         Self::check_input(&latents, channels, 1, "latents")?;
+        self.check_size(&latents, self.config.resolution / self.config.factor(), "latents")?;
         let zq = if quantized { latents } else { self.quantize(latents)? };
         let z = self.ops.conv2d(&self.ops.upload(zq)?, post)?;
         let x = decoder.decode(&self.ops, &z)?;

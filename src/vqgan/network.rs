@@ -159,16 +159,18 @@ pub struct Coder<C, N> {
     pub conv_out: C,
 }
 
-/// The whole VQGAN. The decoder half (`post_quant_conv`, `decoder`) is
-/// optional: an encoder-only file encodes.
+/// The whole VQGAN. The quantizer (`quant_conv`, `codebook`) and the
+/// decoder half (`post_quant_conv`, `decoder`) are optional: an
+/// encoder-only file encodes (its quantizer, when present, also gives the
+/// codebook vectors). Invariant: a network with a decoder has a quantizer.
 #[derive(Clone, Debug)]
 pub struct Network<C, N> {
     /// The encoder.
     pub encoder: Coder<C, N>,
     /// The 1x1 convolution from the latent to the codebook dimension.
-    pub quant_conv: C,
+    pub quant_conv: Option<C>,
     /// The codebook, `n_embed x embed_dim`, row-major.
-    pub codebook: Vec<f32>,
+    pub codebook: Option<Vec<f32>>,
     /// The 1x1 convolution from the codebook dimension back to `z_channels`.
     pub post_quant_conv: Option<C>,
     /// The decoder.
@@ -184,6 +186,10 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
+    /// The tensor `name` as `f32`; empty when it is missing or misshaped
+    /// (recorded as a problem: a network with problems is never used, and
+    /// nothing is allocated from a shape a config declares but no tensor
+    /// backs).
     fn tensor(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
         self.used.insert(name.to_string());
         let Some(t) = self.dict.get(name) else {
@@ -191,7 +197,7 @@ impl<'a> Loader<'a> {
                 name: name.into(),
                 shape: shape.to_vec(),
             });
-            return vec![0.0; shape.iter().product()];
+            return Vec::new();
         };
         if t.shape() != shape {
             self.problems.push(WeightProblem::Shape {
@@ -199,7 +205,7 @@ impl<'a> Loader<'a> {
                 expected: shape.to_vec(),
                 found: t.shape().to_vec(),
             });
-            return vec![0.0; shape.iter().product()];
+            return Vec::new();
         }
         if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
             self.problems.push(WeightProblem::Value {
@@ -362,7 +368,7 @@ impl Network<ConvParams, NormParams> {
     /// outside `encoder.`, `decoder.`, `quant_conv.`, `post_quant_conv.` and
     /// `quantize.` (a checkpoint's discriminator under `loss.`, say) are
     /// ignored; the decoder half is loaded when `decoder.conv_in.weight` is
-    /// present.
+    /// present, the quantizer when `quant_conv.weight` or the decoder is.
     ///
     /// # Errors
     /// [`VqganError::Config`] for an invalid `cfg`; [`VqganError::Weights`]
@@ -370,7 +376,8 @@ impl Network<ConvParams, NormParams> {
     pub fn load(dict: &StateDict, cfg: &VqganConfig) -> Result<Self, VqganError> {
         cfg.validate()?;
         let has_decoder = dict.get("decoder.conv_in.weight").is_some();
-        let (net, mut loader) = Self::read(dict, cfg, has_decoder);
+        let has_quantizer = has_decoder || dict.get("quant_conv.weight").is_some();
+        let (net, mut loader) = Self::read(dict, cfg, has_quantizer, has_decoder);
         let ours = ["encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "quantize."];
         for (name, tensor) in dict.iter() {
             if ours.iter().any(|p| name.starts_with(p)) && !loader.used.contains(name) {
@@ -389,9 +396,10 @@ impl Network<ConvParams, NormParams> {
         Ok(net)
     }
 
-    /// Reads every tensor `cfg` needs (the decoder half when `decoder`),
-    /// leaving the problems in the returned loader.
-    fn read<'a>(dict: &'a StateDict, cfg: &VqganConfig, decoder: bool) -> (Self, Loader<'a>) {
+    /// Reads every tensor `cfg` needs (the quantizer when `quantizer`, the
+    /// decoder half when `decoder`), leaving the problems in the returned
+    /// loader.
+    fn read<'a>(dict: &'a StateDict, cfg: &VqganConfig, quantizer: bool, decoder: bool) -> (Self, Loader<'a>) {
         let mut loader = Loader {
             dict,
             used: BTreeSet::new(),
@@ -399,8 +407,8 @@ impl Network<ConvParams, NormParams> {
         };
         let net = Network {
             encoder: loader.encoder(cfg),
-            quant_conv: loader.conv1("quant_conv", cfg.embed_dim, cfg.encoder_out_channels()),
-            codebook: loader.tensor("quantize.embedding.weight", &[cfg.n_embed, cfg.embed_dim]),
+            quant_conv: quantizer.then(|| loader.conv1("quant_conv", cfg.embed_dim, cfg.encoder_out_channels())),
+            codebook: quantizer.then(|| loader.tensor("quantize.embedding.weight", &[cfg.n_embed, cfg.embed_dim])),
             post_quant_conv: decoder.then(|| loader.conv1("post_quant_conv", cfg.z_channels, cfg.embed_dim)),
             decoder: decoder.then(|| loader.decoder(cfg)),
         };
@@ -411,7 +419,7 @@ impl Network<ConvParams, NormParams> {
     /// (the decoder half too when `decoder`), in loading order.
     pub fn expected_tensors(cfg: &VqganConfig, decoder: bool) -> Vec<(String, Vec<usize>)> {
         let empty = StateDict::new();
-        let (_, loader) = Self::read(&empty, cfg, decoder);
+        let (_, loader) = Self::read(&empty, cfg, true, decoder);
         loader
             .problems
             .into_iter()
@@ -501,7 +509,7 @@ impl<C, N> Network<C, N> {
     ) -> Result<Network<C2, N2>, E> {
         Ok(Network {
             encoder: self.encoder.map(&mut fc, &mut fnorm)?,
-            quant_conv: fc(self.quant_conv)?,
+            quant_conv: self.quant_conv.map(&mut fc).transpose()?,
             codebook: self.codebook,
             post_quant_conv: self.post_quant_conv.map(&mut fc).transpose()?,
             decoder: self.decoder.map(|d| d.map(&mut fc, &mut fnorm)).transpose()?,

@@ -24,16 +24,33 @@ pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap()
 }
 
-/// The one-line error of a refused command (exit status 2).
+/// The one-line error of a refused command: exit status 2 (usage) or 3
+/// (bad input).
 pub fn refused(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(2 | 3)),
+        "exit status {code:?}; stdout: {}; stderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8(out.stderr.clone()).unwrap();
     assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+    stderr
+}
+
+/// The one-line error of a command refused with exit status `code`.
+pub fn refused_with(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}; stderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
 
