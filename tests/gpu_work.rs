@@ -72,3 +72,35 @@ fn key_switching_operations_stay_within_their_budgets_at_n16() {
     let finish = gpu.work().since(&before);
     assert!(finish.dispatches <= 4, "{finish:?}");
 }
+
+#[test]
+fn a_profile_times_every_dispatch_by_kernel() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    let params = Params::preset("insecure-n12").unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate(&sk, &[1]));
+    let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let values: Vec<f64> = (0..params.slots()).map(|i| (i % 5) as f64 / 5.0).collect();
+    let x = gpu.upload(&encrypt_values(&keys, &values).unwrap()).unwrap();
+    // lavapipe has TIMESTAMP_QUERY; an adapter without it says so.
+    if let Err(e) = ctx.start_profile() {
+        panic!("no profile on {}: {e}", ctx.adapter().name);
+    }
+    let before = gpu.work();
+    let product = gpu.rescale(&gpu.mul_relin(&x, &x).unwrap()).unwrap();
+    gpu.rotate_hoisted(&product, &[1]).unwrap();
+    gpu.ring().sync().unwrap();
+    let work = gpu.work().since(&before);
+    let kernels = ctx.finish_profile().unwrap();
+    eprintln!("{kernels:#?}");
+    let timed: u64 = kernels.values().map(|k| k.dispatches).sum();
+    assert_eq!(timed, work.dispatches, "one timing per dispatch");
+    for name in ["tensor", "inner_product", "forward_converted_finish", "inverse_from"] {
+        assert!(kernels.contains_key(name), "{name} missing from {kernels:?}");
+    }
+    assert!(kernels.values().all(|k| k.gpu_ms >= 0.0 && k.gpu_ms.is_finite()));
+    assert!(kernels.values().map(|k| k.gpu_ms).sum::<f64>() > 0.0);
+    // Ended: nothing more is timed.
+    assert!(ctx.finish_profile().unwrap().is_empty());
+}
