@@ -75,8 +75,10 @@ fn add_permuted(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     out[i] = add_mod(out[i], a[r.a_base + perm[k]], r.p.q);
 }
 
-// out[l][k] = v mod q_l, canonical, for the signed 64-bit coefficient
-// v = a[2k] + 2^32 a[2k + 1] (two's complement, |v| < 2^63): |v| is reduced
+// out[l][k] = v mod q_l, canonical, for the signed 64-bit coefficient k of
+// polynomial l' (the row's limb of `a`, N coefficients of two words each):
+// v = a[2 (l' N + k)] + 2^32 a[2 (l' N + k) + 1] (two's complement,
+// |v| < 2^63): |v| is reduced
 // as hi * (2^32 mod q) + lo, both Shoup products, then negated for v < 0,
 // the same residue as the CPU's `Modulus::reduce_i64`.
 @compute @workgroup_size(256)
@@ -85,10 +87,11 @@ fn reduce_signed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if i >= shape.words {
         return;
     }
-    let p = row(i).p;
-    let k = i & (shape.n - 1u);
-    var lo = a[2u * k];
-    var hi = a[2u * k + 1u];
+    let r = row(i);
+    let p = r.p;
+    let at = 2u * (r.a_base + (i & (shape.n - 1u)));
+    var lo = a[at];
+    var hi = a[at + 1u];
     let negative = (hi & 0x80000000u) != 0u;
     if negative {
         lo = ~lo + 1u;

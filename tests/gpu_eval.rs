@@ -111,10 +111,19 @@ fn gpu_encoding_matches_cpu_word_for_word() {
         (top, 2f64.powi(80), params.slots(), false),
         (1, params.scale(1), 7, true),
     ];
+    // Each case alone, then all of them (and the narrow ones twice more, so
+    // that plaintexts of one level share a batch) finished in one call.
+    let mut batch = Vec::new();
+    let mut wanted = Vec::new();
     for (level, scale, count, expect_narrow) in cases {
         let values: Vec<f64> = (0..count).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let encoded = encode_coeffs(&params, &values, level, scale).unwrap();
         let narrow = matches!(encoded.coeffs(), ScaledCoeffs::Narrow(_));
+        let copies = if narrow { 3 } else { 1 };
+        for _ in 0..copies {
+            batch.push(encoded.clone());
+            wanted.push(encoded.clone().into_plaintext(&params));
+        }
         let want = encoded.into_plaintext(&params);
         let got = gpu
             .download_plaintext(&gpu.encode(&values, level, scale).unwrap())
@@ -131,6 +140,21 @@ fn gpu_encoding_matches_cpu_word_for_word() {
             .count();
         assert_eq!(want.poly().words().len(), got.poly().words().len(), "{what}: length");
         assert_eq!(differ, 0, "{what}: words differ");
+    }
+    let together = gpu.plaintexts(batch).unwrap();
+    assert_eq!(together.len(), wanted.len());
+    for (i, (want, got)) in wanted.iter().zip(&together).enumerate() {
+        let got = gpu.download_plaintext(got).unwrap();
+        assert_eq!(
+            (got.level(), got.scale()),
+            (want.level(), want.scale()),
+            "batched plaintext {i}"
+        );
+        assert_eq!(
+            got.poly().words(),
+            want.poly().words(),
+            "batched plaintext {i}: words differ"
+        );
     }
 }
 

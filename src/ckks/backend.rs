@@ -4,10 +4,11 @@
 //! keeps ciphertexts on the device and must return the same words.
 
 use super::ciphertext::Ciphertext;
-use super::encoder::{encode, Plaintext};
+use super::encoder::{encode, EncodedCoeffs, Plaintext};
 use super::error::CkksError;
 use super::evaluator::{Evaluator, RotationSum};
 use super::gpu_eval::{GpuCiphertext, GpuEvalError, GpuEvaluator, GpuPlaintext, GpuRotationSum};
+use rayon::prelude::*;
 
 /// A CKKS evaluator on some device. `Sync`, so that callers may encode
 /// plaintexts from several threads.
@@ -32,6 +33,10 @@ pub trait EvalBackend: Sync {
     /// Encodes `values` (at most N/2) at `level` with `scale`; the words
     /// equal [`encode`]'s on every backend.
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Self::Pt, Self::Error>;
+    /// Finishes host encodings ([`super::encoder::encode_coeffs`]: the
+    /// embedding and rounding) into plaintexts, in order; a backend may
+    /// finish many together. The words equal [`encode`]'s.
+    fn plaintexts(&self, encoded: Vec<EncodedCoeffs>) -> Result<Vec<Self::Pt>, Self::Error>;
     /// `ct + pt` (same level and scale).
     fn add_plain(&self, ct: &Self::Ct, pt: &Self::Pt) -> Result<Self::Ct, Self::Error>;
     /// `ct * pt`, not rescaled.
@@ -108,6 +113,12 @@ impl EvalBackend for Evaluator {
     }
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext, CkksError> {
         encode(self.params(), values, level, scale)
+    }
+    fn plaintexts(&self, encoded: Vec<EncodedCoeffs>) -> Result<Vec<Plaintext>, CkksError> {
+        Ok(encoded
+            .into_par_iter()
+            .map(|e| e.into_plaintext(self.params()))
+            .collect())
     }
     fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext, CkksError> {
         let mut out = ct.clone();
@@ -193,6 +204,9 @@ impl EvalBackend for GpuEvaluator {
     }
     fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<GpuPlaintext, GpuEvalError> {
         GpuEvaluator::encode(self, values, level, scale)
+    }
+    fn plaintexts(&self, encoded: Vec<EncodedCoeffs>) -> Result<Vec<GpuPlaintext>, GpuEvalError> {
+        GpuEvaluator::plaintexts(self, encoded)
     }
     fn add_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::add_plain(self, ct, pt)

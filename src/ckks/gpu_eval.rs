@@ -26,9 +26,9 @@ use super::params::Params;
 use crate::backend::gpu::kernels::{
     ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb, NttOutput,
 };
-use crate::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing, GpuWords, GpuWork};
+use crate::backend::gpu::{GpuContext, GpuError, GpuRing, GpuWords, GpuWork, Limbs};
 use crate::ring::automorphism::eval_permutation;
-use crate::ring::{Eval, RnsPoly};
+use crate::ring::RnsPoly;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
@@ -68,17 +68,28 @@ impl GpuCiphertext {
     }
 }
 
-/// A plaintext resident on the device.
+/// A plaintext resident on the device, alone in its buffer or beside the
+/// others encoded with it.
 ///
-/// Invariant: `poly` has layout `Q_level` (evaluation form); decoding divides
-/// by `scale`; its words equal the CPU's [`Plaintext`] of the same encoding.
+/// Invariant: limbs `first..first + level + 1` of `words` hold the
+/// plaintext over `Q_level` (evaluation form); decoding divides by `scale`;
+/// its words equal the CPU's [`Plaintext`] of the same encoding.
 pub struct GpuPlaintext {
-    poly: GpuPoly<Eval>,
+    words: GpuWords,
+    first: usize,
     level: usize,
     scale: f64,
 }
 
 impl GpuPlaintext {
+    fn limbs(&self) -> Limbs<'_> {
+        Limbs {
+            words: &self.words,
+            first: self.first,
+            count: Some(self.level + 1),
+        }
+    }
+
     /// Level of the plaintext.
     pub fn level(&self) -> usize {
         self.level
@@ -239,28 +250,84 @@ impl GpuEvaluator {
         self.plaintext(encode_coeffs(&self.params, values, level, scale)?)
     }
 
-    /// Finishes an encoding on the device. Coefficients below 2^62 travel as
-    /// 8 bytes each, once for all the level's primes, and are reduced and
-    /// transformed there (a host plaintext would be `4 (level + 1)` bytes a
-    /// coefficient, reduced and transformed on the CPU); wider ones are
-    /// finished on the host and uploaded. Either way the words equal
-    /// [`EncodedCoeffs::into_plaintext`]'s.
+    /// Finishes an encoding on the device ([`Self::plaintexts`] of one).
     ///
     /// # Errors
     /// Device errors.
     pub fn plaintext(&self, encoded: EncodedCoeffs) -> Result<GpuPlaintext, GpuEvalError> {
-        let (level, scale) = (encoded.level(), encoded.scale());
-        let poly = if let ScaledCoeffs::Narrow(coeffs) = encoded.coeffs() {
-            let primes: Vec<usize> = (0..=level).collect();
-            let words = self.ring.reduce_signed(coeffs, &primes)?;
-            let limbs: Vec<NttLimb> = primes.iter().map(|&p| NttLimb::in_place(p, p)).collect();
-            self.ring
-                .ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, false)?;
-            GpuPoly::from_words(words, self.params.layout(level), self.ring.n())
-        } else {
-            self.ring.upload(&encoded.into_plaintext(&self.params).poly)
+        Ok(self.plaintexts(vec![encoded])?.remove(0))
+    }
+
+    /// Finishes encodings on the device, in order. Coefficients below 2^62
+    /// travel as 8 bytes each, once for all the level's primes, and are
+    /// reduced and transformed there, as many plaintexts of one level
+    /// together as one storage binding holds: one upload, one reduction and
+    /// one NTT for all of them (a host plaintext would be `4 (level + 1)`
+    /// bytes a coefficient, reduced and transformed on the CPU). Wider ones
+    /// are finished on the host and uploaded. Either way the words equal
+    /// [`EncodedCoeffs::into_plaintext`]'s.
+    ///
+    /// # Errors
+    /// Device errors.
+    pub fn plaintexts(&self, encoded: Vec<EncodedCoeffs>) -> Result<Vec<GpuPlaintext>, GpuEvalError> {
+        let n = self.ring.n();
+        let mut out = Vec::with_capacity(encoded.len());
+        let mut batch: Vec<EncodedCoeffs> = Vec::new();
+        for e in encoded {
+            if !matches!(e.coeffs(), ScaledCoeffs::Narrow(_)) {
+                self.flush_plaintexts(&mut batch, &mut out)?;
+                let (level, scale) = (e.level(), e.scale());
+                let words = self.ring.upload(&e.into_plaintext(&self.params).poly).words();
+                out.push(GpuPlaintext {
+                    words,
+                    first: 0,
+                    level,
+                    scale,
+                });
+                continue;
+            }
+            let limb_bytes = (4 * n * (e.level() + 1)) as u64;
+            let fits = ((self.ring.binding_limit() / limb_bytes) as usize).max(1);
+            if batch.first().is_some_and(|b| b.level() != e.level()) || batch.len() >= fits {
+                self.flush_plaintexts(&mut batch, &mut out)?;
+            }
+            batch.push(e);
+        }
+        self.flush_plaintexts(&mut batch, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reduces and transforms `batch` (narrow, one level) together,
+    /// appending its plaintexts to `out`.
+    fn flush_plaintexts(
+        &self,
+        batch: &mut Vec<EncodedCoeffs>,
+        out: &mut Vec<GpuPlaintext>,
+    ) -> Result<(), GpuEvalError> {
+        let Some(level) = batch.first().map(EncodedCoeffs::level) else {
+            return Ok(());
         };
-        Ok(GpuPlaintext { poly, level, scale })
+        let coeffs: Vec<i64> = batch
+            .iter()
+            .flat_map(|e| match e.coeffs() {
+                ScaledCoeffs::Narrow(c) => c.iter().copied(),
+                ScaledCoeffs::Wide(_) => unreachable!("only narrow coefficients are batched"),
+            })
+            .collect();
+        let primes: Vec<usize> = (0..=level).collect();
+        let words = self.ring.reduce_signed(&coeffs, &primes)?;
+        let limbs: Vec<NttLimb> = (0..batch.len())
+            .flat_map(|p| primes.iter().map(move |&j| NttLimb::in_place(j, p * (level + 1) + j)))
+            .collect();
+        self.ring
+            .ntt(&words, &limbs, NttInput::InPlace, NttOutput::InPlace, false)?;
+        out.extend(batch.drain(..).enumerate().map(|(p, e)| GpuPlaintext {
+            words: words.clone(),
+            first: p * (level + 1),
+            level,
+            scale: e.scale(),
+        }));
+        Ok(())
     }
 
     /// Copies a device plaintext back to the host.
@@ -268,8 +335,11 @@ impl GpuEvaluator {
     /// # Errors
     /// [`GpuError`] from the device.
     pub fn download_plaintext(&self, pt: &GpuPlaintext) -> Result<Plaintext, GpuEvalError> {
+        let n = self.ring.n();
+        let words = self.ring.download_words(&pt.words)?;
+        let own = words[pt.first * n..(pt.first + pt.level + 1) * n].to_vec();
         Ok(Plaintext {
-            poly: self.ring.download(&pt.poly)?,
+            poly: RnsPoly::from_words(n, self.params.layout(pt.level), own),
             level: pt.level,
             scale: pt.scale,
         })
@@ -286,7 +356,7 @@ impl GpuEvaluator {
         &self,
         op: ElementwiseOp,
         a: &GpuWords,
-        b: Option<&GpuWords>,
+        b: Option<Limbs<'_>>,
         level: usize,
     ) -> Result<GpuWords, GpuEvalError> {
         let out = self.ring.scratch(2 * (level + 1));
@@ -301,7 +371,7 @@ impl GpuEvaluator {
     pub fn add(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         super::evaluator::check_scales(a.scale, b.scale)?;
-        let parts = self.both_halves(ElementwiseOp::Add, &a.parts, Some(&b.parts), a.level)?;
+        let parts = self.both_halves(ElementwiseOp::Add, &a.parts, Some((&b.parts).into()), a.level)?;
         Ok(self.with_parts(parts, a))
     }
 
@@ -312,7 +382,7 @@ impl GpuEvaluator {
     pub fn sub(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_pair(a, b)?;
         super::evaluator::check_scales(a.scale, b.scale)?;
-        let parts = self.both_halves(ElementwiseOp::Sub, &a.parts, Some(&b.parts), a.level)?;
+        let parts = self.both_halves(ElementwiseOp::Sub, &a.parts, Some((&b.parts).into()), a.level)?;
         Ok(self.with_parts(parts, a))
     }
 
@@ -341,7 +411,7 @@ impl GpuEvaluator {
         let parts = self.copy(ct);
         let c0_primes: Vec<u32> = (0..=ct.level as u32).collect();
         self.ring
-            .elementwise(ElementwiseOp::Add, &parts, None, Some(&pt.poly.words()), &c0_primes)?;
+            .elementwise(ElementwiseOp::Add, &parts, None, Some(pt.limbs()), &c0_primes)?;
         Ok(self.with_parts(parts, ct))
     }
 
@@ -442,7 +512,7 @@ impl GpuEvaluator {
     /// Key or level mismatch; device errors.
     pub fn mul_plain(&self, ct: &GpuCiphertext, pt: &GpuPlaintext) -> Result<GpuCiphertext, GpuEvalError> {
         self.check_plain(ct, pt)?;
-        let parts = self.both_halves(ElementwiseOp::Mul, &ct.parts, Some(&pt.poly.words()), ct.level)?;
+        let parts = self.both_halves(ElementwiseOp::Mul, &ct.parts, Some(pt.limbs()), ct.level)?;
         Ok(GpuCiphertext {
             parts,
             level: ct.level,
@@ -470,7 +540,7 @@ impl GpuEvaluator {
             ElementwiseOp::MulAdd,
             &acc.parts,
             Some(&ct.parts),
-            Some(&pt.poly.words()),
+            Some(pt.limbs()),
             &Self::ct_primes(ct.level),
         )?;
         Ok(acc)
@@ -719,7 +789,7 @@ impl GpuEvaluator {
             ElementwiseOp::Tensor,
             &tensor,
             Some(&a.parts),
-            Some(&b.parts),
+            Some((&b.parts).into()),
             &q_primes,
         )?;
         let decomposed = self.decompose(&tensor, 2 * (level + 1), level)?;

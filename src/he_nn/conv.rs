@@ -25,6 +25,7 @@
 //! Key switches: `cts_in * (babies - 1) + sum_j (giants_j - 1)`.
 
 use super::layout::SlotLayout;
+use crate::ckks::encoder::encode_coeffs;
 use crate::ckks::{CkksError, EvalBackend, Params};
 use crate::nn::layers::ConvGeometry;
 use rayon::prelude::*;
@@ -455,16 +456,22 @@ impl HeConv {
         for (j, giants) in self.giants.iter().enumerate() {
             let mut totals: Vec<Option<B::RotationSum>> = inputs.iter().map(|_| None).collect();
             for &delta in giants {
-                // Diagonals are built and encoded in parallel (CPU work for
-                // either backend), then multiplied and accumulated in order.
-                let encoded = terms
+                // Diagonals are built and their host encoding done in
+                // parallel, then the backend finishes them all at once
+                // (the GPU in one reduction and one NTT) and they are
+                // multiplied and accumulated in order.
+                let host = terms
                     .par_iter()
                     .map(|&(i, b)| {
                         self.diagonal(j, delta, i, &self.babies[b])
-                            .map(|d| backend.encode(&d, level, pt_scale))
+                            .map(|d| encode_coeffs(params, &d, level, pt_scale))
                             .transpose()
                     })
-                    .collect::<Result<Vec<_>, B::Error>>()?;
+                    .collect::<Result<Vec<_>, CkksError>>()?;
+                let present: Vec<bool> = host.iter().map(Option::is_some).collect();
+                let mut finished = backend.plaintexts(host.into_iter().flatten().collect())?.into_iter();
+                let encoded: Vec<Option<B::Pt>> =
+                    present.iter().map(|&p| p.then(|| finished.next()).flatten()).collect();
                 for (set, total) in rotated.iter().zip(totals.iter_mut()) {
                     let products: Vec<(&B::Ct, &B::Pt)> = terms
                         .iter()

@@ -103,6 +103,24 @@ type BindKey = (
     Vec<(u32, wgpu::Buffer, u64, Option<wgpu::BufferSize>)>,
 );
 
+/// A bind group entry holding `size` bytes of `buffer` from `offset` (all
+/// the rest when `size` is `None`).
+pub(crate) fn entry_range(
+    binding: u32,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: Option<u64>,
+) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: size.and_then(wgpu::BufferSize::new),
+        }),
+    }
+}
+
 /// A device's pending command encoder and how many commands it holds.
 ///
 /// Invariant: the encoder, when present, was created on `ctx`'s device and

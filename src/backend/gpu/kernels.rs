@@ -8,9 +8,9 @@
 //! or every digit of a decomposition: the evaluator (`crate::ckks::gpu_eval`)
 //! decides the layout, the kernels only follow it.
 
-use super::commands::entry;
+use super::commands::{entry, entry_range};
 use super::device::GpuError;
-use super::poly::{GpuPoly, GpuWords};
+use super::poly::{GpuPoly, GpuWords, Limbs};
 use super::ring::{GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
 use crate::ring::basis::BasisConverter;
 use crate::ring::{Coeff, Domain, Eval};
@@ -490,7 +490,8 @@ impl GpuRing {
 
     /// `out (op)= a, b` over the limbs whose global primes `limb_primes`
     /// lists (one per limb of `out`); `b` may be shorter than `out` (see
-    /// `shaders/elementwise.wgsl`); `a` `None` works in place on `out`.
+    /// `shaders/elementwise.wgsl`) and a range of a larger buffer; `a`
+    /// `None` works in place on `out`.
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
@@ -499,11 +500,19 @@ impl GpuRing {
         op: ElementwiseOp,
         out: &GpuWords,
         a: Option<&GpuWords>,
-        b: Option<&GpuWords>,
+        b: Option<Limbs<'_>>,
         limb_primes: &[u32],
     ) -> Result<(), GpuError> {
         let words = (limb_primes.len() * self.n) as u32;
-        let b_words = b.map_or(words, |b| (b.buffer.size() / 4) as u32);
+        let limb_bytes = 4 * self.n as u64;
+        let b_range = b.map(|b| {
+            let offset = b.first as u64 * limb_bytes;
+            let size = b
+                .count
+                .map_or(b.words.buffer.size() - offset, |c| c as u64 * limb_bytes);
+            (b.words, offset, size)
+        });
+        let b_words = b_range.map_or(words, |(_, _, size)| (size / 4) as u32);
         let shape = ElementwiseShape {
             n: self.n as u32,
             log_n: self.log_n,
@@ -523,7 +532,8 @@ impl GpuRing {
         // In place, the kernel still binds `a` (unread): the primes stand in.
         entries.push(entry(1, a.map_or(&self.primes, |a| &a.buffer)));
         if !matches!(op, ElementwiseOp::Neg | ElementwiseOp::Accumulate) {
-            entries.push(entry(2, &b.expect("this operation reads b").buffer));
+            let (b, offset, size) = b_range.expect("this operation reads b");
+            entries.push(entry_range(2, &b.buffer, offset, Some(size)));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
@@ -547,7 +557,7 @@ impl GpuRing {
             ElementwiseOp::Add,
             &a.words(),
             None,
-            Some(&b.words()),
+            Some((&b.words()).into()),
             &self.primes_of(a),
         )
     }
@@ -562,7 +572,7 @@ impl GpuRing {
             ElementwiseOp::Sub,
             &a.words(),
             None,
-            Some(&b.words()),
+            Some((&b.words()).into()),
             &self.primes_of(a),
         )
     }
@@ -577,7 +587,7 @@ impl GpuRing {
             ElementwiseOp::Mul,
             &a.words(),
             None,
-            Some(&b.words()),
+            Some((&b.words()).into()),
             &self.primes_of(a),
         )
     }
@@ -778,19 +788,27 @@ impl GpuRing {
         Ok(())
     }
 
-    /// Signed 64-bit coefficients reduced into each of `primes` (limb `j`
-    /// over `primes[j]`), coefficient form, equal word for word to
-    /// `RnsPoly::from_signed`: the device half of encoding. The kernel reads
+    /// Signed 64-bit coefficients reduced into each of `primes`: for each
+    /// of the `coeffs.len() / N` polynomials `p` and each `j`, limb
+    /// `p * primes.len() + j` over `primes[j]`, coefficient form, equal word
+    /// for word to `RnsPoly::from_signed`: the device half of encoding,
+    /// several plaintexts in one upload and one dispatch. The kernel reads
     /// each coefficient as two u32 words, low then high: the layout of an
     /// `i64` on the little-endian hosts wgpu runs on.
     ///
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn reduce_signed(&self, coeffs: &[i64], primes: &[usize]) -> Result<GpuWords, GpuError> {
-        assert_eq!(coeffs.len(), self.n, "one coefficient per ring position");
+        assert!(
+            !coeffs.is_empty() && coeffs.len() % self.n == 0,
+            "whole polynomials, one coefficient per ring position"
+        );
+        let polys = coeffs.len() / self.n;
         let source = self.upload_words(bytemuck::cast_slice(coeffs));
-        let out = self.scratch(primes.len());
-        let rows: Vec<LimbRow> = primes.iter().map(|&p| LimbRow::new(p, (0, 0), 0)).collect();
+        let out = self.scratch(polys * primes.len());
+        let rows: Vec<LimbRow> = (0..polys)
+            .flat_map(|p| primes.iter().map(move |&prime| LimbRow::new(prime, (0, 0), p)))
+            .collect();
         self.limbwise(LimbwiseOp::ReduceSigned, &out, &source, None, &rows)?;
         Ok(out)
     }

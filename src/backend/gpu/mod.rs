@@ -15,7 +15,7 @@ pub mod shaders;
 pub mod work;
 
 pub use device::{AdapterSummary, GpuContext, GpuError};
-pub use poly::{GpuPoly, GpuWords};
+pub use poly::{GpuPoly, GpuWords, Limbs};
 pub use profile::KernelTime;
 pub use ring::GpuRing;
 pub use work::GpuWork;

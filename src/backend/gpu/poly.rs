@@ -61,3 +61,25 @@ impl<D: Domain> GpuPoly<D> {
         }
     }
 }
+
+/// Limbs `first..first + count` of device words (all limbs from `first`
+/// when `count` is `None`): a plaintext among several encoded together.
+#[derive(Clone, Copy)]
+pub struct Limbs<'a> {
+    /// The words.
+    pub words: &'a GpuWords,
+    /// First limb.
+    pub first: usize,
+    /// Number of limbs, or every one from `first`.
+    pub count: Option<usize>,
+}
+
+impl<'a> From<&'a GpuWords> for Limbs<'a> {
+    fn from(words: &'a GpuWords) -> Self {
+        Limbs {
+            words,
+            first: 0,
+            count: None,
+        }
+    }
+}
