@@ -322,12 +322,6 @@ impl GpuRing {
         passes
     }
 
-    /// Dispatches one NTT uses: a pass per tile of bits, per run of limbs
-    /// whose primes share a twiddle buffer.
-    pub fn ntt_dispatches(&self, limbs: &[NttLimb]) -> usize {
-        self.ntt_passes().len() * self.twiddle_runs(limbs).len()
-    }
-
     /// Runs of consecutive limbs whose primes share a twiddle chunk.
     fn twiddle_runs(&self, limbs: &[NttLimb]) -> Vec<(usize, usize)> {
         let mut runs: Vec<(usize, usize)> = Vec::new();

@@ -1,7 +1,8 @@
 //! Counts of the work the GPU backend records: what a profile of any device
-//! would show before timing it. The counts depend only on the operations
-//! and the parameters, never on the adapter, so tests hold budgets on them
-//! on lavapipe and the planner predicts them.
+//! would show before timing it. The counts depend only on the operations,
+//! the parameters and the adapter's binding size (which sets how many
+//! twiddle tables and key digits one dispatch can bind), so tests hold
+//! budgets on them on lavapipe.
 
 use serde::Serialize;
 
