@@ -1,5 +1,5 @@
 #!/bin/bash
-# Scores rows of this run on a lent GPU machine, as the twelfth session did
+# Scores rows of this run on a lent GPU machine, as was done on 2026-11-26
 # on an NVIDIA H100 (0.58 s of encrypted inference per image).
 #
 # Usage, from the repository root on that machine:
