@@ -478,3 +478,29 @@ fn images_past_the_pixel_cap_are_refused_from_their_header() {
     let e = decode_err(&dicom_file(EXPLICIT_LE, &elements), "huge.dcm");
     assert!(too_many(&e), "{e:?}");
 }
+
+/// A PNG palette whose length is not a multiple of 3 made the png crate
+/// panic (found by the `images` fuzz target); it is refused.
+#[test]
+fn a_palette_of_partial_entries_is_refused() {
+    let png = std::fs::read(fixture("palette_40x30.png")).unwrap();
+    let plte = png.windows(4).position(|w| w == b"PLTE").unwrap() - 4;
+    let len = u32::from_be_bytes(png[plte..plte + 4].try_into().unwrap()) as usize;
+    for cut in [1, 2] {
+        let mut bytes = png[..plte].to_vec();
+        let data = &png[plte + 8..plte + 8 + len - cut];
+        bytes.extend(((len - cut) as u32).to_be_bytes());
+        bytes.extend(b"PLTE");
+        bytes.extend(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(b"PLTE");
+        crc.update(data);
+        bytes.extend(crc.sum().to_be_bytes());
+        bytes.extend(&png[plte + 12 + len..]);
+        let e = decode_err(&bytes, "palette.png");
+        assert!(matches!(e, ImageError::Decode { .. }), "{cut}: {e:?}");
+        assert!(e.to_string().contains("palette"), "{cut}: {e}");
+    }
+    let crash = include_bytes!("fixtures/images/fuzz/png-palette-not-whole-entries.png");
+    assert!(matches!(decode_err(crash, "crash.png"), ImageError::Decode { .. }));
+}

@@ -14,7 +14,8 @@
 //! [`MAX_FILE_BYTES`] is not read, an image past [`MAX_PIXELS`] (as its
 //! header declares) is not decoded, a JPEG without an end-of-image marker
 //! after its last scan (a truncated file, which the decoder would fill with
-//! grey) is refused, and DICOM lengths are checked before they are read.
+//! grey) is refused, a PNG palette must be whole RGB entries (the png crate
+//! panics otherwise), and DICOM lengths are checked before they are read.
 
 mod dicom;
 mod dicom_bounds;
@@ -254,8 +255,9 @@ pub fn read_image(path: &Path) -> Result<Image8, ImageError> {
 ///
 /// # Errors
 /// [`ImageError::Empty`], [`ImageError::UnknownFormat`],
-/// [`ImageError::Decode`] for a PNG or JPEG its decoder rejects (a JPEG
-/// without an end-of-image marker after its last scan too),
+/// [`ImageError::Decode`] for a PNG or JPEG its decoder rejects (a PNG
+/// whose palette is not whole entries, a JPEG without an end-of-image marker
+/// after its last scan too),
 /// [`ImageError::TooManyPixels`] past [`MAX_PIXELS`],
 /// [`ImageError::Dicom`], [`ImageError::NoPixelData`] and
 /// [`ImageError::UnsupportedDicom`] for DICOM, [`ImageError::ZeroSized`].
@@ -297,9 +299,28 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
+/// Checks what the png crate trusts in a PNG's chunks: a palette (`PLTE`)
+/// of 1 to 256 entries of three bytes (the crate panics on a length that is
+/// not a multiple of 3). Walks the chunk headers only, up to `IEND` or the
+/// end of the bytes; other damage is left to the decoder.
+fn check_png_chunks(bytes: &[u8]) -> Result<(), String> {
+    let mut at = 8; // after the signature
+    while let Some(header) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match &header[4..8] {
+            b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 3 * 256 => {
+                return Err(format!("palette of {len} bytes (1 to 256 entries of 3 bytes needed)"))
+            }
+            b"IEND" => break,
+            _ => at = at.saturating_add(len).saturating_add(12),
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a PNG or JPEG (also a JPEG frame inside a DICOM) to H x W x C
 /// samples, C = 1 or 3, after checking the declared size against
-/// [`MAX_PIXELS`] and a JPEG's end marker.
+/// [`MAX_PIXELS`], a PNG's palette and a JPEG's end marker.
 fn decode_codec(bytes: &[u8], format: ImageFormat, path: &Path) -> Result<Array3<u8>, ImageError> {
     let codec = match format {
         ImageFormat::Jpeg => CodecFormat::Jpeg,
@@ -322,6 +343,9 @@ fn decode_codec(bytes: &[u8], format: ImageFormat, path: &Path) -> Result<Array3
             width,
             limit: MAX_PIXELS,
         });
+    }
+    if format == ImageFormat::Png {
+        check_png_chunks(bytes).map_err(decode_error)?;
     }
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(decode_error(
