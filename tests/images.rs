@@ -504,3 +504,19 @@ fn a_palette_of_partial_entries_is_refused() {
     let crash = include_bytes!("fixtures/images/fuzz/png-palette-not-whole-entries.png");
     assert!(matches!(decode_err(crash, "crash.png"), ImageError::Decode { .. }));
 }
+
+/// A 1154-byte DICOM whose data set dicom-parser's token reader stops on,
+/// but which dicom-object read on into a value of ~1 GB it zero-filled
+/// (found by the `images` fuzz target): refused at once.
+#[test]
+fn a_data_set_the_length_check_cannot_walk_is_refused() {
+    let bytes = include_bytes!("fixtures/images/fuzz/dicom-unreadable-data-set.dcm");
+    let start = std::time::Instant::now();
+    let e = decode_err(bytes, "unreadable.dcm");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(e, ImageError::Dicom { .. }), "{e:?}");
+}

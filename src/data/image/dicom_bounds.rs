@@ -89,8 +89,8 @@ fn meta_group(bytes: &[u8]) -> Result<(String, usize), String> {
 /// A message for a malformed or cut file meta group, a length past the end
 /// of the file or past [`MAX_ELEMENT_BYTES`]. A transfer syntax outside
 /// `supported` is returned in [`Checked`] unchecked past the meta group, for
-/// the caller to refuse. Errors of the data set's syntax other than lengths
-/// are left to dicom-object, which reads the same headers.
+/// the caller to refuse. A data set the token reader cannot read to its end
+/// is refused too, so dicom-object only reads what was checked.
 pub(super) fn check_lengths(bytes: &[u8], supported: &[&str]) -> Result<Checked, String> {
     let (transfer_syntax, data_set) = meta_group(bytes)?;
     if !supported.contains(&transfer_syntax.as_str()) {
@@ -104,9 +104,9 @@ pub(super) fn check_lengths(bytes: &[u8], supported: &[&str]) -> Result<Checked,
     let body = &bytes[data_set..];
     let reader = DataSetReader::new_with_ts(body, &ts.erased()).map_err(|e| e.to_string())?;
     for token in reader {
-        let Ok(token) = token else {
-            break; // dicom-object meets the same error at the same header
-        };
+        // refused here rather than left to dicom-object, whose reading past
+        // this point would not have been checked
+        let token = token.map_err(|e| e.to_string())?;
         let (len, what) = match &token {
             DataToken::ElementHeader(header) => (header.len, format!("element {}", header.tag)),
             DataToken::SequenceStart { tag, len } => (*len, format!("sequence {tag}")),

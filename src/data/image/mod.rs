@@ -304,8 +304,8 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// not a multiple of 3). Walks the chunk headers only, up to `IEND` or the
 /// end of the bytes; other damage is left to the decoder.
 fn check_png_chunks(bytes: &[u8]) -> Result<(), String> {
-    let mut at = 8; // after the signature
-    while let Some(header) = bytes.get(at..at + 8) {
+    let mut at: usize = 8; // after the signature
+    while let Some(header) = at.checked_add(8).and_then(|end| bytes.get(at..end)) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         match &header[4..8] {
             b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 3 * 256 => {
