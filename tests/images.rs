@@ -217,8 +217,7 @@ fn broken_files_give_errors_naming_them() {
     assert!(matches!(read_image(&missing), Err(ImageError::Io { .. })));
 }
 
-/// Every prefix of every fixture fails cleanly or decodes (a JPEG cut after
-/// its headers decodes, grey-filled, as libjpeg does too): never a panic.
+/// Every prefix of every fixture fails cleanly or decodes: never a panic.
 #[test]
 fn no_prefix_of_a_fixture_panics() {
     for (name, _) in CASES.iter().chain(&[("nopixels.dcm", &[][..])]) {
@@ -252,4 +251,272 @@ fn list_images_finds_image_files_sorted() {
         list_images(&dir.path().join("none")),
         Err(ImageError::Io { .. })
     ));
+}
+
+/// One explicit-VR little-endian element: tag, VR, value (padded to even
+/// length with `pad`), or a declared length other than the value's.
+fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8], declared: Option<u32>) -> Vec<u8> {
+    let mut value = value.to_vec();
+    if value.len() % 2 == 1 {
+        value.push(if vr == b"UI" || vr == b"OB" { 0 } else { b' ' });
+    }
+    let len = declared.unwrap_or(value.len() as u32);
+    let mut out = Vec::new();
+    out.extend(tag.0.to_le_bytes());
+    out.extend(tag.1.to_le_bytes());
+    out.extend(vr);
+    if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+        out.extend([0, 0]);
+        out.extend(len.to_le_bytes());
+    } else {
+        out.extend((len as u16).to_le_bytes());
+    }
+    out.extend(value);
+    out
+}
+
+/// A DICOM file in transfer syntax `ts` with a data set of `elements`
+/// (already encoded, in tag order).
+fn dicom_file(ts: &str, elements: &[Vec<u8>]) -> Vec<u8> {
+    let meta = element((0x0002, 0x0010), b"UI", ts.as_bytes(), None);
+    let mut bytes = vec![0; 128];
+    bytes.extend(b"DICM");
+    bytes.extend(element(
+        (0x0002, 0x0000),
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+        None,
+    ));
+    bytes.extend(meta);
+    for e in elements {
+        bytes.extend(e);
+    }
+    bytes
+}
+
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+
+/// The image attributes of a `rows` x `columns` MONOCHROME2 8-bit image,
+/// plus `extra` (encoded elements of group 0028 after Bits Stored, in order).
+fn image_attributes(rows: u16, columns: u16, extra: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let us = |tag, v: u16| element((0x0028, tag), b"US", &v.to_le_bytes(), None);
+    let mut out = vec![
+        us(0x0002, 1),
+        element((0x0028, 0x0004), b"CS", b"MONOCHROME2", None),
+        us(0x0010, rows),
+        us(0x0011, columns),
+        us(0x0100, 8),
+        us(0x0101, 8),
+        us(0x0103, 0),
+    ];
+    out.extend(extra.iter().cloned());
+    out
+}
+
+/// A native 2 x 2 image with `extra` attributes (Window, Rescale).
+fn native_2x2(extra: &[Vec<u8>]) -> Vec<u8> {
+    let mut elements = image_attributes(2, 2, extra);
+    elements.push(element((0x7FE0, 0x0010), b"OB", &[0, 64, 128, 255], None));
+    dicom_file(EXPLICIT_LE, &elements)
+}
+
+/// Encapsulated Pixel Data holding one fragment.
+fn encapsulated(fragment: &[u8]) -> Vec<u8> {
+    let mut fragment = fragment.to_vec();
+    if fragment.len() % 2 == 1 {
+        fragment.push(0);
+    }
+    let mut out = element((0x7FE0, 0x0010), b"OB", &[], Some(u32::MAX));
+    let item = |len: u32| [0xFE, 0xFF, 0x00, 0xE0].into_iter().chain(len.to_le_bytes());
+    out.extend(item(0));
+    out.extend(item(fragment.len() as u32));
+    out.extend(fragment);
+    out.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    out
+}
+
+fn decode_err(bytes: &[u8], name: &str) -> ImageError {
+    match decode_image(bytes, Path::new(name)) {
+        Ok(image) => panic!(
+            "{name}: decoded to {} x {}, expected a refusal",
+            image.height(),
+            image.width()
+        ),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn the_dicom_builder_makes_files_that_decode() {
+    let ds = |v: &str| element((0x0028, 0x1050), b"DS", v.as_bytes(), None);
+    let width = |v: &str| element((0x0028, 0x1051), b"DS", v.as_bytes(), None);
+    let image = decode_image(&native_2x2(&[ds("128"), width("256")]), Path::new("ok.dcm")).unwrap();
+    assert_eq!(image.pixels().iter().copied().collect::<Vec<_>>(), [0, 64, 128, 255]);
+    let jpg = std::fs::read(fixture("grey_60x80.jpg")).unwrap();
+    let mut elements = image_attributes(60, 80, &[]);
+    elements.push(encapsulated(&jpg));
+    let image = decode_image(&dicom_file(JPEG_BASELINE, &elements), Path::new("jpeg.dcm")).unwrap();
+    assert_eq!((image.height(), image.width()), (60, 80));
+}
+
+/// Window fields that are not finite, or a width below 1, are refused
+/// (a NaN centre gave a black image, an infinite width a grey one).
+#[test]
+fn non_finite_window_and_rescale_fields_are_refused() {
+    let center = |v: &str| element((0x0028, 0x1050), b"DS", v.as_bytes(), None);
+    let width = |v: &str| element((0x0028, 0x1051), b"DS", v.as_bytes(), None);
+    let slope = |v: &str| element((0x0028, 0x1053), b"DS", v.as_bytes(), None);
+    let cases = [
+        ("nan-centre.dcm", vec![center("NaN"), width("256")], "Window"),
+        ("inf-width.dcm", vec![center("128"), width("inf")], "Window"),
+        ("zero-width.dcm", vec![center("128"), width("0")], "Window"),
+        ("negative-width.dcm", vec![center("128"), width("-5")], "Window"),
+        ("inf-slope.dcm", vec![slope("inf")], "Rescale Slope"),
+        ("huge-slope.dcm", vec![slope("1e308")], "Rescale Slope"),
+    ];
+    for (name, extra, field) in cases {
+        let e = decode_err(&native_2x2(&extra), name);
+        assert!(matches!(e, ImageError::UnsupportedDicom { .. }), "{name}: {e:?}");
+        assert!(
+            e.to_string().contains(field) && e.to_string().contains(name),
+            "{name}: {e}"
+        );
+    }
+}
+
+/// A Pixel Data element declaring ~4 GB is refused from its header, before
+/// anything is allocated for it; so is a meta element's.
+#[test]
+fn declared_lengths_past_the_file_are_refused_before_reading() {
+    let mut elements = image_attributes(2, 2, &[]);
+    let mut pixels = element((0x7FE0, 0x0010), b"OW", &[0, 64, 128, 255], Some(0xFFFF_FFF0));
+    pixels.truncate(pixels.len() - 2);
+    elements.push(pixels);
+    let start = std::time::Instant::now();
+    let e = decode_err(&dicom_file(EXPLICIT_LE, &elements), "huge-pixels.dcm");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(e, ImageError::Dicom { .. }), "{e:?}");
+    assert!(e.to_string().contains("4294967280"), "{e}");
+
+    let mut huge_uid = dicom_file(EXPLICIT_LE, &image_attributes(2, 2, &[]));
+    // the Transfer Syntax UID's 2-byte length, after the group length element
+    huge_uid[132 + 12 + 6..132 + 12 + 8].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    let e = decode_err(&huge_uid, "huge-uid.dcm");
+    assert!(e.to_string().contains("65520"), "{e}");
+}
+
+/// The JPEG frame of a DICOM must have the size Rows and Columns declare.
+#[test]
+fn a_jpeg_frame_of_another_size_than_rows_and_columns_is_refused() {
+    let jpg = std::fs::read(fixture("grey_60x80.jpg")).unwrap();
+    for (rows, columns) in [(30, 30), (60, 79), (61, 80)] {
+        let mut elements = image_attributes(rows, columns, &[]);
+        elements.push(encapsulated(&jpg));
+        let e = decode_err(&dicom_file(JPEG_BASELINE, &elements), "frame.dcm");
+        assert!(e.to_string().contains("60 x 80"), "{rows} x {columns}: {e}");
+    }
+}
+
+/// A JPEG cut short (which the decoder fills with grey) is refused, alone
+/// or inside a DICOM; a complete one with bytes after its end still reads.
+#[test]
+fn truncated_jpegs_are_refused() {
+    let jpg = std::fs::read(fixture("grey_60x80.jpg")).unwrap();
+    for keep in [jpg.len() - 2, jpg.len() * 3 / 4, jpg.len() / 2] {
+        let e = decode_err(&jpg[..keep], "cut.jpg");
+        assert!(matches!(e, ImageError::Decode { .. }), "{keep}: {e:?}");
+        assert!(e.to_string().contains("truncated"), "{keep}: {e}");
+        let mut elements = image_attributes(60, 80, &[]);
+        elements.push(encapsulated(&jpg[..keep]));
+        let e = decode_err(&dicom_file(JPEG_BASELINE, &elements), "cut.dcm");
+        assert!(e.to_string().contains("truncated"), "{keep}: {e}");
+    }
+    let mut trailing = jpg.clone();
+    trailing.extend([0; 7]);
+    assert!(decode_image(&trailing, Path::new("padded.jpg")).is_ok());
+}
+
+/// A header declaring more pixels than the cap is refused before decoding:
+/// a JPEG and a PNG claiming 16000 x 16000, a DICOM with Rows x Columns
+/// 16000 x 16000.
+#[test]
+fn images_past_the_pixel_cap_are_refused_from_their_header() {
+    let too_many = |e: &ImageError| {
+        matches!(
+            e,
+            ImageError::TooManyPixels {
+                height: 16000,
+                width: 16000,
+                ..
+            }
+        )
+    };
+    let mut jpg = std::fs::read(fixture("grey_60x80.jpg")).unwrap();
+    let sof = jpg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    jpg[sof + 5..sof + 9].copy_from_slice(&[0x3E, 0x80, 0x3E, 0x80]);
+    let start = std::time::Instant::now();
+    let e = decode_err(&jpg, "huge.jpg");
+    assert!(too_many(&e), "{e:?}");
+    assert!(start.elapsed() < std::time::Duration::from_millis(500));
+
+    let mut png = std::fs::read(fixture("grey_64x64.png")).unwrap();
+    // IHDR data at 16..29, its CRC at 29..33
+    png[16..24].copy_from_slice(&[0, 0, 0x3E, 0x80, 0, 0, 0x3E, 0x80]);
+    let mut crc = flate2::Crc::new();
+    crc.update(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    let e = decode_err(&png, "huge.png");
+    assert!(too_many(&e), "{e:?}");
+
+    let mut elements = image_attributes(16000, 16000, &[]);
+    elements.push(element((0x7FE0, 0x0010), b"OB", &[0; 4], None));
+    let e = decode_err(&dicom_file(EXPLICIT_LE, &elements), "huge.dcm");
+    assert!(too_many(&e), "{e:?}");
+}
+
+/// A PNG palette whose length is not a multiple of 3 made the png crate
+/// panic (found by the `images` fuzz target); it is refused.
+#[test]
+fn a_palette_of_partial_entries_is_refused() {
+    let png = std::fs::read(fixture("palette_40x30.png")).unwrap();
+    let plte = png.windows(4).position(|w| w == b"PLTE").unwrap() - 4;
+    let len = u32::from_be_bytes(png[plte..plte + 4].try_into().unwrap()) as usize;
+    for cut in [1, 2] {
+        let mut bytes = png[..plte].to_vec();
+        let data = &png[plte + 8..plte + 8 + len - cut];
+        bytes.extend(((len - cut) as u32).to_be_bytes());
+        bytes.extend(b"PLTE");
+        bytes.extend(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(b"PLTE");
+        crc.update(data);
+        bytes.extend(crc.sum().to_be_bytes());
+        bytes.extend(&png[plte + 12 + len..]);
+        let e = decode_err(&bytes, "palette.png");
+        assert!(matches!(e, ImageError::Decode { .. }), "{cut}: {e:?}");
+        assert!(e.to_string().contains("palette"), "{cut}: {e}");
+    }
+    let crash = include_bytes!("fixtures/images/fuzz/png-palette-not-whole-entries.png");
+    assert!(matches!(decode_err(crash, "crash.png"), ImageError::Decode { .. }));
+}
+
+/// A 1154-byte DICOM whose data set dicom-parser's token reader stops on,
+/// but which dicom-object read on into a value of ~1 GB it zero-filled
+/// (found by the `images` fuzz target): refused at once.
+#[test]
+fn a_data_set_the_length_check_cannot_walk_is_refused() {
+    let bytes = include_bytes!("fixtures/images/fuzz/dicom-unreadable-data-set.dcm");
+    let start = std::time::Instant::now();
+    let e = decode_err(bytes, "unreadable.dcm");
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(e, ImageError::Dicom { .. }), "{e:?}");
 }

@@ -329,3 +329,108 @@ fn cli_refusals_are_one_line() {
     ]));
     assert!(e.contains("/nonexistent/l.csv"), "{e}");
 }
+
+/// Runs `latent-he metrics` on the CSV texts `labels` and `scores` and
+/// returns its output, failing when it runs past `limit` (the child is
+/// killed then).
+fn run_texts_within(labels: &str, scores: &str, limit: std::time::Duration) -> Output {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (l, s) = (dir.path().join("labels.csv"), dir.path().join("scores.csv"));
+    std::fs::write(&l, labels).unwrap();
+    std::fs::write(&s, scores).unwrap();
+    // files, not pipes: a long message must not block the child on a full pipe
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .args([
+            "metrics",
+            "--labels",
+            l.to_str().unwrap(),
+            "--scores",
+            s.to_str().unwrap(),
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("metrics ran past {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(out).unwrap(),
+        stderr: std::fs::read(err).unwrap(),
+    }
+}
+
+/// A 300,000-column header and fields of 400,000 quotes are read in time
+/// linear in their length (the reader once compared every name with every
+/// earlier one).
+#[test]
+fn huge_headers_and_quote_runs_do_not_hang_metrics() {
+    let limit = std::time::Duration::from_secs(20);
+    let names: Vec<String> = (0..300_000).map(|i| format!("class_{i}")).collect();
+    let header = names.join(",");
+    let row = vec!["0"; names.len()].join(",");
+    let labels = format!("{header}\n{row}\n");
+    let scores = format!("{header},extra\n{row},0\n");
+    let e = refused(&run_texts_within(&labels, &scores, limit));
+    assert!(e.contains("300000 classes") && e.contains("300001"), "{e}");
+    let quotes = "\"".repeat(400_000);
+    for text in [
+        format!("a\n{quotes}\n"),
+        format!("{quotes}\n1\n"),
+        format!("a\nx{quotes}\n"),
+    ] {
+        refused(&run_texts_within(&text, "a\n0.5\n", limit));
+    }
+}
+
+/// `metrics --results` reads the `results.csv` that `score` writes: labels
+/// from its `label:` columns, scores from its `he:` (default) or `plain:`
+/// ones; the `file`, peak and timing columns are left alone.
+#[test]
+fn results_csv_of_score_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.csv");
+    std::fs::write(
+        &path,
+        "file,label:A,label:B,plain:A,plain:B,he:A,he:B,peak,seconds_infer\n\
+         \"x,1.png\",1,0,0.9,0.2,0.8,0.6,1.5,0.25\n\
+         y.png,0,1,0.1,0.7,0.3,0.4,1.2,0.25\n\
+         z.png,1,1,0.6,0.8,0.7,0.9,1.1,0.25\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let he = common::json(&run(&["metrics", "--results", p, "--json"]));
+    assert_eq!(he["scores_from"], "he");
+    assert_eq!(he["samples"], 3);
+    // he: A 0.8, 0.3, 0.7 against 1, 0, 1 -> AUROC 1; B 0.6, 0.4, 0.9 against 0, 1, 1 -> 0.5
+    assert_eq!(he["auroc"]["per_class"]["A"], 1.0);
+    assert_eq!(he["auroc"]["per_class"]["B"], 0.5);
+    let plain = common::json(&run(&["metrics", "--results", p, "--group", "plain", "--json"]));
+    assert_eq!(plain["scores_from"], "plain");
+    // plain: B 0.2, 0.7, 0.8 against 0, 1, 1 -> AUROC 1
+    assert_eq!(plain["auroc"]["per_class"]["B"], 1.0);
+    let table = run(&["metrics", "--results", p]);
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("`he:` columns"));
+
+    std::fs::write(&path, "file,label:A,plain:A\nx.png,1,0.5\ny.png,0,0.25\n").unwrap();
+    let plain_only = common::json(&run(&["metrics", "--results", p, "--json"]));
+    assert_eq!(plain_only["scores_from"], "plain");
+    let e = refused(&run(&["metrics", "--results", p, "--group", "he"]));
+    assert!(e.contains("he:"), "{e}");
+    let both = run(&["metrics", "--results", p, "--labels", p]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used"));
+}

@@ -109,6 +109,23 @@ fn encrypted_scores_follow_the_plaintext_and_an_interrupted_run_resumes() {
     for file in ["summary.md", "roc.png", "failed.csv", "run.json"] {
         assert!(out.join(file).exists(), "{file}");
     }
+    // `metrics` reads the results file and agrees with the summary
+    let results = out.join("results.csv").display().to_string();
+    for (group, key) in [("he", "encrypted"), ("plain", "plain")] {
+        let m = json(&common::latent_he(&[
+            "metrics",
+            "--results",
+            &results,
+            "--group",
+            group,
+            "--json",
+        ]));
+        assert_eq!(m["samples"], 5);
+        for average in ["micro", "macro", "weighted"] {
+            assert_eq!(m["f1"][average], summary[key]["f1"][average], "{group} {average}");
+            assert_eq!(m["auroc"][average], summary[key]["auroc"][average], "{group} {average}");
+        }
+    }
 
     // interrupted: two complete rows and half of the third on disk
     let text = std::fs::read_to_string(out.join("results.csv")).unwrap();

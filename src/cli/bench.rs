@@ -63,7 +63,9 @@ pub struct BenchArgs {
     profile: bool,
 }
 
-/// One combination's outcome.
+/// One combination's outcome; also one row of `bench.csv` (a column per
+/// field, in this order, empty where a value is absent).
+#[derive(serde::Serialize)]
 struct Row {
     model: String,
     latent: String,
@@ -239,31 +241,22 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     Ok(row)
 }
 
-const CSV_HEADER: &str =
-    "model,latent,backend,status,preset,levels,key_switches,keygen_s,encrypt_s,infer_s,decrypt_s,plain_ms,runs,lockstep";
-
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or(String::new(), ToString::to_string)
 }
 
-fn csv_line(r: &Row) -> String {
-    let status = crate::data::results_log::csv_field(&r.status);
-    format!(
-        "{},{},{},{status},{},{},{},{},{},{},{},{},{},{}",
-        r.model,
-        r.latent,
-        r.backend,
-        opt(&r.preset),
-        opt(&r.levels),
-        opt(&r.key_switches),
-        opt(&r.keygen_s),
-        opt(&r.encrypt_s),
-        opt(&r.infer_s),
-        opt(&r.decrypt_s),
-        opt(&r.plain_ms),
-        r.runs,
-        r.lockstep
-    )
+/// `bench.csv`: a header of the [`Row`] field names, then one line per row.
+fn csv_text(rows: &[Row]) -> Result<String, CliError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer
+            .serialize(row)
+            .map_err(|e| CliError::Usage(format!("bench.csv: {e}")))?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| CliError::Usage(format!("bench.csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| CliError::Usage(format!("bench.csv: {e}")))
 }
 
 fn row_json(r: &Row) -> Value {
@@ -324,10 +317,7 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
                     );
                 }
                 rows.push(row);
-                let csv: Vec<String> = std::iter::once(CSV_HEADER.to_string())
-                    .chain(rows.iter().map(csv_line))
-                    .collect();
-                write(&args.out.join("bench.csv"), &(csv.join("\n") + "\n"))?;
+                write(&args.out.join("bench.csv"), &csv_text(&rows)?)?;
             }
         }
     }
@@ -373,4 +363,34 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         println!("results in {}", args.out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_csv_has_the_field_names_and_quotes_what_needs_it() {
+        let row = Row {
+            model: "lenet5".into(),
+            latent: "f8".into(),
+            backend: "cpu".into(),
+            status: "not defined at this latent: 5x5, \"conv1\"".into(),
+            preset: None,
+            levels: Some(7),
+            key_switches: None,
+            keygen_s: Some(1.5),
+            encrypt_s: None,
+            infer_s: None,
+            decrypt_s: None,
+            plain_ms: Some(0.25),
+            runs: 2,
+            lockstep: 1,
+        };
+        assert_eq!(
+            csv_text(&[row]).unwrap(),
+            "model,latent,backend,status,preset,levels,key_switches,keygen_s,encrypt_s,infer_s,decrypt_s,plain_ms,runs,lockstep\n\
+             lenet5,f8,cpu,\"not defined at this latent: 5x5, \"\"conv1\"\"\",,7,,1.5,,,,0.25,2,1\n"
+        );
+    }
 }

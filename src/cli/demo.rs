@@ -8,6 +8,7 @@ use super::backend::DeviceArgs;
 use super::score::{score, ScoreArgs};
 use super::{BackendChoice, Cli, CliError, Command};
 use crate::data::synth::{write_dataset, SynthConfig};
+use crate::data::TextTable;
 use clap::{Args, Parser};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -97,12 +98,15 @@ fn print_findings(results: &Path, encrypted: bool) -> Result<(), CliError> {
         path: results.display().to_string(),
         source,
     })?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let table = TextTable::parse(&text).map_err(|e| CliError::Input {
+        path: results.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let header = table.columns();
     let classes: Vec<&str> = header.iter().filter_map(|h| h.strip_prefix("plain:")).collect();
     let column = |name: String| header.iter().position(|h| *h == name);
-    for line in lines {
-        let row: Vec<&str> = line.split(',').collect();
+    for record in table.rows() {
+        let row = &record.fields;
         let value = |name: String| {
             column(name)
                 .and_then(|i| row.get(i))
@@ -113,7 +117,11 @@ fn print_findings(results: &Path, encrypted: bool) -> Result<(), CliError> {
             .copied()
             .filter(|c| value(format!("label:{c}")) == Some(1.0))
             .collect();
-        println!("{}  (synthetic; true labels: {})", row[0], truth.join(", "));
+        println!(
+            "{}  (synthetic; true labels: {})",
+            row.first().map_or("", String::as_str),
+            truth.join(", ")
+        );
         let mut ranked: Vec<(&str, f64)> = classes
             .iter()
             .map(|c| (*c, value(format!("plain:{c}")).unwrap_or(0.0)))

@@ -5,11 +5,11 @@
 //! Every loader validates at the door: unknown labels, values other than 0
 //! and 1 (after CheXpert's [`UncertainPolicy`]), duplicate or unknown names,
 //! missing files and row-count mismatches are [`DatasetError`]s naming the
-//! file and, where one applies, the 1-based line. CSV files are read with the
-//! same RFC 4180 reader as [`parse_csv_table`] (quoted fields with embedded
+//! file and, where one applies, the 1-based line. CSV files are read as a
+//! [`TextTable`], like [`parse_csv_table`] (quoted fields with embedded
 //! commas, quotes and line ends; LF, CRLF or CR line ends; a byte order mark).
 
-use super::{parse_csv_table, split_records, CsvError, Record};
+use super::{parse_csv_table, CsvError, Record, TextTable};
 use crate::nn::spec::NIH15;
 use ndarray::{Array2, Array4, Axis, Slice};
 use std::collections::hash_map::Entry;
@@ -304,44 +304,39 @@ fn first_file(candidates: Vec<PathBuf>, what: &'static str) -> Result<PathBuf, D
     }
 }
 
-/// A CSV file split into records, with its validated header names.
+/// A CSV file read as a [`TextTable`], with its path for errors.
 struct CsvFile {
     path: PathBuf,
-    columns: Vec<String>,
-    rows: Vec<Record>,
+    table: TextTable,
 }
 
 impl CsvFile {
     /// Reads and splits `path`. The header must have non-empty, distinct names.
     fn read(path: &Path, what: &'static str) -> Result<Self, DatasetError> {
         let text = read_text(path, what)?;
-        let csv_err = |source| DatasetError::Csv {
+        let table = TextTable::parse(&text).map_err(|source| DatasetError::Csv {
             path: path.to_path_buf(),
             source,
-        };
-        let mut rows = split_records(&text).map_err(csv_err)?.into_iter();
-        let header = rows.next().ok_or(csv_err(CsvError::Empty))?;
-        let mut columns: Vec<String> = Vec::with_capacity(header.fields.len());
-        for (i, f) in header.fields.iter().enumerate() {
-            let name = f.value();
-            if name.is_empty() {
-                return Err(csv_err(CsvError::UnnamedColumn { column: i + 1 }));
-            }
-            if columns.iter().any(|c| c == name) {
-                return Err(csv_err(CsvError::DuplicateColumn { name: name.into() }));
-            }
-            columns.push(name.to_string());
-        }
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
-            columns,
-            rows: rows.collect(),
+            table,
         })
+    }
+
+    /// Column names in file order.
+    fn columns(&self) -> &[String] {
+        self.table.columns()
+    }
+
+    /// The records after the header.
+    fn rows(&self) -> &[Record] {
+        self.table.rows()
     }
 
     /// Index of the column `name`.
     fn column(&self, name: &'static str) -> Result<usize, DatasetError> {
-        self.columns
+        self.columns()
             .iter()
             .position(|c| c == name)
             .ok_or_else(|| DatasetError::MissingColumn {
@@ -353,7 +348,7 @@ impl CsvFile {
     /// Checks that `row` has `expected` fields, or at least that many if
     /// `at_least` (a quoted NIH header has fewer fields than its rows).
     fn check_width(&self, row: &Record, at_least: bool) -> Result<(), DatasetError> {
-        let (found, expected) = (row.fields.len(), self.columns.len());
+        let (found, expected) = (row.fields.len(), self.columns().len());
         if found == expected || (at_least && found > expected) {
             return Ok(());
         }
@@ -376,7 +371,7 @@ impl CsvFile {
         seen: &mut HashMap<&'a str, usize>,
         index: usize,
     ) -> Result<&'a str, DatasetError> {
-        let name = row.fields[col].value();
+        let name = row.fields[col].as_str();
         claim_name(&self.path, row.line, name, seen, index)?;
         Ok(name)
     }
@@ -455,12 +450,12 @@ pub fn nih(root: &Path, csv: Option<&Path>, split: Option<&Path>) -> Result<Data
     let table = CsvFile::read(&csv_path, "NIH label table")?;
     let name_col = table.column("Image Index")?;
     let labels_col = table.column("Finding Labels")?;
-    let mut by_name = HashMap::with_capacity(table.rows.len());
-    let mut rows = Vec::with_capacity(table.rows.len());
-    for (i, row) in table.rows.iter().enumerate() {
+    let mut by_name = HashMap::with_capacity(table.rows().len());
+    let mut rows = Vec::with_capacity(table.rows().len());
+    for (i, row) in table.rows().iter().enumerate() {
         table.check_width(row, true)?;
         let name = table.name(row, name_col, &mut by_name, i)?;
-        let labels = nih_labels(&csv_path, row.line, row.fields[labels_col].value())?;
+        let labels = nih_labels(&csv_path, row.line, &row.fields[labels_col])?;
         rows.push(NihRow {
             line: row.line,
             name,
@@ -636,8 +631,8 @@ pub fn chexpert(root: &Path, csv: Option<&Path>, policy: UncertainPolicy) -> Res
     let csv_path = csv.map_or_else(|| root.join("valid.csv"), Path::to_path_buf);
     let table = CsvFile::read(&csv_path, "CheXpert label table")?;
     let path_col = table.column("Path")?;
-    let label_cols: Vec<usize> = (0..table.columns.len())
-        .filter(|&j| !CHEXPERT_META.contains(&table.columns[j].as_str()))
+    let label_cols: Vec<usize> = (0..table.columns().len())
+        .filter(|&j| !CHEXPERT_META.contains(&table.columns()[j].as_str()))
         .collect();
     if label_cols.is_empty() {
         return Err(DatasetError::NoClasses { path: csv_path });
@@ -646,15 +641,15 @@ pub fn chexpert(root: &Path, csv: Option<&Path>, policy: UncertainPolicy) -> Res
         UncertainPolicy::Zeros => 0.0,
         UncertainPolicy::Ones => 1.0,
     };
-    let mut seen = HashMap::with_capacity(table.rows.len());
-    let mut samples = Vec::with_capacity(table.rows.len());
-    for (i, row) in table.rows.iter().enumerate() {
+    let mut seen = HashMap::with_capacity(table.rows().len());
+    let mut samples = Vec::with_capacity(table.rows().len());
+    for (i, row) in table.rows().iter().enumerate() {
         table.check_width(row, false)?;
         let name = table.name(row, path_col, &mut seen, i)?;
         let labels = label_cols
             .iter()
             .map(|&j| {
-                let text = row.fields[j].value();
+                let text = row.fields[j].as_str();
                 match text.parse::<f64>() {
                     _ if text.is_empty() => Ok(0.0),
                     Ok(-1.0) => Ok(uncertain),
@@ -663,7 +658,7 @@ pub fn chexpert(root: &Path, csv: Option<&Path>, policy: UncertainPolicy) -> Res
                     _ => Err(DatasetError::BadLabel {
                         path: csv_path.clone(),
                         line: row.line,
-                        column: table.columns[j].clone(),
+                        column: table.columns()[j].clone(),
                         text: text.to_string(),
                     }),
                 }
@@ -686,7 +681,7 @@ pub fn chexpert(root: &Path, csv: Option<&Path>, policy: UncertainPolicy) -> Res
     }
     Ok(Dataset {
         kind: DatasetKind::Chexpert,
-        classes: label_cols.iter().map(|&j| table.columns[j].clone()).collect(),
+        classes: label_cols.iter().map(|&j| table.columns()[j].clone()).collect(),
         samples,
         label_file: csv_path,
         latents: None,

@@ -1,9 +1,12 @@
-//! An append-only CSV file of per-sample results that survives interruption:
+//! An append-only CSV file of per-sample results (written and read with the
+//! `csv` crate) that survives interruption:
 //! each batch of rows goes out in one write followed by `fsync`, and opening
 //! an existing log drops a partly written last line, checks the header and
 //! returns the complete rows, so a rerun continues where the last one stopped
 //! without losing or duplicating a row.
 
+use super::table::check_quotes;
+use super::CsvError;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -51,74 +54,68 @@ pub struct ResultsLog {
     columns: usize,
 }
 
-/// One CSV field, quoted when it holds a comma, a quote or a line break.
-pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
+/// The rows as CSV text, one `\n`-terminated line each, written by the
+/// `csv` crate (a field is quoted when it holds a comma, a quote or a line
+/// feed).
+fn csv_lines(rows: &[&[String]]) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    for row in rows {
+        writer.write_record(*row).expect("writing to memory");
     }
-}
-
-/// Splits one CSV line (no line breaks inside fields) into fields.
-fn split_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (_, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("quoted field is never closed".into());
-    }
-    fields.push(field);
-    Ok(fields)
+    let bytes = writer.into_inner().expect("writing to memory");
+    String::from_utf8(bytes).expect("UTF-8 fields give UTF-8 text")
 }
 
 /// The header as its CSV line (no line break).
 fn header_line(header: &[String]) -> String {
-    header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",")
+    csv_lines(&[header]).trim_end_matches('\n').to_string()
 }
 
 /// The rows of `text` (complete lines, the first the header), checked
-/// against `header`.
+/// against `header`. Fields are read verbatim (no trimming); only a line
+/// feed ends a record, as [`csv_lines`] writes them.
 fn parse_rows(path: &Path, text: &str, header: &[String]) -> Result<Vec<Vec<String>>, ResultsLogError> {
-    let header_line = header_line(header);
-    let mut lines = text.lines();
-    let found = lines.next().unwrap_or_default();
-    if found != header_line {
-        return Err(ResultsLogError::Header {
-            path: path.display().to_string(),
-            expected: header_line,
-            found: found.to_string(),
-        });
+    let row_error = |line: usize, reason: String| ResultsLogError::Row {
+        path: path.display().to_string(),
+        line,
+        reason,
+    };
+    let header_error = || ResultsLogError::Header {
+        path: path.display().to_string(),
+        expected: header_line(header),
+        found: text.lines().next().unwrap_or_default().to_string(),
+    };
+    check_quotes(text).map_err(|e| match e {
+        CsvError::UnterminatedQuote { line } | CsvError::TextAfterQuote { line, .. } => row_error(line, e.to_string()),
+        other => row_error(0, other.to_string()),
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let line_of = |position: Option<&csv::Position>| position.map_or(0, |p| p.line() as usize);
+    let mut next = || {
+        records
+            .next()
+            .map(|record| record.map_err(|e| row_error(line_of(e.position()), e.to_string())))
+    };
+    match next().transpose()? {
+        Some(found) if found.iter().eq(header.iter().map(String::as_str)) => {}
+        _ => return Err(header_error()),
     }
     let mut rows = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let row_error = |reason: String| ResultsLogError::Row {
-            path: path.display().to_string(),
-            line: i + 2,
-            reason,
-        };
-        let fields = split_line(line).map_err(row_error)?;
-        if fields.len() != header.len() {
-            return Err(row_error(format!(
-                "{} fields, the header has {}",
-                fields.len(),
-                header.len()
-            )));
+    while let Some(record) = next().transpose()? {
+        if record.len() != header.len() {
+            return Err(row_error(
+                line_of(record.position()),
+                format!("{} fields, the header has {}", record.len(), header.len()),
+            ));
         }
-        rows.push(fields);
+        rows.push(record.iter().map(str::to_string).collect());
     }
     Ok(rows)
 }
@@ -150,8 +147,7 @@ impl ResultsLog {
         }
         let text = &text[..complete];
         let rows = if text.is_empty() {
-            file.write_all(format!("{}\n", header_line(header)).as_bytes())
-                .map_err(io)?;
+            file.write_all(csv_lines(&[header]).as_bytes()).map_err(io)?;
             file.sync_data().map_err(io)?;
             Vec::new()
         } else {
@@ -186,7 +182,6 @@ impl ResultsLog {
     /// # Errors
     /// I/O failures; a row with the wrong number of fields (nothing written).
     pub fn append(&mut self, rows: &[Vec<String>]) -> Result<(), ResultsLogError> {
-        let mut text = String::new();
         for (i, row) in rows.iter().enumerate() {
             if row.len() != self.columns {
                 return Err(ResultsLogError::Row {
@@ -199,9 +194,8 @@ impl ResultsLog {
                     ),
                 });
             }
-            text.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-            text.push('\n');
         }
+        let text = csv_lines(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let io = |source| ResultsLogError::Io {
             path: self.path.display().to_string(),
             source,
@@ -282,5 +276,21 @@ mod tests {
             ResultsLog::read(&dir.path().join("absent.csv"), &header()),
             Err(ResultsLogError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn fields_with_line_breaks_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let rows = vec![
+            vec!["a\nb.png".to_string(), "0.5".into()],
+            vec!["c\rd.png".into(), "0.25".into()],
+            vec![" e.png ".into(), "".into()],
+        ];
+        let (mut log, _) = ResultsLog::open(&path, &header()).unwrap();
+        log.append(&rows).unwrap();
+        assert_eq!(ResultsLog::read(&path, &header()).unwrap(), rows);
+        let (_, reopened) = ResultsLog::open(&path, &header()).unwrap();
+        assert_eq!(reopened, rows);
     }
 }

@@ -10,11 +10,18 @@
 //! RLE, ...) are refused with [`ImageError::UnsupportedDicom`]. Of a
 //! multi-frame image only the first frame is read.
 //!
+//! Before dicom-object reads the file, every length its headers declare is
+//! checked against the bytes that follow and a cap (`dicom_bounds.rs`), and
+//! the transfer syntax is checked. A JPEG frame must be exactly Rows x
+//! Columns.
+//!
 //! Each stored value `v` (masked to Bits Stored, sign-extended when signed)
 //! becomes a modality value `m = slope * v + intercept` (Rescale Slope and
-//! Intercept, 1 and 0 when absent), then a level `y` in [0, 1]:
-//! - with a Window Center `c` and Width `w >= 1` (the first value of each when
-//!   multi-valued), the DICOM linear VOI function (PS3.3 C.11.2.1.2.1):
+//! Intercept, 1 and 0 when absent; both must be finite, and so must every
+//! `m`), then a level `y` in [0, 1]:
+//! - with a Window Center `c` and Width `w` (the first value of each when
+//!   multi-valued; `c` finite and `w` finite and `>= 1`, as PS3.3 requires,
+//!   else the file is refused), the DICOM linear VOI function (PS3.3 C.11.2.1.2.1):
 //!   `y = 0` if `m <= c - 0.5 - (w - 1) / 2`, `y = 1` if
 //!   `m > c - 0.5 + (w - 1) / 2`, else `y = (m - (c - 0.5)) / (w - 1) + 0.5`;
 //! - otherwise min-max over the frame: `y = (m - min) / (max - min)`, 0
@@ -23,7 +30,8 @@
 //! `MONOCHROME1` (minimum displayed white) is inverted: `y = 1 - y`. The 8-bit
 //! sample is `floor(255 * y + 0.5)`.
 
-use super::{ImageError, ImageFormat};
+use super::dicom_bounds::check_lengths;
+use super::{ImageError, ImageFormat, MAX_PIXELS};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
 use ndarray::Array3;
@@ -60,9 +68,6 @@ const NATIVE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
 /// JPEG baseline (process 1) and extended (processes 2 and 4).
 const JPEG: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
 
-/// Largest frame decoded, in pixels (a guard against absurd Rows x Columns).
-const MAX_PIXELS: u64 = 1 << 28;
-
 /// A linear VOI window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Window {
@@ -77,6 +82,14 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
         path: path.to_path_buf(),
         reason,
     };
+    let supported: Vec<&str> = NATIVE.iter().chain(&JPEG).copied().collect();
+    let checked = check_lengths(bytes, &supported).map_err(|reason| ImageError::Dicom {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    if !supported.contains(&checked.transfer_syntax.as_str()) {
+        return Err(unsupported(format!("transfer syntax {}", checked.transfer_syntax)));
+    }
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
         .from_reader(bytes)
@@ -106,15 +119,15 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
         (frame, SampleLayout::of(&obj).map_err(unsupported)?)
     } else if JPEG.contains(&ts) {
         (
-            Cow::Owned(jpeg_frame(pixel_data.value().fragments(), path)?),
+            Cow::Owned(jpeg_frame(pixel_data.value().fragments(), (height, width), path)?),
             SampleLayout::BYTE,
         )
     } else {
         return Err(unsupported(format!("transfer syntax {ts}")));
     };
     let (slope, intercept) = (
-        float(&obj, RESCALE_SLOPE).unwrap_or(1.0),
-        float(&obj, RESCALE_INTERCEPT).unwrap_or(0.0),
+        finite(&obj, RESCALE_SLOPE, "Rescale Slope", path)?.unwrap_or(1.0),
+        finite(&obj, RESCALE_INTERCEPT, "Rescale Intercept", path)?.unwrap_or(0.0),
     );
     let modality: Vec<f64> = frame
         .chunks_exact(layout.bytes)
@@ -131,16 +144,53 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
             ),
         });
     }
-    let window = float(&obj, WINDOW_CENTER)
-        .zip(float(&obj, WINDOW_WIDTH))
-        .map(|(center, width)| Window { center, width });
+    if modality.iter().any(|m| !m.is_finite()) {
+        return Err(unsupported(format!(
+            "Rescale Slope {slope} and Intercept {intercept} take samples past the range of f64"
+        )));
+    }
+    let window = window(&obj, path)?;
     let levels = to_levels(&modality, window, photometric == "MONOCHROME1");
     Ok(Array3::from_shape_vec((height, width, 1), levels).expect("height * width samples"))
 }
 
+/// The Window Center and Width, when both are present.
+///
+/// # Errors
+/// [`ImageError::UnsupportedDicom`] for a centre that is not finite or a
+/// width that is not finite or below 1 (PS3.3 C.11.2.1.2 requires `w >= 1`).
+fn window(obj: &DefaultDicomObject, path: &Path) -> Result<Option<Window>, ImageError> {
+    let center = float(obj, WINDOW_CENTER);
+    let width = float(obj, WINDOW_WIDTH);
+    let (Some(center), Some(width)) = (center, width) else {
+        return Ok(None);
+    };
+    if !center.is_finite() || !width.is_finite() || width < 1.0 {
+        return Err(ImageError::UnsupportedDicom {
+            path: path.to_path_buf(),
+            reason: format!(
+                "Window Center {center} and Width {width} (a finite centre and a finite width >= 1 needed)"
+            ),
+        });
+    }
+    Ok(Some(Window { center, width }))
+}
+
+/// The first value of a numeric attribute, refused when it is not finite.
+fn finite(obj: &DefaultDicomObject, tag: Tag, name: &str, path: &Path) -> Result<Option<f64>, ImageError> {
+    match float(obj, tag) {
+        Some(v) if !v.is_finite() => Err(ImageError::UnsupportedDicom {
+            path: path.to_path_buf(),
+            reason: format!("{name} {v} is not finite"),
+        }),
+        v => Ok(v),
+    }
+}
+
 /// The 8-bit grey samples of the first frame of a JPEG-encapsulated Pixel
 /// Data: the single fragment per frame, or all fragments of a single frame.
-fn jpeg_frame(fragments: Option<&[Vec<u8>]>, path: &Path) -> Result<Vec<u8>, ImageError> {
+/// The frame must be `rows_columns` (Rows, Columns) in size.
+fn jpeg_frame(fragments: Option<&[Vec<u8>]>, rows_columns: (usize, usize), path: &Path) -> Result<Vec<u8>, ImageError> {
     let fragments = fragments.unwrap_or_default();
     let stream: Vec<u8> = match fragments {
         [] => {
@@ -153,6 +203,16 @@ fn jpeg_frame(fragments: Option<&[Vec<u8>]>, path: &Path) -> Result<Vec<u8>, Ima
         all => all.concat(),
     };
     let decoded = super::decode_codec(&stream, ImageFormat::Jpeg, path)?;
+    let (height, width, _) = decoded.dim();
+    if (height, width) != rows_columns {
+        return Err(ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the JPEG frame is {height} x {width} pixels, Rows x Columns is {} x {}",
+                rows_columns.0, rows_columns.1
+            ),
+        });
+    }
     if decoded.dim().2 != 1 {
         return Err(ImageError::UnsupportedDicom {
             path: path.to_path_buf(),
@@ -197,7 +257,12 @@ fn check_geometry(obj: &DefaultDicomObject, path: &Path) -> Result<(usize, usize
         });
     }
     if (height as u64) * (width as u64) > MAX_PIXELS {
-        return Err(unsupported(format!("{height} x {width} pixels (at most {MAX_PIXELS})")));
+        return Err(ImageError::TooManyPixels {
+            path: path.to_path_buf(),
+            height: height as u64,
+            width: width as u64,
+            limit: MAX_PIXELS,
+        });
     }
     Ok((height, width))
 }
@@ -252,10 +317,10 @@ impl SampleLayout {
     }
 }
 
-/// Modality values to 8-bit levels: window (or min-max), inversion for
-/// MONOCHROME1, `floor(255 y + 0.5)`.
+/// Modality values (finite) to 8-bit levels: window (finite, width >= 1) or
+/// min-max, inversion for MONOCHROME1, `floor(255 y + 0.5)`.
 fn to_levels(modality: &[f64], window: Option<Window>, invert: bool) -> Vec<u8> {
-    let level: Box<dyn Fn(f64) -> f64> = match window.filter(|w| w.width >= 1.0) {
+    let level: Box<dyn Fn(f64) -> f64> = match window {
         Some(Window { center, width }) => Box::new(move |m| linear_window(m, center, width)),
         None => {
             let (lo, hi) = modality
@@ -342,10 +407,5 @@ mod tests {
         assert_eq!(to_levels(&[-10.0, 0.0, 10.0], None, false), vec![0, 128, 255]);
         assert_eq!(to_levels(&[3.0, 3.0], None, false), vec![0, 0]);
         assert_eq!(to_levels(&[3.0, 3.0], None, true), vec![255, 255]);
-        let too_narrow = Some(Window {
-            center: 0.0,
-            width: 0.5,
-        });
-        assert_eq!(to_levels(&[-10.0, 10.0], too_narrow, false), vec![0, 255]);
     }
 }

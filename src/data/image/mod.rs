@@ -9,17 +9,33 @@
 //! are reduced the way OpenCV's `cv2.imread(path, cv2.IMREAD_COLOR)` does it:
 //! a 16-bit sample keeps its high byte (`v >> 8`, no rounding). Alpha channels
 //! are dropped (not composited), palettes are expanded.
+//!
+//! Hostile files are refused before they cost memory: a file past
+//! [`MAX_FILE_BYTES`] is not read, an image past [`MAX_PIXELS`] (as its
+//! header declares) is not decoded, a JPEG without an end-of-image marker
+//! after its last scan (a truncated file, which the decoder would fill with
+//! grey) is refused, a PNG palette must be whole RGB entries (the png crate
+//! panics otherwise), and DICOM lengths are checked before they are read.
 
 mod dicom;
+mod dicom_bounds;
 mod preprocess;
 
 pub use preprocess::{preprocess, preprocess_u8, PAPER_SIZE};
 
-use ::image::{DynamicImage, ImageFormat as CodecFormat, ImageReader};
+use ::image::{DynamicImage, ImageDecoder, ImageFormat as CodecFormat, ImageReader};
 use ndarray::{Array3, ArrayView3, Axis};
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// Largest image decoded, in pixels: 2^26 = 67,108,864 (8192 x 8192; chest
+/// radiographs have at most about 4,300 x 4,300). An 8-bit RGB image of this
+/// size takes 192 MiB.
+pub const MAX_PIXELS: u64 = 1 << 26;
+
+/// Largest image file read, in bytes: 1 GiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Why an image cannot be read, converted or written. Every variant names the
 /// file it is about.
@@ -78,6 +94,26 @@ pub enum ImageError {
         path: PathBuf,
         /// What is not supported.
         reason: String,
+    },
+    /// A file longer than [`MAX_FILE_BYTES`].
+    #[error("{path}: file is larger than {limit} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// [`MAX_FILE_BYTES`].
+        limit: u64,
+    },
+    /// An image whose header declares more than [`MAX_PIXELS`] pixels.
+    #[error("{path}: {height} x {width} pixels, more than the {limit} decoded")]
+    TooManyPixels {
+        /// The file.
+        path: PathBuf,
+        /// Rows declared.
+        height: u64,
+        /// Columns declared.
+        width: u64,
+        /// [`MAX_PIXELS`].
+        limit: u64,
     },
     /// An image with no pixel: zero rows or zero columns.
     #[error("{path}: image has no pixel ({height}x{width})")]
@@ -188,12 +224,23 @@ impl Image8 {
 /// Reads and decodes the image file at `path` (see [`decode_image`]).
 ///
 /// # Errors
-/// [`ImageError::Io`] if the file cannot be read, else those of [`decode_image`].
+/// [`ImageError::Io`] if the file cannot be read, [`ImageError::TooLarge`]
+/// past [`MAX_FILE_BYTES`] (no more is read), else those of [`decode_image`].
 pub fn read_image(path: &Path) -> Result<Image8, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
+    let io = |source| ImageError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
     decode_image(&bytes, path)
 }
 
@@ -208,7 +255,10 @@ pub fn read_image(path: &Path) -> Result<Image8, ImageError> {
 ///
 /// # Errors
 /// [`ImageError::Empty`], [`ImageError::UnknownFormat`],
-/// [`ImageError::Decode`] for a PNG or JPEG its decoder rejects,
+/// [`ImageError::Decode`] for a PNG or JPEG its decoder rejects (a PNG
+/// whose palette is not whole entries, a JPEG without an end-of-image marker
+/// after its last scan too),
+/// [`ImageError::TooManyPixels`] past [`MAX_PIXELS`],
 /// [`ImageError::Dicom`], [`ImageError::NoPixelData`] and
 /// [`ImageError::UnsupportedDicom`] for DICOM, [`ImageError::ZeroSized`].
 pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Image8, ImageError> {
@@ -238,20 +288,71 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<Image8, ImageError> {
     Image8::new(image, path)
 }
 
+/// Whether a JPEG stream ends its last scan: an end-of-image marker
+/// (`FF D9`) after the last start-of-scan marker (`FF DA`). Neither pair
+/// occurs inside entropy-coded data (a data `FF` is followed by `00`).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
+}
+
+/// Checks what the png crate trusts in a PNG's chunks: a palette (`PLTE`)
+/// of 1 to 256 entries of three bytes (the crate panics on a length that is
+/// not a multiple of 3). Walks the chunk headers only, up to `IEND` or the
+/// end of the bytes; other damage is left to the decoder.
+fn check_png_chunks(bytes: &[u8]) -> Result<(), String> {
+    let mut at: usize = 8; // after the signature
+    while let Some(header) = at.checked_add(8).and_then(|end| bytes.get(at..end)) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match &header[4..8] {
+            b"PLTE" if len == 0 || !len.is_multiple_of(3) || len > 3 * 256 => {
+                return Err(format!("palette of {len} bytes (1 to 256 entries of 3 bytes needed)"))
+            }
+            b"IEND" => break,
+            _ => at = at.saturating_add(len).saturating_add(12),
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a PNG or JPEG (also a JPEG frame inside a DICOM) to H x W x C
-/// samples, C = 1 or 3.
+/// samples, C = 1 or 3, after checking the declared size against
+/// [`MAX_PIXELS`], a PNG's palette and a JPEG's end marker.
 fn decode_codec(bytes: &[u8], format: ImageFormat, path: &Path) -> Result<Array3<u8>, ImageError> {
     let codec = match format {
         ImageFormat::Jpeg => CodecFormat::Jpeg,
         _ => CodecFormat::Png,
     };
-    let decoded = ImageReader::with_format(Cursor::new(bytes), codec)
-        .decode()
-        .map_err(|e| ImageError::Decode {
+    let decode_error = |reason: String| ImageError::Decode {
+        path: path.to_path_buf(),
+        format,
+        reason,
+    };
+    let decoder = ImageReader::with_format(Cursor::new(bytes), codec)
+        .into_decoder()
+        .map_err(|e| decode_error(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
+    let (width, height) = (u64::from(width), u64::from(height));
+    if width * height > MAX_PIXELS {
+        return Err(ImageError::TooManyPixels {
             path: path.to_path_buf(),
-            format,
-            reason: e.to_string(),
-        })?;
+            height,
+            width,
+            limit: MAX_PIXELS,
+        });
+    }
+    if format == ImageFormat::Png {
+        check_png_chunks(bytes).map_err(decode_error)?;
+    }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(decode_error(
+            "truncated: no end-of-image marker after the last scan".into(),
+        ));
+    }
+    let decoded = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(e.to_string()))?;
     Ok(to_8bit(decoded))
 }
 

@@ -447,27 +447,59 @@ pub fn plan(config: &SynthConfig) -> Vec<ImageRecord> {
     records
 }
 
-/// One row of `Data_Entry_2017.csv` for `record` (no line end). The
-/// "original" image is the synthetic one: `size` x `size` pixels over
-/// [`FIELD_OF_VIEW_MM`].
-pub fn csv_row(record: &ImageRecord, size: u32) -> String {
-    let spacing = FIELD_OF_VIEW_MM / f64::from(size);
-    format!(
-        "{},{},{},{},{},{},{},{size},{size},{spacing},{spacing}",
-        record.file_name(),
-        record.labels,
-        record.follow_up,
-        record.patient,
-        record.age,
-        match record.sex {
-            Sex::Male => "M",
-            Sex::Female => "F",
-        },
-        match record.view {
-            View::Pa => "PA",
-            View::Ap => "AP",
-        },
-    )
+/// One row of `Data_Entry_2017.csv`: NIH's eleven fields in column order.
+/// The "original" image is the synthetic one: `size` x `size` pixels over
+/// [`FIELD_OF_VIEW_MM`]; the spacing is written as Rust displays an `f64`.
+#[derive(serde::Serialize)]
+struct NihRow {
+    image_index: String,
+    finding_labels: String,
+    follow_up: u32,
+    patient_id: u32,
+    patient_age: u8,
+    patient_gender: &'static str,
+    view_position: &'static str,
+    width: u32,
+    height: u32,
+    spacing_x: String,
+    spacing_y: String,
+}
+
+impl NihRow {
+    fn of(record: &ImageRecord, size: u32) -> Self {
+        let spacing = (FIELD_OF_VIEW_MM / f64::from(size)).to_string();
+        Self {
+            image_index: record.file_name(),
+            finding_labels: record.labels.to_string(),
+            follow_up: record.follow_up,
+            patient_id: record.patient,
+            patient_age: record.age,
+            patient_gender: match record.sex {
+                Sex::Male => "M",
+                Sex::Female => "F",
+            },
+            view_position: match record.view {
+                View::Pa => "PA",
+                View::Ap => "AP",
+            },
+            width: size,
+            height: size,
+            spacing_x: spacing.clone(),
+            spacing_y: spacing,
+        }
+    }
+}
+
+/// `Data_Entry_2017.csv` for `records` of `size` x `size` images, written
+/// by the `csv` crate: [`CSV_HEADER`] (as NIH writes it, its bracketed names
+/// unquoted), then one line per record.
+fn csv_table(records: &[ImageRecord], size: u32) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    writer.write_record(CSV_HEADER.split(','))?;
+    for record in records {
+        writer.serialize(NihRow::of(record, size))?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
 }
 
 /// What [`write_dataset`] wrote.
@@ -612,11 +644,15 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<Summary, SynthE
         })?;
         std::fs::write(&path, bytes).map_err(|source| SynthError::Io { path, source })
     })?;
-    let rows = records.iter().map(|r| csv_row(r, config.size));
-    write_lines(
-        &out.join("Data_Entry_2017.csv"),
-        std::iter::once(CSV_HEADER.to_string()).chain(rows),
-    )?;
+    let table_path = out.join("Data_Entry_2017.csv");
+    let table = csv_table(&records, config.size).map_err(|e| SynthError::Io {
+        path: table_path.clone(),
+        source: e.into(),
+    })?;
+    std::fs::write(&table_path, table).map_err(|source| SynthError::Io {
+        path: table_path,
+        source,
+    })?;
     for (split, name) in [(Split::TrainVal, "train_val_list.txt"), (Split::Test, "test_list.txt")] {
         let names = records.iter().filter(|r| r.split == split).map(ImageRecord::file_name);
         write_lines(&out.join(name), names)?;
@@ -674,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn csv_row_has_eleven_fields() {
+    fn csv_table_has_nih_header_and_eleven_fields() {
         let r = ImageRecord {
             patient: 12,
             follow_up: 3,
@@ -684,9 +720,10 @@ mod tests {
             split: Split::Test,
             labels: Labels::of(&[Finding::Effusion, Finding::Cardiomegaly]),
         };
+        let text = String::from_utf8(csv_table(&[r], 256).unwrap()).unwrap();
         assert_eq!(
-            csv_row(&r, 256),
-            "00000012_003.png,Cardiomegaly|Effusion,3,12,61,F,AP,256,256,1.5625,1.5625"
+            text,
+            format!("{CSV_HEADER}\n00000012_003.png,Cardiomegaly|Effusion,3,12,61,F,AP,256,256,1.5625,1.5625\n")
         );
         assert_eq!(CSV_HEADER.split(',').count(), 11);
     }
