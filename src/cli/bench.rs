@@ -64,7 +64,8 @@ pub struct BenchArgs {
 }
 
 /// One combination's outcome; also one row of `bench.csv` (a column per
-/// field, in this order, empty where a value is absent).
+/// field, in this order, empty where a value is absent; the GPU work and
+/// the profile go to the JSON reports only).
 #[derive(serde::Serialize)]
 struct Row {
     model: String,
@@ -82,8 +83,10 @@ struct Row {
     runs: usize,
     lockstep: usize,
     /// GPU work per image of the last run (steady state from the second run on).
+    #[serde(skip)]
     gpu_work: Option<GpuWork>,
     /// The kernel profile of the last run (`--profile`, GPU rows).
+    #[serde(skip)]
     profile: Option<Value>,
 }
 
@@ -386,6 +389,8 @@ mod tests {
             plain_ms: Some(0.25),
             runs: 2,
             lockstep: 1,
+            gpu_work: Some(GpuWork::default()),
+            profile: Some(json!({"kernels": {}})),
         };
         assert_eq!(
             csv_text(&[row]).unwrap(),

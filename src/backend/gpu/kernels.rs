@@ -794,7 +794,7 @@ impl GpuRing {
     /// [`GpuError::Runtime`].
     pub fn reduce_signed(&self, coeffs: &[i64], primes: &[usize]) -> Result<GpuWords, GpuError> {
         assert!(
-            !coeffs.is_empty() && coeffs.len() % self.n == 0,
+            !coeffs.is_empty() && coeffs.len().is_multiple_of(self.n),
             "whole polynomials, one coefficient per ring position"
         );
         let polys = coeffs.len() / self.n;
