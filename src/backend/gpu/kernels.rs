@@ -536,9 +536,11 @@ impl GpuRing {
         Ok(())
     }
 
-    /// The global primes of a polynomial's limbs.
-    fn primes_of<D: Domain>(&self, poly: &GpuPoly<D>) -> Vec<u32> {
-        self.prime_indices(poly.layout)
+    /// `a (op)= b` over two polynomials of one layout.
+    fn assign<D: Domain>(&self, op: ElementwiseOp, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
+        assert_eq!(a.layout, b.layout, "limb layouts differ");
+        let primes = self.prime_indices(a.layout);
+        self.elementwise(op, &a.words(), None, Some((&b.words()).into()), &primes)
     }
 
     /// `a += b`.
@@ -546,14 +548,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn add_assign<D: Domain>(&self, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
-        assert_eq!(a.layout, b.layout, "limb layouts differ");
-        self.elementwise(
-            ElementwiseOp::Add,
-            &a.words(),
-            None,
-            Some((&b.words()).into()),
-            &self.primes_of(a),
-        )
+        self.assign(ElementwiseOp::Add, a, b)
     }
 
     /// `a -= b`.
@@ -561,14 +556,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn sub_assign<D: Domain>(&self, a: &GpuPoly<D>, b: &GpuPoly<D>) -> Result<(), GpuError> {
-        assert_eq!(a.layout, b.layout, "limb layouts differ");
-        self.elementwise(
-            ElementwiseOp::Sub,
-            &a.words(),
-            None,
-            Some((&b.words()).into()),
-            &self.primes_of(a),
-        )
+        self.assign(ElementwiseOp::Sub, a, b)
     }
 
     /// `a *= b`, point-wise in evaluation form.
@@ -576,14 +564,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn mul_assign(&self, a: &GpuPoly<Eval>, b: &GpuPoly<Eval>) -> Result<(), GpuError> {
-        assert_eq!(a.layout, b.layout, "limb layouts differ");
-        self.elementwise(
-            ElementwiseOp::Mul,
-            &a.words(),
-            None,
-            Some((&b.words()).into()),
-            &self.primes_of(a),
-        )
+        self.assign(ElementwiseOp::Mul, a, b)
     }
 
     /// A table of conversion rows on the device.
