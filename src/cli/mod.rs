@@ -3,7 +3,6 @@
 
 mod backend;
 mod bench;
-mod binding;
 mod check;
 mod crypt;
 mod demo;
@@ -14,14 +13,15 @@ mod metrics;
 mod model_args;
 mod params;
 mod predict;
+mod progress;
 mod score;
 mod selftest;
-mod session;
 mod synth;
 mod vqgan;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;
+use crate::pipeline::{BackendKind, PipelineError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use thiserror::Error;
@@ -81,6 +81,26 @@ pub enum CliError {
     /// A combination of flags that makes no sense.
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<PipelineError> for CliError {
+    /// Each pipeline failure as the CLI failure of the same kind, with the
+    /// same message.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Ckks(e) => CliError::Ckks(e),
+            PipelineError::Gpu(e) => CliError::Gpu(e),
+            PipelineError::GpuEval(e) => CliError::GpuEval(e),
+            PipelineError::Vqgan(e) => CliError::Vqgan(e),
+            PipelineError::File(e) => CliError::File(e),
+            PipelineError::Io { path, source } => CliError::Io { path, source },
+            PipelineError::Input { path, reason } => CliError::Input { path, reason },
+            PipelineError::Refused(m) => CliError::Refused(m),
+            PipelineError::Resources(m) => CliError::Resources(m),
+            PipelineError::Config(m) => CliError::Usage(m),
+            PipelineError::CheckFailed(m) => CliError::CheckFailed(m),
+        }
+    }
 }
 
 /// What kind of failure an error is; each has its exit status.
@@ -166,6 +186,15 @@ pub enum BackendChoice {
     Cpu,
     /// WGSL kernels through wgpu (Vulkan, Metal, DX12).
     Gpu,
+}
+
+impl From<BackendChoice> for BackendKind {
+    fn from(choice: BackendChoice) -> Self {
+        match choice {
+            BackendChoice::Cpu => BackendKind::Cpu,
+            BackendChoice::Gpu => BackendKind::Gpu,
+        }
+    }
 }
 
 #[derive(Parser)]
