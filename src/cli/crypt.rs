@@ -8,7 +8,7 @@ use super::{print_json, BackendChoice, CliError};
 use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
 use crate::ckks::KeyMemory;
 use crate::pipeline::client::{encrypt_latents, encrypt_packed, key_levels_with, make_keys, Contents, MadeKeys};
-use crate::pipeline::{read_latents, read_npy_f64, KeyDir, ModelBinding, Planned};
+use crate::pipeline::{read_latents, read_npy_f64, ClientBundle, KeyDir, ModelBinding, Planned};
 use clap::Args;
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::WriteNpyExt;
@@ -33,6 +33,11 @@ pub struct KeygenArgs {
     /// `encrypt` and `decrypt` know its layout.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Keys for the model of a client bundle (`export-client`): its preset,
+    /// the Galois keys its plan needs and DIR/model.json with its layout
+    /// and fingerprint; the weights are not needed.
+    #[arg(long, conflicts_with_all = ["model", "preset", "literal", "batch"])]
+    client: Option<PathBuf>,
     #[command(flatten)]
     hints: ModelHints,
     /// With --model: images sharing one set of ciphertexts.
@@ -101,15 +106,25 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         )?),
         None => None,
     };
-    let params = match &planned {
-        Some(p) => p.params.clone(),
-        None => args.source.resolve()?,
+    let bundle = args.client.as_deref().map(ClientBundle::read).transpose()?;
+    let (params, levels, binding) = match (&planned, &bundle) {
+        (Some(p), _) => (
+            p.params.clone(),
+            Some(p.plan.key_levels()),
+            Some(ModelBinding::new(&p.model, &p.params, &p.plan)),
+        ),
+        (None, Some(b)) => {
+            let path = args.client.as_deref().unwrap_or(Path::new(""));
+            let params = b.params().map_err(|e| CliError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            (params, Some(b.key_levels()), Some(b.binding.clone()))
+        }
+        (None, None) => (args.source.resolve()?, None, None),
     };
     // The model's keys at the levels its plan uses them; extra rotations at the top.
-    let levels = key_levels_with(planned.as_ref().map(|p| p.plan.key_levels()), &params, &args.rotations);
-    let binding = planned
-        .as_ref()
-        .map(|p| ModelBinding::new(&p.model, &p.params, &p.plan));
+    let levels = key_levels_with(levels, &params, &args.rotations);
     let dir = KeyDir::new(&args.out);
     let MadeKeys { sk, keys, seconds } = make_keys(&dir, &params, &levels, binding.as_ref())?;
     let (secret_path, public_path) = (dir.secret_path(), dir.public_path());
@@ -118,7 +133,8 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         "key_id": sk.id().to_string(),
         "preset": params.name(),
         "fingerprint": params.fingerprint_hex(),
-        "model": planned.as_ref().map(|p| p.model.spec().to_string()),
+        "model": binding.as_ref().map(|b| b.model.clone()),
+        "model_fingerprint": binding.as_ref().and_then(|b| b.fingerprint.clone()),
         "rotations": keys.rotations(),
         "secret_key_bytes": file_size(&secret_path),
         "public_key_bytes": file_size(&public_path),

@@ -7,6 +7,7 @@ mod check;
 mod crypt;
 mod demo;
 mod devices;
+mod export;
 mod infer;
 mod memory;
 mod metrics;
@@ -221,6 +222,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Generate a secret key and the public key set (public, relinearization, Galois keys).
     Keygen(crypt::KeygenArgs),
+    /// Write a model's client bundle (parameters, layouts, rotations, classes, fingerprint; no weights).
+    ExportClient(export::ExportClientArgs),
     /// Encrypt a float32/float64 .npy array with the public key.
     Encrypt(crypt::CryptArgs),
     /// Decrypt a ciphertext file into a float64 .npy array.
@@ -286,6 +289,7 @@ pub fn main() -> ExitCode {
         Command::Devices(args) => devices::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Keygen(args) => crypt::keygen(&args),
+        Command::ExportClient(args) => export::run(&args),
         Command::Encrypt(args) => crypt::encrypt(&args),
         Command::Decrypt(args) => crypt::decrypt(&args),
         Command::Selftest(args) => selftest::run(&args),

@@ -1,7 +1,9 @@
 //! The paper's protocol as a library: what the CLI, a server or any other
 //! front end calls, so that they cannot drift apart.
 //!
-//! - the client ([`client`]): keys from a model's plan, encryption of
+//! - the client bundle ([`ClientBundle`], `client.json`): what a client
+//!   needs of a model, without its weights;
+//! - the client ([`client`]): keys from a model's plan or a client bundle, encryption of
 //!   latents in the model's layout, decryption of logits;
 //! - the server ([`Server`]): a model planned under the client's
 //!   parameters, incoming ciphertexts and keys checked against the plan and
@@ -15,6 +17,7 @@
 //! are [`PipelineError`]s.
 
 pub mod binding;
+pub mod bundle;
 pub mod client;
 pub mod device;
 pub mod error;
@@ -30,6 +33,7 @@ pub mod session;
 pub mod vqgan;
 
 pub use binding::ModelBinding;
+pub use bundle::ClientBundle;
 pub use device::{BackendKind, Chosen};
 pub use error::PipelineError;
 pub use fingerprint::model_fingerprint;
