@@ -106,23 +106,3 @@ fn mul_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let p = primes[limb_prime[i >> shape.log_n]];
     out[i] = add_mod(out[i], mul_mod(a_at(i), b_at(i), p), p.q);
 }
-
-// The tensor product of two ciphertexts a = (a0, a1), b = (b0, b1), each
-// two halves of `words` words: out = (a0 b0, a0 b1 + a1 b0, a1 b1), three
-// halves. One invocation per word of a half.
-@compute @workgroup_size(256)
-fn tensor(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = word_index(gid, groups);
-    if i >= shape.words {
-        return;
-    }
-    let p = primes[limb_prime[i >> shape.log_n]];
-    let h = shape.words;
-    let a0 = a[i];
-    let a1 = a[h + i];
-    let b0 = b[i];
-    let b1 = b[h + i];
-    out[i] = mul_mod(a0, b0, p);
-    out[h + i] = add_mod(mul_mod(a0, b1, p), mul_mod(a1, b0, p), p.q);
-    out[2u * h + i] = mul_mod(a1, b1, p);
-}

@@ -95,13 +95,11 @@ pub enum ElementwiseOp {
     Mul,
     /// `out += a * b` (point-wise; evaluation form).
     MulAdd,
-    /// The tensor product of two ciphertexts (three halves out).
-    Tensor,
 }
 
 impl ElementwiseOp {
     /// Entry points of `shaders/elementwise.wgsl`, in the order of the variants.
-    pub(super) const ENTRY_POINTS: [&'static str; 7] = ["add", "sub", "neg", "accumulate", "mul", "mul_add", "tensor"];
+    pub(super) const ENTRY_POINTS: [&'static str; 6] = ["add", "sub", "neg", "accumulate", "mul", "mul_add"];
 }
 
 /// A kernel of `shaders/limbwise.wgsl`, indexing `GpuRing::limbwise` in
@@ -258,6 +256,21 @@ pub enum NttOutput<'a> {
     },
 }
 
+/// What [`GpuRing::inner_product`] does with the sums.
+#[derive(Clone, Copy, Debug)]
+pub enum Sums<'a> {
+    /// Writes them.
+    Write,
+    /// Adds them to what the buffer holds.
+    Accumulate,
+    /// Writes them, then takes the limbs `special` of the buffer (the
+    /// special limbs of both halves, each at position `half * limbs + i`
+    /// with `i` at or past the limbs over Q) out of evaluation form:
+    /// ModDown's first step, the first pass of its inverse NTT computed
+    /// with the sums.
+    Inverse(&'a [NttLimb]),
+}
+
 /// One output limb of a basis conversion.
 #[derive(Clone, Copy)]
 pub struct ConvertRow<'a> {
@@ -322,17 +335,71 @@ impl GpuRing {
         passes
     }
 
-    /// Runs of consecutive limbs whose primes share a twiddle chunk.
-    fn twiddle_runs(&self, limbs: &[NttLimb]) -> Vec<(usize, usize)> {
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for (slot, limb) in limbs.iter().enumerate() {
-            let chunk = self.twiddle_chunk[limb.prime as usize];
+    /// Runs `(first slot, slots, twiddle chunk)` of consecutive slots
+    /// whose primes share a twiddle chunk.
+    fn twiddle_runs(&self, primes: impl IntoIterator<Item = u32>) -> Vec<(usize, usize, usize)> {
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (slot, prime) in primes.into_iter().enumerate() {
+            let chunk = self.twiddle_chunk[prime as usize];
             match runs.last_mut() {
-                Some((start, len)) if self.twiddle_chunk[limbs[*start].prime as usize] == chunk => *len += 1,
-                _ => runs.push((slot, 1)),
+                Some((_, len, c)) if *c == chunk => *len += 1,
+                _ => runs.push((slot, 1, chunk)),
             }
         }
         runs
+    }
+
+    /// The pass info of pass `index` of `passes`.
+    fn pass_info(&self, passes: &[(u32, u32)], index: usize, inverse: bool, limb_base: usize) -> NttPass {
+        let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
+        let (bit_lo, bit_hi) = passes[index];
+        NttPass {
+            log_n: self.log_n,
+            bit_lo,
+            bit_hi,
+            scale: u32::from(inverse && index == passes.len() - 1),
+            tile_words,
+            limb_base: limb_base as u32,
+            tile_log: tile_words.trailing_zeros(),
+            source_prime: 0,
+        }
+    }
+
+    /// The passes of an inverse transform, in order.
+    fn inverse_passes(&self) -> Vec<(u32, u32)> {
+        let mut passes = self.ntt_passes();
+        passes.reverse();
+        passes
+    }
+
+    /// The first pass of an inverse NTT whose tiles `pipeline` computes
+    /// (`inverse_product`, `inverse_tensor` of `shaders/ntt.wgsl`) into
+    /// `data`: one slot per row `[prime, position, from, extra]`, one
+    /// dispatch per run of slots sharing a twiddle chunk, binding `entries`
+    /// beside the NTT's own.
+    fn computed_inverse_pass(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        data: &GpuWords,
+        slots: &[[u32; 4]],
+        entries: &[wgpu::BindGroupEntry<'_>],
+    ) {
+        let table = self.commands.constant_storage(slots.as_flattened());
+        let passes = self.inverse_passes();
+        for (limb_base, count, chunk) in self.twiddle_runs(slots.iter().map(|s| s[0])) {
+            let info = self.pass_info(&passes, 0, true, limb_base);
+            let uniform = self.commands.uniform(&info);
+            let mut bound = vec![
+                entry(0, &data.buffer),
+                entry(1, &self.primes),
+                entry(2, &table),
+                entry(3, &self.twiddles[chunk]),
+                entry(4, &uniform),
+            ];
+            bound.extend(entries.iter().cloned());
+            self.commands
+                .dispatch(pipeline, &bound, ((self.n as u32) / info.tile_words, count as u32, 1));
+        }
     }
 
     /// Forward (or inverse) NTT of `limbs` of `data`, the first pass reading
@@ -349,9 +416,28 @@ impl GpuRing {
         output: NttOutput<'_>,
         inverse: bool,
     ) -> Result<(), GpuError> {
+        self.ntt_from_pass(data, limbs, input, output, inverse, 0);
+        Ok(())
+    }
+
+    /// [`Self::ntt`] from pass `first` on (the earlier ones done by a
+    /// kernel that computed the tiles: [`Self::computed_inverse_pass`]).
+    fn ntt_from_pass(
+        &self,
+        data: &GpuWords,
+        limbs: &[NttLimb],
+        input: NttInput<'_>,
+        output: NttOutput<'_>,
+        inverse: bool,
+        first: usize,
+    ) {
         if limbs.is_empty() {
-            return Ok(());
+            return;
         }
+        assert!(
+            first == 0 || matches!(input, NttInput::InPlace),
+            "only the first pass reads from elsewhere"
+        );
         assert!(
             !inverse
                 || (matches!(input, NttInput::InPlace | NttInput::Source(_)) && matches!(output, NttOutput::InPlace)),
@@ -369,28 +455,22 @@ impl GpuRing {
             }
             NttOutput::InPlace => None,
         };
-        let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
-        let mut passes = self.ntt_passes();
-        if inverse {
-            passes.reverse();
-        }
+        let passes = if inverse {
+            self.inverse_passes()
+        } else {
+            self.ntt_passes()
+        };
         let last = passes.len() - 1;
         let source_prime = match input {
             NttInput::Broadcast { source_prime, .. } => source_prime as u32,
             _ => 0,
         };
-        for (limb_base, count) in self.twiddle_runs(limbs) {
-            let twiddles = &self.twiddles[self.twiddle_chunk[limbs[limb_base].prime as usize]];
-            for (index, &(bit_lo, bit_hi)) in passes.iter().enumerate() {
+        for (limb_base, count, chunk) in self.twiddle_runs(limbs.iter().map(|l| l.prime)) {
+            let twiddles = &self.twiddles[chunk];
+            for index in first..passes.len() {
                 let info = NttPass {
-                    log_n: self.log_n,
-                    bit_lo,
-                    bit_hi,
-                    scale: u32::from(inverse && index == last),
-                    tile_words,
-                    limb_base: limb_base as u32,
-                    tile_log: tile_words.trailing_zeros(),
                     source_prime,
+                    ..self.pass_info(&passes, index, inverse, limb_base)
                 };
                 let uniform = self.commands.uniform(&info);
                 let mut entries = vec![
@@ -437,10 +517,9 @@ impl GpuRing {
                     (NttInput::Source(_), true, _) => unreachable!("a transform from another buffer is not finished"),
                 };
                 self.commands
-                    .dispatch(pipeline, &entries, ((self.n as u32) / tile_words, count as u32, 1));
+                    .dispatch(pipeline, &entries, ((self.n as u32) / info.tile_words, count as u32, 1));
             }
         }
-        Ok(())
     }
 
     /// The NTT limbs of a polynomial with `layout`, in place.
@@ -669,7 +748,7 @@ impl GpuRing {
 
     /// `acc = sum_j digit_j * key_j` over the first `digits_used` digits
     /// for both key halves (acc_b's `limbs` limbs, then acc_a's), or `acc +=`
-    /// with `accumulate`. `table` is the digit table of
+    /// as `sums` says. `table` is the digit table of
     /// `shaders/keyswitch.wgsl` (per limb: prime, key limb; per digit and
     /// limb: own or converted, position); digits are read through `perm`
     /// when given.
@@ -686,10 +765,10 @@ impl GpuRing {
         acc: &GpuWords,
         table: &wgpu::Buffer,
         (limbs, digits_used): (usize, usize),
-        accumulate: bool,
+        sums: Sums<'_>,
     ) -> Result<(), GpuError> {
-        let chunks = key.chunks.iter().filter(|c| c.0 < digits_used);
-        for (index, (digit_base, digits, key_b, key_a)) in chunks.enumerate() {
+        let chunks: Vec<_> = key.chunks.iter().filter(|c| c.0 < digits_used).collect();
+        for (index, (digit_base, digits, key_b, key_a)) in chunks.iter().enumerate() {
             let shape = InnerProductShape {
                 n: self.n as u32,
                 log_n: self.log_n,
@@ -698,27 +777,73 @@ impl GpuRing {
                 digit_base: *digit_base as u32,
                 key_limbs: key.key_limbs as u32,
                 use_perm: u32::from(perm.is_some()),
-                accumulate: u32::from(accumulate || index > 0),
+                accumulate: u32::from(matches!(sums, Sums::Accumulate) || index > 0),
             };
             let uniform = self.commands.uniform(&shape);
             // Without a permutation the binding still needs a buffer: the table stands in, unread.
             let perm_buffer = perm.map_or(table, |p| &p.buffer);
-            self.commands.dispatch(
-                &self.inner_product,
-                &[
-                    entry(0, &own.buffer),
-                    entry(1, &converted.buffer),
-                    entry(2, &key_b.buffer),
-                    entry(3, &key_a.buffer),
-                    entry(4, perm_buffer),
-                    entry(5, &acc.buffer),
-                    entry(6, &self.primes),
-                    entry(7, table),
-                    entry(8, &uniform),
-                ],
-                ((self.n as u32).div_ceil(WORKGROUP), limbs as u32, 1),
-            );
+            let mut entries = vec![
+                entry(13, &own.buffer),
+                entry(14, &converted.buffer),
+                entry(15, &key_b.buffer),
+                entry(16, &key_a.buffer),
+                entry(17, perm_buffer),
+                entry(19, table),
+                entry(20, &uniform),
+            ];
+            match sums {
+                Sums::Inverse(special) if index == chunks.len() - 1 => {
+                    // Limbs over Q point-wise (their prime is their index),
+                    // then each special limb's half through the first pass.
+                    let slots: Vec<[u32; 4]> = (0..(limbs - special.len() / 2) as u32)
+                        .map(|i| [i, 0, i, 0])
+                        .chain(special.iter().map(|l| {
+                            let (half, limb) = (l.pos as usize / limbs, l.pos as usize % limbs);
+                            [l.prime, l.pos, limb as u32, 1 + half as u32]
+                        }))
+                        .collect();
+                    self.computed_inverse_pass(&self.ntt.inverse_product, acc, &slots, &entries);
+                    self.ntt_from_pass(acc, special, NttInput::InPlace, NttOutput::InPlace, true, 1);
+                }
+                _ => {
+                    entries.push(entry(18, &acc.buffer));
+                    entries.push(entry(1, &self.primes));
+                    self.commands.dispatch(
+                        &self.inner_product,
+                        &entries,
+                        ((self.n as u32).div_ceil(WORKGROUP), limbs as u32, 1),
+                    );
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The tensor product of ciphertexts `a` and `b` (each two halves of
+    /// `primes.len()` limbs over `primes`, evaluation form) into `tensor`
+    /// (`d0`, `d1`, `d2`), and `d2` out of evaluation form into `coeff`:
+    /// the first pass of its inverse NTT computed with the product.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn tensor_inverse(
+        &self,
+        a: &GpuWords,
+        b: &GpuWords,
+        tensor: &GpuWords,
+        coeff: &GpuWords,
+        primes: &[usize],
+    ) -> Result<(), GpuError> {
+        let half = primes.len() as u32;
+        let slots: Vec<[u32; 4]> = (0..half).map(|i| [primes[i as usize] as u32, i, i, half]).collect();
+        let entries = [entry(5, &a.buffer), entry(21, &b.buffer), entry(22, &tensor.buffer)];
+        self.computed_inverse_pass(&self.ntt.inverse_tensor, coeff, &slots, &entries);
+        let limbs: Vec<NttLimb> = primes
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| NttLimb::in_place(p, i))
+            .collect();
+        self.ntt_from_pass(coeff, &limbs, NttInput::InPlace, NttOutput::InPlace, true, 1);
         Ok(())
     }
 

@@ -56,6 +56,8 @@ pub(super) struct NttPipelines {
     pub(super) forward_finish: wgpu::ComputePipeline,
     pub(super) forward_converted_finish: wgpu::ComputePipeline,
     pub(super) forward_broadcast_finish: wgpu::ComputePipeline,
+    pub(super) inverse_product: wgpu::ComputePipeline,
+    pub(super) inverse_tensor: wgpu::ComputePipeline,
 }
 
 /// The ring's tables on the device and the compiled pipelines.
@@ -150,7 +152,6 @@ impl GpuRing {
         let ntt = module(KernelFile::Ntt);
         let elementwise = module(KernelFile::Elementwise);
         let basis = module(KernelFile::Basis);
-        let keyswitch = module(KernelFile::KeySwitch);
         let limbwise = module(KernelFile::Limbwise);
         let ring_gpu = Self {
             n,
@@ -169,13 +170,15 @@ impl GpuRing {
                 forward_finish: pipeline(&ntt, "forward_finish"),
                 forward_converted_finish: pipeline(&ntt, "forward_converted_finish"),
                 forward_broadcast_finish: pipeline(&ntt, "forward_broadcast_finish"),
+                inverse_product: pipeline(&ntt, "inverse_product"),
+                inverse_tensor: pipeline(&ntt, "inverse_tensor"),
             },
             elementwise: ElementwiseOp::ENTRY_POINTS
                 .iter()
                 .map(|e| pipeline(&elementwise, e))
                 .collect(),
             convert: pipeline(&basis, "convert"),
-            inner_product: pipeline(&keyswitch, "inner_product"),
+            inner_product: pipeline(&ntt, "inner_product"),
             limbwise: LimbwiseOp::ENTRY_POINTS
                 .iter()
                 .map(|e| pipeline(&limbwise, e))
