@@ -10,7 +10,7 @@
 
 use latent_he::backend::gpu::{GpuContext, GpuWork};
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{encrypt_values, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{encode_coeffs, encrypt_values, Params, PublicKeySet, SecretKey};
 use std::sync::Arc;
 
 /// The work of the third of three runs of `op`.
@@ -48,6 +48,20 @@ fn key_switching_operations_stay_within_their_budgets_at_n16() {
     let hoisted = steady(&gpu, || gpu.rotate_hoisted(&x, &[1, 32]).unwrap());
     assert!(hoisted.dispatches <= 4 + 2 * 4, "{hoisted:?}");
     assert_eq!(hoisted.buffers_created, 0, "{hoisted:?}");
+
+    // A sum of products over the hoisted rotations (one buffer) and
+    // plaintexts finished together: one kernel.
+    let rotated = gpu.rotate_hoisted(&x, &[1, 32]).unwrap();
+    let encoded = || {
+        (0..rotated.len())
+            .map(|_| encode_coeffs(&params, &values, top, params.mul_plain_scale(top, x.scale())).unwrap())
+            .collect()
+    };
+    let plaintexts = gpu.plaintexts(encoded()).unwrap();
+    let terms: Vec<_> = rotated.iter().zip(&plaintexts).collect();
+    let product_sum = steady(&gpu, || gpu.mul_plain_sum(&terms).unwrap());
+    assert_eq!(product_sum.dispatches, 1, "{product_sum:?}");
+    assert_eq!(product_sum.buffers_created, 0, "{product_sum:?}");
 
     // Multiply, relinearize, rescale: the tensor product computed with the
     // first pass of d2's inverse NTT, its second pass (2), the rest of the

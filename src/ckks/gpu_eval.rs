@@ -5,7 +5,9 @@
 //!
 //! Layout, chosen so that each step is one dispatch over everything it
 //! touches: a ciphertext's two halves share one buffer (c0's limbs, then
-//! c1's); a key switch's sums share one (`b`'s extended limbs, then `a`'s);
+//! c1's), and the rotations of one hoisted rotation share one too (each a
+//! range the kernels bind as a whole), so that a sum of their products
+//! with plaintexts is one kernel; a key switch's sums share one (`b`'s extended limbs, then `a`'s);
 //! a decomposition keeps every digit's converted limbs in one buffer and
 //! reads each digit's own limbs from the decomposed polynomial itself; a
 //! switching key holds every digit in one buffer per half. A key switch is
@@ -50,7 +52,8 @@ pub enum GpuEvalError {
 /// A ciphertext resident on the device.
 ///
 /// Invariant: `parts` holds `2 (level + 1)` limbs in evaluation form, c0's
-/// over `Q_level`, then c1's; `scale` and `key_id` as in [`Ciphertext`].
+/// over `Q_level`, then c1's (a whole buffer, or a range of one that other
+/// ciphertexts share); `scale` and `key_id` as in [`Ciphertext`].
 pub struct GpuCiphertext {
     parts: GpuWords,
     level: usize,
@@ -548,6 +551,50 @@ impl GpuEvaluator {
         Ok(acc)
     }
 
+    /// `sum_t ct_t * pt_t` without rescaling, the words of the CPU's
+    /// [`super::EvalBackend::mul_plain_sum`]: one kernel per run of
+    /// consecutive terms whose ciphertexts share a device buffer (the
+    /// rotations of one [`Self::rotate_hoisted`]) and whose plaintexts
+    /// share one (those finished together by [`Self::plaintexts`]).
+    ///
+    /// # Errors
+    /// No terms; key or level mismatch, or products of different scales
+    /// (the checks of [`Self::mul_plain`] and [`Self::mul_plain_add`]);
+    /// device errors.
+    pub fn mul_plain_sum(&self, terms: &[(&GpuCiphertext, &GpuPlaintext)]) -> Result<GpuCiphertext, GpuEvalError> {
+        let (first, first_pt) = *terms.first().ok_or(CkksError::Shape {
+            what: "sum of plaintext products",
+            expected: 1,
+            found: 0,
+        })?;
+        let scale = first.scale * first_pt.scale;
+        for &(ct, pt) in terms {
+            self.check_plain(ct, pt)?;
+            self.check_pair(first, ct)?;
+            super::evaluator::check_scales(scale, ct.scale * pt.scale)?;
+        }
+        let parts = self.ring.scratch(2 * (first.level + 1));
+        let primes = Self::ct_primes(first.level);
+        let mut rest = terms;
+        let mut accumulate = false;
+        while let Some(&(ct, pt)) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|(c, p)| c.parts.shares_buffer(&ct.parts) && p.words.shares_buffer(&pt.words))
+                .count();
+            let run_terms: Vec<_> = rest[..run].iter().map(|(c, p)| (&c.parts, p.limbs())).collect();
+            self.ring.mul_sum(&parts, &run_terms, &primes, accumulate)?;
+            accumulate = true;
+            rest = &rest[run..];
+        }
+        Ok(GpuCiphertext {
+            parts,
+            level: first.level,
+            scale,
+            key_id: first.key_id,
+        })
+    }
+
     /// Divides by the last prime and drops it: the last limb of both halves
     /// out of evaluation form, broadcast centred to the primes below, back
     /// into evaluation form, subtracted and scaled by `q_last^-1`.
@@ -854,10 +901,11 @@ impl GpuEvaluator {
         } else {
             None
         };
+        let outputs = self.ct_buffers(keys.len(), ct.level);
         keys.into_iter()
-            .map(|entry| match (entry, &decomposed) {
+            .zip(outputs)
+            .map(|(entry, parts)| match (entry, &decomposed) {
                 (Some((key, perm)), Some(decomposed)) => {
-                    let parts = self.ring.scratch(2 * (ct.level + 1));
                     self.key_switch_into(
                         decomposed,
                         key,
@@ -868,9 +916,27 @@ impl GpuEvaluator {
                     )?;
                     Ok(self.with_parts(parts, ct))
                 }
-                _ => Ok(self.with_parts(self.copy(ct), ct)),
+                _ => {
+                    self.ring.copy_limbs(&ct.parts, 0, &parts, 0, 2 * (ct.level + 1));
+                    Ok(self.with_parts(parts, ct))
+                }
             })
             .collect()
+    }
+
+    /// Words for `count` ciphertexts at `level`, as many in one device
+    /// buffer as one storage binding holds, so that a sum of their products
+    /// ([`Self::mul_plain_sum`]) reads them in one dispatch.
+    fn ct_buffers(&self, count: usize, level: usize) -> Vec<GpuWords> {
+        let limbs = 2 * (level + 1);
+        let per_buffer = ((self.ring.binding_limit() / (4 * self.ring.n() * limbs) as u64) as usize).max(1);
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let here = per_buffer.min(count - out.len());
+            let words = self.ring.scratch(here * limbs);
+            out.extend((0..here).map(|k| self.ring.view(&words, k * limbs, limbs)));
+        }
+        out
     }
 }
 

@@ -8,7 +8,7 @@
 //! or every digit of a decomposition: the evaluator (`crate::ckks::gpu_eval`)
 //! decides the layout, the kernels only follow it.
 
-use super::commands::{entry, entry_range};
+use super::commands::entry;
 use super::device::GpuError;
 use super::poly::{GpuPoly, GpuWords, Limbs};
 use super::ring::{GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
@@ -76,7 +76,8 @@ struct ElementwiseShape {
     words: u32,
     b_words: u32,
     in_place: u32,
-    pad: [u32; 3],
+    terms: u32,
+    pad: [u32; 2],
 }
 
 /// An element-wise kernel of `shaders/elementwise.wgsl`, indexing
@@ -390,7 +391,7 @@ impl GpuRing {
             let info = self.pass_info(&passes, 0, true, limb_base);
             let uniform = self.commands.uniform(&info);
             let mut bound = vec![
-                entry(0, &data.buffer),
+                data.bind(0),
                 entry(1, &self.primes),
                 entry(2, &table),
                 entry(3, &self.twiddles[chunk]),
@@ -482,26 +483,24 @@ impl GpuRing {
                 let load = if index == 0 { input } else { NttInput::InPlace };
                 match load {
                     NttInput::InPlace => {}
-                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => {
-                        entries.push(entry(5, &source.buffer))
-                    }
+                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => entries.push(source.bind(5)),
                     NttInput::Converted { input, table } => {
-                        entries.push(entry(6, &input.buffer));
+                        entries.push(input.bind(6));
                         entries.push(entry(7, &table.buffer));
                     }
                 }
                 let store = if index == last { output } else { NttOutput::InPlace };
                 if let (NttOutput::Finish { out, a, c, perm, .. }, Some(rows)) = (store, &finish_rows) {
-                    entries.push(entry(8, &out.buffer));
-                    entries.push(entry(9, &a.buffer));
-                    entries.push(entry(10, c.map_or(&self.primes, |c| &c.buffer)));
-                    entries.push(entry(11, perm.map_or(&self.primes, |p| &p.buffer)));
+                    entries.push(out.bind(8));
+                    entries.push(a.bind(9));
+                    entries.push(c.map_or(entry(10, &self.primes), |c| c.bind(10)));
+                    entries.push(perm.map_or(entry(11, &self.primes), |p| p.bind(11)));
                     entries.push(entry(12, rows));
                 }
                 // `data` is bound unless one pass both loads from elsewhere and finishes elsewhere.
                 let finishes = matches!(store, NttOutput::Finish { .. });
                 if !(finishes && matches!(load, NttInput::Converted { .. } | NttInput::Broadcast { .. })) {
-                    entries.push(entry(0, &data.buffer));
+                    entries.push(data.bind(0));
                 }
                 let p = &self.ntt;
                 let pipeline = match (load, finishes, inverse) {
@@ -580,38 +579,97 @@ impl GpuRing {
         let limb_bytes = 4 * self.n as u64;
         let b_range = b.map(|b| {
             let offset = b.first as u64 * limb_bytes;
-            let size = b
-                .count
-                .map_or(b.words.buffer.size() - offset, |c| c as u64 * limb_bytes);
-            (b.words, offset, size)
+            let size = b.count.map_or(b.words.size - offset, |c| c as u64 * limb_bytes);
+            b.words.range(offset, size)
         });
-        let b_words = b_range.map_or(words, |(_, _, size)| (size / 4) as u32);
+        let b_words = b_range.as_ref().map_or(words, |b| (b.size / 4) as u32);
         let shape = ElementwiseShape {
             n: self.n as u32,
             log_n: self.log_n,
             words,
             b_words,
             in_place: u32::from(a.is_none()),
-            pad: [0; 3],
+            terms: 0,
+            pad: [0; 2],
         };
         let uniform = self.commands.uniform(&shape);
         let limb_primes = self.commands.constant_storage(limb_primes);
         let mut entries = vec![
-            entry(0, &out.buffer),
+            out.bind(0),
             entry(3, &self.primes),
             entry(4, &limb_primes),
             entry(5, &uniform),
         ];
         // In place, the kernel still binds `a` (unread): the primes stand in.
-        entries.push(entry(1, a.map_or(&self.primes, |a| &a.buffer)));
+        entries.push(a.map_or(entry(1, &self.primes), |a| a.bind(1)));
         if !matches!(op, ElementwiseOp::Neg | ElementwiseOp::Accumulate) {
-            let (b, offset, size) = b_range.expect("this operation reads b");
-            entries.push(entry_range(2, &b.buffer, offset, Some(size)));
+            entries.push(b_range.as_ref().expect("this operation reads b").bind(2));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
         self.commands
             .dispatch(&self.elementwise[op as usize], &entries, (x, groups.div_ceil(x), 1));
+        Ok(())
+    }
+
+    /// `out = sum_t c_t * p_t`, or `out +=` with `accumulate`, over the
+    /// limbs whose global primes `limb_primes` lists (ciphertexts of two
+    /// halves; each plaintext read for both): every term `(c_t, p_t)` a
+    /// ciphertext of `limb_primes.len()` limbs and a plaintext of half as
+    /// many, all the ciphertexts in one device buffer and all the
+    /// plaintexts in one, summed in one dispatch.
+    ///
+    /// # Panics
+    /// If the terms' ciphertexts (or plaintexts) lie in several buffers.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn mul_sum(
+        &self,
+        out: &GpuWords,
+        terms: &[(&GpuWords, Limbs<'_>)],
+        limb_primes: &[u32],
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let Some(&(ct, pt)) = terms.first() else {
+            return Ok(());
+        };
+        assert!(
+            terms
+                .iter()
+                .all(|(c, p)| c.shares_buffer(ct) && p.words.shares_buffer(pt.words)),
+            "the terms' ciphertexts in one buffer, their plaintexts in another"
+        );
+        let words = (limb_primes.len() * self.n) as u32;
+        let shape = ElementwiseShape {
+            n: self.n as u32,
+            log_n: self.log_n,
+            words,
+            b_words: words / 2,
+            in_place: u32::from(accumulate),
+            terms: terms.len() as u32,
+            pad: [0; 2],
+        };
+        let table: Vec<u32> = terms
+            .iter()
+            .flat_map(|(c, p)| [self.first_limb(c), self.first_limb(p.words) + p.first as u32])
+            .collect();
+        let uniform = self.commands.uniform(&shape);
+        let table = self.commands.constant_storage(&table);
+        let limb_primes = self.commands.constant_storage(limb_primes);
+        let entries = [
+            out.bind(0),
+            entry(1, &ct.buffer),
+            entry(2, &pt.words.buffer),
+            entry(3, &self.primes),
+            entry(4, &limb_primes),
+            entry(5, &uniform),
+            entry(6, &table),
+        ];
+        let groups = words.div_ceil(WORKGROUP);
+        let x = groups.min(MAX_GROUPS_PER_DIM);
+        self.commands
+            .dispatch(&self.mul_sum, &entries, (x, groups.div_ceil(x), 1));
         Ok(())
     }
 
@@ -706,10 +764,10 @@ impl GpuRing {
         self.commands.dispatch(
             &self.convert,
             &[
-                entry(0, &output.buffer),
+                output.bind(0),
                 entry(1, &self.primes),
                 entry(2, &uniform),
-                entry(6, &input.buffer),
+                input.bind(6),
                 entry(7, &table.buffer),
             ],
             ((self.n as u32).div_ceil(WORKGROUP), table.rows as u32, 1),
@@ -781,13 +839,12 @@ impl GpuRing {
             };
             let uniform = self.commands.uniform(&shape);
             // Without a permutation the binding still needs a buffer: the table stands in, unread.
-            let perm_buffer = perm.map_or(table, |p| &p.buffer);
             let mut entries = vec![
-                entry(13, &own.buffer),
-                entry(14, &converted.buffer),
-                entry(15, &key_b.buffer),
-                entry(16, &key_a.buffer),
-                entry(17, perm_buffer),
+                own.bind(13),
+                converted.bind(14),
+                key_b.bind(15),
+                key_a.bind(16),
+                perm.map_or(entry(17, table), |p| p.bind(17)),
                 entry(19, table),
                 entry(20, &uniform),
             ];
@@ -806,7 +863,7 @@ impl GpuRing {
                     self.ntt_from_pass(acc, special, NttInput::InPlace, NttOutput::InPlace, true, 1);
                 }
                 _ => {
-                    entries.push(entry(18, &acc.buffer));
+                    entries.push(acc.bind(18));
                     entries.push(entry(1, &self.primes));
                     self.commands.dispatch(
                         &self.inner_product,
@@ -836,7 +893,7 @@ impl GpuRing {
     ) -> Result<(), GpuError> {
         let half = primes.len() as u32;
         let slots: Vec<[u32; 4]> = (0..half).map(|i| [primes[i as usize] as u32, i, i, half]).collect();
-        let entries = [entry(5, &a.buffer), entry(21, &b.buffer), entry(22, &tensor.buffer)];
+        let entries = [a.bind(5), b.bind(21), tensor.bind(22)];
         self.computed_inverse_pass(&self.ntt.inverse_tensor, coeff, &slots, &entries);
         let limbs: Vec<NttLimb> = primes
             .iter()
@@ -872,14 +929,14 @@ impl GpuRing {
         let table: Vec<u32> = rows.iter().flat_map(LimbRow::words).collect();
         let table = self.commands.constant_storage(&table);
         let mut entries = vec![
-            entry(0, &out.buffer),
+            out.bind(0),
             entry(3, &self.primes),
             entry(4, &table),
             entry(5, &uniform),
         ];
-        entries.push(entry(1, &a.buffer));
+        entries.push(a.bind(1));
         if op == LimbwiseOp::AddPermuted {
-            entries.push(entry(7, &perm.expect("add_permuted reads a permutation").buffer));
+            entries.push(perm.expect("add_permuted reads a permutation").bind(7));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);

@@ -75,6 +75,7 @@ pub struct GpuRing {
     pub(super) twiddle_chunk: Vec<usize>,
     pub(super) ntt: NttPipelines,
     pub(super) elementwise: Vec<wgpu::ComputePipeline>,
+    pub(super) mul_sum: wgpu::ComputePipeline,
     pub(super) convert: wgpu::ComputePipeline,
     pub(super) inner_product: wgpu::ComputePipeline,
     pub(super) limbwise: Vec<wgpu::ComputePipeline>,
@@ -177,6 +178,7 @@ impl GpuRing {
                 .iter()
                 .map(|e| pipeline(&elementwise, e))
                 .collect(),
+            mul_sum: pipeline(&elementwise, "mul_sum"),
             convert: pipeline(&basis, "convert"),
             inner_product: pipeline(&ntt, "inner_product"),
             limbwise: LimbwiseOp::ENTRY_POINTS
@@ -205,7 +207,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
     pub fn download<D: Domain>(&self, poly: &GpuPoly<D>) -> Result<RnsPoly<D>, GpuError> {
-        let words = self.commands.read_buffer(&poly.buffer)?;
+        let words = self.commands.read_buffer(&poly.buffer, 0, poly.buffer.size())?;
         Ok(RnsPoly::from_words(self.n, poly.layout, words))
     }
 
@@ -220,9 +222,7 @@ impl GpuRing {
 impl GpuRing {
     /// Uploads host words (an automorphism's index permutation, say).
     pub fn upload_words(&self, words: &[u32]) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.upload(bytemuck::cast_slice(words)),
-        }
+        GpuWords::whole(self.commands.upload(bytemuck::cast_slice(words)))
     }
 
     /// Copies device words back to the host.
@@ -230,7 +230,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn download_words(&self, words: &GpuWords) -> Result<Vec<u32>, GpuError> {
-        self.commands.read_buffer(&words.buffer)
+        self.commands.read_buffer(&words.buffer, words.offset, words.size)
     }
 }
 
@@ -250,17 +250,13 @@ impl GpuRing {
 
     /// Zeroed device words for `limbs` limbs.
     pub fn zeros(&self, limbs: usize) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.zeroed(self.limb_bytes(limbs)),
-        }
+        GpuWords::whole(self.commands.zeroed(self.limb_bytes(limbs)))
     }
 
     /// Device words for `limbs` limbs with unspecified contents, for a
     /// kernel that writes every word before anything reads it.
     pub fn scratch(&self, limbs: usize) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.storage(self.limb_bytes(limbs)),
-        }
+        GpuWords::whole(self.commands.storage(self.limb_bytes(limbs)))
     }
 
     fn limb_bytes(&self, limbs: usize) -> u64 {
@@ -272,11 +268,22 @@ impl GpuRing {
         let limb = self.limb_bytes(1);
         self.commands.copy(
             &src.buffer,
-            from as u64 * limb,
+            src.offset + from as u64 * limb,
             &dst.buffer,
-            to as u64 * limb,
+            dst.offset + to as u64 * limb,
             count as u64 * limb,
         );
+    }
+
+    /// Limbs `first..first + count` of `words`, as words of their own
+    /// (shared, not copied).
+    pub fn view(&self, words: &GpuWords, first: usize, count: usize) -> GpuWords {
+        words.range(self.limb_bytes(first), self.limb_bytes(count))
+    }
+
+    /// The first limb of `view` in its device buffer.
+    pub(super) fn first_limb(&self, view: &GpuWords) -> u32 {
+        (view.offset / self.limb_bytes(1)) as u32
     }
 
     /// A new buffer with limbs `from..from + count` of `src`.

@@ -32,7 +32,8 @@ pub enum KernelFile {
     /// the key-switching inner product or a tensor product; the inner
     /// product alone (`shaders/keyswitch.wgsl`, prepended).
     Ntt,
-    /// `shaders/elementwise.wgsl`: add, sub, negate, mul, multiply-add.
+    /// `shaders/elementwise.wgsl`: add, sub, negate, mul, multiply-add, a
+    /// sum of products.
     Elementwise,
     /// `shaders/basis.wgsl`: fast basis extension, plain and centred, into
     /// coefficient form.
