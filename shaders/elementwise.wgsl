@@ -13,9 +13,11 @@ struct Elementwise {
     // Words of b: word i reads b[i] below b_words, b[i - b_words] above
     // (words <= 2 * b_words).
     b_words: u32,
-    // 1: the left operand is out itself (an in-place operation; `a` unread).
+    // 1: the left operand is out itself (an in-place operation; `a` unread);
+    // mul_sum: the sum is added to what out holds.
     in_place: u32,
-    pad0: u32,
+    // mul_sum: the number of products summed.
+    terms: u32,
     pad1: u32,
     pad2: u32,
 }
@@ -26,6 +28,9 @@ struct Elementwise {
 @group(0) @binding(3) var<storage, read> primes: array<PrimeConsts>;
 @group(0) @binding(4) var<storage, read> limb_prime: array<u32>;
 @group(0) @binding(5) var<uniform> shape: Elementwise;
+// mul_sum, per term (2 words): the first limb of its ciphertext in `a`,
+// the first limb of its plaintext in `b`.
+@group(0) @binding(6) var<storage, read> terms: array<u32>;
 
 // Flattened invocation index over a 2D dispatch of 256-wide workgroups.
 fn word_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
@@ -107,22 +112,27 @@ fn mul_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     out[i] = add_mod(out[i], mul_mod(a_at(i), b_at(i), p), p.q);
 }
 
-// The tensor product of two ciphertexts a = (a0, a1), b = (b0, b1), each
-// two halves of `words` words: out = (a0 b0, a0 b1 + a1 b0, a1 b1), three
-// halves. One invocation per word of a half.
+// out (+)= sum_t a_t * b_t: products of ciphertexts and plaintexts summed
+// in one pass (the diagonals of a convolution's giant step), each word of
+// every operand read once. Term t's ciphertext is the `words` words of `a`
+// from limb terms[2t], its plaintext the `b_words` words of `b` from limb
+// terms[2t + 1], read again for the second half.
 @compute @workgroup_size(256)
-fn tensor(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn mul_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = word_index(gid, groups);
     if i >= shape.words {
         return;
     }
     let p = primes[limb_prime[i >> shape.log_n]];
-    let h = shape.words;
-    let a0 = a[i];
-    let a1 = a[h + i];
-    let b0 = b[i];
-    let b1 = b[h + i];
-    out[i] = mul_mod(a0, b0, p);
-    out[h + i] = add_mod(mul_mod(a0, b1, p), mul_mod(a1, b0, p), p.q);
-    out[2u * h + i] = mul_mod(a1, b1, p);
+    let j = select(i, i - shape.b_words, i >= shape.b_words);
+    var sum = 0u;
+    if shape.in_place == 1u {
+        sum = out[i];
+    }
+    for (var t = 0u; t < shape.terms; t += 1u) {
+        let x = a[(terms[2u * t] << shape.log_n) + i];
+        let y = b[(terms[2u * t + 1u] << shape.log_n) + j];
+        sum = add_mod(sum, mul_mod(x, y, p), p.q);
+    }
+    out[i] = sum;
 }

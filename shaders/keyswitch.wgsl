@@ -10,6 +10,9 @@
 // digits of this dispatch, `digit_base ..`, lie in key_b / key_a one after
 // another, `key_limbs` limbs each (Q_L ++ P).
 // Same canonical words as ckks::keyswitch on the CPU, which sums lazily.
+// The bindings start at 13 so that shaders/ntt.wgsl, which this file is
+// prepended to, fuses `digit_sums` into the first pass of the special
+// limbs' inverse NTT (`inverse_product`).
 
 struct InnerProduct {
     n: u32,
@@ -24,53 +27,58 @@ struct InnerProduct {
     accumulate: u32,
 }
 
-@group(0) @binding(0) var<storage, read> own: array<u32>;
-@group(0) @binding(1) var<storage, read> digits: array<u32>;
-@group(0) @binding(2) var<storage, read> key_b: array<u32>;
-@group(0) @binding(3) var<storage, read> key_a: array<u32>;
-@group(0) @binding(4) var<storage, read> perm: array<u32>;
-@group(0) @binding(5) var<storage, read_write> acc: array<u32>;
-@group(0) @binding(6) var<storage, read> primes: array<PrimeConsts>;
+@group(0) @binding(13) var<storage, read> own: array<u32>;
+@group(0) @binding(14) var<storage, read> digits: array<u32>;
+@group(0) @binding(15) var<storage, read> key_b: array<u32>;
+@group(0) @binding(16) var<storage, read> key_a: array<u32>;
+@group(0) @binding(17) var<storage, read> perm: array<u32>;
+@group(0) @binding(18) var<storage, read_write> acc: array<u32>;
 // Per ext limb i (2 words): global prime, key limb. Then per (digit j,
 // ext limb i) (2 words): 1 if the limb is the digit's own (read from
 // `own`), else 0 (read from `digits`); its limb position there.
-@group(0) @binding(7) var<storage, read> table: array<u32>;
-@group(0) @binding(8) var<uniform> shape: InnerProduct;
+@group(0) @binding(19) var<storage, read> ks_table: array<u32>;
+@group(0) @binding(20) var<uniform> ks_shape: InnerProduct;
+
+// Both sums at word k of ext limb `limb`, added to `start` (b's, a's).
+fn digit_sums(k: u32, limb: u32, start: vec2<u32>) -> vec2<u32> {
+    let p = primes[ks_table[2u * limb]];
+    let key_limb = ks_table[2u * limb + 1u];
+    var source = k;
+    if ks_shape.use_perm == 1u {
+        source = perm[k];
+    }
+    var sb = start.x;
+    var sa = start.y;
+    for (var j = 0u; j < ks_shape.digits; j += 1u) {
+        let e = 2u * ks_shape.limbs + 2u * ((ks_shape.digit_base + j) * ks_shape.limbs + limb);
+        let at = (ks_table[e + 1u] << ks_shape.log_n) + source;
+        var d = 0u;
+        if ks_table[e] == 1u {
+            d = own[at];
+        } else {
+            d = digits[at];
+        }
+        let key_index = ((j * ks_shape.key_limbs + key_limb) << ks_shape.log_n) + k;
+        sb = add_mod(sb, mul_mod(d, key_b[key_index], p), p.q);
+        sa = add_mod(sa, mul_mod(d, key_a[key_index], p), p.q);
+    }
+    return vec2<u32>(sb, sa);
+}
 
 @compute @workgroup_size(256)
 fn inner_product(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k = gid.x;
     let limb = gid.y;
-    if k >= shape.n || limb >= shape.limbs {
+    if k >= ks_shape.n || limb >= ks_shape.limbs {
         return;
     }
-    let p = primes[table[2u * limb]];
-    let key_limb = table[2u * limb + 1u];
-    var source = k;
-    if shape.use_perm == 1u {
-        source = perm[k];
+    let ib = (limb << ks_shape.log_n) + k;
+    let ia = ((ks_shape.limbs + limb) << ks_shape.log_n) + k;
+    var start = vec2<u32>(0u, 0u);
+    if ks_shape.accumulate == 1u {
+        start = vec2<u32>(acc[ib], acc[ia]);
     }
-    let ib = (limb << shape.log_n) + k;
-    let ia = ((shape.limbs + limb) << shape.log_n) + k;
-    var sb = 0u;
-    var sa = 0u;
-    if shape.accumulate == 1u {
-        sb = acc[ib];
-        sa = acc[ia];
-    }
-    for (var j = 0u; j < shape.digits; j += 1u) {
-        let e = 2u * shape.limbs + 2u * ((shape.digit_base + j) * shape.limbs + limb);
-        let at = (table[e + 1u] << shape.log_n) + source;
-        var d = 0u;
-        if table[e] == 1u {
-            d = own[at];
-        } else {
-            d = digits[at];
-        }
-        let key_index = ((j * shape.key_limbs + key_limb) << shape.log_n) + k;
-        sb = add_mod(sb, mul_mod(d, key_b[key_index], p), p.q);
-        sa = add_mod(sa, mul_mod(d, key_a[key_index], p), p.q);
-    }
-    acc[ib] = sb;
-    acc[ia] = sa;
+    let s = digit_sums(k, limb, start);
+    acc[ib] = s.x;
+    acc[ia] = s.y;
 }

@@ -23,6 +23,11 @@
 // into `data`, finish the operation they feed (the `*_finish` entry points,
 // see `finish` below): ModDown's and rescale's subtraction and scaling, and
 // what the operation adds, written straight to the result.
+// The first pass of an inverse transform may also compute its tile instead
+// of loading it: `inverse_product` is the key switch's inner product
+// (shaders/keyswitch.wgsl, prepended to this file) with the first pass of
+// its special limbs' inverse transform, `inverse_tensor` the tensor product
+// of two ciphertexts with the first pass of d2's.
 // The twiddle tables of all primes may exceed one storage binding (n17): the
 // host binds one chunk of primes at a time and dispatches the limbs over it.
 
@@ -64,6 +69,11 @@ struct NttPass {
 @group(0) @binding(10) var<storage, read> fin_c: array<u32>;
 @group(0) @binding(11) var<storage, read> fin_perm: array<u32>;
 @group(0) @binding(12) var<storage, read> fin_rows: array<u32>;
+
+// inverse_tensor: the second ciphertext (the first is `source`) and the
+// three halves of the product, d0, d1, d2.
+@group(0) @binding(21) var<storage, read> tensor_b: array<u32>;
+@group(0) @binding(22) var<storage, read_write> tensor_out: array<u32>;
 
 var<workgroup> tile: array<u32, TILE>;
 
@@ -300,6 +310,75 @@ fn inverse(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) w
 fn inverse_from(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let s = slot(wid);
     load_tile_from_source(local, wid.x, s.src_pos << pass_info.log_n);
+    inverse_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+// The inner product of a key switch with the first inverse pass of its
+// special limbs. Slot s computes ext limb `limbs[4s + 2]` of the sums
+// (ks_shape.limbs limbs per half, b's then a's, in `data`); `limbs[4s + 3]`
+// says how: 0 both halves of a limb over Q, stored point-wise; 1 (b) or 2
+// (a) one half of a special limb, computed into the tile, transformed by
+// this pass and stored at position `limbs[4s + 1]`. With
+// ks_shape.accumulate the sums are added to what `data` holds.
+@compute @workgroup_size(256)
+fn inverse_product(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    let half = limbs[4u * (pass_info.limb_base + wid.y) + 3u];
+    let limb = s.src_pos;
+    let add = ks_shape.accumulate == 1u;
+    if half == 0u {
+        for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+            let e = element_index(l, wid.x);
+            let ib = (limb << pass_info.log_n) + e;
+            let ia = ((ks_shape.limbs + limb) << pass_info.log_n) + e;
+            var start = vec2<u32>(0u, 0u);
+            if add {
+                start = vec2<u32>(data[ib], data[ia]);
+            }
+            let sums = digit_sums(e, limb, start);
+            data[ib] = sums.x;
+            data[ia] = sums.y;
+        }
+        return;
+    }
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        let e = element_index(l, wid.x);
+        var old = 0u;
+        if add {
+            old = data[s.base + e];
+        }
+        let sums = digit_sums(e, limb, vec2<u32>(old, old));
+        tile[l] = select(sums.y, sums.x, half == 1u);
+    }
+    workgroupBarrier();
+    inverse_stages(local, wid.x, s.p);
+    store_tile(local, wid.x, s.base, s.p);
+}
+
+// The tensor product of ciphertexts a (`source`) and b (`tensor_b`), each
+// two halves of `limbs[4s + 3]` limbs, with the first inverse pass of d2:
+// slot s writes limb i = `limbs[4s + 2]` of d0 = a0 b0, d1 = a0 b1 + a1 b0
+// and d2 = a1 b1 to `tensor_out` (three halves, evaluation form) and d2's
+// tile, transformed by this pass, to limb `limbs[4s + 1]` of `data`.
+@compute @workgroup_size(256)
+fn inverse_tensor(@builtin(local_invocation_index) local: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let s = slot(wid);
+    let h = limbs[4u * (pass_info.limb_base + wid.y) + 3u] << pass_info.log_n;
+    let base = s.src_pos << pass_info.log_n;
+    for (var l = local; l < pass_info.tile_words; l += WORKGROUP) {
+        let i = base + element_index(l, wid.x);
+        let a0 = source[i];
+        let a1 = source[h + i];
+        let b0 = tensor_b[i];
+        let b1 = tensor_b[h + i];
+        let d2 = mul_mod(a1, b1, s.p);
+        tensor_out[i] = mul_mod(a0, b0, s.p);
+        tensor_out[h + i] = add_mod(mul_mod(a0, b1, s.p), mul_mod(a1, b0, s.p), s.p.q);
+        tensor_out[2u * h + i] = d2;
+        tile[l] = d2;
+    }
+    workgroupBarrier();
     inverse_stages(local, wid.x, s.p);
     store_tile(local, wid.x, s.base, s.p);
 }

@@ -68,6 +68,35 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
             same(w, &gpu.download(g).unwrap(), &format!("{preset} rotate {s}"));
         }
 
+        // A sum of products: the hoisted rotations (one buffer) against
+        // plaintexts finished together (one kernel), then a ciphertext of
+        // its own buffer (a second kernel, accumulating).
+        let ws: Vec<Vec<f64>> = kernel.iter().map(|_| random()).collect();
+        let host: Vec<_> = ws
+            .iter()
+            .map(|w| encode(&params, w, level, pw_scale).unwrap())
+            .collect();
+        let device = gpu
+            .plaintexts(
+                ws.iter()
+                    .map(|w| encode_coeffs(&params, w, level, pw_scale).unwrap())
+                    .collect(),
+            )
+            .unwrap();
+        let mut want_sum = cpu.mul_plain(&want[0], &host[0]).unwrap();
+        for (ct, pt) in want.iter().zip(&host).skip(1).chain([(&cy, &host[0])]) {
+            cpu.mul_plain_add_assign(&mut want_sum, ct, pt).unwrap();
+        }
+        let mut terms: Vec<_> = got.iter().zip(&device).collect();
+        terms.push((&gy, &device[0]));
+        let got_sum = gpu.mul_plain_sum(&terms).unwrap();
+        same(
+            &want_sum,
+            &gpu.download(&got_sum).unwrap(),
+            &format!("{preset} sum of products"),
+        );
+        assert!(gpu.mul_plain_sum(&[]).is_err(), "no terms");
+
         // A sum of rotations, one ModDown: a zero step, repeated steps.
         let terms = [(&cx, kernel[1]), (&cy, 0), (&cx, kernel[7]), (&cy, kernel[1])];
         let (mut want, mut got) = (None, None);

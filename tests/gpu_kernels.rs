@@ -3,7 +3,7 @@
 //! without a GPU, lavapipe (`mesa-vulkan-drivers`) provides one, and `.ci/run`
 //! installs it. Without any adapter they fail, loudly, rather than skip.
 
-use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb, NttOutput};
+use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb, NttOutput, Sums};
 use latent_he::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
@@ -226,29 +226,41 @@ fn key_switch_inner_product_matches_a_schoolbook_reference() {
             .collect();
         table.extend((0..2 * ext.len()).flat_map(|pos| [0, pos as u32]));
         let table = gpu.constant_buffer(&table);
-        for use_perm in [false, true] {
+        // The special limbs of both halves, for the fused inverse NTT.
+        let special: Vec<NttLimb> = (0..2)
+            .flat_map(|h| (ext.q..ext.len()).map(move |i| (h, i)))
+            .map(|(h, i)| NttLimb::in_place(ring.global_index(ext, i), h * ext.len() + i))
+            .collect();
+        for (use_perm, inverse) in [(false, false), (true, false), (true, true)] {
             let acc = gpu.scratch(2 * ext.len());
             let perm_words = gpu.upload_words(&perm);
             let p = use_perm.then_some(&perm_words);
-            gpu.inner_product(&converted, &converted, &key, p, &acc, &table, (ext.len(), 2), false)
+            let sums = if inverse { Sums::Inverse(&special) } else { Sums::Write };
+            gpu.inner_product(&converted, &converted, &key, p, &acc, &table, (ext.len(), 2), sums)
                 .unwrap();
-            let mut words = gpu.download_words(&acc).unwrap();
-            let a_words = words.split_off(n * ext.len());
-            let got_b = RnsPoly::<Eval>::from_words(n, ext, words);
-            let got_a = RnsPoly::<Eval>::from_words(n, ext, a_words);
+            let got = gpu.download_words(&acc).unwrap();
             for i in 0..ext.len() {
                 let m = ring.modulus(ext, i);
                 let key_limb = if i < ext.q { i } else { full.q + i - ext.q };
+                let (mut want_b, mut want_a) = (vec![0u32; n], vec![0u32; n]);
                 for (k, &permuted) in perm.iter().enumerate() {
                     let source = if use_perm { permuted as usize } else { k };
-                    let (mut want_b, mut want_a) = (0u32, 0u32);
                     for (d, (kb, ka)) in digits.iter().zip(&keys) {
                         let v = d.limb(i)[source];
-                        want_b = m.add(want_b, m.mul(v, kb.limb(key_limb)[k]));
-                        want_a = m.add(want_a, m.mul(v, ka.limb(key_limb)[k]));
+                        want_b[k] = m.add(want_b[k], m.mul(v, kb.limb(key_limb)[k]));
+                        want_a[k] = m.add(want_a[k], m.mul(v, ka.limb(key_limb)[k]));
                     }
-                    assert_eq!(got_b.limb(i)[k], want_b, "{preset} limb {i} word {k} (perm {use_perm})");
-                    assert_eq!(got_a.limb(i)[k], want_a, "{preset} limb {i} word {k} (perm {use_perm})");
+                }
+                for (h, want) in [want_b, want_a].iter_mut().enumerate() {
+                    if inverse && i >= ext.q {
+                        ring.global_table(ring.global_index(ext, i)).inverse(want);
+                    }
+                    let at = (h * ext.len() + i) * n;
+                    let mismatched = (0..n).filter(|&k| got[at + k] != want[k]).count();
+                    assert_eq!(
+                        mismatched, 0,
+                        "{preset} half {h} limb {i} (perm {use_perm}, inverse {inverse})"
+                    );
                 }
             }
         }

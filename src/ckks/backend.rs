@@ -222,6 +222,9 @@ impl EvalBackend for GpuEvaluator {
     ) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::mul_plain_add(self, acc, ct, pt)
     }
+    fn mul_plain_sum(&self, terms: &[(&GpuCiphertext, &GpuPlaintext)]) -> Result<GpuCiphertext, GpuEvalError> {
+        GpuEvaluator::mul_plain_sum(self, terms)
+    }
     fn mul_relin(&self, a: &GpuCiphertext, b: &GpuCiphertext) -> Result<GpuCiphertext, GpuEvalError> {
         GpuEvaluator::mul_relin(self, a, b)
     }

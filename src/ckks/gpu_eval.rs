@@ -5,18 +5,22 @@
 //!
 //! Layout, chosen so that each step is one dispatch over everything it
 //! touches: a ciphertext's two halves share one buffer (c0's limbs, then
-//! c1's); a key switch's sums share one (`b`'s extended limbs, then `a`'s);
+//! c1's), and the rotations of one hoisted rotation share one too (each a
+//! range the kernels bind as a whole), so that a sum of their products
+//! with plaintexts is one kernel; a key switch's sums share one (`b`'s extended limbs, then `a`'s);
 //! a decomposition keeps every digit's converted limbs in one buffer and
 //! reads each digit's own limbs from the decomposed polynomial itself; a
 //! switching key holds every digit in one buffer per half. A key switch is
-//! then an inverse NTT out of the ciphertext, the conversion of all digits
-//! fused into the first pass of their forward NTT, one inner product over
-//! all digits writing both halves, and ModDown for both halves at once
-//! (inverse NTT of the special limbs, conversion fused into the forward
-//! NTT, one kernel for the subtraction, the scaling and what the operation
-//! adds: the rotated `c0`, the tensor product's `d0` and `d1`, or a running
-//! sum). Scratch buffers come from the device's pool, so an operation
-//! repeated allocates nothing.
+//! then an inverse NTT out of the ciphertext (for a product, its first pass
+//! computed with the tensor product), the conversion of all digits fused
+//! into the first pass of their forward NTT, one inner product over all
+//! digits writing both halves with the first pass of the special limbs'
+//! inverse NTT, and the rest of ModDown for both halves at once (the
+//! inverse NTT's other passes, conversion fused into the forward NTT, one
+//! kernel for the subtraction, the scaling and what the operation adds:
+//! the rotated `c0`, the tensor product's `d0` and `d1`, or a running sum).
+//! Scratch buffers come from the device's pool, so an operation repeated
+//! allocates nothing.
 
 use super::ciphertext::Ciphertext;
 use super::encoder::{encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
@@ -24,7 +28,7 @@ use super::error::CkksError;
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
 use crate::backend::gpu::kernels::{
-    ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb, NttOutput,
+    ConvertRow, ElementwiseOp, FinishMode, GpuKeyHalves, LimbRow, LimbwiseOp, NttInput, NttLimb, NttOutput, Sums,
 };
 use crate::backend::gpu::{GpuContext, GpuError, GpuRing, GpuWords, GpuWork, Limbs};
 use crate::ring::automorphism::eval_permutation;
@@ -48,7 +52,8 @@ pub enum GpuEvalError {
 /// A ciphertext resident on the device.
 ///
 /// Invariant: `parts` holds `2 (level + 1)` limbs in evaluation form, c0's
-/// over `Q_level`, then c1's; `scale` and `key_id` as in [`Ciphertext`].
+/// over `Q_level`, then c1's (a whole buffer, or a range of one that other
+/// ciphertexts share); `scale` and `key_id` as in [`Ciphertext`].
 pub struct GpuCiphertext {
     parts: GpuWords,
     level: usize,
@@ -546,6 +551,50 @@ impl GpuEvaluator {
         Ok(acc)
     }
 
+    /// `sum_t ct_t * pt_t` without rescaling, the words of the CPU's
+    /// [`super::EvalBackend::mul_plain_sum`]: one kernel per run of
+    /// consecutive terms whose ciphertexts share a device buffer (the
+    /// rotations of one [`Self::rotate_hoisted`]) and whose plaintexts
+    /// share one (those finished together by [`Self::plaintexts`]).
+    ///
+    /// # Errors
+    /// No terms; key or level mismatch, or products of different scales
+    /// (the checks of [`Self::mul_plain`] and [`Self::mul_plain_add`]);
+    /// device errors.
+    pub fn mul_plain_sum(&self, terms: &[(&GpuCiphertext, &GpuPlaintext)]) -> Result<GpuCiphertext, GpuEvalError> {
+        let (first, first_pt) = *terms.first().ok_or(CkksError::Shape {
+            what: "sum of plaintext products",
+            expected: 1,
+            found: 0,
+        })?;
+        let scale = first.scale * first_pt.scale;
+        for &(ct, pt) in terms {
+            self.check_plain(ct, pt)?;
+            self.check_pair(first, ct)?;
+            super::evaluator::check_scales(scale, ct.scale * pt.scale)?;
+        }
+        let parts = self.ring.scratch(2 * (first.level + 1));
+        let primes = Self::ct_primes(first.level);
+        let mut rest = terms;
+        let mut accumulate = false;
+        while let Some(&(ct, pt)) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|(c, p)| c.parts.shares_buffer(&ct.parts) && p.words.shares_buffer(&pt.words))
+                .count();
+            let run_terms: Vec<_> = rest[..run].iter().map(|(c, p)| (&c.parts, p.limbs())).collect();
+            self.ring.mul_sum(&parts, &run_terms, &primes, accumulate)?;
+            accumulate = true;
+            rest = &rest[run..];
+        }
+        Ok(GpuCiphertext {
+            parts,
+            level: first.level,
+            scale,
+            key_id: first.key_id,
+        })
+    }
+
     /// Divides by the last prime and drops it: the last limb of both halves
     /// out of evaluation form, broadcast centred to the primes below, back
     /// into evaluation form, subtracted and scaled by `q_last^-1`.
@@ -603,17 +652,30 @@ impl GpuEvaluator {
     }
 
     /// The ModUp digits of the polynomial at limbs `base..base + level + 1`
-    /// of `src` (evaluation form): its inverse NTT out of `src`, then every
-    /// digit's conversion to the other extended primes fused into the first
-    /// pass of their forward NTT.
+    /// of `src` (evaluation form): its inverse NTT out of `src`, then
+    /// [`Self::extend`].
     fn decompose(&self, src: &GpuWords, base: usize, level: usize) -> Result<GpuDecomposed, GpuEvalError> {
-        let params = &self.params;
-        let ring = params.ring();
-        let ext = params.extended_layout(level);
         let coeff = self.ring.scratch(level + 1);
         let coeff_limbs: Vec<NttLimb> = (0..=level).map(|i| NttLimb::from(i, i, base + i)).collect();
         self.ring
             .ntt(&coeff, &coeff_limbs, NttInput::Source(src), NttOutput::InPlace, true)?;
+        self.extend(&coeff, src, base, level)
+    }
+
+    /// The ModUp digits of the polynomial at limbs `base..base + level + 1`
+    /// of `src` (evaluation form), whose coefficient form `coeff` holds:
+    /// every digit's conversion to the other extended primes fused into the
+    /// first pass of their forward NTT.
+    fn extend(
+        &self,
+        coeff: &GpuWords,
+        src: &GpuWords,
+        base: usize,
+        level: usize,
+    ) -> Result<GpuDecomposed, GpuEvalError> {
+        let params = &self.params;
+        let ring = params.ring();
+        let ext = params.extended_layout(level);
         let digits = params.digits(level);
         let mut rows = Vec::new();
         for range in &digits {
@@ -634,7 +696,7 @@ impl GpuEvaluator {
             &converted,
             &limbs,
             NttInput::Converted {
-                input: &coeff,
+                input: coeff,
                 table: &table,
             },
             NttOutput::InPlace,
@@ -677,14 +739,15 @@ impl GpuEvaluator {
         self.ring.constant_buffer(&table)
     }
 
-    /// `acc (+)= sum_j digit_j * key_j` over `Q_level ++ P`, both halves.
+    /// `acc (+)= sum_j digit_j * key_j` over `Q_level ++ P`, both halves,
+    /// as `sums` says.
     fn switch_into(
         &self,
         decomposed: &GpuDecomposed,
         key: &GpuSwitchingKey,
         perm: Option<&GpuWords>,
         acc: &GpuWords,
-        accumulate: bool,
+        sums: Sums<'_>,
     ) -> Result<(), GpuEvalError> {
         let table = self.inner_product_table(decomposed, key.level);
         let limbs = self.params.extended_layout(decomposed.level).len();
@@ -696,9 +759,40 @@ impl GpuEvaluator {
             acc,
             &table,
             (limbs, decomposed.digits),
-            accumulate,
+            sums,
         )?;
         Ok(())
+    }
+
+    /// The special limbs of both halves of a key switch's sums at `level`.
+    fn special_limbs(&self, level: usize) -> Vec<NttLimb> {
+        let q_count = self.params.ring().q_count();
+        let ext = self.params.extended_layout(level);
+        (0..2)
+            .flat_map(|h| (0..ext.p).map(move |k| (h, k)))
+            .map(|(h, k)| NttLimb::in_place(q_count + k, h * ext.len() + ext.q + k))
+            .collect()
+    }
+
+    /// A whole key switch of `decomposed` by `key` (digits read through
+    /// `perm`) into `out`: the inner product with the first pass of the
+    /// special limbs' inverse NTT, then ModDown ([`Self::mod_down_into`],
+    /// `modes` and `add` as there).
+    #[allow(clippy::too_many_arguments)] // what is switched, by what key, and where the result goes
+    fn key_switch_into(
+        &self,
+        decomposed: &GpuDecomposed,
+        key: &GpuSwitchingKey,
+        perm: Option<&GpuWords>,
+        out: &GpuWords,
+        modes: [FinishMode; 2],
+        add: Option<&GpuWords>,
+    ) -> Result<(), GpuEvalError> {
+        let level = decomposed.level;
+        let acc = self.switch_sums(level);
+        let special = self.special_limbs(level);
+        self.switch_into(decomposed, key, perm, &acc, Sums::Inverse(&special))?;
+        self.mod_down_into(&acc, level, out, modes, add, perm)
     }
 
     /// Fresh sums of a key switch at `level` (both halves), unspecified contents.
@@ -708,7 +802,9 @@ impl GpuEvaluator {
 
     /// `out[h] = round(acc[h] / P) + extra[h]` over `Q_level` for both halves
     /// `h`, `extra` as `modes` says (limb `h (level + 1) + t` of `add`, read
-    /// through `perm` for [`FinishMode::AddPermuted`]).
+    /// through `perm` for [`FinishMode::AddPermuted`]). The special limbs of
+    /// `acc` ([`Self::special_limbs`]) are in coefficient form, the others
+    /// in evaluation form.
     fn mod_down_into(
         &self,
         acc: &GpuWords,
@@ -718,15 +814,8 @@ impl GpuEvaluator {
         add: Option<&GpuWords>,
         perm: Option<&GpuWords>,
     ) -> Result<(), GpuEvalError> {
-        let ring = self.params.ring();
         let ext = self.params.extended_layout(level);
-        let (q, p) = (ext.q, ext.p);
-        let special: Vec<NttLimb> = (0..2)
-            .flat_map(|h| (0..p).map(move |k| (h, k)))
-            .map(|(h, k)| NttLimb::in_place(ring.q_count() + k, h * ext.len() + q + k))
-            .collect();
-        self.ring
-            .ntt(acc, &special, NttInput::InPlace, NttOutput::InPlace, true)?;
+        let q = ext.q;
         let mod_down = self.params.mod_down();
         let rows: Vec<ConvertRow> = (0..2)
             .flat_map(|h| (0..q).map(move |t| (h, t)))
@@ -772,9 +861,9 @@ impl GpuEvaluator {
         Ok(())
     }
 
-    /// `a * b` relinearized (not rescaled): the tensor product in one
-    /// kernel, then `d2` key-switched and added to `(d0, d1)` by ModDown's
-    /// last kernel.
+    /// `a * b` relinearized (not rescaled): the tensor product computed
+    /// with the first pass of `d2`'s inverse NTT, then `d2` key-switched and
+    /// added to `(d0, d1)` by ModDown's last kernel.
     ///
     /// # Errors
     /// Key or level mismatch, [`CkksError::MissingRelinKey`]; device errors.
@@ -783,20 +872,13 @@ impl GpuEvaluator {
         let key = self.relin.as_ref().ok_or(CkksError::MissingRelinKey)?;
         super::evaluator::check_key_level("relinearization key", key.level, a.level)?;
         let level = a.level;
-        let q_primes: Vec<u32> = (0..=level as u32).collect();
-        let tensor = self.ring.scratch(3 * (level + 1));
-        self.ring.elementwise(
-            ElementwiseOp::Tensor,
-            &tensor,
-            Some(&a.parts),
-            Some((&b.parts).into()),
-            &q_primes,
-        )?;
-        let decomposed = self.decompose(&tensor, 2 * (level + 1), level)?;
-        let acc = self.switch_sums(level);
-        self.switch_into(&decomposed, key, None, &acc, false)?;
+        let q_primes: Vec<usize> = (0..=level).collect();
+        let (tensor, coeff) = (self.ring.scratch(3 * (level + 1)), self.ring.scratch(level + 1));
+        self.ring
+            .tensor_inverse(&a.parts, &b.parts, &tensor, &coeff, &q_primes)?;
+        let decomposed = self.extend(&coeff, &tensor, 2 * (level + 1), level)?;
         let parts = self.ring.scratch(2 * (level + 1));
-        self.mod_down_into(&acc, level, &parts, [FinishMode::Add; 2], Some(&tensor), None)?;
+        self.key_switch_into(&decomposed, key, None, &parts, [FinishMode::Add; 2], Some(&tensor))?;
         Ok(GpuCiphertext {
             parts,
             level,
@@ -819,25 +901,42 @@ impl GpuEvaluator {
         } else {
             None
         };
+        let outputs = self.ct_buffers(keys.len(), ct.level);
         keys.into_iter()
-            .map(|entry| match (entry, &decomposed) {
+            .zip(outputs)
+            .map(|(entry, parts)| match (entry, &decomposed) {
                 (Some((key, perm)), Some(decomposed)) => {
-                    let acc = self.switch_sums(ct.level);
-                    self.switch_into(decomposed, key, Some(perm), &acc, false)?;
-                    let parts = self.ring.scratch(2 * (ct.level + 1));
-                    self.mod_down_into(
-                        &acc,
-                        ct.level,
+                    self.key_switch_into(
+                        decomposed,
+                        key,
+                        Some(perm),
                         &parts,
                         [FinishMode::AddPermuted, FinishMode::None],
                         Some(&ct.parts),
-                        Some(perm),
                     )?;
                     Ok(self.with_parts(parts, ct))
                 }
-                _ => Ok(self.with_parts(self.copy(ct), ct)),
+                _ => {
+                    self.ring.copy_limbs(&ct.parts, 0, &parts, 0, 2 * (ct.level + 1));
+                    Ok(self.with_parts(parts, ct))
+                }
             })
             .collect()
+    }
+
+    /// Words for `count` ciphertexts at `level`, as many in one device
+    /// buffer as one storage binding holds, so that a sum of their products
+    /// ([`Self::mul_plain_sum`]) reads them in one dispatch.
+    fn ct_buffers(&self, count: usize, level: usize) -> Vec<GpuWords> {
+        let limbs = 2 * (level + 1);
+        let per_buffer = ((self.ring.binding_limit() / (4 * self.ring.n() * limbs) as u64) as usize).max(1);
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let here = per_buffer.min(count - out.len());
+            let words = self.ring.scratch(here * limbs);
+            out.extend((0..here).map(|k| self.ring.view(&words, k * limbs, limbs)));
+        }
+        out
     }
 }
 
@@ -900,9 +999,13 @@ impl GpuEvaluator {
             }
             Some((key, perm)) => {
                 let decomposed = self.decompose(&ct.parts, ct.level + 1, ct.level)?;
-                let accumulate = sum.switched.is_some();
+                let sums = if sum.switched.is_some() {
+                    Sums::Accumulate
+                } else {
+                    Sums::Write
+                };
                 let acc = sum.switched.get_or_insert_with(|| self.switch_sums(ct.level));
-                self.switch_into(&decomposed, key, Some(perm), acc, accumulate)?;
+                self.switch_into(&decomposed, key, Some(perm), acc, sums)?;
                 let rows: Vec<LimbRow> = (0..=ct.level).map(|t| LimbRow::new(t, (0, 0), t)).collect();
                 self.ring
                     .limbwise(LimbwiseOp::AddPermuted, &sum.parts, &ct.parts, Some(perm), &rows)?;
@@ -918,6 +1021,9 @@ impl GpuEvaluator {
     /// Device errors.
     pub fn rotation_sum_finish(&self, sum: GpuRotationSum) -> Result<GpuCiphertext, GpuEvalError> {
         if let Some(acc) = &sum.switched {
+            let special = self.special_limbs(sum.level);
+            self.ring
+                .ntt(acc, &special, NttInput::InPlace, NttOutput::InPlace, true)?;
             self.mod_down_into(acc, sum.level, &sum.parts, [FinishMode::Own; 2], None, None)?;
         }
         Ok(GpuCiphertext {

@@ -640,7 +640,7 @@ impl NetOps for GpuOps {
     fn download(&self, x: &GpuTensor) -> Result<Array4<f32>, VqganGpuError> {
         let mut slot = None;
         let x = self.dense(x, &mut slot)?;
-        let values: Vec<f32> = self.shared.commands.read_buffer(x.buffer())?;
+        let values: Vec<f32> = self.shared.commands.read_buffer(x.buffer(), 0, x.buffer().size())?;
         let [n, c, h, w] = x.shape;
         Array4::from_shape_vec((n, c, h, w), values)
             .map_err(|e| GpuError::Runtime(format!("read-back of {:?}: {e}", x.shape)).into())

@@ -416,13 +416,17 @@ impl CommandRecorder {
         self.ctx.finish()
     }
 
-    /// Copies all of `buffer` (a whole number of `T`) back to the host, after
-    /// every command recorded before.
+    /// Copies bytes `offset..offset + size` of `buffer` (a whole number of
+    /// `T`) back to the host, after every command recorded before.
     ///
     /// # Errors
     /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
-    pub(crate) fn read_buffer<T: Pod>(&self, buffer: &wgpu::Buffer) -> Result<Vec<T>, GpuError> {
-        let size = buffer.size();
+    pub(crate) fn read_buffer<T: Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<T>, GpuError> {
         {
             let mut work = self.count();
             work.buffers_created += 1;
@@ -437,7 +441,7 @@ impl CommandRecorder {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.copy(buffer, 0, &staging, 0, size);
+        self.copy(buffer, offset, &staging, 0, size);
         self.flush();
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

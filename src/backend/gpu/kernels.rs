@@ -8,7 +8,7 @@
 //! or every digit of a decomposition: the evaluator (`crate::ckks::gpu_eval`)
 //! decides the layout, the kernels only follow it.
 
-use super::commands::{entry, entry_range};
+use super::commands::entry;
 use super::device::GpuError;
 use super::poly::{GpuPoly, GpuWords, Limbs};
 use super::ring::{GpuRing, MAX_GROUPS_PER_DIM, WORKGROUP};
@@ -76,7 +76,8 @@ struct ElementwiseShape {
     words: u32,
     b_words: u32,
     in_place: u32,
-    pad: [u32; 3],
+    terms: u32,
+    pad: [u32; 2],
 }
 
 /// An element-wise kernel of `shaders/elementwise.wgsl`, indexing
@@ -95,13 +96,11 @@ pub enum ElementwiseOp {
     Mul,
     /// `out += a * b` (point-wise; evaluation form).
     MulAdd,
-    /// The tensor product of two ciphertexts (three halves out).
-    Tensor,
 }
 
 impl ElementwiseOp {
     /// Entry points of `shaders/elementwise.wgsl`, in the order of the variants.
-    pub(super) const ENTRY_POINTS: [&'static str; 7] = ["add", "sub", "neg", "accumulate", "mul", "mul_add", "tensor"];
+    pub(super) const ENTRY_POINTS: [&'static str; 6] = ["add", "sub", "neg", "accumulate", "mul", "mul_add"];
 }
 
 /// A kernel of `shaders/limbwise.wgsl`, indexing `GpuRing::limbwise` in
@@ -258,6 +257,21 @@ pub enum NttOutput<'a> {
     },
 }
 
+/// What [`GpuRing::inner_product`] does with the sums.
+#[derive(Clone, Copy, Debug)]
+pub enum Sums<'a> {
+    /// Writes them.
+    Write,
+    /// Adds them to what the buffer holds.
+    Accumulate,
+    /// Writes them, then takes the limbs `special` of the buffer (the
+    /// special limbs of both halves, each at position `half * limbs + i`
+    /// with `i` at or past the limbs over Q) out of evaluation form:
+    /// ModDown's first step, the first pass of its inverse NTT computed
+    /// with the sums.
+    Inverse(&'a [NttLimb]),
+}
+
 /// One output limb of a basis conversion.
 #[derive(Clone, Copy)]
 pub struct ConvertRow<'a> {
@@ -322,17 +336,71 @@ impl GpuRing {
         passes
     }
 
-    /// Runs of consecutive limbs whose primes share a twiddle chunk.
-    fn twiddle_runs(&self, limbs: &[NttLimb]) -> Vec<(usize, usize)> {
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for (slot, limb) in limbs.iter().enumerate() {
-            let chunk = self.twiddle_chunk[limb.prime as usize];
+    /// Runs `(first slot, slots, twiddle chunk)` of consecutive slots
+    /// whose primes share a twiddle chunk.
+    fn twiddle_runs(&self, primes: impl IntoIterator<Item = u32>) -> Vec<(usize, usize, usize)> {
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for (slot, prime) in primes.into_iter().enumerate() {
+            let chunk = self.twiddle_chunk[prime as usize];
             match runs.last_mut() {
-                Some((start, len)) if self.twiddle_chunk[limbs[*start].prime as usize] == chunk => *len += 1,
-                _ => runs.push((slot, 1)),
+                Some((_, len, c)) if *c == chunk => *len += 1,
+                _ => runs.push((slot, 1, chunk)),
             }
         }
         runs
+    }
+
+    /// The pass info of pass `index` of `passes`.
+    fn pass_info(&self, passes: &[(u32, u32)], index: usize, inverse: bool, limb_base: usize) -> NttPass {
+        let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
+        let (bit_lo, bit_hi) = passes[index];
+        NttPass {
+            log_n: self.log_n,
+            bit_lo,
+            bit_hi,
+            scale: u32::from(inverse && index == passes.len() - 1),
+            tile_words,
+            limb_base: limb_base as u32,
+            tile_log: tile_words.trailing_zeros(),
+            source_prime: 0,
+        }
+    }
+
+    /// The passes of an inverse transform, in order.
+    fn inverse_passes(&self) -> Vec<(u32, u32)> {
+        let mut passes = self.ntt_passes();
+        passes.reverse();
+        passes
+    }
+
+    /// The first pass of an inverse NTT whose tiles `pipeline` computes
+    /// (`inverse_product`, `inverse_tensor` of `shaders/ntt.wgsl`) into
+    /// `data`: one slot per row `[prime, position, from, extra]`, one
+    /// dispatch per run of slots sharing a twiddle chunk, binding `entries`
+    /// beside the NTT's own.
+    fn computed_inverse_pass(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        data: &GpuWords,
+        slots: &[[u32; 4]],
+        entries: &[wgpu::BindGroupEntry<'_>],
+    ) {
+        let table = self.commands.constant_storage(slots.as_flattened());
+        let passes = self.inverse_passes();
+        for (limb_base, count, chunk) in self.twiddle_runs(slots.iter().map(|s| s[0])) {
+            let info = self.pass_info(&passes, 0, true, limb_base);
+            let uniform = self.commands.uniform(&info);
+            let mut bound = vec![
+                data.bind(0),
+                entry(1, &self.primes),
+                entry(2, &table),
+                entry(3, &self.twiddles[chunk]),
+                entry(4, &uniform),
+            ];
+            bound.extend(entries.iter().cloned());
+            self.commands
+                .dispatch(pipeline, &bound, ((self.n as u32) / info.tile_words, count as u32, 1));
+        }
     }
 
     /// Forward (or inverse) NTT of `limbs` of `data`, the first pass reading
@@ -349,9 +417,28 @@ impl GpuRing {
         output: NttOutput<'_>,
         inverse: bool,
     ) -> Result<(), GpuError> {
+        self.ntt_from_pass(data, limbs, input, output, inverse, 0);
+        Ok(())
+    }
+
+    /// [`Self::ntt`] from pass `first` on (the earlier ones done by a
+    /// kernel that computed the tiles: [`Self::computed_inverse_pass`]).
+    fn ntt_from_pass(
+        &self,
+        data: &GpuWords,
+        limbs: &[NttLimb],
+        input: NttInput<'_>,
+        output: NttOutput<'_>,
+        inverse: bool,
+        first: usize,
+    ) {
         if limbs.is_empty() {
-            return Ok(());
+            return;
         }
+        assert!(
+            first == 0 || matches!(input, NttInput::InPlace),
+            "only the first pass reads from elsewhere"
+        );
         assert!(
             !inverse
                 || (matches!(input, NttInput::InPlace | NttInput::Source(_)) && matches!(output, NttOutput::InPlace)),
@@ -369,28 +456,22 @@ impl GpuRing {
             }
             NttOutput::InPlace => None,
         };
-        let tile_words = 1u32 << self.log_n.min(NTT_TILE_LOG);
-        let mut passes = self.ntt_passes();
-        if inverse {
-            passes.reverse();
-        }
+        let passes = if inverse {
+            self.inverse_passes()
+        } else {
+            self.ntt_passes()
+        };
         let last = passes.len() - 1;
         let source_prime = match input {
             NttInput::Broadcast { source_prime, .. } => source_prime as u32,
             _ => 0,
         };
-        for (limb_base, count) in self.twiddle_runs(limbs) {
-            let twiddles = &self.twiddles[self.twiddle_chunk[limbs[limb_base].prime as usize]];
-            for (index, &(bit_lo, bit_hi)) in passes.iter().enumerate() {
+        for (limb_base, count, chunk) in self.twiddle_runs(limbs.iter().map(|l| l.prime)) {
+            let twiddles = &self.twiddles[chunk];
+            for index in first..passes.len() {
                 let info = NttPass {
-                    log_n: self.log_n,
-                    bit_lo,
-                    bit_hi,
-                    scale: u32::from(inverse && index == last),
-                    tile_words,
-                    limb_base: limb_base as u32,
-                    tile_log: tile_words.trailing_zeros(),
                     source_prime,
+                    ..self.pass_info(&passes, index, inverse, limb_base)
                 };
                 let uniform = self.commands.uniform(&info);
                 let mut entries = vec![
@@ -402,26 +483,24 @@ impl GpuRing {
                 let load = if index == 0 { input } else { NttInput::InPlace };
                 match load {
                     NttInput::InPlace => {}
-                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => {
-                        entries.push(entry(5, &source.buffer))
-                    }
+                    NttInput::Source(source) | NttInput::Broadcast { source, .. } => entries.push(source.bind(5)),
                     NttInput::Converted { input, table } => {
-                        entries.push(entry(6, &input.buffer));
+                        entries.push(input.bind(6));
                         entries.push(entry(7, &table.buffer));
                     }
                 }
                 let store = if index == last { output } else { NttOutput::InPlace };
                 if let (NttOutput::Finish { out, a, c, perm, .. }, Some(rows)) = (store, &finish_rows) {
-                    entries.push(entry(8, &out.buffer));
-                    entries.push(entry(9, &a.buffer));
-                    entries.push(entry(10, c.map_or(&self.primes, |c| &c.buffer)));
-                    entries.push(entry(11, perm.map_or(&self.primes, |p| &p.buffer)));
+                    entries.push(out.bind(8));
+                    entries.push(a.bind(9));
+                    entries.push(c.map_or(entry(10, &self.primes), |c| c.bind(10)));
+                    entries.push(perm.map_or(entry(11, &self.primes), |p| p.bind(11)));
                     entries.push(entry(12, rows));
                 }
                 // `data` is bound unless one pass both loads from elsewhere and finishes elsewhere.
                 let finishes = matches!(store, NttOutput::Finish { .. });
                 if !(finishes && matches!(load, NttInput::Converted { .. } | NttInput::Broadcast { .. })) {
-                    entries.push(entry(0, &data.buffer));
+                    entries.push(data.bind(0));
                 }
                 let p = &self.ntt;
                 let pipeline = match (load, finishes, inverse) {
@@ -437,10 +516,9 @@ impl GpuRing {
                     (NttInput::Source(_), true, _) => unreachable!("a transform from another buffer is not finished"),
                 };
                 self.commands
-                    .dispatch(pipeline, &entries, ((self.n as u32) / tile_words, count as u32, 1));
+                    .dispatch(pipeline, &entries, ((self.n as u32) / info.tile_words, count as u32, 1));
             }
         }
-        Ok(())
     }
 
     /// The NTT limbs of a polynomial with `layout`, in place.
@@ -501,38 +579,97 @@ impl GpuRing {
         let limb_bytes = 4 * self.n as u64;
         let b_range = b.map(|b| {
             let offset = b.first as u64 * limb_bytes;
-            let size = b
-                .count
-                .map_or(b.words.buffer.size() - offset, |c| c as u64 * limb_bytes);
-            (b.words, offset, size)
+            let size = b.count.map_or(b.words.size - offset, |c| c as u64 * limb_bytes);
+            b.words.range(offset, size)
         });
-        let b_words = b_range.map_or(words, |(_, _, size)| (size / 4) as u32);
+        let b_words = b_range.as_ref().map_or(words, |b| (b.size / 4) as u32);
         let shape = ElementwiseShape {
             n: self.n as u32,
             log_n: self.log_n,
             words,
             b_words,
             in_place: u32::from(a.is_none()),
-            pad: [0; 3],
+            terms: 0,
+            pad: [0; 2],
         };
         let uniform = self.commands.uniform(&shape);
         let limb_primes = self.commands.constant_storage(limb_primes);
         let mut entries = vec![
-            entry(0, &out.buffer),
+            out.bind(0),
             entry(3, &self.primes),
             entry(4, &limb_primes),
             entry(5, &uniform),
         ];
         // In place, the kernel still binds `a` (unread): the primes stand in.
-        entries.push(entry(1, a.map_or(&self.primes, |a| &a.buffer)));
+        entries.push(a.map_or(entry(1, &self.primes), |a| a.bind(1)));
         if !matches!(op, ElementwiseOp::Neg | ElementwiseOp::Accumulate) {
-            let (b, offset, size) = b_range.expect("this operation reads b");
-            entries.push(entry_range(2, &b.buffer, offset, Some(size)));
+            entries.push(b_range.as_ref().expect("this operation reads b").bind(2));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);
         self.commands
             .dispatch(&self.elementwise[op as usize], &entries, (x, groups.div_ceil(x), 1));
+        Ok(())
+    }
+
+    /// `out = sum_t c_t * p_t`, or `out +=` with `accumulate`, over the
+    /// limbs whose global primes `limb_primes` lists (ciphertexts of two
+    /// halves; each plaintext read for both): every term `(c_t, p_t)` a
+    /// ciphertext of `limb_primes.len()` limbs and a plaintext of half as
+    /// many, all the ciphertexts in one device buffer and all the
+    /// plaintexts in one, summed in one dispatch.
+    ///
+    /// # Panics
+    /// If the terms' ciphertexts (or plaintexts) lie in several buffers.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn mul_sum(
+        &self,
+        out: &GpuWords,
+        terms: &[(&GpuWords, Limbs<'_>)],
+        limb_primes: &[u32],
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let Some(&(ct, pt)) = terms.first() else {
+            return Ok(());
+        };
+        assert!(
+            terms
+                .iter()
+                .all(|(c, p)| c.shares_buffer(ct) && p.words.shares_buffer(pt.words)),
+            "the terms' ciphertexts in one buffer, their plaintexts in another"
+        );
+        let words = (limb_primes.len() * self.n) as u32;
+        let shape = ElementwiseShape {
+            n: self.n as u32,
+            log_n: self.log_n,
+            words,
+            b_words: words / 2,
+            in_place: u32::from(accumulate),
+            terms: terms.len() as u32,
+            pad: [0; 2],
+        };
+        let table: Vec<u32> = terms
+            .iter()
+            .flat_map(|(c, p)| [self.first_limb(c), self.first_limb(p.words) + p.first as u32])
+            .collect();
+        let uniform = self.commands.uniform(&shape);
+        let table = self.commands.constant_storage(&table);
+        let limb_primes = self.commands.constant_storage(limb_primes);
+        let entries = [
+            out.bind(0),
+            entry(1, &ct.buffer),
+            entry(2, &pt.words.buffer),
+            entry(3, &self.primes),
+            entry(4, &limb_primes),
+            entry(5, &uniform),
+            entry(6, &table),
+        ];
+        let groups = words.div_ceil(WORKGROUP);
+        let x = groups.min(MAX_GROUPS_PER_DIM);
+        self.commands
+            .dispatch(&self.mul_sum, &entries, (x, groups.div_ceil(x), 1));
         Ok(())
     }
 
@@ -627,10 +764,10 @@ impl GpuRing {
         self.commands.dispatch(
             &self.convert,
             &[
-                entry(0, &output.buffer),
+                output.bind(0),
                 entry(1, &self.primes),
                 entry(2, &uniform),
-                entry(6, &input.buffer),
+                input.bind(6),
                 entry(7, &table.buffer),
             ],
             ((self.n as u32).div_ceil(WORKGROUP), table.rows as u32, 1),
@@ -669,7 +806,7 @@ impl GpuRing {
 
     /// `acc = sum_j digit_j * key_j` over the first `digits_used` digits
     /// for both key halves (acc_b's `limbs` limbs, then acc_a's), or `acc +=`
-    /// with `accumulate`. `table` is the digit table of
+    /// as `sums` says. `table` is the digit table of
     /// `shaders/keyswitch.wgsl` (per limb: prime, key limb; per digit and
     /// limb: own or converted, position); digits are read through `perm`
     /// when given.
@@ -686,10 +823,10 @@ impl GpuRing {
         acc: &GpuWords,
         table: &wgpu::Buffer,
         (limbs, digits_used): (usize, usize),
-        accumulate: bool,
+        sums: Sums<'_>,
     ) -> Result<(), GpuError> {
-        let chunks = key.chunks.iter().filter(|c| c.0 < digits_used);
-        for (index, (digit_base, digits, key_b, key_a)) in chunks.enumerate() {
+        let chunks: Vec<_> = key.chunks.iter().filter(|c| c.0 < digits_used).collect();
+        for (index, (digit_base, digits, key_b, key_a)) in chunks.iter().enumerate() {
             let shape = InnerProductShape {
                 n: self.n as u32,
                 log_n: self.log_n,
@@ -698,27 +835,72 @@ impl GpuRing {
                 digit_base: *digit_base as u32,
                 key_limbs: key.key_limbs as u32,
                 use_perm: u32::from(perm.is_some()),
-                accumulate: u32::from(accumulate || index > 0),
+                accumulate: u32::from(matches!(sums, Sums::Accumulate) || index > 0),
             };
             let uniform = self.commands.uniform(&shape);
             // Without a permutation the binding still needs a buffer: the table stands in, unread.
-            let perm_buffer = perm.map_or(table, |p| &p.buffer);
-            self.commands.dispatch(
-                &self.inner_product,
-                &[
-                    entry(0, &own.buffer),
-                    entry(1, &converted.buffer),
-                    entry(2, &key_b.buffer),
-                    entry(3, &key_a.buffer),
-                    entry(4, perm_buffer),
-                    entry(5, &acc.buffer),
-                    entry(6, &self.primes),
-                    entry(7, table),
-                    entry(8, &uniform),
-                ],
-                ((self.n as u32).div_ceil(WORKGROUP), limbs as u32, 1),
-            );
+            let mut entries = vec![
+                own.bind(13),
+                converted.bind(14),
+                key_b.bind(15),
+                key_a.bind(16),
+                perm.map_or(entry(17, table), |p| p.bind(17)),
+                entry(19, table),
+                entry(20, &uniform),
+            ];
+            match sums {
+                Sums::Inverse(special) if index == chunks.len() - 1 => {
+                    // Limbs over Q point-wise (their prime is their index),
+                    // then each special limb's half through the first pass.
+                    let slots: Vec<[u32; 4]> = (0..(limbs - special.len() / 2) as u32)
+                        .map(|i| [i, 0, i, 0])
+                        .chain(special.iter().map(|l| {
+                            let (half, limb) = (l.pos as usize / limbs, l.pos as usize % limbs);
+                            [l.prime, l.pos, limb as u32, 1 + half as u32]
+                        }))
+                        .collect();
+                    self.computed_inverse_pass(&self.ntt.inverse_product, acc, &slots, &entries);
+                    self.ntt_from_pass(acc, special, NttInput::InPlace, NttOutput::InPlace, true, 1);
+                }
+                _ => {
+                    entries.push(acc.bind(18));
+                    entries.push(entry(1, &self.primes));
+                    self.commands.dispatch(
+                        &self.inner_product,
+                        &entries,
+                        ((self.n as u32).div_ceil(WORKGROUP), limbs as u32, 1),
+                    );
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The tensor product of ciphertexts `a` and `b` (each two halves of
+    /// `primes.len()` limbs over `primes`, evaluation form) into `tensor`
+    /// (`d0`, `d1`, `d2`), and `d2` out of evaluation form into `coeff`:
+    /// the first pass of its inverse NTT computed with the product.
+    ///
+    /// # Errors
+    /// [`GpuError::Runtime`].
+    pub fn tensor_inverse(
+        &self,
+        a: &GpuWords,
+        b: &GpuWords,
+        tensor: &GpuWords,
+        coeff: &GpuWords,
+        primes: &[usize],
+    ) -> Result<(), GpuError> {
+        let half = primes.len() as u32;
+        let slots: Vec<[u32; 4]> = (0..half).map(|i| [primes[i as usize] as u32, i, i, half]).collect();
+        let entries = [a.bind(5), b.bind(21), tensor.bind(22)];
+        self.computed_inverse_pass(&self.ntt.inverse_tensor, coeff, &slots, &entries);
+        let limbs: Vec<NttLimb> = primes
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| NttLimb::in_place(p, i))
+            .collect();
+        self.ntt_from_pass(coeff, &limbs, NttInput::InPlace, NttOutput::InPlace, true, 1);
         Ok(())
     }
 
@@ -747,14 +929,14 @@ impl GpuRing {
         let table: Vec<u32> = rows.iter().flat_map(LimbRow::words).collect();
         let table = self.commands.constant_storage(&table);
         let mut entries = vec![
-            entry(0, &out.buffer),
+            out.bind(0),
             entry(3, &self.primes),
             entry(4, &table),
             entry(5, &uniform),
         ];
-        entries.push(entry(1, &a.buffer));
+        entries.push(a.bind(1));
         if op == LimbwiseOp::AddPermuted {
-            entries.push(entry(7, &perm.expect("add_permuted reads a permutation").buffer));
+            entries.push(perm.expect("add_permuted reads a permutation").bind(7));
         }
         let groups = words.div_ceil(WORKGROUP);
         let x = groups.min(MAX_GROUPS_PER_DIM);

@@ -56,6 +56,8 @@ pub(super) struct NttPipelines {
     pub(super) forward_finish: wgpu::ComputePipeline,
     pub(super) forward_converted_finish: wgpu::ComputePipeline,
     pub(super) forward_broadcast_finish: wgpu::ComputePipeline,
+    pub(super) inverse_product: wgpu::ComputePipeline,
+    pub(super) inverse_tensor: wgpu::ComputePipeline,
 }
 
 /// The ring's tables on the device and the compiled pipelines.
@@ -73,6 +75,7 @@ pub struct GpuRing {
     pub(super) twiddle_chunk: Vec<usize>,
     pub(super) ntt: NttPipelines,
     pub(super) elementwise: Vec<wgpu::ComputePipeline>,
+    pub(super) mul_sum: wgpu::ComputePipeline,
     pub(super) convert: wgpu::ComputePipeline,
     pub(super) inner_product: wgpu::ComputePipeline,
     pub(super) limbwise: Vec<wgpu::ComputePipeline>,
@@ -150,7 +153,6 @@ impl GpuRing {
         let ntt = module(KernelFile::Ntt);
         let elementwise = module(KernelFile::Elementwise);
         let basis = module(KernelFile::Basis);
-        let keyswitch = module(KernelFile::KeySwitch);
         let limbwise = module(KernelFile::Limbwise);
         let ring_gpu = Self {
             n,
@@ -169,13 +171,16 @@ impl GpuRing {
                 forward_finish: pipeline(&ntt, "forward_finish"),
                 forward_converted_finish: pipeline(&ntt, "forward_converted_finish"),
                 forward_broadcast_finish: pipeline(&ntt, "forward_broadcast_finish"),
+                inverse_product: pipeline(&ntt, "inverse_product"),
+                inverse_tensor: pipeline(&ntt, "inverse_tensor"),
             },
             elementwise: ElementwiseOp::ENTRY_POINTS
                 .iter()
                 .map(|e| pipeline(&elementwise, e))
                 .collect(),
+            mul_sum: pipeline(&elementwise, "mul_sum"),
             convert: pipeline(&basis, "convert"),
-            inner_product: pipeline(&keyswitch, "inner_product"),
+            inner_product: pipeline(&ntt, "inner_product"),
             limbwise: LimbwiseOp::ENTRY_POINTS
                 .iter()
                 .map(|e| pipeline(&limbwise, e))
@@ -202,7 +207,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`] if the device reported an error or the mapping failed.
     pub fn download<D: Domain>(&self, poly: &GpuPoly<D>) -> Result<RnsPoly<D>, GpuError> {
-        let words = self.commands.read_buffer(&poly.buffer)?;
+        let words = self.commands.read_buffer(&poly.buffer, 0, poly.buffer.size())?;
         Ok(RnsPoly::from_words(self.n, poly.layout, words))
     }
 
@@ -217,9 +222,7 @@ impl GpuRing {
 impl GpuRing {
     /// Uploads host words (an automorphism's index permutation, say).
     pub fn upload_words(&self, words: &[u32]) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.upload(bytemuck::cast_slice(words)),
-        }
+        GpuWords::whole(self.commands.upload(bytemuck::cast_slice(words)))
     }
 
     /// Copies device words back to the host.
@@ -227,7 +230,7 @@ impl GpuRing {
     /// # Errors
     /// [`GpuError::Runtime`].
     pub fn download_words(&self, words: &GpuWords) -> Result<Vec<u32>, GpuError> {
-        self.commands.read_buffer(&words.buffer)
+        self.commands.read_buffer(&words.buffer, words.offset, words.size)
     }
 }
 
@@ -247,17 +250,13 @@ impl GpuRing {
 
     /// Zeroed device words for `limbs` limbs.
     pub fn zeros(&self, limbs: usize) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.zeroed(self.limb_bytes(limbs)),
-        }
+        GpuWords::whole(self.commands.zeroed(self.limb_bytes(limbs)))
     }
 
     /// Device words for `limbs` limbs with unspecified contents, for a
     /// kernel that writes every word before anything reads it.
     pub fn scratch(&self, limbs: usize) -> GpuWords {
-        GpuWords {
-            buffer: self.commands.storage(self.limb_bytes(limbs)),
-        }
+        GpuWords::whole(self.commands.storage(self.limb_bytes(limbs)))
     }
 
     fn limb_bytes(&self, limbs: usize) -> u64 {
@@ -269,11 +268,22 @@ impl GpuRing {
         let limb = self.limb_bytes(1);
         self.commands.copy(
             &src.buffer,
-            from as u64 * limb,
+            src.offset + from as u64 * limb,
             &dst.buffer,
-            to as u64 * limb,
+            dst.offset + to as u64 * limb,
             count as u64 * limb,
         );
+    }
+
+    /// Limbs `first..first + count` of `words`, as words of their own
+    /// (shared, not copied).
+    pub fn view(&self, words: &GpuWords, first: usize, count: usize) -> GpuWords {
+        words.range(self.limb_bytes(first), self.limb_bytes(count))
+    }
+
+    /// The first limb of `view` in its device buffer.
+    pub(super) fn first_limb(&self, view: &GpuWords) -> u32 {
+        (view.offset / self.limb_bytes(1)) as u32
     }
 
     /// A new buffer with limbs `from..from + count` of `src`.

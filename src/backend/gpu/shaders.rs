@@ -7,6 +7,9 @@
 const MODARITH: &str = include_str!("../../../shaders/modarith.wgsl");
 /// Basis conversion of one output word, shared by the conversion and NTT kernels.
 const CONVERT: &str = include_str!("../../../shaders/convert.wgsl");
+/// The key-switching inner product over all digits, alone and fused into
+/// the NTT's first inverse pass.
+const KEYSWITCH: &str = include_str!("../../../shaders/keyswitch.wgsl");
 /// The portable 32x32 -> 64-bit product.
 const MUL_WIDE_U32: &str = include_str!("../../../shaders/mul_wide_u32.wgsl");
 /// The same product with 64-bit integers (SHADER_INT64).
@@ -25,15 +28,16 @@ pub enum WideMul {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelFile {
     /// `shaders/ntt.wgsl`: forward and inverse NTT passes, the first pass
-    /// optionally reading another buffer or a basis conversion.
+    /// optionally reading another buffer or a basis conversion, or computing
+    /// the key-switching inner product or a tensor product; the inner
+    /// product alone (`shaders/keyswitch.wgsl`, prepended).
     Ntt,
-    /// `shaders/elementwise.wgsl`: add, sub, negate, mul, the tensor product.
+    /// `shaders/elementwise.wgsl`: add, sub, negate, mul, multiply-add, a
+    /// sum of products.
     Elementwise,
     /// `shaders/basis.wgsl`: fast basis extension, plain and centred, into
     /// coefficient form.
     Basis,
-    /// `shaders/keyswitch.wgsl`: the key-switching inner product over all digits.
-    KeySwitch,
     /// `shaders/limbwise.wgsl`: per-limb constants, ModDown's last step,
     /// rescale's broadcast, encoding's reduction.
     Limbwise,
@@ -41,11 +45,10 @@ pub enum KernelFile {
 
 impl KernelFile {
     /// All kernel files.
-    pub const ALL: [KernelFile; 5] = [
+    pub const ALL: [KernelFile; 4] = [
         KernelFile::Ntt,
         KernelFile::Elementwise,
         KernelFile::Basis,
-        KernelFile::KeySwitch,
         KernelFile::Limbwise,
     ];
 
@@ -55,7 +58,6 @@ impl KernelFile {
             KernelFile::Ntt => "ntt.wgsl",
             KernelFile::Elementwise => "elementwise.wgsl",
             KernelFile::Basis => "basis.wgsl",
-            KernelFile::KeySwitch => "keyswitch.wgsl",
             KernelFile::Limbwise => "limbwise.wgsl",
         }
     }
@@ -65,23 +67,24 @@ impl KernelFile {
             KernelFile::Ntt => include_str!("../../../shaders/ntt.wgsl"),
             KernelFile::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
             KernelFile::Basis => include_str!("../../../shaders/basis.wgsl"),
-            KernelFile::KeySwitch => include_str!("../../../shaders/keyswitch.wgsl"),
             KernelFile::Limbwise => include_str!("../../../shaders/limbwise.wgsl"),
         }
     }
 
     /// The complete module source: the wide product, the shared arithmetic,
-    /// the basis conversion where the kernels use it, then the kernel file.
+    /// the basis conversion and the inner product where the kernels use
+    /// them, then the kernel file.
     pub fn source(self, wide: WideMul) -> String {
         let mul_wide = match wide {
             WideMul::Portable => MUL_WIDE_U32,
             WideMul::Int64 => MUL_WIDE_U64,
         };
-        let convert = match self {
-            KernelFile::Ntt | KernelFile::Basis => CONVERT,
-            _ => "",
+        let (convert, keyswitch) = match self {
+            KernelFile::Ntt => (CONVERT, KEYSWITCH),
+            KernelFile::Basis => (CONVERT, ""),
+            _ => ("", ""),
         };
-        format!("{mul_wide}\n{MODARITH}\n{convert}\n{}", self.body())
+        format!("{mul_wide}\n{MODARITH}\n{convert}\n{keyswitch}\n{}", self.body())
     }
 }
 
