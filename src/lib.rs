@@ -23,6 +23,7 @@ pub mod nn;
 pub mod npy;
 pub mod report;
 pub mod ring;
+pub mod service;
 pub mod vqgan;
 
 /// Large polynomial buffers are allocated and freed constantly; glibc's malloc

@@ -215,6 +215,20 @@ fn encrypt_for_model(
     path: &Path,
 ) -> Result<(CiphertextFile, usize), CliError> {
     let x = read_latents(path)?;
+    let file = encrypt_latents(keys, binding, &x, path)?;
+    let images = file.shape[0];
+    Ok((file, images))
+}
+
+/// Latents `x` (read from `path`, which errors name) encrypted as the
+/// binding's model reads them, clamped as its inputs are, each set in the
+/// plan's input layout at its start level.
+pub(crate) fn encrypt_latents(
+    keys: &PublicKeySet,
+    binding: &ModelBinding,
+    x: &Array4<f64>,
+    path: &Path,
+) -> Result<CiphertextFile, CliError> {
     let (images, c, h, w) = x.dim();
     if [c, h, w] != binding.latent {
         return Err(CliError::Input {
@@ -228,12 +242,11 @@ fn encrypt_for_model(
     let params = keys.params();
     let flat = InputClip::clamped_values(binding.input_clip, x.iter());
     let ciphertexts = encrypt_batches(keys, params, &binding.input, &flat, binding.start_level)?;
-    let file = CiphertextFile {
+    Ok(CiphertextFile {
         shape: vec![images, c, h, w],
         values: images * c * h * w,
         ciphertexts,
-    };
-    Ok((file, images))
+    })
 }
 
 /// The values of `path` packed in order into as many ciphertexts as needed.
