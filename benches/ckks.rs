@@ -7,6 +7,10 @@ use latent_he::ckks::{encode, encrypt_values, Evaluator, KeyLevels, KeyMemory, P
 use latent_he::he_nn::kernel_rotations;
 use std::sync::Arc;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn ckks(c: &mut Criterion) {
     let mut group = c.benchmark_group("ckks");
     group.sample_size(10);

@@ -11,6 +11,10 @@ use latent_he::he_nn::kernel_rotations;
 use latent_he::ring::sampler::Sampler;
 use std::sync::Arc;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn gpu(c: &mut Criterion) {
     let ctx = match GpuContext::new(None) {
         Ok(ctx) => ctx,

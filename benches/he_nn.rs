@@ -10,6 +10,10 @@ use latent_he::he_nn::{encrypt_tensor, HeConv, PolyActivation, SlotLayout};
 use latent_he::nn::layers::ConvGeometry;
 use std::sync::Arc;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn geometry(channels: usize) -> ConvGeometry {
     ConvGeometry {
         in_channels: channels,

@@ -7,6 +7,10 @@ use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A model of this architecture whose every tensor is uniform in [-0.1, 0.1],
 /// except running variances (in [0.5, 1.5]) and activations (alpha 0.05, beta 1, c 0).
 fn random_model(arch: Arch, factor: usize) -> Model<f64> {

@@ -5,6 +5,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn ntt(c: &mut Criterion) {
     let mut group = c.benchmark_group("ntt");
     group.sample_size(20);

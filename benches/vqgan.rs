@@ -16,6 +16,10 @@ use ndarray::Array4;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The allocator the `latent-he` binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn vqgan(c: &mut Criterion) {
     let cfg = VqganConfig::preset("f8").unwrap();
     let dict = random_state_dict(&cfg, 1).unwrap();

@@ -4,7 +4,8 @@
 //! [`math`] (modular arithmetic, NTT, embedding) -> [`ring`] (RNS polynomials)
 //! -> [`backend`] (the wgpu device and WGSL kernels) -> [`ckks`] (the scheme,
 //! its CPU evaluator and the GPU evaluator) -> [`he_nn`] (network layers as
-//! CKKS operations) -> [`cli`] (the `latent-he` command).
+//! CKKS operations) -> [`pipeline`] (the protocol: client, server, key
+//! store, sessions, the scorer) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
 //! [`bounded`] (reading outside files within caps) and [`npy`] (`.npy` arrays,
 //! their declared size checked first) are used by both.
@@ -21,23 +22,18 @@ pub mod he_nn;
 pub mod math;
 pub mod nn;
 pub mod npy;
+pub mod pipeline;
 pub mod report;
 pub mod ring;
 pub mod service;
 pub mod vqgan;
 
-/// Large polynomial buffers are allocated and freed constantly; glibc's malloc
-/// returns each one to the kernel (mmap threshold), which then zeroes fresh
-/// pages on every allocation. mimalloc keeps them. Set here so that the
-/// binary, the tests and the benchmarks all measure the same allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// mimalloc's `purge_delay` option (its position in `mi_option_e` of the
 /// bundled mimalloc v2 header; the Rust bindings name no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Tells the allocator never to hand freed pages back to the kernel. A
+/// Tells mimalloc, where it is the global allocator (the `latent-he` binary
+/// and the benchmarks set it), never to hand freed pages back to the kernel. A
 /// server step frees and reallocates gigabytes of same-sized limb buffers;
 /// returned pages come back zeroed by the kernel, which cost 14-26% of the
 /// time of an encrypted ResNet20 (key generation 32 -> 17 s at n16,

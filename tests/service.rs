@@ -208,6 +208,21 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     assert_eq!(got["classes"], plain["classes"]);
     let err = max_diff(&matrix(&got["logits"]), &matrix(&plain["logits"]));
     assert!(err < 1e-3, "served logits differ from plaintext by {err}");
+    // The served bundle is `export-client`'s for the served file.
+    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
+    let served = remote.models().unwrap();
+    let exported = dir.join("client.json");
+    ok(&latent_he(&[
+        "export-client",
+        "--model",
+        &model.display().to_string(),
+        "--out",
+        &exported.display().to_string(),
+        "--json",
+    ]));
+    let exported: serde_json::Value = serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
+    assert_eq!(served["models"][0]["name"], "small");
+    assert_eq!(served["models"][0]["bundle"], exported);
     // A second call reuses the registered key.
     let again = ok(&client_infer(&server, &alice, &keys, &input));
     assert_eq!(again["key_id"], got["key_id"]);
@@ -356,6 +371,17 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
         ),
         404,
         "an unknown model",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{keys_url}&fingerprint=blake3:{}", "0".repeat(64)),
+            Some(&alice),
+            Some(public_a.clone()),
+        ),
+        400,
+        "keys made for other weights",
     );
     assert_eq!(
         declared_oversize(&server.url, &format!("/v1/keys?model=small&preset={PRESET}"), &alice),
@@ -545,7 +571,7 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     let mut server = Server::start(&models, &state, &tokens, 4);
     let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
     let key = remote
-        .ensure_keys("small", 1, PRESET, &keys.join("public.key"))
+        .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
         .unwrap();
     let job = remote.submit(&key, &ct).unwrap();
     let start = Instant::now();
@@ -558,7 +584,7 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice), None).unwrap();
     assert_eq!(
         remote
-            .ensure_keys("small", 1, PRESET, &keys.join("public.key"))
+            .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
             .unwrap(),
         key
     );

@@ -5,16 +5,17 @@
 //! counted in the inference time.
 
 use super::backend::Chosen;
-use super::binding::Planned;
 use super::infer::key_switches_per_image;
 use super::memory::{available_memory, EvalMemory, KeyMemoryChoice};
-use super::score::median;
-use super::session::{EncryptedSession, StageSeconds};
-use super::{print_json, BackendChoice, CliError};
+use super::progress::Stderr;
+use super::{print_json, CliError};
 use crate::backend::gpu::GpuWork;
 use crate::he_nn::plan_for;
 use crate::nn::spec::NIH15;
 use crate::nn::{random_folded_model, Arch, LatentShape, Model, ModelSpec, NnError};
+use crate::pipeline::score::median;
+use crate::pipeline::BackendKind;
+use crate::pipeline::{EncryptedSession, Planned, Silent, StageSeconds};
 use crate::report::{time_vs_latent_png, Series};
 use clap::Args;
 use ndarray::Array4;
@@ -189,7 +190,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
     }
     let chosen = match backend {
         "cpu" => Chosen::Cpu,
-        _ => Chosen::resolve(Some(BackendChoice::Gpu), args.adapter.as_deref())?,
+        _ => Chosen::resolve(Some(BackendKind::Gpu), args.adapter.as_deref(), &Stderr::notes())?,
     };
     let profiled = match &chosen {
         Chosen::Gpu(ctx) if args.profile => Some(ctx.clone()),
@@ -213,7 +214,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         }
         let before = session.gpu_work().unwrap_or_default();
         let (wall, cpu) = (Instant::now(), process_cpu_seconds());
-        stages.push(session.logits(&together, true)?.1);
+        stages.push(session.logits(&together, &Silent)?.1);
         let per_image = |v: f64| v / row.lockstep as f64;
         if let Some(ctx) = profiled {
             let kernels = ctx.finish_profile()?;

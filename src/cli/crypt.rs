@@ -1,29 +1,20 @@
 //! `keygen`, `encrypt`, `decrypt`: the client's key material and the packing
 //! of `.npy` arrays into ciphertexts.
 
-use super::binding::{ModelBinding, Planned};
 use super::model_args::{parse_batch, ModelHints};
 use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
-use crate::ckks::serialize::{
-    load_ciphertexts, load_public_keys_as, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
-    CiphertextFile,
-};
-use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_batches, encrypt_batches};
-use crate::nn::InputClip;
+use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
+use crate::ckks::KeyMemory;
+use crate::pipeline::client::{encrypt_latents, encrypt_packed, key_levels_with, make_keys, Contents, MadeKeys};
+use crate::pipeline::{read_latents, read_npy_f64, ClientBundle, KeyDir, ModelBinding, Planned};
 use clap::Args;
-use ndarray::{Array4, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::WriteNpyExt;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Secret key file name inside a key directory (owner-only permissions).
-pub const SECRET_KEY_FILE: &str = "secret.key";
-/// Public key set file name inside a key directory (what the server gets).
-pub const PUBLIC_KEY_FILE: &str = "public.key";
 
 /// Arguments of `keygen`.
 #[derive(Args, Debug)]
@@ -42,6 +33,11 @@ pub struct KeygenArgs {
     /// `encrypt` and `decrypt` know its layout.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Keys for the model of a client bundle (`export-client`): its preset,
+    /// the Galois keys its plan needs and DIR/model.json with its layout
+    /// and fingerprint; the weights are not needed.
+    #[arg(long, conflicts_with_all = ["model", "preset", "literal", "batch"])]
+    client: Option<PathBuf>,
     #[command(flatten)]
     hints: ModelHints,
     /// With --model: images sharing one set of ciphertexts.
@@ -101,45 +97,44 @@ fn file_size(path: &Path) -> u64 {
 /// Runs `keygen`.
 pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "keygen")?;
-    let planned = args
-        .model
-        .as_ref()
-        .map(|m| Planned::load_from(m, &args.hints, args.source.preset.as_deref(), args.batch))
-        .transpose()?;
-    let params = match &planned {
-        Some(p) => p.params.clone(),
-        None => args.source.resolve()?,
+    let planned = match &args.model {
+        Some(m) => Some(Planned::load(
+            m,
+            &args.hints.options()?,
+            args.source.preset.as_deref(),
+            args.batch,
+        )?),
+        None => None,
+    };
+    let bundle = args.client.as_deref().map(ClientBundle::read).transpose()?;
+    let (params, levels, binding) = match (&planned, &bundle) {
+        (Some(p), _) => (
+            p.params.clone(),
+            Some(p.plan.key_levels()),
+            Some(ModelBinding::new(&p.model, &p.params, &p.plan)),
+        ),
+        (None, Some(b)) => {
+            let path = args.client.as_deref().unwrap_or(Path::new(""));
+            let params = b.params().map_err(|e| CliError::Input {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            (params, Some(b.key_levels()), Some(b.binding.clone()))
+        }
+        (None, None) => (args.source.resolve()?, None, None),
     };
     // The model's keys at the levels its plan uses them; extra rotations at the top.
-    let mut levels = planned
-        .as_ref()
-        .map_or_else(|| KeyLevels::top(&params, &[]), |p| p.plan.key_levels());
-    for &r in &args.rotations {
-        if !levels.rotations.iter().any(|&(s, _)| s == r) {
-            levels.rotations.push((r, params.max_level()));
-        }
-    }
-    std::fs::create_dir_all(&args.out).map_err(io_error(&args.out))?;
-    let start = Instant::now();
-    let sk = SecretKey::generate(&params);
-    // Written, not evaluated with: the `a` halves are only ever seeds here.
-    let keys = PublicKeySet::generate_at(&sk, &levels, KeyMemory::Compact);
-    let seconds = start.elapsed().as_secs_f64();
-    let (secret_path, public_path) = (args.out.join(SECRET_KEY_FILE), args.out.join(PUBLIC_KEY_FILE));
-    // The binding goes first: a folder never holds new keys beside the
-    // layout of the old ones, even when writing stops half way.
-    ModelBinding::remove(&args.out)?;
-    save_secret_key(&secret_path, &sk)?;
-    save_public_keys(&public_path, &keys)?;
-    if let Some(p) = &planned {
-        ModelBinding::new(&p.model, &p.params, &p.plan).write(&args.out)?;
-    }
+    let levels = key_levels_with(levels, &params, &args.rotations);
+    let dir = KeyDir::new(&args.out);
+    let MadeKeys { sk, keys, seconds } = make_keys(&dir, &params, &levels, binding.as_ref())?;
+    let (secret_path, public_path) = (dir.secret_path(), dir.public_path());
     let summary = json!({
         "dir": args.out.display().to_string(),
         "key_id": sk.id().to_string(),
         "preset": params.name(),
         "fingerprint": params.fingerprint_hex(),
-        "model": planned.as_ref().map(|p| p.model.spec().to_string()),
+        "model": binding.as_ref().map(|b| b.model.clone()),
+        "model_fingerprint": binding.as_ref().and_then(|b| b.fingerprint.clone()),
         "rotations": keys.rotations(),
         "secret_key_bytes": file_size(&secret_path),
         "public_key_bytes": file_size(&public_path),
@@ -159,116 +154,6 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Reads a float32 or float64 `.npy` file as f64 values with their shape
-/// (its declared size checked before anything is allocated: [`crate::npy`]).
-pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>), CliError> {
-    let array = crate::npy::read_npy(path)
-        .map_err(|e| CliError::Input {
-            path: path.display().to_string(),
-            reason: format!("not a float32/float64 .npy array ({e})"),
-        })?
-        .into_f64();
-    let shape = array.shape().to_vec();
-    // Row-major arrays give up their buffer (no copy of a large array).
-    let values: Vec<f64> = if array.is_standard_layout() {
-        let (values, offset) = array.into_raw_vec_and_offset();
-        debug_assert!(offset.is_none_or(|o| o == 0));
-        values
-    } else {
-        array.iter().copied().collect()
-    };
-    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(CliError::Input {
-            path: path.display().to_string(),
-            reason: format!("element {i} is not finite ({v})"),
-        });
-    }
-    Ok((shape, values))
-}
-
-/// Reads latents from a `.npy` array, `C x H x W` (one image) or
-/// `B x C x H x W`.
-///
-/// # Errors
-/// Unreadable or non-finite arrays, other ranks.
-pub fn read_latents(path: &Path) -> Result<Array4<f64>, CliError> {
-    let (shape, values) = read_npy_f64(path)?;
-    let input_err = |reason: String| CliError::Input {
-        path: path.display().to_string(),
-        reason,
-    };
-    let dims = match shape.as_slice() {
-        [c, h, w] => [1, *c, *h, *w],
-        [b, c, h, w] => [*b, *c, *h, *w],
-        _ => return Err(input_err(format!("shape {shape:?} is neither CxHxW nor BxCxHxW"))),
-    };
-    Array4::from_shape_vec(dims, values).map_err(|e| input_err(e.to_string()))
-}
-
-/// The values of `path` encrypted as the binding's model reads them: one
-/// latent (`CxHxW`) or a batch (`BxCxHxW`), clamped as the model's inputs
-/// are, each in the plan's input layout at its start level. Returns the file
-/// and the batch size.
-fn encrypt_for_model(
-    keys: &PublicKeySet,
-    binding: &ModelBinding,
-    path: &Path,
-) -> Result<(CiphertextFile, usize), CliError> {
-    let x = read_latents(path)?;
-    let file = encrypt_latents(keys, binding, &x, path)?;
-    let images = file.shape[0];
-    Ok((file, images))
-}
-
-/// Latents `x` (read from `path`, which errors name) encrypted as the
-/// binding's model reads them, clamped as its inputs are, each set in the
-/// plan's input layout at its start level.
-pub(crate) fn encrypt_latents(
-    keys: &PublicKeySet,
-    binding: &ModelBinding,
-    x: &Array4<f64>,
-    path: &Path,
-) -> Result<CiphertextFile, CliError> {
-    let (images, c, h, w) = x.dim();
-    if [c, h, w] != binding.latent {
-        return Err(CliError::Input {
-            path: path.display().to_string(),
-            reason: format!(
-                "latents are {c}x{h}x{w}; the keys were made for {} reading {:?}",
-                binding.model, binding.latent
-            ),
-        });
-    }
-    let params = keys.params();
-    let flat = InputClip::clamped_values(binding.input_clip, x.iter());
-    let ciphertexts = encrypt_batches(keys, params, &binding.input, &flat, binding.start_level)?;
-    Ok(CiphertextFile {
-        shape: vec![images, c, h, w],
-        values: images * c * h * w,
-        ciphertexts,
-    })
-}
-
-/// The values of `path` packed in order into as many ciphertexts as needed.
-fn encrypt_packed(keys: &PublicKeySet, path: &Path) -> Result<CiphertextFile, CliError> {
-    let (shape, values) = read_npy_f64(path)?;
-    if values.is_empty() {
-        return Err(CliError::Input {
-            path: path.display().to_string(),
-            reason: "the array is empty".into(),
-        });
-    }
-    let ciphertexts = values
-        .chunks(keys.params().slots())
-        .map(|chunk| encrypt_values(keys, chunk))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(CiphertextFile {
-        shape,
-        values: values.len(),
-        ciphertexts,
-    })
-}
-
 fn required_out(args: &CryptArgs) -> Result<&Path, CliError> {
     args.out
         .as_deref()
@@ -280,16 +165,20 @@ fn required_out(args: &CryptArgs) -> Result<&Path, CliError> {
 pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "encrypt")?;
     let out = required_out(args)?;
+    let dir = KeyDir::new(&args.keys);
     // Encryption reads the public key (always expanded), no evaluation key.
-    let keys = load_public_keys_as(&args.keys.join(PUBLIC_KEY_FILE), KeyMemory::Compact)?;
-    let binding = ModelBinding::read_for(&args.keys, keys.params())?;
+    let keys = dir.public_keys(KeyMemory::Compact)?;
+    let binding = dir.binding(keys.params())?;
     let start = Instant::now();
     let (file, images) = match &binding {
         Some(b) => {
-            let (file, images) = encrypt_for_model(&keys, b, &args.input)?;
-            (file, Some(images))
+            let x = read_latents(&args.input)?;
+            (encrypt_latents(&keys, b, &x, &args.input)?, Some(x.dim().0))
         }
-        None => (encrypt_packed(&keys, &args.input)?, None),
+        None => {
+            let (shape, values) = read_npy_f64(&args.input)?;
+            (encrypt_packed(&keys, shape, &values, &args.input)?, None)
+        }
     };
     let seconds = start.elapsed().as_secs_f64();
     let params = keys.params().clone();
@@ -318,56 +207,20 @@ pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Decrypts every ciphertext of `file` and trims to the recorded values.
-pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, CliError> {
-    let mut values = Vec::with_capacity(file.values);
-    for ct in &file.ciphertexts {
-        values.extend(decrypt_ct(sk, ct)?);
-    }
-    values.truncate(file.values);
-    Ok(values)
-}
-
-/// What a ciphertext file holds, read against the key directory's binding.
-enum Contents<'a> {
-    /// `B x K` logits, each image in the binding's output layout.
-    Logits(&'a ModelBinding),
-    /// `B x C x H x W` latents in the binding's input layout.
-    Latents(&'a ModelBinding),
-    /// Values packed in order.
-    Packed,
-}
-
-fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Contents<'a> {
-    let Some(b) = binding else { return Contents::Packed };
-    let count = file.ciphertexts.len();
-    let sets = |n: usize| n.div_ceil(b.batch.max(1));
-    // The server's merges leave the logits of `lane_count` input sets in one output set.
-    let output_sets = |n: usize| sets(n).div_ceil(b.output.lane_count());
-    match file.shape.as_slice() {
-        [n, k] if *k == b.classes.len() && count == output_sets(*n) * b.output.cts() => Contents::Logits(b),
-        [n, c, h, w] if [*c, *h, *w] == b.latent && count == sets(*n) * b.input.cts() => Contents::Latents(b),
-        _ => Contents::Packed,
-    }
-}
-
 /// Runs `decrypt`: logits of a model (with classes and sigmoid
 /// probabilities), latents in a model's layout, or values packed in order.
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "decrypt")?;
-    let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
-    let binding = ModelBinding::read_for(&args.keys, sk.params())?;
+    let dir = KeyDir::new(&args.keys);
+    let sk = dir.secret_key()?;
+    let binding = dir.binding(sk.params())?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();
-    let kind = contents(binding.as_ref(), &file);
+    let kind = Contents::of(binding.as_ref(), &file);
     if !matches!(kind, Contents::Logits(_)) {
         required_out(args)?;
     }
-    let values = match kind {
-        Contents::Logits(b) => decrypt_batches(&sk, &b.output, &file.ciphertexts, file.values)?,
-        Contents::Latents(b) => decrypt_batches(&sk, &b.input, &file.ciphertexts, file.values)?,
-        Contents::Packed => decrypt_file(&sk, &file)?,
-    };
+    let values = kind.decrypt(&sk, &file)?;
     let seconds = start.elapsed().as_secs_f64();
     let array = ArrayD::from_shape_vec(IxDyn(&file.shape), values).map_err(|e| CliError::Input {
         path: args.input.display().to_string(),

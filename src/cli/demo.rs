@@ -1,15 +1,20 @@
 //! `demo`: the whole product on bundled defaults. Makes a few synthetic
 //! chest X-rays, compresses them with the bundled VQGAN, classifies the
 //! latents in plaintext and under CKKS encryption with the bundled ResNet20
-//! (`score --encrypted`), and prints each image's top findings with both
+//! (the scorer, encrypted), and prints each image's top findings with both
 //! probabilities side by side, the timings and where the report went.
 
 use super::backend::DeviceArgs;
-use super::score::{score, ScoreArgs};
-use super::{BackendChoice, Cli, CliError, Command};
+use super::memory::DEFAULT_LOCKSTEP;
+use super::progress::Stderr;
+use super::CliError;
+use crate::data::dataset::UncertainPolicy;
 use crate::data::synth::{write_dataset, SynthConfig};
 use crate::data::TextTable;
-use clap::{Args, Parser};
+use crate::nn::LoadOptions;
+use crate::pipeline::memory::KeyMemoryChoice;
+use crate::pipeline::score::{score, DatasetLayout, ScoreConfig};
+use clap::Args;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -53,41 +58,29 @@ fn models_dir(args: &DemoArgs) -> PathBuf {
     })
 }
 
-/// The `score` arguments the demo runs.
-fn score_args(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Result<ScoreArgs, CliError> {
-    let path = |p: &Path| p.display().to_string();
-    let mut argv = vec![
-        "latent-he".to_string(),
-        "score".into(),
-        "--dataset".into(),
-        "nih".into(),
-        "--root".into(),
-        path(data),
-        "--split".into(),
-        path(split),
-        "--model".into(),
-        path(&models.join(BUNDLED_CLASSIFIER)),
-        "--vqgan".into(),
-        path(&models.join(BUNDLED_VQGAN)),
-        "--out".into(),
-        path(&args.out.join("report")),
-    ];
-    if !args.plaintext_only {
-        argv.push("--encrypted".into());
-    }
-    if let Some(b) = args.device.backend {
-        argv.extend([
-            "--backend".into(),
-            if b == BackendChoice::Gpu { "gpu" } else { "cpu" }.into(),
-        ]);
-    }
-    if let Some(a) = &args.device.adapter {
-        argv.extend(["--adapter".into(), a.clone()]);
-    }
-    match Cli::try_parse_from(argv).map(|cli| cli.command) {
-        Ok(Command::Score(score)) => Ok(score),
-        Ok(_) => unreachable!("the argument list names `score`"),
-        Err(e) => Err(CliError::Usage(e.to_string())),
+/// The scorer's configuration the demo runs.
+fn score_config(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> ScoreConfig {
+    ScoreConfig {
+        dataset: DatasetLayout::Nih,
+        root: data.to_path_buf(),
+        split: Some(split.to_path_buf()),
+        csv: None,
+        uncertain: UncertainPolicy::Zeros,
+        model: models.join(BUNDLED_CLASSIFIER),
+        model_options: LoadOptions::default(),
+        vqgan: Some(models.join(BUNDLED_VQGAN)),
+        vqgan_preset: None,
+        encrypted: !args.plaintext_only,
+        preset: "auto".into(),
+        batch: 1,
+        backend: args.device.backend.map(Into::into),
+        adapter: args.device.adapter.clone(),
+        key_memory: KeyMemoryChoice::Auto,
+        lockstep: usize::from(DEFAULT_LOCKSTEP),
+        offset: 0,
+        limit: None,
+        merge: Vec::new(),
+        out: args.out.join("report"),
     }
 }
 
@@ -173,8 +166,10 @@ pub fn run(args: &DemoArgs) -> Result<(), CliError> {
         source,
     })?;
     eprintln!("{} synthetic chest X-rays in {}", images.len(), data.display());
-    let score_args = score_args(args, &data, &split, &models)?;
-    let summary = score(&score_args)?;
+    let observer = Stderr::scoring(false);
+    let summary = score(&score_config(args, &data, &split, &models), &observer);
+    observer.finish();
+    let summary = summary?;
     let encrypted = !args.plaintext_only;
     println!();
     print_findings(&args.out.join("report").join("results.csv"), encrypted)?;

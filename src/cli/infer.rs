@@ -2,19 +2,21 @@
 //! encrypted and plaintext side by side).
 
 use super::backend::DeviceArgs;
-use super::binding::{ModelBinding, Planned};
-use super::crypt::{read_latents, PUBLIC_KEY_FILE};
 use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
 use super::model_args::{parse_batch, ModelArgs};
 use super::predict::{finite_logits, sigmoid};
-use super::session::{evaluate_on, EncryptedSession, LogitsApart, StageSeconds};
+use super::progress::Stderr;
 use super::{print_json, CliError};
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
-    save_ciphertexts, CiphertextFile,
+    save_ciphertexts,
 };
 use crate::ckks::{KeyLevels, KeyMemory, Params};
 use crate::he_nn::{Plan, HEADROOM_LEVELS};
+use crate::pipeline::keys::PUBLIC_KEY_FILE;
+use crate::pipeline::{
+    model_fingerprint, read_latents, EncryptedSession, LogitsApart, ModelBinding, Planned, Server, StageSeconds,
+};
 use clap::Args;
 use ndarray::{Array2, Array4};
 use serde_json::json;
@@ -26,16 +28,21 @@ use std::sync::{Arc, OnceLock};
 pub struct PlanChoice {
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     #[arg(long, default_value = "auto")]
-    preset: String,
+    pub preset: String,
     /// Images sharing one set of ciphertexts.
     #[arg(long, default_value_t = 1, value_parser = parse_batch)]
-    batch: usize,
+    pub batch: usize,
 }
 
 impl PlanChoice {
     /// Loads, folds and plans `model` as chosen.
     pub fn plan(&self, model: &ModelArgs) -> Result<Planned, CliError> {
-        Planned::load(model, Some(&self.preset), self.batch)
+        Ok(Planned::load(
+            &model.model,
+            &model.hints.options()?,
+            Some(&self.preset),
+            self.batch,
+        )?)
     }
 }
 
@@ -212,38 +219,15 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     })?;
     let params = public_keys_params(&args.public_key)?;
     let model = crate::nn::fold(&args.model.load()?);
-    let input_err = |reason: String| CliError::Input {
+    let fingerprint = model_fingerprint(&args.model.model)?;
+    let server = Server::new(model, params.clone(), args.batch, Some(fingerprint)).map_err(|e| CliError::Input {
         path: args.input.display().to_string(),
-        reason,
-    };
-    let plan = Plan::for_params(&model, &params, args.batch).map_err(|e| input_err(e.to_string()))?;
-    let file = load_ciphertexts(&args.input, &params)?;
-    let [c, h, w] = model.spec().latent().dims();
+        reason: e.to_string(),
+    })?;
+    let plan = server.plan();
     let batch = plan.batch();
-    let images = match file.shape.as_slice() {
-        [n, cc, hh, ww]
-            if [*cc, *hh, *ww] == [c, h, w] && file.ciphertexts.len() == n.div_ceil(batch) * plan.input().cts() =>
-        {
-            *n
-        }
-        _ => {
-            return Err(input_err(format!(
-                "holds {} ciphertexts of shape {:?}; the model reads Bx{c}x{h}x{w} latents, {batch} image(s) in {} \
-                 ciphertexts per set (encrypt with keys from `keygen --model --batch {batch}`)",
-                file.ciphertexts.len(),
-                file.shape,
-                plan.input().cts(),
-            )))
-        }
-    };
-    let needed = plan.start_level();
-    if let Some(low) = file.ciphertexts.iter().find(|ct| ct.level() < needed) {
-        return Err(input_err(format!(
-            "ciphertexts at level {}; the model needs {} levels plus {HEADROOM_LEVELS} of headroom",
-            low.level(),
-            plan.levels()
-        )));
-    }
+    let file = load_ciphertexts(&args.input, &params)?;
+    let images = server.check_input(&file, &args.input)?;
     if let Some(binding) = args
         .public_key
         .parent()
@@ -251,44 +235,21 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         .transpose()?
         .flatten()
     {
-        if binding.batch != batch || binding.input != plan.input() || binding.model != model.spec().to_string() {
-            return Err(CliError::Input {
-                path: args.public_key.display().to_string(),
-                reason: format!(
-                    "the keys were made for {} with --batch {} (its model.json); this is {} with --batch {batch}",
-                    binding.model,
-                    binding.batch,
-                    model.spec()
-                ),
-            });
-        }
+        server.check_binding(&binding, &args.public_key)?;
     }
-    let memory = args.memory.resolve(&params, &plan, images.div_ceil(batch));
+    let memory = args.memory.resolve(&params, plan, images.div_ceil(batch));
     let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
-    if let Some(missing) = keys.levels().first_missing(&plan.key_levels()) {
-        return Err(CliError::Input {
-            path: args.public_key.display().to_string(),
-            reason: format!(
-                "lacks {missing}, which this model's plan with --batch {batch} needs (keys for another model or batch?)"
-            ),
-        });
-    }
+    server.check_keys(&keys, &args.public_key)?;
     let chosen = args.device.resolve()?;
-    let (logits, seconds) = evaluate_on(
+    let (out, seconds) = server.evaluate(
         &chosen,
         &keys,
         &OnceLock::new(),
-        &plan,
-        &file.ciphertexts,
+        &file,
+        images,
         memory.lockstep,
-        args.json,
+        &Stderr::evaluation(args.json),
     )?;
-    let classes = model.spec().classes().len();
-    let out = CiphertextFile {
-        shape: vec![images, classes],
-        values: images * classes,
-        ciphertexts: logits,
-    };
     save_ciphertexts(&args.out, &out, &params)?;
     let total: f64 = seconds.iter().sum();
     let (backend, adapter) = chosen.describe();
@@ -302,7 +263,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
             "adapter": adapter,
             "preset": params.name(),
             "levels": plan.levels(),
-            "key_switches_per_image": key_switches_per_image(&plan, memory.lockstep),
+            "key_switches_per_image": key_switches_per_image(plan, memory.lockstep),
             "key_memory": key_memory_name(memory.keys),
             "lockstep": memory.lockstep,
             "peak_memory_bytes": peak_memory_bytes(),
@@ -365,7 +326,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         seconds,
         peaks,
         apart,
-    } = session.logits_apart(&x, args.json)?;
+    } = session.logits_apart(&x, &Stderr::evaluation(args.json))?;
     let stages: StageSeconds = seconds.into_iter().sum();
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);
@@ -393,7 +354,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             "decrypt": round3(decrypt_s),
         },
         "keys_cached": keygen_s.is_none(),
-        "keys": session.key_dir.display().to_string(),
+        "keys": session.key_dir.path().display().to_string(),
         "backend": backend,
         "adapter": adapter,
         "preset": params.name(),

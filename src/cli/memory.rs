@@ -1,8 +1,11 @@
-//! Memory: how evaluation keys are held (`--key-memory`), what the machine
-//! has left and what the process has used.
+//! `--key-memory` and `--lockstep`: how evaluation keys are held and how
+//! many image sets are evaluated together ([`crate::pipeline::memory`]).
 
+use super::progress::Stderr;
 use crate::ckks::{KeyMemory, Params};
 use crate::he_nn::Plan;
+use crate::pipeline::memory::KeyMemoryChoice as Holding;
+pub use crate::pipeline::memory::{available_memory, key_memory_name, peak_memory_bytes, EvalMemory};
 use clap::{Args, ValueEnum};
 
 /// `--key-memory` and `--lockstep`, shared by the commands that evaluate on
@@ -26,55 +29,18 @@ pub struct MemoryArgs {
 /// Sets evaluated together unless `--lockstep` says otherwise.
 pub const DEFAULT_LOCKSTEP: u16 = 4;
 
-/// How an encrypted evaluation holds its keys and how many image sets it
-/// evaluates together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EvalMemory {
-    /// How the evaluation keys are held.
-    pub keys: KeyMemory,
-    /// Image sets evaluated in lockstep, at least 1; from
-    /// [`MemoryArgs::resolve`], whole groups of merged sets
-    /// ([`Plan::whole_groups`]) unless it covers every set. Evaluation
-    /// rounds it up to whole groups in any case.
-    pub lockstep: usize,
-}
-
 impl MemoryArgs {
-    /// The key memory for `plan` under `params` ([`KeyMemoryChoice::resolve`]),
-    /// then the most sets up to `--lockstep` and up to `sets` (those the
-    /// caller has) whose working memory fits beside those keys in 90% of
-    /// the memory available now (at least one); says on stderr when memory
-    /// lowers the count. The count is then rounded up to whole groups of
-    /// merged sets ([`Plan::sets_per_output`]), at most `sets`: the plan's
-    /// merges need every set of a group at once.
+    /// [`EvalMemory::resolve`] for these flags and the `sets` the caller
+    /// has; notes go to stderr.
     pub fn resolve(&self, params: &Params, plan: &Plan, sets: usize) -> EvalMemory {
-        let keys = self.key_memory.resolve(params, plan);
-        let wanted = usize::from(self.lockstep).min(sets).max(1);
-        let key_bytes = plan.key_levels().memory_bytes(params, keys) as u64;
-        let working = (plan.working_memory_bytes(params.n()) as u64).max(1);
-        let fits = available_memory().map(|available| {
-            let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
-            if fits < wanted {
-                eprintln!(
-                    "note: {wanted} sets in lockstep need {:.1} GB of working memory beside {:.1} GB of keys, \
-                     {:.1} GB is available: evaluating {fits} together",
-                    (working * wanted as u64) as f64 / 1e9,
-                    key_bytes as f64 / 1e9,
-                    available as f64 / 1e9
-                );
-            }
-            fits
-        });
-        let lockstep = fits.map_or(wanted, |f| f.min(wanted));
-        let merged = plan.whole_groups(lockstep).min(sets.max(1));
-        if fits.is_some_and(|f| merged > f) {
-            eprintln!(
-                "note: the plan merges {} sets into one after its strides, and a group needs all of them at once: \
-                 evaluating {merged} together, more than the memory estimate allows",
-                plan.sets_per_output()
-            );
-        }
-        EvalMemory { keys, lockstep: merged }
+        EvalMemory::resolve(
+            self.key_memory.into(),
+            usize::from(self.lockstep),
+            params,
+            plan,
+            sets,
+            &Stderr::notes(),
+        )
     }
 }
 
@@ -89,56 +55,19 @@ pub enum KeyMemoryChoice {
     Compact,
 }
 
-impl KeyMemoryChoice {
-    /// The key memory for the keys `plan` uses under `params`, beside its
-    /// widest step; auto says on stderr when it goes compact.
-    pub fn resolve(self, params: &Params, plan: &Plan) -> KeyMemory {
-        match self {
-            KeyMemoryChoice::Expanded => KeyMemory::Expanded,
-            KeyMemoryChoice::Compact => KeyMemory::Compact,
-            KeyMemoryChoice::Auto => {
-                let levels = plan.key_levels();
-                let working = plan.working_memory_bytes(params.n());
-                let needed = (levels.memory_bytes(params, KeyMemory::Expanded) + working) as u64;
-                match available_memory() {
-                    Some(available) if needed > available / 10 * 9 => {
-                        eprintln!(
-                            "note: expanded keys and working memory need {:.1} GB, {:.1} GB is available: \
-                             holding the keys compact ({:.1} GB; --key-memory expanded forces the faster way)",
-                            needed as f64 / 1e9,
-                            available as f64 / 1e9,
-                            levels.memory_bytes(params, KeyMemory::Compact) as f64 / 1e9
-                        );
-                        KeyMemory::Compact
-                    }
-                    _ => KeyMemory::Expanded,
-                }
-            }
+impl From<KeyMemoryChoice> for Holding {
+    fn from(choice: KeyMemoryChoice) -> Self {
+        match choice {
+            KeyMemoryChoice::Auto => Holding::Auto,
+            KeyMemoryChoice::Expanded => Holding::Expanded,
+            KeyMemoryChoice::Compact => Holding::Compact,
         }
     }
 }
 
-/// The name of a key memory in reports.
-pub fn key_memory_name(memory: KeyMemory) -> &'static str {
-    match memory {
-        KeyMemory::Expanded => "expanded",
-        KeyMemory::Compact => "compact",
+impl KeyMemoryChoice {
+    /// [`Holding::resolve`]; notes go to stderr.
+    pub fn resolve(self, params: &Params, plan: &Plan) -> KeyMemory {
+        Holding::from(self).resolve(params, plan, &Stderr::notes())
     }
-}
-
-/// Memory the kernel can give this process now (`MemAvailable`), `None`
-/// where `/proc/meminfo` does not exist (not Linux).
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-}
-
-/// The process's peak resident memory so far, from `/proc/self/status`
-/// (`VmHWM`); `None` where the file does not exist (not Linux).
-pub fn peak_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

@@ -4,10 +4,10 @@
 //! `he:` or `plain:` columns).
 
 use super::{print_json, CliError};
-use crate::data::metrics::{check_class_names, evaluate, Averages, MetricsError, MultiLabelMetrics, THRESHOLD};
+use crate::data::metrics::{check_class_names, evaluate, report_json, MetricsError, MultiLabelMetrics, THRESHOLD};
 use crate::data::{CsvError, CsvTable, TextTable};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `metrics`.
@@ -146,38 +146,6 @@ fn explain(e: MetricsError, inputs: &Inputs) -> CliError {
         )),
         other => CliError::Refused(format!("{} vs {}: {other}", inputs.labels_path, inputs.scores_path)),
     }
-}
-
-fn averages_json(a: Option<&Averages>) -> (Value, Value, Value) {
-    match a {
-        Some(a) => (json!(a.micro), json!(a.macro_avg), json!(a.weighted)),
-        None => (Value::Null, Value::Null, Value::Null),
-    }
-}
-
-/// The JSON report: `{"auroc": {"micro", "macro", "weighted", "per_class"},
-/// "f1": {..same..}, "skipped_classes": [names], "samples": N}`; AUROC values
-/// are `null` where undefined. `names` has one entry per class of `m`.
-pub fn report_json(names: &[String], m: &MultiLabelMetrics) -> Value {
-    let auroc_per_class: Map<String, Value> = names
-        .iter()
-        .zip(&m.auroc_per_class)
-        .map(|(n, a)| (n.clone(), a.map_or(Value::Null, |a| json!(a))))
-        .collect();
-    let f1_per_class: Map<String, Value> = names
-        .iter()
-        .zip(&m.f1_per_class)
-        .map(|(n, f)| (n.clone(), json!(f)))
-        .collect();
-    let (a_micro, a_macro, a_weighted) = averages_json(m.auroc.as_ref());
-    let (f_micro, f_macro, f_weighted) = averages_json(Some(&m.f1));
-    let skipped: Vec<&String> = m.skipped_classes.iter().filter_map(|&j| names.get(j)).collect();
-    json!({
-        "auroc": {"micro": a_micro, "macro": a_macro, "weighted": a_weighted, "per_class": auroc_per_class},
-        "f1": {"micro": f_micro, "macro": f_macro, "weighted": f_weighted, "per_class": f1_per_class},
-        "skipped_classes": skipped,
-        "samples": m.samples,
-    })
 }
 
 fn print_table(names: &[String], m: &MultiLabelMetrics) {

@@ -1,28 +1,29 @@
 //! `latent-he` subcommands (clap). Each command with `--json` prints exactly
 //! one JSON object on stdout; human-readable notes go to stderr.
 
-pub(crate) mod backend;
+mod backend;
 mod bench;
-pub(crate) mod binding;
 mod check;
 mod crypt;
 mod demo;
 mod devices;
+mod export;
 mod infer;
-pub(crate) mod memory;
+mod memory;
 mod metrics;
-pub(crate) mod model_args;
+mod model_args;
 mod params;
 mod predict;
+mod progress;
 mod score;
 mod selftest;
 mod serve;
-pub(crate) mod session;
 mod synth;
 mod vqgan;
 
 use crate::ckks::serialize::FileError;
 use crate::ckks::CkksError;
+use crate::pipeline::{BackendKind, PipelineError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use thiserror::Error;
@@ -88,6 +89,26 @@ pub enum CliError {
     /// A server refused a request, failed a job or could not be reached.
     #[error(transparent)]
     Client(#[from] crate::service::client::ClientError),
+}
+
+impl From<PipelineError> for CliError {
+    /// Each pipeline failure as the CLI failure of the same kind, with the
+    /// same message.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Ckks(e) => CliError::Ckks(e),
+            PipelineError::Gpu(e) => CliError::Gpu(e),
+            PipelineError::GpuEval(e) => CliError::GpuEval(e),
+            PipelineError::Vqgan(e) => CliError::Vqgan(e),
+            PipelineError::File(e) => CliError::File(e),
+            PipelineError::Io { path, source } => CliError::Io { path, source },
+            PipelineError::Input { path, reason } => CliError::Input { path, reason },
+            PipelineError::Refused(m) => CliError::Refused(m),
+            PipelineError::Resources(m) => CliError::Resources(m),
+            PipelineError::Config(m) => CliError::Usage(m),
+            PipelineError::CheckFailed(m) => CliError::CheckFailed(m),
+        }
+    }
 }
 
 /// What kind of failure an error is; each has its exit status.
@@ -180,6 +201,15 @@ pub enum BackendChoice {
     Gpu,
 }
 
+impl From<BackendChoice> for BackendKind {
+    fn from(choice: BackendChoice) -> Self {
+        match choice {
+            BackendChoice::Cpu => BackendKind::Cpu,
+            BackendChoice::Gpu => BackendKind::Gpu,
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "latent-he",
@@ -204,6 +234,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Generate a secret key and the public key set (public, relinearization, Galois keys).
     Keygen(crypt::KeygenArgs),
+    /// Write a model's client bundle (parameters, layouts, rotations, classes, fingerprint; no weights).
+    ExportClient(export::ExportClientArgs),
     /// Encrypt a float32/float64 .npy array with the public key.
     Encrypt(crypt::CryptArgs),
     /// Decrypt a ciphertext file into a float64 .npy array.
@@ -277,6 +309,7 @@ pub fn main() -> ExitCode {
         Command::Devices(args) => devices::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Keygen(args) => crypt::keygen(&args),
+        Command::ExportClient(args) => export::run(&args),
         Command::Encrypt(args) => crypt::encrypt(&args),
         Command::Decrypt(args) => crypt::decrypt(&args),
         Command::Selftest(args) => selftest::run(&args),

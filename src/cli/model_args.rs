@@ -4,8 +4,9 @@
 use super::CliError;
 use crate::nn::spec::parse_classes;
 use crate::nn::{Arch, InputClip, LatentShape, LoadOptions, Model, NnError};
+use crate::pipeline::load_model;
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A classifier: its safetensors file and what its metadata may lack.
 #[derive(Args, Debug, Clone)]
@@ -71,35 +72,28 @@ impl ModelArgs {
     /// # Errors
     /// Unreadable file, conflicting flags, missing or misshaped tensors.
     pub fn load(&self) -> Result<Model<f64>, CliError> {
-        self.hints.load(&self.model)
+        Ok(load_model(&self.model, &self.hints.options()?)?)
     }
 }
 
 impl ModelHints {
-    /// Loads the model at `path` with these hints.
+    /// The hints as load options.
     ///
     /// # Errors
-    /// Unreadable file, conflicting flags, missing or misshaped tensors.
-    pub fn load(&self, path: &Path) -> Result<Model<f64>, CliError> {
+    /// Class names that do not parse (a usage error).
+    pub fn options(&self) -> Result<LoadOptions, CliError> {
         let classes = self
             .classes
             .as_deref()
             .map(parse_classes)
             .transpose()
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let opts = LoadOptions {
+        Ok(LoadOptions {
             arch: self.arch,
             se: self.se,
             classes,
             latent: self.latent,
             input_clip: self.input_clip,
-        };
-        Model::load(path, &opts).map_err(|e| match e {
-            NnError::Io { path, source } => CliError::Io { path, source },
-            other => CliError::Input {
-                path: path.display().to_string(),
-                reason: other.to_string(),
-            },
         })
     }
 }

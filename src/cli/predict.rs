@@ -1,9 +1,10 @@
 //! `predict`: plaintext inference of a classifier on latents (the reference
 //! the encrypted path is compared with).
 
-use super::crypt::read_latents;
 use super::model_args::ModelArgs;
 use super::{print_json, CliError};
+use crate::pipeline::read_latents;
+pub use crate::pipeline::sigmoid;
 use clap::Args;
 use ndarray::Array2;
 use serde_json::json;
@@ -32,16 +33,6 @@ pub struct PredictArgs {
     /// Print one JSON object: classes, logits and sigmoid probabilities per image.
     #[arg(long)]
     json: bool,
-}
-
-/// The logistic function, without overflow for large `|x|`.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
 }
 
 /// Refuses logits of which one is not finite: the model's pass left the

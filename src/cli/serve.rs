@@ -2,16 +2,14 @@
 //! service itself is [`crate::service`]; this module parses flags and
 //! prints.
 
-use super::backend::{Chosen, DeviceArgs};
-use super::binding::ModelBinding;
-use super::crypt::{encrypt_latents, read_latents, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::backend::DeviceArgs;
 use super::memory::DEFAULT_LOCKSTEP;
-use super::predict::sigmoid;
-use super::vqgan::{ImageSource, LoadedVqgan};
+use super::vqgan::ImageSource;
 use super::{print_json, CliError};
-use crate::ckks::serialize::{load_ciphertexts, load_public_keys_as, load_secret_key, save_ciphertexts};
+use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
 use crate::ckks::KeyMemory;
-use crate::he_nn::decrypt_batches;
+use crate::pipeline::client::{encrypt_latents, Contents};
+use crate::pipeline::{read_latents, sigmoid, Chosen, KeyDir, LoadedVqgan};
 use crate::service::client::RemoteServer;
 use crate::service::engine::Engine;
 use crate::service::tokens::Tokens;
@@ -181,11 +179,11 @@ pub fn run_token(command: &TokenCommand) -> Result<(), CliError> {
 pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     let ClientCommand::Infer(args) = command;
     let start = Instant::now();
-    let public = args.keys.join(PUBLIC_KEY_FILE);
-    let keys = load_public_keys_as(&public, KeyMemory::Compact)?;
-    let binding = ModelBinding::read_for(&args.keys, keys.params())?.ok_or_else(|| CliError::Input {
+    let dir = KeyDir::new(&args.keys);
+    let keys = dir.public_keys(KeyMemory::Compact)?;
+    let binding = dir.binding(keys.params())?.ok_or_else(|| CliError::Input {
         path: args.keys.display().to_string(),
-        reason: "no model.json: make the keys with `keygen --model` for the served model".into(),
+        reason: "no model.json: make the keys with `keygen --client` (or `--model`) for the served model".into(),
     })?;
     let latents = match &args.vqgan {
         None => read_latents(&args.input)?,
@@ -212,7 +210,13 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     save_ciphertexts(&sent, &file, keys.params())?;
     drop(keys);
     let server = RemoteServer::new(&args.server, args.token.clone(), args.ca_cert.as_deref())?;
-    let key_id = server.ensure_keys(&args.model, binding.batch, &binding.preset, &public)?;
+    let key_id = server.ensure_keys(
+        &args.model,
+        binding.batch,
+        &binding.preset,
+        binding.fingerprint.as_deref(),
+        &dir.public_path(),
+    )?;
     let job_id = server.submit(&key_id, &sent)?;
     let bar = indicatif::ProgressBar::new(1);
     bar.set_style(
@@ -230,19 +234,22 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     })?;
     bar.finish_and_clear();
     server.download(&job_id, &received)?;
-    let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
+    let sk = dir.secret_key()?;
     let out = load_ciphertexts(&received, sk.params())?;
     let classes = binding.classes.len();
-    if out.shape != [images, classes] {
-        return Err(CliError::Input {
-            path: args.server.clone(),
-            reason: format!(
-                "the server sent logits of shape {:?}; expected [{images}, {classes}]",
-                out.shape
-            ),
-        });
-    }
-    let values = decrypt_batches(&sk, &binding.output, &out.ciphertexts, out.values)?;
+    let values = match Contents::of(Some(&binding), &out) {
+        contents @ Contents::Logits(_) if out.shape == [images, classes] => contents.decrypt(&sk, &out)?,
+        _ => {
+            return Err(CliError::Input {
+                path: args.server.clone(),
+                reason: format!(
+                    "the server sent {} ciphertexts of shape {:?}; expected the logits of {images} image(s)",
+                    out.ciphertexts.len(),
+                    out.shape
+                ),
+            })
+        }
+    };
     let _ = std::fs::remove_dir_all(&work);
     let logits: Vec<Vec<f64>> = values.chunks(classes).map(<[f64]>::to_vec).collect();
     let probabilities: Vec<Vec<f64>> = logits.iter().map(|r| r.iter().map(|&v| sigmoid(v)).collect()).collect();

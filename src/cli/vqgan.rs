@@ -1,13 +1,10 @@
 //! `encode` and `decode`: the client's VQGAN, image to latent and latent to
 //! image (with PSNR against the originals, the paper's figure 5b).
 
-use super::backend::{Chosen, DeviceArgs};
-use super::crypt::read_latents;
+use super::backend::DeviceArgs;
 use super::{print_json, CliError};
 use crate::data::image::{list_images, preprocess, read_image, save_png, PAPER_SIZE};
-use crate::vqgan::cpu::CpuOps;
-use crate::vqgan::gpu::{GpuOps, VqganGpuError};
-use crate::vqgan::{Vqgan, VqganConfig, VqganError};
+use crate::pipeline::{read_latents, LoadedVqgan};
 use clap::Args;
 use ndarray::{s, Array4, Axis};
 use serde_json::json;
@@ -79,102 +76,11 @@ struct VqganArgs {
 
 impl VqganArgs {
     fn load(&self) -> Result<(LoadedVqgan, String), CliError> {
-        let (mut vq, backend) = LoadedVqgan::load(&self.vqgan, self.preset.as_deref(), &self.device)?;
+        let (mut vq, backend) = LoadedVqgan::load_on(&self.vqgan, self.preset.as_deref(), &self.device.resolve()?)?;
         if self.allow_large_inputs {
             vq.allow_any_size();
         }
         Ok((vq, backend))
-    }
-}
-
-/// A VQGAN on the backend the flags chose.
-pub enum LoadedVqgan {
-    /// On the CPU reference backend.
-    Cpu(Box<Vqgan<CpuOps>>),
-    /// On a GPU through wgpu.
-    Gpu(Box<Vqgan<GpuOps>>),
-}
-
-impl LoadedVqgan {
-    /// Loads `path` for the backend `device` chooses; returns it with the
-    /// backend's name (`cpu` or `gpu (ADAPTER)`).
-    ///
-    /// # Errors
-    /// Unreadable or unusable weights, no usable adapter for `--backend gpu`.
-    pub fn load(path: &Path, preset: Option<&str>, device: &DeviceArgs) -> Result<(Self, String), CliError> {
-        Self::load_on(path, preset, &device.resolve()?)
-    }
-
-    /// Loads `path` onto an already chosen backend.
-    ///
-    /// # Errors
-    /// As [`LoadedVqgan::load`].
-    pub fn load_on(path: &Path, preset: Option<&str>, chosen: &Chosen) -> Result<(Self, String), CliError> {
-        let vqgan_error = |e: VqganError| match e {
-            VqganError::File(_) => CliError::Vqgan(e),
-            _ => CliError::Input {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            },
-        };
-        match chosen {
-            Chosen::Cpu => Ok((
-                LoadedVqgan::Cpu(Box::new(Vqgan::load_cpu(path, preset).map_err(vqgan_error)?)),
-                "cpu".into(),
-            )),
-            Chosen::Gpu(ctx) => {
-                let vq = Vqgan::load_gpu(path, preset, ctx).map_err(|e| match e {
-                    VqganGpuError::Vqgan(e) => vqgan_error(e),
-                    VqganGpuError::Gpu(e) => CliError::Gpu(e),
-                })?;
-                Ok((LoadedVqgan::Gpu(Box::new(vq)), format!("gpu ({})", ctx.adapter().name)))
-            }
-        }
-    }
-
-    /// The encoder's output (or its quantization) for preprocessed images.
-    ///
-    /// # Errors
-    /// Bad input batches; device failures.
-    pub fn encode(&self, images: Array4<f32>, quantized: bool) -> Result<Array4<f32>, String> {
-        match self {
-            LoadedVqgan::Cpu(vq) if quantized => vq.encode_quantized(images).map_err(|e| e.to_string()),
-            LoadedVqgan::Cpu(vq) => vq.encode(images).map_err(|e| e.to_string()),
-            LoadedVqgan::Gpu(vq) if quantized => vq.encode_quantized(images).map_err(|e| e.to_string()),
-            LoadedVqgan::Gpu(vq) => vq.encode(images).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Reconstructions of latents.
-    ///
-    /// # Errors
-    /// Bad latents, no decoder; device failures.
-    pub fn decode(&self, latents: Array4<f32>, quantized: bool) -> Result<Array4<f32>, String> {
-        match self {
-            LoadedVqgan::Cpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
-            LoadedVqgan::Gpu(vq) => vq.decode(latents, quantized).map_err(|e| e.to_string()),
-        }
-    }
-
-    /// Takes inputs of any size ([`Vqgan::allow_any_size`]).
-    pub fn allow_any_size(&mut self) {
-        match self {
-            LoadedVqgan::Cpu(vq) => vq.allow_any_size(),
-            LoadedVqgan::Gpu(vq) => vq.allow_any_size(),
-        }
-    }
-
-    /// The network's configuration.
-    pub fn config(&self) -> &VqganConfig {
-        match self {
-            LoadedVqgan::Cpu(vq) => vq.config(),
-            LoadedVqgan::Gpu(vq) => vq.config(),
-        }
-    }
-
-    /// One line describing the network.
-    pub fn summary(&self) -> String {
-        self.config().summary()
     }
 }
 

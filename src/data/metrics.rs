@@ -28,6 +28,7 @@
 //! their order; F1 assumes probabilities through the 0.5 threshold.
 
 use ndarray::ArrayView2;
+use serde_json::{json, Map, Value};
 use thiserror::Error;
 
 /// The F1 decision threshold: a score `s` predicts positive iff `s >= THRESHOLD`.
@@ -340,6 +341,38 @@ pub fn evaluate(labels: ArrayView2<f64>, scores: ArrayView2<f64>) -> Result<Mult
 fn weighted_mean(items: impl Iterator<Item = (f64, usize)> + Clone) -> f64 {
     let total: f64 = items.clone().map(|(_, w)| w as f64).sum();
     items.map(|(v, w)| v * w as f64).sum::<f64>() / total
+}
+
+fn averages_json(a: Option<&Averages>) -> (Value, Value, Value) {
+    match a {
+        Some(a) => (json!(a.micro), json!(a.macro_avg), json!(a.weighted)),
+        None => (Value::Null, Value::Null, Value::Null),
+    }
+}
+
+/// The JSON report: `{"auroc": {"micro", "macro", "weighted", "per_class"},
+/// "f1": {..same..}, "skipped_classes": [names], "samples": N}`; AUROC values
+/// are `null` where undefined. `names` has one entry per class of `m`.
+pub fn report_json(names: &[String], m: &MultiLabelMetrics) -> Value {
+    let auroc_per_class: Map<String, Value> = names
+        .iter()
+        .zip(&m.auroc_per_class)
+        .map(|(n, a)| (n.clone(), a.map_or(Value::Null, |a| json!(a))))
+        .collect();
+    let f1_per_class: Map<String, Value> = names
+        .iter()
+        .zip(&m.f1_per_class)
+        .map(|(n, f)| (n.clone(), json!(f)))
+        .collect();
+    let (a_micro, a_macro, a_weighted) = averages_json(m.auroc.as_ref());
+    let (f_micro, f_macro, f_weighted) = averages_json(Some(&m.f1));
+    let skipped: Vec<&String> = m.skipped_classes.iter().filter_map(|&j| names.get(j)).collect();
+    json!({
+        "auroc": {"micro": a_micro, "macro": a_macro, "weighted": a_weighted, "per_class": auroc_per_class},
+        "f1": {"micro": f_micro, "macro": f_macro, "weighted": f_weighted, "per_class": f1_per_class},
+        "skipped_classes": skipped,
+        "samples": m.samples,
+    })
 }
 
 #[cfg(test)]

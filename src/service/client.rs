@@ -146,13 +146,21 @@ impl RemoteServer {
         self.json(self.http.get(&url), &url)
     }
 
-    /// Registers the public key file at `path` (made under `preset`) for
-    /// `model` with `batch` images per set, unless the server has it;
-    /// returns the key id.
+    /// Registers the public key file at `path` (made under `preset` for
+    /// `model` with `batch` images per set, and for the weights with
+    /// `fingerprint` when known) unless the server has it; returns the key
+    /// id.
     ///
     /// # Errors
     /// As every call; the server's refusal of the keys.
-    pub fn ensure_keys(&self, model: &str, batch: usize, preset: &str, path: &Path) -> Result<String, ClientError> {
+    pub fn ensure_keys(
+        &self,
+        model: &str,
+        batch: usize,
+        preset: &str,
+        fingerprint: Option<&str>,
+        path: &Path,
+    ) -> Result<String, ClientError> {
         let id = key_id_of(path)?;
         let url = format!("{}/v1/keys/{id}", self.base);
         match self.send(self.http.get(&url), &url) {
@@ -161,17 +169,14 @@ impl RemoteServer {
             Err(e) => return Err(e),
         }
         let url = format!("{}/v1/keys", self.base);
+        let batch = batch.to_string();
+        let mut query = vec![("model", model), ("preset", preset), ("batch", &batch)];
+        query.extend(fingerprint.map(|f| ("fingerprint", f)));
         let file = std::fs::File::open(path).map_err(|source| ClientError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        let reply: serde_json::Value = self.json(
-            self.http
-                .post(&url)
-                .query(&[("model", model), ("preset", preset), ("batch", &batch.to_string())])
-                .body(file),
-            &url,
-        )?;
+        let reply: serde_json::Value = self.json(self.http.post(&url).query(&query).body(file), &url)?;
         Ok(reply["key_id"].as_str().unwrap_or(&id).to_string())
     }
 

@@ -6,32 +6,25 @@ use super::store::KeyRecord;
 use super::ServiceError;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_ciphertexts, load_public_keys_as, peek_header, public_keys_params, CiphertextFile};
-use crate::ckks::{Ciphertext, Params, PublicKeySet};
-use crate::cli::backend::Chosen;
-use crate::cli::binding::ModelBinding;
-use crate::cli::memory::{KeyMemoryChoice, MemoryArgs};
-use crate::cli::model_args::ModelHints;
-use crate::cli::session::evaluate_on;
-use crate::he_nn::{plan_for, Plan, HEADROOM_LEVELS, MAX_BATCH};
-use crate::nn::{fold, Model};
+use crate::ckks::{Ciphertext, KeyMemory, PublicKeySet};
+use crate::he_nn::{plan_for, MAX_BATCH};
+use crate::nn::{fold, LoadOptions, Model};
+use crate::pipeline::memory::{EvalMemory, KeyMemoryChoice};
+use crate::pipeline::server::evaluate_on;
+use crate::pipeline::{load_model, model_fingerprint, Chosen, ClientBundle, Planned, Server, Silent};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// A served model planned under one preset for one batch.
-pub struct ModelPlan {
-    /// The preset's parameters.
-    pub params: Arc<Params>,
-    /// The plan.
-    pub plan: Plan,
-}
-
 /// One served model: folded once, planned per batch and preset on first use.
 struct ServedModel {
     model: Model<f64>,
-    /// The preset a client gets by default (the smallest that fits).
-    default_preset: String,
-    plans: Mutex<HashMap<(usize, String), Arc<ModelPlan>>>,
+    /// BLAKE3 of the weight file ([`model_fingerprint`]).
+    fingerprint: String,
+    /// What a client needs by default: one image per set, the smallest
+    /// 128-bit preset that fits.
+    bundle: ClientBundle,
+    plans: Mutex<HashMap<(usize, String), Arc<Server>>>,
 }
 
 /// Public keys loaded for evaluation, with the GPU evaluator made for them.
@@ -85,19 +78,22 @@ impl Engine {
                 path: path.display().to_string(),
                 reason,
             };
-            let model = fold(&ModelHints::default().load(&path).map_err(|e| invalid(e.to_string()))?);
+            let model = fold(&load_model(&path, &LoadOptions::default()).map_err(|e| invalid(e.to_string()))?);
+            let fingerprint = model_fingerprint(&path).map_err(|e| invalid(e.to_string()))?;
             let (params, plan) = plan_for(&model, None, 1).map_err(|e| invalid(e.to_string()))?;
-            let default_preset = params.name().unwrap_or_default().to_string();
-            let plans = Mutex::new(HashMap::from([(
-                (1, default_preset.clone()),
-                Arc::new(ModelPlan { params, plan }),
-            )]));
+            let planned = Planned {
+                model: model.clone(),
+                params,
+                plan,
+            };
+            let bundle = ClientBundle::of(&planned, fingerprint.clone());
             models.insert(
                 name,
                 ServedModel {
                     model,
-                    default_preset,
-                    plans,
+                    fingerprint,
+                    bundle,
+                    plans: Mutex::new(HashMap::new()),
                 },
             );
         }
@@ -132,35 +128,13 @@ impl Engine {
             .ok_or_else(|| format!("no model named {name:?} is served"))
     }
 
-    /// The folded model `name`.
+    /// The client bundle of `name` (one image per set, the smallest
+    /// 128-bit preset that fits): what `keygen --client` makes keys from.
     ///
     /// # Errors
     /// An unknown model.
-    pub fn model(&self, name: &str) -> Result<&Model<f64>, String> {
-        Ok(&self.served(name)?.model)
-    }
-
-    /// What a client needs of `name` to make keys and encrypt for it: the
-    /// model's spec, its default preset and the parameters and layouts of
-    /// its plan for one image per set (as `keygen --model` writes them to
-    /// `model.json`), and the rotations the plan needs.
-    ///
-    /// # Errors
-    /// An unknown model.
-    pub fn describe(&self, name: &str) -> Result<serde_json::Value, String> {
-        let served = self.served(name)?;
-        let planned = self.planned(name, 1, &served.default_preset)?;
-        let binding = ModelBinding::new(&served.model, &planned.params, &planned.plan);
-        let rotations: Vec<i64> = planned.plan.key_levels().rotations.iter().map(|&(r, _)| r).collect();
-        Ok(serde_json::json!({
-            "name": name,
-            "model": served.model.spec().to_string(),
-            "preset": served.default_preset,
-            "params_fingerprint": planned.params.fingerprint_hex(),
-            "binding": binding,
-            "rotations": rotations,
-            "levels": planned.plan.levels(),
-        }))
+    pub fn bundle(&self, name: &str) -> Result<&ClientBundle, String> {
+        Ok(&self.served(name)?.bundle)
     }
 
     /// `name` planned under `preset` for `batch` images per set (planned
@@ -169,7 +143,7 @@ impl Engine {
     /// # Errors
     /// An unknown model, a batch out of range, an insecure preset the
     /// engine refuses, a preset the model does not fit.
-    pub fn planned(&self, name: &str, batch: usize, preset: &str) -> Result<Arc<ModelPlan>, String> {
+    pub fn planned(&self, name: &str, batch: usize, preset: &str) -> Result<Arc<Server>, String> {
         let served = self.served(name)?;
         if !(1..=MAX_BATCH).contains(&batch) {
             return Err(format!("batch {batch} is outside 1..={MAX_BATCH}"));
@@ -184,100 +158,91 @@ impl Engine {
             return Ok(p.clone());
         }
         let (params, plan) = plan_for(&served.model, Some(preset), batch).map_err(|e| e.to_string())?;
-        let planned = Arc::new(ModelPlan { params, plan });
-        plans.insert((batch, preset.to_string()), planned.clone());
-        Ok(planned)
+        drop(plan);
+        let server = Arc::new(
+            Server::new(served.model.clone(), params, batch, Some(served.fingerprint.clone()))
+                .map_err(|e| e.to_string())?,
+        );
+        plans.insert((batch, preset.to_string()), server.clone());
+        Ok(server)
     }
 
-    fn key_plan(&self, key: &KeyRecord) -> Result<Arc<ModelPlan>, String> {
+    fn key_plan(&self, key: &KeyRecord) -> Result<Arc<Server>, String> {
         self.planned(&key.model, key.batch, &key.preset)
     }
 
     /// Checks that the public key set at `path` serves `name`'s plan for
-    /// `batch`: a whole public key file (header, length, checksum), made
-    /// for the plan's parameters, with every key the plan needs.
+    /// `batch` under `preset`: a whole public key file (header, length,
+    /// checksum) made under those parameters, with every key the plan
+    /// needs, and (when the client says) made for this model's fingerprint.
     ///
     /// # Errors
     /// Why the keys cannot serve the model, in words.
-    pub fn check_keys(&self, name: &str, batch: usize, preset: &str, path: &Path) -> Result<(), String> {
-        let planned = self.planned(name, batch, preset)?;
-        let params = public_keys_params(path).map_err(|e| e.innermost().to_string())?;
-        if params.fingerprint() != planned.params.fingerprint() {
+    pub fn check_keys(
+        &self,
+        name: &str,
+        batch: usize,
+        preset: &str,
+        fingerprint: Option<&str>,
+        path: &Path,
+    ) -> Result<(), String> {
+        let served = self.served(name)?;
+        if let Some(theirs) = fingerprint.filter(|f| *f != served.fingerprint) {
             return Err(format!(
-                "the keys are for parameters {}; {name} with batch {batch} is planned under {}",
-                params.name().unwrap_or("of a literal"),
-                planned.params.name().unwrap_or("a literal set")
+                "the keys were made for the model with fingerprint {theirs}; {name} has {}",
+                served.fingerprint
             ));
         }
-        let keys = load_public_keys_as(path, crate::ckks::KeyMemory::Compact).map_err(|e| e.innermost().to_string())?;
-        match keys.levels().first_missing(&planned.plan.key_levels()) {
-            Some(missing) => Err(format!(
-                "the keys lack {missing}, which {name} with batch {batch} needs"
-            )),
-            None => Ok(()),
+        let server = self.planned(name, batch, preset)?;
+        let params = public_keys_params(path).map_err(|e| e.innermost().to_string())?;
+        if params.fingerprint() != server.params().fingerprint() {
+            return Err(format!(
+                "the keys are not made under {preset}, as the request says (their parameters: {})",
+                params.name().unwrap_or("a literal set")
+            ));
         }
+        let keys = load_public_keys_as(path, KeyMemory::Compact).map_err(|e| e.innermost().to_string())?;
+        server
+            .check_keys(&keys, Path::new("the keys"))
+            .map_err(|e| e.to_string())
     }
 
-    /// Checks the ciphertext file at `path` against `key`'s model and
-    /// batch: made under the plan's parameters, encrypted under `key`,
-    /// a whole number of sets of `B x C x H x W` latents at the plan's
-    /// start level or above.
+    /// Checks the ciphertext file at `path` against `key` (its file at
+    /// `key_path`): made under the key's parameters, encrypted under it,
+    /// what the key's model reads ([`Server::check_input`]).
     ///
     /// # Errors
     /// Why the file cannot be evaluated, in words.
     pub fn check_input(&self, key: &KeyRecord, key_path: &Path, path: &Path) -> Result<InputInfo, String> {
-        let planned = self.key_plan(key)?;
-        let file = load_ciphertexts(path, &planned.params).map_err(|e| e.innermost().to_string())?;
+        let server = self.key_plan(key)?;
+        let file = load_ciphertexts(path, server.params()).map_err(|e| e.innermost().to_string())?;
         let key_header = std::fs::read(key_path)
             .map_err(|e| e.to_string())
             .and_then(|b| peek_header(&b).map_err(|e| e.to_string()))?;
         if file.key_id() != Some(key_header.key_id) {
             return Err(format!("the ciphertexts were not encrypted under key {}", key.id));
         }
-        let [c, h, w] = self.model(&key.model)?.spec().latent().dims();
-        let (batch, per_set) = (planned.plan.batch(), planned.plan.input().cts());
-        let images = match file.shape.as_slice() {
-            [n, cc, hh, ww]
-                if *n > 0 && [*cc, *hh, *ww] == [c, h, w] && file.ciphertexts.len() == n.div_ceil(batch) * per_set =>
-            {
-                *n
-            }
-            _ => {
-                return Err(format!(
-                    "holds {} ciphertexts of shape {:?}; {} reads Bx{c}x{h}x{w} latents, {batch} image(s) in \
-                     {per_set} ciphertexts per set",
-                    file.ciphertexts.len(),
-                    file.shape,
-                    key.model
-                ))
-            }
-        };
-        if let Some(low) = file
-            .ciphertexts
-            .iter()
-            .find(|ct| ct.level() < planned.plan.start_level())
-        {
-            return Err(format!(
-                "ciphertexts at level {}; the model needs {} levels plus {HEADROOM_LEVELS} of headroom",
-                low.level(),
-                planned.plan.levels()
-            ));
+        let images = server
+            .check_input(&file, Path::new("the ciphertexts"))
+            .map_err(|e| e.to_string())?;
+        if images == 0 {
+            return Err("the ciphertexts hold no image".into());
         }
         Ok(InputInfo {
             images,
-            sets: images.div_ceil(batch),
+            sets: images.div_ceil(server.plan().batch()),
         })
     }
 
     /// Key switches the evaluation of `sets` sets of `key`'s model takes.
     pub fn key_switches(&self, key: &KeyRecord, sets: usize) -> usize {
-        self.key_plan(key).map_or(0, |p| p.plan.key_switches_for(sets))
+        self.key_plan(key).map_or(0, |p| p.plan().key_switches_for(sets))
     }
 
     /// Sets of `key`'s model that evaluate together into whole output sets
     /// (the plan's merges put that many input sets into one output set).
     pub fn sets_per_output(&self, key: &KeyRecord) -> usize {
-        self.key_plan(key).map_or(1, |p| p.plan.sets_per_output())
+        self.key_plan(key).map_or(1, |p| p.plan().sets_per_output())
     }
 
     /// Evaluates the ciphertext files `inputs` (each checked by
@@ -298,8 +263,8 @@ impl Engine {
         inputs: &[PathBuf],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<CiphertextFile>, String> {
-        let planned = self.key_plan(key)?;
-        let (params, plan) = (&planned.params, &planned.plan);
+        let server = self.key_plan(key)?;
+        let (params, plan) = (server.params(), server.plan());
         let files = inputs
             .iter()
             .map(|p| load_ciphertexts(p, params).map_err(|e| e.to_string()))
@@ -313,24 +278,27 @@ impl Engine {
             ));
         }
         let total: usize = sets.iter().sum();
-        let memory = MemoryArgs {
-            key_memory: KeyMemoryChoice::Auto,
-            lockstep: self.lockstep,
-        }
-        .resolve(params, plan, total);
+        let memory = EvalMemory::resolve(
+            KeyMemoryChoice::Auto,
+            usize::from(self.lockstep),
+            params,
+            plan,
+            total,
+            &Silent,
+        );
         let (keys, gpu) = self.keys(key, key_path, memory.keys)?;
         let all: Vec<Ciphertext> = files.iter().flat_map(|f| f.ciphertexts.iter().cloned()).collect();
         let group = per_set * plan.whole_groups(memory.lockstep);
         let (mut logits, mut done) = (Vec::new(), 0);
         progress(0, total);
         for chunk in all.chunks(group) {
-            let (out, _) = evaluate_on(&self.chosen, &keys, &gpu, plan, chunk, memory.lockstep, true)
+            let (out, _) = evaluate_on(&self.chosen, &keys, &gpu, plan, chunk, memory.lockstep, &Silent)
                 .map_err(|e| e.to_string())?;
             logits.extend(out);
             done += chunk.len() / per_set;
             progress(done, total);
         }
-        let classes = self.model(&key.model)?.spec().classes().len();
+        let classes = server.model().spec().classes().len();
         let mut rest = logits.as_slice();
         Ok(files
             .iter()
@@ -355,7 +323,7 @@ impl Engine {
         &self,
         key: &KeyRecord,
         path: &Path,
-        memory: crate::ckks::KeyMemory,
+        memory: KeyMemory,
     ) -> Result<(Arc<PublicKeySet>, Arc<OnceLock<GpuEvaluator>>), String> {
         let mut loaded = self.loaded.lock().expect("the key cache is not poisoned");
         if let Some(l) = loaded.as_ref().filter(|l| l.id == key.id) {

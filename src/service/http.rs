@@ -9,8 +9,8 @@
 //! |---|---|
 //! | `GET /healthz` | `ok` |
 //! | `GET /metrics` | Prometheus text: queue depth, jobs by state, seconds per image, key switches |
-//! | `GET /v1/models` | the served models, each with what a client needs to make keys |
-//! | `POST /v1/keys?model=M&preset=P&batch=B` | register a public key set (the body: `public.key`); answers its `key_id` |
+//! | `GET /v1/models` | the served models, each with its client bundle (what `keygen --client` takes) |
+//! | `POST /v1/keys?model=M&preset=P&batch=B[&fingerprint=F]` | register a public key set (the body: `public.key`); answers its `key_id` |
 //! | `GET /v1/keys/ID`, `DELETE /v1/keys/ID` | a registered key |
 //! | `POST /v1/jobs?key=ID` | evaluate a ciphertext file (the body) under key ID; answers the `job_id` |
 //! | `GET /v1/jobs/ID` | the job's state, progress and reason |
@@ -343,17 +343,22 @@ async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     let engine = app.registry.engine();
     let models = engine
         .names()
-        .map(|name| engine.describe(name).map_err(ApiError::internal))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|name| {
+            let bundle = engine.bundle(name).map_err(ApiError::internal)?;
+            Ok(json!({"name": name, "model": bundle.binding.model, "bundle": bundle}))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let (backend, adapter) = engine.backend();
     Ok(Json(json!({"models": models, "backend": backend, "adapter": adapter})).into_response())
 }
 
-/// `?model=M&preset=P&batch=B` of a key registration.
+/// `?model=M&preset=P&batch=B&fingerprint=F` of a key registration
+/// (`fingerprint`: the model's the keys were made for, optional).
 #[derive(Deserialize)]
 struct KeyQuery {
     model: String,
     preset: String,
+    fingerprint: Option<String>,
     #[serde(default = "one")]
     batch: usize,
 }
@@ -463,8 +468,31 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
 }
 
-async fn post_key(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<KeyQuery>, body: Body) -> Reply {
-    let owner = app.owner(&headers)?;
+/// Most bytes of a refused body read (and dropped) before the refusal is
+/// sent, so that a client still sending hears it instead of a reset.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// `refusal`, after reading what is left of `body` up to [`DRAIN_LIMIT`]
+/// (none for a body refused for its declared length).
+async fn drained(body: Body, refusal: ApiError) -> ApiError {
+    if refusal.status != StatusCode::PAYLOAD_TOO_LARGE {
+        let mut stream = body.into_data_stream();
+        let mut read = 0u64;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    refusal
+}
+
+/// The checks of a key registration that need no body: the owner, the
+/// model and its plan, the declared length and the owner's storage.
+/// Returns the owner and the exact size of the key file.
+fn key_upload_limits(app: &App, headers: &HeaderMap, q: &KeyQuery) -> Result<(String, u64), ApiError> {
+    let owner = app.owner(headers)?;
     let engine = app.registry.engine();
     let planned = engine.planned(&q.model, q.batch, &q.preset).map_err(|e| {
         let status = if engine.names().any(|n| n == q.model) {
@@ -474,8 +502,8 @@ async fn post_key(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Que
         };
         ApiError::new(status, e)
     })?;
-    let cap = public_keys_file_bytes(&planned.params, &planned.plan.key_levels()) as u64;
-    declared_length(&headers, cap)?;
+    let cap = public_keys_file_bytes(planned.params(), &planned.plan().key_levels()) as u64;
+    declared_length(headers, cap)?;
     let used = app.registry.key_bytes(&owner);
     if used + cap > app.max_key_storage {
         return Err(ApiError::new(
@@ -486,6 +514,14 @@ async fn post_key(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Que
             ),
         ));
     }
+    Ok((owner, cap))
+}
+
+async fn post_key(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<KeyQuery>, body: Body) -> Reply {
+    let (owner, cap) = match key_upload_limits(&app, &headers, &q) {
+        Ok(limits) => limits,
+        Err(refusal) => return Err(drained(body, refusal).await),
+    };
     let (upload, bytes, hash) = receive(&app, body, cap, FileKind::PublicKeys).await?;
     let id = crate::ckks::params::hex(&hash.as_bytes()[..16]);
     if let Some(existing) = app.registry.key(&id) {
@@ -500,7 +536,13 @@ async fn post_key(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Que
     }
     let registry = app.registry.clone();
     let (model, batch, preset, path) = (q.model.clone(), q.batch, q.preset.clone(), upload.clone());
-    let checked = blocking(move || registry.engine().check_keys(&model, batch, &preset, &path)).await?;
+    let fingerprint = q.fingerprint.clone();
+    let checked = blocking(move || {
+        registry
+            .engine()
+            .check_keys(&model, batch, &preset, fingerprint.as_deref(), &path)
+    })
+    .await?;
     if let Err(reason) = checked {
         let _ = tokio::fs::remove_file(&upload).await;
         return Err(ApiError::bad(reason));
@@ -544,8 +586,11 @@ struct JobQuery {
     key: String,
 }
 
-async fn post_job(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<JobQuery>, body: Body) -> Reply {
-    let owner = app.owner(&headers)?;
+/// The checks of a job submission that need no body: the owner, the key
+/// and the owner's queue, the declared length. Returns the owner, the key
+/// and the largest ciphertext file a job may send.
+fn job_upload_limits(app: &App, headers: &HeaderMap, q: &JobQuery) -> Result<(String, KeyRecord, u64), ApiError> {
+    let owner = app.owner(headers)?;
     let key = app.own_key(&owner, &q.key)?;
     if app.registry.active_jobs(&owner) >= app.max_queue {
         return Err(ApiError::new(
@@ -561,14 +606,22 @@ async fn post_job(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Que
         .engine()
         .planned(&key.model, key.batch, &key.preset)
         .map_err(ApiError::internal)?;
-    let sets = app.max_images.div_ceil(planned.plan.batch());
+    let sets = app.max_images.div_ceil(planned.plan().batch());
     let cap = ciphertexts_file_bytes(
-        &planned.params,
-        planned.params.max_level(),
-        sets * planned.plan.input().cts(),
+        planned.params(),
+        planned.params().max_level(),
+        sets * planned.plan().input().cts(),
         4,
     ) as u64;
-    declared_length(&headers, cap)?;
+    declared_length(headers, cap)?;
+    Ok((owner, key, cap))
+}
+
+async fn post_job(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<JobQuery>, body: Body) -> Reply {
+    let (owner, key, cap) = match job_upload_limits(&app, &headers, &q) {
+        Ok(limits) => limits,
+        Err(refusal) => return Err(drained(body, refusal).await),
+    };
     let (upload, _, _) = receive(&app, body, cap, FileKind::Ciphertexts).await?;
     let registry = app.registry.clone();
     let (checked_key, key_path, path) = (key.clone(), app.registry.key_path(&key.id), upload.clone());

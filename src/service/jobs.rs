@@ -319,7 +319,11 @@ impl Registry {
             let outputs = self
                 .engine
                 .evaluate(&key, &self.key_path(&key.id), &inputs, &mut progress)?;
-            let params = self.engine.planned(&key.model, key.batch, &key.preset)?.params.clone();
+            let params = self
+                .engine
+                .planned(&key.model, key.batch, &key.preset)?
+                .params()
+                .clone();
             for (job, out) in group.iter().zip(&outputs) {
                 save_ciphertexts(&self.output_path(&job.id), out, &params).map_err(|e| e.to_string())?;
             }

@@ -3,15 +3,13 @@
 //! `encrypt` lays out latents and `decrypt` reads logits without the model.
 //! It holds nothing secret.
 
-use super::model_args::{ModelArgs, ModelHints};
-use super::CliError;
+use super::PipelineError;
 use crate::ckks::Params;
-use crate::he_nn::{plan_for, Plan, SlotLayout, MAX_BATCH};
+use crate::he_nn::{Plan, SlotLayout, MAX_BATCH};
 use crate::nn::spec::MAX_LATENT_VALUES;
-use crate::nn::{fold, InputClip, LatentShape, Model};
+use crate::nn::{InputClip, LatentShape, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Arc;
 
 /// File name of the binding inside a key directory.
 pub const BINDING_FILE: &str = "model.json";
@@ -50,6 +48,11 @@ pub struct ModelBinding {
     /// `input_clip`; absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_clip: Option<InputClip>,
+    /// The fingerprint of the model's weight file
+    /// ([`super::fingerprint::model_fingerprint`]) when the keys were made from a
+    /// client bundle; a server with another model refuses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 fn one() -> usize {
@@ -69,6 +72,7 @@ impl ModelBinding {
             output: plan.output(),
             batch: plan.batch(),
             input_clip: model.spec().input_clip(),
+            fingerprint: None,
         }
     }
 
@@ -77,11 +81,11 @@ impl ModelBinding {
     ///
     /// # Errors
     /// An unreadable, malformed or inconsistent file.
-    pub fn read_for(dir: &Path, params: &Params) -> Result<Option<Self>, CliError> {
+    pub fn read_for(dir: &Path, params: &Params) -> Result<Option<Self>, PipelineError> {
         let Some(binding) = Self::read(dir)? else {
             return Ok(None);
         };
-        binding.check(params).map_err(|reason| CliError::Input {
+        binding.check(params).map_err(|reason| PipelineError::Input {
             path: dir.join(BINDING_FILE).display().to_string(),
             reason: format!("does not fit the keys beside it: {reason}"),
         })?;
@@ -143,19 +147,19 @@ impl ModelBinding {
     ///
     /// # Errors
     /// An unreadable or malformed file.
-    pub fn read(dir: &Path) -> Result<Option<Self>, CliError> {
+    pub fn read(dir: &Path) -> Result<Option<Self>, PipelineError> {
         let path = dir.join(BINDING_FILE);
         let text = match crate::bounded::read_regular_text(&path, MAX_BINDING_BYTES) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(CliError::Io {
+                return Err(PipelineError::Io {
                     path: path.display().to_string(),
                     source,
                 })
             }
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| CliError::Input {
+        serde_json::from_str(&text).map(Some).map_err(|e| PipelineError::Input {
             path: path.display().to_string(),
             reason: format!("not a model binding: {e}"),
         })
@@ -165,10 +169,10 @@ impl ModelBinding {
     ///
     /// # Errors
     /// The file cannot be written.
-    pub fn write(&self, dir: &Path) -> Result<(), CliError> {
+    pub fn write(&self, dir: &Path) -> Result<(), PipelineError> {
         let path = dir.join(BINDING_FILE);
         let text = serde_json::to_string_pretty(self).expect("a binding serializes");
-        std::fs::write(&path, text).map_err(|source| CliError::Io {
+        std::fs::write(&path, text).map_err(|source| PipelineError::Io {
             path: path.display().to_string(),
             source,
         })
@@ -179,50 +183,14 @@ impl ModelBinding {
     ///
     /// # Errors
     /// The file exists and cannot be removed.
-    pub fn remove(dir: &Path) -> Result<(), CliError> {
+    pub fn remove(dir: &Path) -> Result<(), PipelineError> {
         let path = dir.join(BINDING_FILE);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CliError::Io {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(PipelineError::Io {
                 path: path.display().to_string(),
                 source: e,
             }),
             _ => Ok(()),
         }
-    }
-}
-
-/// A model loaded, folded and planned: under `preset` (`auto` or `None`:
-/// the smallest 128-bit preset that fits).
-pub struct Planned {
-    /// The folded model (the f64 reference).
-    pub model: Model<f64>,
-    /// Parameters the plan was made for.
-    pub params: Arc<Params>,
-    /// The plan.
-    pub plan: Plan,
-}
-
-impl Planned {
-    /// Loads, folds and plans for `batch` images per ciphertext set.
-    ///
-    /// # Errors
-    /// Model loading errors; a model that fits no preset (with the levels it
-    /// needs and the largest available); a layer with no encrypted form.
-    pub fn load(args: &ModelArgs, preset: Option<&str>, batch: usize) -> Result<Self, CliError> {
-        Self::load_from(&args.model, &args.hints, preset, batch)
-    }
-
-    /// [`Self::load`] for a path and its hints.
-    ///
-    /// # Errors
-    /// As [`Self::load`].
-    pub fn load_from(path: &Path, hints: &ModelHints, preset: Option<&str>, batch: usize) -> Result<Self, CliError> {
-        let model = fold(&hints.load(path)?);
-        let preset = preset.filter(|p| *p != "auto");
-        let (params, plan) = plan_for(&model, preset, batch).map_err(|e| CliError::Input {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self { model, params, plan })
     }
 }

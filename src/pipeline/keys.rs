@@ -1,0 +1,172 @@
+//! The key store: a key folder holds `secret.key` (the client's, owner-only
+//! permissions), `public.key` (what the server gets) and, for keys made for
+//! a model, `model.json` ([`ModelBinding`]). Keys that `run`, `score` and
+//! `demo` make are cached in such folders under the cache directory, one
+//! per model file, spec and preset.
+
+use super::binding::ModelBinding;
+use super::model::Planned;
+use super::PipelineError;
+use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
+use crate::ckks::{KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Secret key file name inside a key directory (owner-only permissions).
+pub const SECRET_KEY_FILE: &str = "secret.key";
+/// Public key set file name inside a key directory (what the server gets).
+pub const PUBLIC_KEY_FILE: &str = "public.key";
+
+/// A key folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDir {
+    dir: PathBuf,
+}
+
+impl KeyDir {
+    /// The key folder at `dir` (nothing is read yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        KeyDir { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the secret key is.
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.join(SECRET_KEY_FILE)
+    }
+
+    /// Where the public key set is.
+    pub fn public_path(&self) -> PathBuf {
+        self.dir.join(PUBLIC_KEY_FILE)
+    }
+
+    /// The secret key.
+    ///
+    /// # Errors
+    /// A missing, damaged or foreign file.
+    pub fn secret_key(&self) -> Result<SecretKey, PipelineError> {
+        Ok(load_secret_key(&self.secret_path())?)
+    }
+
+    /// The public key set, evaluation keys held as `memory` says.
+    ///
+    /// # Errors
+    /// A missing, damaged or foreign file.
+    pub fn public_keys(&self, memory: KeyMemory) -> Result<PublicKeySet, PipelineError> {
+        Ok(load_public_keys_as(&self.public_path(), memory)?)
+    }
+
+    /// The folder's model binding checked against `params` (those of the
+    /// keys beside it, [`ModelBinding::read_for`]); `None` when it has none.
+    ///
+    /// # Errors
+    /// An unreadable, malformed or inconsistent binding.
+    pub fn binding(&self, params: &Params) -> Result<Option<ModelBinding>, PipelineError> {
+        ModelBinding::read_for(&self.dir, params)
+    }
+
+    /// Writes `sk`, `keys` and `binding` (none: keys made without a model)
+    /// into the folder, creating it. The old binding goes first: a folder
+    /// never holds new keys beside the layout of old ones, even when
+    /// writing stops half way.
+    ///
+    /// # Errors
+    /// The folder or a file cannot be written.
+    pub fn write(
+        &self,
+        sk: &SecretKey,
+        keys: &PublicKeySet,
+        binding: Option<&ModelBinding>,
+    ) -> Result<(), PipelineError> {
+        std::fs::create_dir_all(&self.dir).map_err(PipelineError::io(&self.dir))?;
+        ModelBinding::remove(&self.dir)?;
+        save_secret_key(&self.secret_path(), sk)?;
+        save_public_keys(&self.public_path(), keys)?;
+        if let Some(binding) = binding {
+            binding.write(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Fresh keys: a secret key for `params` and the public keys `levels`
+/// names, held as `memory` says, with the seconds taken.
+pub fn generate_keys(
+    params: &Arc<Params>,
+    levels: &KeyLevels,
+    memory: KeyMemory,
+) -> (SecretKey, Arc<PublicKeySet>, f64) {
+    let start = Instant::now();
+    let sk = SecretKey::generate(params);
+    let keys = PublicKeySet::generate_at(&sk, levels, memory);
+    (sk, Arc::new(keys), start.elapsed().as_secs_f64())
+}
+
+/// Keys for one model kept between runs.
+pub struct CachedKeys {
+    /// The secret key.
+    pub sk: SecretKey,
+    /// The public keys, covering the plan's rotations and levels.
+    pub keys: Arc<PublicKeySet>,
+    /// Seconds key generation took; `None` when the keys were loaded.
+    pub keygen_seconds: Option<f64>,
+    /// The cache folder they are in.
+    pub dir: KeyDir,
+}
+
+impl CachedKeys {
+    /// Keys for `planned` (from the cache directory for `model_file`'s
+    /// content and the plan; generated and saved there when absent or made
+    /// for something else).
+    ///
+    /// # Errors
+    /// Unreadable model file, no cache directory, key files that cannot be
+    /// written or read.
+    pub fn open(model_file: &Path, planned: &Planned, memory: KeyMemory) -> Result<Self, PipelineError> {
+        let dir = KeyDir::new(key_cache_dir(model_file, planned)?);
+        let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
+        if dir.secret_path().exists()
+            && dir.public_path().exists()
+            && ModelBinding::read(dir.path())?.as_ref() == Some(&binding)
+        {
+            let sk = dir.secret_key()?;
+            let keys = dir.public_keys(memory)?;
+            if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
+                return Ok(CachedKeys {
+                    sk,
+                    keys: Arc::new(keys),
+                    keygen_seconds: None,
+                    dir,
+                });
+            }
+        }
+        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory);
+        dir.write(&sk, &keys, Some(&binding))?;
+        Ok(CachedKeys {
+            sk,
+            keys,
+            keygen_seconds: Some(seconds),
+            dir,
+        })
+    }
+}
+
+/// The key directory for `model_file` under `planned`: one per model file
+/// content, spec and preset, under the cache directory.
+fn key_cache_dir(model_file: &Path, planned: &Planned) -> Result<PathBuf, PipelineError> {
+    let bytes = crate::bounded::read_regular(model_file, crate::nn::weights::MAX_WEIGHTS_BYTES)
+        .map_err(PipelineError::io(model_file))?;
+    let mut h = blake3::Hasher::new();
+    h.update(&bytes);
+    h.update(planned.model.spec().to_string().as_bytes());
+    h.update(&planned.params.fingerprint());
+    let tag = crate::ckks::params::hex(&h.finalize().as_bytes()[..12]);
+    let root = crate::cache::cache_dir()
+        .ok_or_else(|| PipelineError::Config("no cache directory: set LATENT_HE_CACHE_DIR or HOME".into()))?;
+    Ok(root.join("keys").join(tag))
+}

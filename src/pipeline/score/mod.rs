@@ -1,0 +1,605 @@
+//! The scorer: a whole test set end to end (decode, VQGAN encode, plaintext
+//! prediction and, with `--encrypted`, encrypt, infer, decrypt), one row per
+//! image appended to `OUT/results.csv` as it goes, then the metrics of the
+//! plaintext and encrypted runs side by side (`summary.json`, `summary.md`,
+//! `roc.png`). A rerun with the same `OUT` resumes after the last complete
+//! row.
+
+use super::device::{BackendKind, Chosen};
+use super::memory::{EvalMemory, KeyMemoryChoice};
+use super::model::{load_model, Planned};
+use super::observer::{Event, Observer};
+use super::session::{EncryptedSession, StageSeconds};
+use super::vqgan::LoadedVqgan;
+use super::{sigmoid, PipelineError};
+use crate::data::dataset::{self, Dataset, DatasetKind, UncertainPolicy};
+use crate::data::image::{preprocess, read_image, PAPER_SIZE};
+use crate::data::results_log::{ResultsLog, ResultsLogError};
+use crate::nn::{LoadOptions, Model};
+use ndarray::{s, Array2, Array4, Axis};
+use serde_json::{json, Value};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which layout a data set's folder has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetLayout {
+    /// NIH ChestX-ray14: Data_Entry_2017.csv, images/, test_list.txt.
+    Nih,
+    /// CheXpert: valid.csv (or another label table) with Path and 14 label columns.
+    Chexpert,
+    /// A folder with latents.npy, labels.csv and optionally names.txt.
+    Latents,
+}
+
+/// What a scoring run does; the output folder is the run's state (a
+/// second call with the same configuration resumes it).
+#[derive(Clone, Debug)]
+pub struct ScoreConfig {
+    /// The data set's layout.
+    pub dataset: DatasetLayout,
+    /// The data set's folder.
+    pub root: PathBuf,
+    /// NIH: the list of images to score (default: ROOT/test_list.txt, else all).
+    pub split: Option<PathBuf>,
+    /// The label table, when not at its usual place under `root`.
+    pub csv: Option<PathBuf>,
+    /// CheXpert: how uncertain labels count.
+    pub uncertain: UncertainPolicy,
+    /// The classifier's weights (safetensors).
+    pub model: PathBuf,
+    /// What the classifier's metadata may lack.
+    pub model_options: LoadOptions,
+    /// The VQGAN that makes the latents (not needed for [`DatasetLayout::Latents`]).
+    pub vqgan: Option<PathBuf>,
+    /// The VQGAN's config when its file records none (f2, f4, f8, f16).
+    pub vqgan_preset: Option<String>,
+    /// Also run every image encrypted and report both.
+    pub encrypted: bool,
+    /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
+    pub preset: String,
+    /// Images sharing one set of ciphertexts.
+    pub batch: usize,
+    /// The backend (`None`: the GPU when a hardware adapter exists, else the CPU).
+    pub backend: Option<BackendKind>,
+    /// GPU adapter name substring.
+    pub adapter: Option<String>,
+    /// How evaluation keys are held.
+    pub key_memory: KeyMemoryChoice,
+    /// Image sets evaluated together (lowered to what memory holds).
+    pub lockstep: usize,
+    /// Images of the split skipped first (before `limit`).
+    pub offset: usize,
+    /// Images scored at most (after `offset`).
+    pub limit: Option<usize>,
+    /// Output folders of the same run whose rows are folded in first.
+    pub merge: Vec<PathBuf>,
+    /// The output folder (results.csv, failed.csv, summary.json,
+    /// summary.md, roc.png); one scorer at a time writes into it.
+    pub out: PathBuf,
+}
+
+/// The results file in an output folder.
+pub const RESULTS_FILE: &str = "results.csv";
+/// The failures file in an output folder.
+pub const FAILED_FILE: &str = "failed.csv";
+const RUN_FILE: &str = "run.json";
+/// One row per folder merged in: where from, its backend, what it gave.
+const MERGED_FILE: &str = "merged.csv";
+/// One row per `score` call on the folder, written before it scores: when,
+/// on which backend, which range. It names a folder's backends even when a
+/// call was stopped before its summary.
+const SESSIONS_FILE: &str = "sessions.csv";
+/// Images per plaintext batch (an encrypted run takes its plan's batch times
+/// its sets in lockstep).
+const SCORE_BATCH: usize = 8;
+const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
+/// An encrypted run's column of each image's peak ([`ValueRange::peaks`]):
+/// the largest value its ciphertexts carry, from the plaintext pass.
+const PEAK_COLUMN: &str = "peak";
+
+/// The advisory lock file that keeps a second `score` out of a folder.
+const LOCK_FILE: &str = ".score.lock";
+
+mod summary;
+pub use summary::median;
+use summary::summarize;
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
+    PipelineError::io(path)
+}
+
+fn file_hash(path: &Path) -> Result<String, PipelineError> {
+    let bytes = crate::bounded::read_regular(path, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(io_error(path))?;
+    Ok(blake3::hash(&bytes).to_hex()[..24].to_string())
+}
+
+fn load_dataset(args: &ScoreConfig) -> Result<Dataset, PipelineError> {
+    let mut data = match args.dataset {
+        DatasetLayout::Nih => dataset::nih(&args.root, args.csv.as_deref(), args.split.as_deref()),
+        DatasetLayout::Chexpert => dataset::chexpert(&args.root, args.csv.as_deref(), args.uncertain),
+        DatasetLayout::Latents => dataset::latents(&args.root),
+    }
+    .map_err(|e| PipelineError::Input {
+        path: args.root.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    data.skip(args.offset);
+    if let Some(n) = args.limit {
+        data.truncate(n);
+    }
+    Ok(data)
+}
+
+/// What identifies a run: a rerun into the same folder, or a folder merged
+/// into it, must match it. The images are not part of it: `--offset` and
+/// `--limit` take a range of the same ordered split, so a rerun with a
+/// larger limit extends the results, and ranges scored apart merge.
+fn run_identity(args: &ScoreConfig, classes: &[String], preset: Option<&str>) -> Result<Value, PipelineError> {
+    Ok(json!({
+        "dataset": format!("{:?}", args.dataset).to_lowercase(),
+        "root": args.root.display().to_string(),
+        "split": args.split.as_ref().map(|p| p.display().to_string()),
+        "uncertain": format!("{:?}", args.uncertain).to_lowercase(),
+        "model": file_hash(&args.model)?,
+        "vqgan": args.vqgan.as_deref().map(file_hash).transpose()?,
+        "encrypted": args.encrypted,
+        "preset": preset,
+        "classes": classes,
+    }))
+}
+
+/// Creates `out` and takes its writer's lock: an exclusive advisory lock
+/// on `OUT/.score.lock`, held until the returned file is dropped (the
+/// operating system drops it when the process ends, however it ends).
+///
+/// # Errors
+/// [`PipelineError::Resources`] while another process holds it.
+fn lock_output(out: &Path) -> Result<std::fs::File, PipelineError> {
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
+    let path = out.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PipelineError::Resources(format!(
+            "{}: another `score` is writing into this folder; wait for it or choose another --out",
+            out.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(io_error(&path)(source)),
+    }
+}
+
+/// Writes `OUT/run.json`, or checks that the one there is this run's.
+fn claim_output(out: &Path, identity: &Value) -> Result<(), PipelineError> {
+    match check_identity(out, identity, "choose another --out") {
+        Err(PipelineError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            let path = out.join(RUN_FILE);
+            std::fs::write(&path, format!("{identity:#}\n")).map_err(io_error(&path))
+        }
+        checked => checked,
+    }
+}
+
+/// Checks that `DIR/run.json` is `identity`; `hint` ends the refusal.
+fn check_identity(dir: &Path, identity: &Value, hint: &str) -> Result<(), PipelineError> {
+    let path = dir.join(RUN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    let found: Value = serde_json::from_str(&text).map_err(|e| PipelineError::Input {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if &found != identity {
+        return Err(PipelineError::Input {
+            path: path.display().to_string(),
+            reason: format!("holds another run ({found}); this one is {identity}; {hint}"),
+        });
+    }
+    Ok(())
+}
+
+/// The complete rows of the log at `path`, none when there is no file.
+///
+/// # Errors
+/// An unreadable log, or one that names an image twice ([`unique_rows`]).
+fn read_optional(path: &Path, header: &[String]) -> Result<Vec<Vec<String>>, PipelineError> {
+    match ResultsLog::read(path, header) {
+        Ok(rows) => unique_rows(path, rows),
+        Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(PipelineError::Refused(e.to_string())),
+    }
+}
+
+/// `rows` of the log at `path` when no two name the same image (first
+/// column); a log that does was written by two processes at once, or edited,
+/// and its counts would be wrong.
+///
+/// # Errors
+/// [`PipelineError::Input`] naming the image and both lines.
+fn unique_rows(path: &Path, rows: Vec<Vec<String>>) -> Result<Vec<Vec<String>>, PipelineError> {
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(first) = seen.insert(row[0].as_str(), i) {
+            return Err(PipelineError::Input {
+                path: path.display().to_string(),
+                reason: format!(
+                    "`{}` has two rows (lines {} and {}); remove one, or score into a fresh folder",
+                    row[0],
+                    first + 2,
+                    i + 2
+                ),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Appends to `log` the rows of `DIR/file` (under `header`) whose image is
+/// not in `finished`, and adds their images to it; a missing file counts as
+/// empty. Returns how many rows were taken.
+fn merge_log(
+    dir: &Path,
+    file: &str,
+    header: &[String],
+    log: &mut ResultsLog,
+    finished: &mut std::collections::HashSet<String>,
+) -> Result<usize, PipelineError> {
+    let rows = read_optional(&dir.join(file), header)?;
+    let new: Vec<Vec<String>> = rows.into_iter().filter(|r| finished.insert(r[0].clone())).collect();
+    log.append(&new).map_err(|e| PipelineError::Refused(e.to_string()))?;
+    Ok(new.len())
+}
+
+/// The columns of `merged.csv`.
+fn merged_header() -> Vec<String> {
+    ["folder", "backend", "rows", "failed"].map(String::from).to_vec()
+}
+
+/// The columns of `sessions.csv`.
+fn sessions_header() -> Vec<String> {
+    ["started_unix", "backend", "adapter", "offset", "limit", "to_go"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Records this call in `OUT/sessions.csv` before it scores anything.
+fn log_session(args: &ScoreConfig, chosen: &Chosen, to_go: usize) -> Result<(), PipelineError> {
+    let (backend, adapter) = chosen.describe();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (mut log, _) = ResultsLog::open(&args.out.join(SESSIONS_FILE), &sessions_header())
+        .map_err(|e| PipelineError::Refused(e.to_string()))?;
+    log.append(&[vec![
+        started.to_string(),
+        backend,
+        adapter.unwrap_or_default(),
+        args.offset.to_string(),
+        args.limit.map_or_else(String::new, |n| n.to_string()),
+        to_go.to_string(),
+    ]])
+    .map_err(|e| PipelineError::Refused(e.to_string()))
+}
+
+/// The backends that scored a merged folder, in the order they first ran,
+/// joined by `+`: from its `sessions.csv`, else from its summary (folders
+/// written before that log existed), else `unknown`.
+///
+/// # Errors
+/// A `sessions.csv` that is not a call log (damaged, or another file).
+fn merged_backend(dir: &Path) -> Result<String, PipelineError> {
+    let mut backends: Vec<String> = Vec::new();
+    let sessions = dir.join(SESSIONS_FILE);
+    let rows = match ResultsLog::read(&sessions, &sessions_header()) {
+        Ok(rows) => rows,
+        Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(PipelineError::Refused(e.to_string())),
+    };
+    for row in rows {
+        if !backends.contains(&row[1]) {
+            backends.push(row[1].clone());
+        }
+    }
+    if !backends.is_empty() {
+        return Ok(backends.join("+"));
+    }
+    Ok(std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|v| v["backend"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into()))
+}
+
+/// The columns of `failed.csv`.
+fn failed_header() -> Vec<String> {
+    vec!["file".into(), "error".into()]
+}
+
+fn header(classes: &[String], encrypted: bool) -> Vec<String> {
+    let mut h = vec!["file".to_string()];
+    let groups: &[&str] = if encrypted {
+        &["label", "plain", "he"]
+    } else {
+        &["label", "plain"]
+    };
+    for group in groups {
+        h.extend(classes.iter().map(|c| format!("{group}:{c}")));
+    }
+    if encrypted {
+        h.push(PEAK_COLUMN.into());
+    }
+    h.extend(STAGES.iter().map(|s| format!("seconds_{s}")));
+    h
+}
+
+/// The models a run uses.
+struct Pipeline {
+    model: Model<f64>,
+    vqgan: Option<LoadedVqgan>,
+    session: Option<EncryptedSession>,
+    batch: usize,
+}
+
+impl Pipeline {
+    /// Latents of `samples[range]` (VQGAN-encoded images, or the stored
+    /// latents), the indices that made it and the failures
+    /// (`(sample index, error)`); also the encoding seconds.
+    #[allow(clippy::type_complexity)]
+    fn latents(
+        &self,
+        data: &Dataset,
+        indices: &[usize],
+    ) -> Result<(Array4<f64>, Vec<usize>, Vec<(usize, String)>, f64), PipelineError> {
+        if let Some(stored) = &data.latents {
+            let views: Vec<_> = indices.iter().map(|&i| stored.slice(s![i, .., .., ..])).collect();
+            let x = ndarray::stack(Axis(0), &views).map_err(|e| PipelineError::Refused(e.to_string()))?;
+            return Ok((x.mapv(f64::from), indices.to_vec(), Vec::new(), 0.0));
+        }
+        let vqgan = self
+            .vqgan
+            .as_ref()
+            .ok_or_else(|| PipelineError::Config("--vqgan is needed to encode images".into()))?;
+        let start = Instant::now();
+        let mut images = Vec::new();
+        let (mut kept, mut failed) = (Vec::new(), Vec::new());
+        for &i in indices {
+            match read_image(&data.samples[i].path) {
+                Ok(image) => {
+                    images.push(preprocess(&image, PAPER_SIZE));
+                    kept.push(i);
+                }
+                Err(e) => failed.push((i, e.to_string())),
+            }
+        }
+        if images.is_empty() {
+            return Ok((Array4::zeros((0, 0, 0, 0)), kept, failed, 0.0));
+        }
+        let views: Vec<_> = images.iter().map(|x| x.view()).collect();
+        let x = ndarray::stack(Axis(0), &views).map_err(|e| PipelineError::Refused(e.to_string()))?;
+        let z = vqgan.encode(x, false).map_err(PipelineError::Refused)?;
+        Ok((z.mapv(f64::from), kept, failed, start.elapsed().as_secs_f64()))
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v}")
+}
+
+/// Why an image whose plaintext logits are not finite has no row.
+const OVERFLOW: &str = "the model's plaintext pass leaves f64's range (a logit is not finite); \
+                        there is no reference to score it against";
+
+/// The images of `x` (samples `kept`) whose plaintext logits `plain` are
+/// all finite, with their latents and logits; and the samples dropped.
+fn drop_overflowed(
+    x: Array4<f64>,
+    kept: Vec<usize>,
+    plain: Array2<f64>,
+) -> (Array4<f64>, Vec<usize>, Array2<f64>, Vec<usize>) {
+    let (finite, overflowed): (Vec<usize>, Vec<usize>) =
+        (0..kept.len()).partition(|&r| plain.row(r).iter().all(|v| v.is_finite()));
+    if overflowed.is_empty() {
+        return (x, kept, plain, Vec::new());
+    }
+    (
+        x.select(Axis(0), &finite),
+        finite.iter().map(|&r| kept[r]).collect(),
+        plain.select(Axis(0), &finite),
+        overflowed.iter().map(|&r| kept[r]).collect(),
+    )
+}
+
+/// Scores the pending samples in batches, appending rows and failures.
+fn score_pending(
+    pipeline: &Pipeline,
+    data: &Dataset,
+    labels: &Array2<f64>,
+    pending: &[usize],
+    results: &mut ResultsLog,
+    failures: &mut ResultsLog,
+    observer: &dyn Observer,
+) -> Result<(), PipelineError> {
+    for chunk in pending.chunks(pipeline.batch) {
+        let (x, kept, mut failed, encode_s) = pipeline.latents(data, chunk)?;
+        let start = Instant::now();
+        let (x, kept, plain) = if kept.is_empty() {
+            (x, kept, Array2::zeros((0, 0)))
+        } else {
+            let plain = pipeline
+                .model
+                .forward(x.view())
+                .map_err(|e| PipelineError::Refused(e.to_string()))?;
+            let (x, kept, plain, overflowed) = drop_overflowed(x, kept, plain);
+            failed.extend(overflowed.into_iter().map(|i| (i, OVERFLOW.to_string())));
+            (x, kept, plain)
+        };
+        let plain_s = start.elapsed().as_secs_f64();
+        let failed_rows: Vec<Vec<String>> = failed
+            .iter()
+            .map(|(i, e)| vec![data.samples[*i].name.clone(), e.clone()])
+            .collect();
+        failures
+            .append(&failed_rows)
+            .map_err(|e| PipelineError::Refused(e.to_string()))?;
+        if !kept.is_empty() {
+            let n = kept.len() as f64;
+            let shared = [encode_s / n, plain_s / n];
+            let (he, seconds) = match &pipeline.session {
+                Some(session) => {
+                    let run = session.logits_apart(&x, observer)?;
+                    (Some((run.logits, run.peaks)), run.seconds)
+                }
+                None => (None, vec![StageSeconds::default(); kept.len()]),
+            };
+            let rows: Vec<Vec<String>> = kept
+                .iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let mut row = vec![data.samples[i].name.clone()];
+                    row.extend(labels.row(i).iter().map(|&v| fmt(v)));
+                    row.extend(plain.row(r).iter().map(|&v| fmt(sigmoid(v))));
+                    if let Some((he, peaks)) = &he {
+                        row.extend(he.row(r).iter().map(|&v| fmt(sigmoid(v))));
+                        row.push(fmt(peaks[r]));
+                    }
+                    let own = seconds[r];
+                    row.extend([shared[0], shared[1], own.encrypt, own.infer, own.decrypt].map(fmt));
+                    row
+                })
+                .collect();
+            results
+                .append(&rows)
+                .map_err(|e| PipelineError::Refused(e.to_string()))?;
+        }
+        observer.event(Event::ImagesScored { images: chunk.len() });
+    }
+    Ok(())
+}
+
+/// Scores the data set as `args` say (resuming in `args.out`), telling
+/// `observer` how it goes, and returns the summary also written to
+/// `summary.json`.
+///
+/// # Errors
+/// Unusable data set, models or output folder; evaluation failures.
+pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, PipelineError> {
+    let data = load_dataset(args)?;
+    let chosen = Chosen::resolve(args.backend, args.adapter.as_deref(), observer)?;
+    let (backend, _) = chosen.describe();
+    let (model, planned) = if args.encrypted {
+        let planned = Planned::load(&args.model, &args.model_options, Some(&args.preset), args.batch)?;
+        (planned.model.clone(), Some(planned))
+    } else {
+        (crate::nn::fold(&load_model(&args.model, &args.model_options)?), None)
+    };
+    let classes = model.spec().classes().to_vec();
+    let labels = data.labels_for(&classes).map_err(|e| PipelineError::Input {
+        path: args.root.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let model_name = model.spec().to_string();
+    let vqgan = match (&data.kind, &args.vqgan) {
+        (DatasetKind::Latents, _) => None,
+        (_, None) => {
+            return Err(PipelineError::Config(
+                "--vqgan is needed to encode the images (or use --dataset latents)".into(),
+            ))
+        }
+        (_, Some(path)) => Some(LoadedVqgan::load_on(path, args.vqgan_preset.as_deref(), &chosen)?.0),
+    };
+    if let Some(vq) = &vqgan {
+        let f = vq.config().factor();
+        let side = PAPER_SIZE.get() / f;
+        let want = model.spec().latent().dims();
+        if [vq.config().encoder_out_channels(), side, side] != want {
+            return Err(PipelineError::Refused(format!(
+                "the VQGAN makes {}x{side}x{side} latents, the model reads {want:?}",
+                vq.config().encoder_out_channels()
+            )));
+        }
+    }
+    let preset = planned.as_ref().and_then(|p| p.params.name().map(str::to_string));
+    let identity = run_identity(args, &classes, preset.as_deref())?;
+    let _writer = lock_output(&args.out)?;
+    claim_output(&args.out, &identity)?;
+    let header = header(&classes, args.encrypted);
+    let open = |file: &str, header: &[String]| {
+        let path = args.out.join(file);
+        let (log, rows) = ResultsLog::open(&path, header).map_err(|e| PipelineError::Refused(e.to_string()))?;
+        Ok::<_, PipelineError>((log, unique_rows(&path, rows)?))
+    };
+    let (mut results, done) = open(RESULTS_FILE, &header)?;
+    let (mut failures, failed) = open(FAILED_FILE, &failed_header())?;
+    let mut finished: std::collections::HashSet<String> =
+        done.iter().chain(failed.iter()).map(|r| r[0].clone()).collect();
+    for dir in &args.merge {
+        check_identity(dir, &identity, "only folders of the same run merge")?;
+        let backend = merged_backend(dir)?;
+        let taken = merge_log(dir, RESULTS_FILE, &header, &mut results, &mut finished)?;
+        let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
+        if taken + taken_failed > 0 {
+            let (mut merged, _) = ResultsLog::open(&args.out.join(MERGED_FILE), &merged_header())
+                .map_err(|e| PipelineError::Refused(e.to_string()))?;
+            merged
+                .append(&[vec![
+                    dir.display().to_string(),
+                    backend,
+                    taken.to_string(),
+                    taken_failed.to_string(),
+                ]])
+                .map_err(|e| PipelineError::Refused(e.to_string()))?;
+        }
+        observer.event(Event::Merged {
+            folder: dir,
+            rows: taken,
+            failed: taken_failed,
+        });
+    }
+    let pending: Vec<usize> = (0..data.samples.len())
+        .filter(|&i| !finished.contains(&data.samples[i].name))
+        .collect();
+    log_session(args, &chosen, pending.len())?;
+    let session = planned
+        .map(|p| {
+            let sets = pending.len().div_ceil(p.plan.batch());
+            let memory = EvalMemory::resolve(args.key_memory, args.lockstep, &p.params, &p.plan, sets, observer);
+            EncryptedSession::open(&args.model, p, chosen.clone(), memory)
+        })
+        .transpose()?;
+    // An encrypted run takes as many images at a time as its sets in
+    // lockstep hold.
+    let batch = session
+        .as_ref()
+        .map_or(SCORE_BATCH, |s| s.plan().batch() * s.lockstep());
+    observer.event(Event::ScoringStarted {
+        model: &model_name,
+        images: data.samples.len(),
+        done_before: data.samples.len() - pending.len(),
+        to_go: pending.len(),
+        encrypted: args.encrypted,
+        backend: &backend,
+    });
+    let pipeline = Pipeline {
+        model,
+        vqgan,
+        session,
+        batch,
+    };
+    score_pending(
+        &pipeline,
+        &data,
+        &labels,
+        &pending,
+        &mut results,
+        &mut failures,
+        observer,
+    )?;
+    let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
+    let range = pipeline.session.as_ref().map(|s| &s.range);
+    summarize(args, &classes, &model_name, &backend, keygen, range)
+}
