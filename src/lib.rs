@@ -25,6 +25,7 @@ pub mod npy;
 pub mod pipeline;
 pub mod report;
 pub mod ring;
+pub mod service;
 pub mod vqgan;
 
 /// mimalloc's `purge_delay` option (its position in `mi_option_e` of the

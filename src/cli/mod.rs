@@ -17,6 +17,7 @@ mod predict;
 mod progress;
 mod score;
 mod selftest;
+mod serve;
 mod synth;
 mod vqgan;
 
@@ -82,6 +83,12 @@ pub enum CliError {
     /// A combination of flags that makes no sense.
     #[error("{0}")]
     Usage(String),
+    /// The service could not start or read its files.
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+    /// A server refused a request, failed a job or could not be reached.
+    #[error(transparent)]
+    Client(#[from] crate::service::client::ClientError),
 }
 
 impl From<PipelineError> for CliError {
@@ -160,6 +167,9 @@ impl CliError {
                 ErrorKind::Resources
             }
             Self::Io { source, .. } => io_kind(source),
+            Self::Service(crate::service::ServiceError::Config(_)) => ErrorKind::Usage,
+            Self::Service(crate::service::ServiceError::Io { source, .. }) => io_kind(source),
+            Self::Client(crate::service::client::ClientError::Http { .. }) => ErrorKind::Resources,
             Self::File(e) => match e {
                 FileError::Io { source, .. } => io_kind(source),
                 _ => ErrorKind::Input,
@@ -169,7 +179,9 @@ impl CliError {
             | Self::Vqgan(_)
             | Self::Input { .. }
             | Self::Refused(_)
-            | Self::Synth(_) => ErrorKind::Input,
+            | Self::Synth(_)
+            | Self::Service(_)
+            | Self::Client(_) => ErrorKind::Input,
         }
     }
 }
@@ -250,6 +262,14 @@ enum Command {
     Score(score::ScoreArgs),
     /// Encrypted inference time per image across models, latent sizes and backends (the paper's figure 5a).
     Bench(bench::BenchArgs),
+    /// Serve models over HTTP: clients register public keys and send ciphertexts; the server never sees a secret key.
+    Serve(serve::ServeArgs),
+    /// Bearer tokens for `serve`.
+    #[command(subcommand)]
+    Token(serve::TokenCommand),
+    /// The client's side of `serve`: encrypt, send, wait, fetch, decrypt.
+    #[command(subcommand)]
+    Client(serve::ClientCommand),
 }
 
 /// Whether the command line asks for JSON output.
@@ -303,6 +323,9 @@ pub fn main() -> ExitCode {
         Command::Synth(args) => synth::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run_serve(&args),
+        Command::Token(command) => serve::run_token(&command),
+        Command::Client(command) => serve::run_client(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

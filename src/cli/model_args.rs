@@ -19,7 +19,7 @@ pub struct ModelArgs {
 }
 
 /// What a state dict's metadata may lack.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ModelHints {
     /// Architecture, when the file's metadata lacks it (resnet20, resnet32,
     /// resnet44, resnet56, lenet5, vgg5, hefnet); inferred from the tensor names otherwise.

@@ -1,0 +1,607 @@
+//! `latent-he serve`, `token new` and `client infer` through the binary: a
+//! server on a loopback port (started here, stopped by its pid or its idle
+//! limit), clients with their own keys; decrypted logits against the
+//! plaintext forward pass; refusals with their HTTP status; a restart after
+//! SIGKILL.
+
+use ndarray::Array4;
+use ndarray_npy::write_npy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{json, latent_he, matrix};
+
+const PRESET: &str = "insecure-n12-deep";
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json(out)
+}
+
+/// A served folder holding the small ResNet20 (2x8x8 latent) as `small`.
+fn models_dir(dir: &Path) -> (PathBuf, PathBuf) {
+    let made = dir.join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    let (model, _) = common::small_resnet(&made, 4);
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let served = models.join("small.safetensors");
+    std::fs::rename(model, &served).unwrap();
+    (models, served)
+}
+
+/// `images` random latents for the small model, from `seed`.
+fn latents(dir: &Path, name: &str, images: usize, seed: u64) -> PathBuf {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let x = Array4::<f32>::from_shape_simple_fn((images, 2, 8, 8), || rng.gen_range(-1.0..1.0));
+    let path = dir.join(name);
+    write_npy(&path, &x).unwrap();
+    path
+}
+
+fn token(tokens: &Path, name: &str) -> String {
+    let made = ok(&latent_he(&[
+        "token",
+        "new",
+        "--tokens",
+        &tokens.display().to_string(),
+        "--name",
+        name,
+        "--json",
+    ]));
+    assert_eq!(made["name"], name);
+    made["token"].as_str().unwrap().to_string()
+}
+
+fn keygen(model: &Path, out: &Path) {
+    ok(&latent_he(&[
+        "keygen",
+        "--model",
+        &model.display().to_string(),
+        "--preset",
+        PRESET,
+        "--out",
+        &out.display().to_string(),
+        "--json",
+    ]));
+}
+
+/// A running `serve`, killed by its pid when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(models: &Path, state: &Path, tokens: &Path, max_queue: usize) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+            .args([
+                "serve",
+                "--models",
+                &models.display().to_string(),
+                "--state",
+                &state.display().to_string(),
+                "--tokens",
+                &tokens.display().to_string(),
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-insecure",
+                "--backend",
+                "cpu",
+                "--max-queue",
+                &max_queue.to_string(),
+                "--idle-exit",
+                "120",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let started: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve printed {line:?}: {e}"));
+        let url = started["url"].as_str().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Self { child, url }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn client_infer(server: &Server, token: &str, keys: &Path, input: &Path) -> std::process::Output {
+    latent_he(&[
+        "client",
+        "infer",
+        "--server",
+        &server.url,
+        "--token",
+        token,
+        "--keys",
+        &keys.display().to_string(),
+        "--model",
+        "small",
+        "--input",
+        &input.display().to_string(),
+        "--json",
+    ])
+}
+
+fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// No file under the state folder is a secret key (by name or by header).
+fn assert_no_secret(state: &Path) {
+    let secret = latent_he::ckks::serialize::FileKind::SecretKey;
+    for file in files_under(state) {
+        let bytes = std::fs::read(&file).unwrap();
+        let kind = latent_he::ckks::serialize::peek_header(&bytes).map(|h| h.kind);
+        assert!(kind.ok() != Some(secret), "{} is a secret key", file.display());
+        assert!(!file.to_string_lossy().contains("secret"), "{}", file.display());
+    }
+}
+
+#[test]
+fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secret() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let dir = temp_dir("serve");
+    let (models, model) = models_dir(&dir);
+    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let alice = token(&tokens, "alice");
+    let server = Server::start(&models, &state, &tokens, 4);
+    let keys = dir.join("keys");
+    keygen(&model, &keys);
+    let input = latents(&dir, "x.npy", 2, seed);
+    let got = ok(&client_infer(&server, &alice, &keys, &input));
+    let plain = ok(&latent_he(&[
+        "predict",
+        "--model",
+        &model.display().to_string(),
+        "--input",
+        &input.display().to_string(),
+        "--json",
+    ]));
+    assert_eq!(got["classes"], plain["classes"]);
+    let err = max_diff(&matrix(&got["logits"]), &matrix(&plain["logits"]));
+    assert!(err < 1e-3, "served logits differ from plaintext by {err}");
+    // The served bundle is `export-client`'s for the served file.
+    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
+    let served = remote.models().unwrap();
+    let exported = dir.join("client.json");
+    ok(&latent_he(&[
+        "export-client",
+        "--model",
+        &model.display().to_string(),
+        "--out",
+        &exported.display().to_string(),
+        "--json",
+    ]));
+    let exported: serde_json::Value = serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
+    assert_eq!(served["models"][0]["name"], "small");
+    assert_eq!(served["models"][0]["bundle"], exported);
+    // A second call reuses the registered key.
+    let again = ok(&client_infer(&server, &alice, &keys, &input));
+    assert_eq!(again["key_id"], got["key_id"]);
+    assert_ne!(again["job_id"], got["job_id"]);
+    assert_no_secret(&state);
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn predict(model: &Path, input: &Path) -> Vec<Vec<f64>> {
+    matrix(
+        &ok(&latent_he(&[
+            "predict",
+            "--model",
+            &model.display().to_string(),
+            "--input",
+            &input.display().to_string(),
+            "--json",
+        ]))["logits"],
+    )
+}
+
+fn encrypt(keys: &Path, input: &Path, out: &Path) {
+    ok(&latent_he(&[
+        "encrypt",
+        "--keys",
+        &keys.display().to_string(),
+        "--input",
+        &input.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--json",
+    ]));
+}
+
+/// A raw request: `(status, body as JSON or Null)`.
+fn call(
+    http: &reqwest::blocking::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, serde_json::Value) {
+    let mut request = http.request(method, url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.body(b);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Asserts a refusal: the status and a JSON error with a message.
+fn assert_refused(got: (u16, serde_json::Value), status: u16, what: &str) {
+    assert_eq!(got.0, status, "{what}: {}", got.1);
+    assert!(
+        got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {}",
+        got.1
+    );
+}
+
+/// Declares a body far past any cap and sends none: the server must answer
+/// from the headers alone.
+fn declared_oversize(url: &str, path_and_query: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "POST {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 1000000000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).unwrap();
+    let line = String::from_utf8_lossy(&reply[..n]).to_string();
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let dir = temp_dir("serve-bad");
+    let (models, model) = models_dir(&dir);
+    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let (alice, bob) = (token(&tokens, "alice"), token(&tokens, "bob"));
+    let server = Server::start(&models, &state, &tokens, 1);
+    let (keys_a, keys_b) = (dir.join("keys_a"), dir.join("keys_b"));
+    keygen(&model, &keys_a);
+    keygen(&model, &keys_b);
+    let input = latents(&dir, "x.npy", 2, seed);
+    let (ct_a, ct_b) = (dir.join("a.ct"), dir.join("b.ct"));
+    encrypt(&keys_a, &input, &ct_a);
+    encrypt(&keys_b, &input, &ct_b);
+    latent_he::service::install_crypto_provider();
+    let http = reqwest::blocking::Client::new();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let keys_url = url(&format!("/v1/keys?model=small&preset={PRESET}&batch=1"));
+    let public_a = std::fs::read(keys_a.join("public.key")).unwrap();
+
+    assert_refused(
+        call(&http, reqwest::Method::GET, &url("/v1/models"), None, None),
+        401,
+        "no token",
+    );
+    assert_refused(
+        call(&http, reqwest::Method::GET, &url("/v1/models"), Some("lhe_0123"), None),
+        401,
+        "unknown token",
+    );
+    let secret = std::fs::read(keys_a.join("secret.key")).unwrap();
+    assert_refused(
+        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(secret)),
+        400,
+        "a secret key",
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let garbage: Vec<u8> = (0..100_000).map(|_| rng.gen()).collect();
+    assert_refused(
+        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(garbage)),
+        400,
+        "garbage keys",
+    );
+    let mut damaged = public_a.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 1;
+    assert_refused(
+        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(damaged)),
+        400,
+        "a flipped bit",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::POST,
+            &url(&format!("/v1/keys?model=other&preset={PRESET}")),
+            Some(&alice),
+            Some(public_a.clone()),
+        ),
+        404,
+        "an unknown model",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{keys_url}&fingerprint=blake3:{}", "0".repeat(64)),
+            Some(&alice),
+            Some(public_a.clone()),
+        ),
+        400,
+        "keys made for other weights",
+    );
+    assert_eq!(
+        declared_oversize(&server.url, &format!("/v1/keys?model=small&preset={PRESET}"), &alice),
+        413,
+        "a declared length past the key's size"
+    );
+    let (status, made) = call(
+        &http,
+        reqwest::Method::POST,
+        &keys_url,
+        Some(&alice),
+        Some(public_a.clone()),
+    );
+    assert_eq!(status, 201, "{made}");
+    let key = made["key_id"].as_str().unwrap().to_string();
+    let (status, again) = call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(public_a));
+    assert_eq!((status, &again["key_id"]), (200, &made["key_id"]), "{again}");
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::GET,
+            &url(&format!("/v1/keys/{key}")),
+            Some(&bob),
+            None,
+        ),
+        403,
+        "another token's key",
+    );
+    let jobs_url = url(&format!("/v1/jobs?key={key}"));
+    let ct = std::fs::read(&ct_a).unwrap();
+    assert_refused(
+        call(&http, reqwest::Method::POST, &jobs_url, Some(&bob), Some(ct.clone())),
+        403,
+        "a job under another token's key",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::POST,
+            &jobs_url,
+            Some(&alice),
+            Some(ct[..ct.len() / 2].to_vec()),
+        ),
+        400,
+        "a truncated ciphertext",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::POST,
+            &jobs_url,
+            Some(&alice),
+            Some(std::fs::read(&ct_b).unwrap()),
+        ),
+        400,
+        "a ciphertext under another key",
+    );
+    assert_eq!(
+        declared_oversize(&server.url, &format!("/v1/jobs?key={key}"), &alice),
+        413,
+        "an oversized job"
+    );
+    let (status, job) = call(&http, reqwest::Method::POST, &jobs_url, Some(&alice), Some(ct.clone()));
+    assert_eq!(status, 202, "{job}");
+    let job = job["job_id"].as_str().unwrap().to_string();
+    assert_refused(
+        call(&http, reqwest::Method::POST, &jobs_url, Some(&alice), Some(ct)),
+        429,
+        "past --max-queue 1",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::GET,
+            &url(&format!("/v1/jobs/{job}/output")),
+            Some(&alice),
+            None,
+        ),
+        409,
+        "the output of a job not done",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::GET,
+            &url(&format!("/v1/jobs/{job}")),
+            Some(&bob),
+            None,
+        ),
+        403,
+        "another token's job",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::GET,
+            &url(&format!("/v1/jobs/{}", "0".repeat(32))),
+            Some(&alice),
+            None,
+        ),
+        404,
+        "an unknown job",
+    );
+    assert_refused(
+        call(
+            &http,
+            reqwest::Method::DELETE,
+            &url(&format!("/v1/keys/{key}")),
+            Some(&alice),
+            None,
+        ),
+        409,
+        "a key with a job queued",
+    );
+    // The server goes on: the accepted job finishes and decrypts.
+    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
+    remote.wait(&job, &mut |_| {}).unwrap();
+    let out = dir.join("y.ct");
+    remote.download(&job, &out).unwrap();
+    let decrypted = ok(&latent_he(&[
+        "decrypt",
+        "--keys",
+        &keys_a.display().to_string(),
+        "--input",
+        &out.display().to_string(),
+        "--json",
+    ]));
+    let err = max_diff(&matrix(&decrypted["logits"]), &predict(&model, &input));
+    assert!(err < 1e-3, "logits off by {err}");
+    let (status, metrics) = (
+        http.get(url("/metrics")).send().unwrap().status().as_u16(),
+        http.get(url("/metrics")).send().unwrap().text().unwrap(),
+    );
+    assert_eq!(status, 200);
+    assert!(metrics.contains("latent_he_jobs{state=\"done\"} 1"), "{metrics}");
+    assert!(metrics.contains("latent_he_images_total 2"), "{metrics}");
+    assert_no_secret(&state);
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn eight_clients_at_once_each_decrypt_their_own_results() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let dir = temp_dir("serve-eight");
+    let (models, model) = models_dir(&dir);
+    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let clients: Vec<(String, PathBuf, PathBuf)> = (0..8)
+        .map(|i| {
+            let keys = dir.join(format!("keys{i}"));
+            keygen(&model, &keys);
+            let input = latents(&dir, &format!("x{i}.npy"), 2, seed.wrapping_add(i));
+            (token(&tokens, &format!("client{i}")), keys, input)
+        })
+        .collect();
+    let server = Server::start(&models, &state, &tokens, 4);
+    let results: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let running: Vec<_> = clients
+            .iter()
+            .map(|(token, keys, input)| scope.spawn(|| client_infer(&server, token, keys, input)))
+            .collect();
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, ((_, _, input), out)) in clients.iter().zip(&results).enumerate() {
+        let got = ok(out);
+        let err = max_diff(&matrix(&got["logits"]), &predict(&model, input));
+        assert!(err < 1e-3, "client {i}: logits off by {err}");
+    }
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let dir = temp_dir("serve-kill");
+    let (models, model) = models_dir(&dir);
+    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let alice = token(&tokens, "alice");
+    let keys = dir.join("keys");
+    keygen(&model, &keys);
+    let input = latents(&dir, "x.npy", 6, seed);
+    let ct = dir.join("x.ct");
+    encrypt(&keys, &input, &ct);
+    let mut server = Server::start(&models, &state, &tokens, 4);
+    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
+    let key = remote
+        .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
+        .unwrap();
+    let job = remote.submit(&key, &ct).unwrap();
+    let start = Instant::now();
+    while remote.job(&job).unwrap().state != latent_he::service::jobs::JobState::Running {
+        assert!(start.elapsed() < Duration::from_secs(60), "the job never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let server = Server::start(&models, &state, &tokens, 4);
+    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice), None).unwrap();
+    assert_eq!(
+        remote
+            .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
+            .unwrap(),
+        key
+    );
+    let done = remote.wait(&job, &mut |_| {}).unwrap();
+    assert_eq!(done.attempts, 2, "{done:?}");
+    let out = dir.join("y.ct");
+    remote.download(&job, &out).unwrap();
+    let decrypted = ok(&latent_he(&[
+        "decrypt",
+        "--keys",
+        &keys.display().to_string(),
+        "--input",
+        &out.display().to_string(),
+        "--json",
+    ]));
+    let err = max_diff(&matrix(&decrypted["logits"]), &predict(&model, &input));
+    assert!(err < 1e-3, "logits off by {err}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
