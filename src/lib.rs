@@ -5,7 +5,9 @@
 //! -> [`backend`] (the wgpu device and WGSL kernels) -> [`ckks`] (the scheme,
 //! its CPU evaluator and the GPU evaluator) -> [`he_nn`] (network layers as
 //! CKKS operations) -> [`pipeline`] (the protocol: client, server, key
-//! store, sessions, the scorer) -> [`cli`] (the `latent-he` command).
+//! store, sessions, the scorer, the client bundle) -> [`service`] (the
+//! protocol over HTTP: `serve`'s tokens, state, job queue and routes, and
+//! its client) -> [`cli`] (the `latent-he` command).
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
 //! [`bounded`] (reading outside files within caps) and [`npy`] (`.npy` arrays,
 //! their declared size checked first) are used by both.

@@ -572,7 +572,8 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
     let key = remote
         .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
-        .unwrap();
+        .unwrap()
+        .key_id;
     let job = remote.submit(&key, &ct).unwrap();
     let start = Instant::now();
     while remote.job(&job).unwrap().state != latent_he::service::jobs::JobState::Running {
@@ -585,7 +586,8 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     assert_eq!(
         remote
             .ensure_keys("small", 1, PRESET, None, &keys.join("public.key"))
-            .unwrap(),
+            .unwrap()
+            .key_id,
         key
     );
     let done = remote.wait(&job, &mut |_| {}).unwrap();

@@ -6,7 +6,7 @@ use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
 use super::model_args::{parse_batch, ModelArgs};
 use super::predict::{finite_logits, sigmoid};
 use super::progress::Stderr;
-use super::{print_json, CliError};
+use super::{print_json, round3, CliError};
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
     save_ciphertexts,
@@ -107,9 +107,6 @@ pub struct RunArgs {
     json: bool,
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
 
 /// An upper bound on the memory `infer` needs with keys held as `memory`:
 /// the keys and the widest step. While the keys load, their file is mapped

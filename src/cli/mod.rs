@@ -337,6 +337,11 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `x` rounded to three decimals (seconds in reports: milliseconds).
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// Prints `value` as one line of JSON on stdout.
 fn print_json(value: &serde_json::Value) {
     println!("{value}");

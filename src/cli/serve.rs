@@ -5,7 +5,7 @@
 use super::backend::DeviceArgs;
 use super::memory::DEFAULT_LOCKSTEP;
 use super::vqgan::ImageSource;
-use super::{print_json, CliError};
+use super::{print_json, round3, CliError};
 use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
 use crate::ckks::KeyMemory;
 use crate::pipeline::client::{encrypt_latents, Contents};
@@ -210,13 +210,18 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     save_ciphertexts(&sent, &file, keys.params())?;
     drop(keys);
     let server = RemoteServer::new(&args.server, args.token.clone(), args.ca_cert.as_deref())?;
-    let key_id = server.ensure_keys(
+    let encrypt_s = start.elapsed().as_secs_f64();
+    let registering = Instant::now();
+    let registered = server.ensure_keys(
         &args.model,
         binding.batch,
         &binding.preset,
         binding.fingerprint.as_deref(),
         &dir.public_path(),
     )?;
+    let register_s = registering.elapsed().as_secs_f64();
+    let key_id = registered.key_id;
+    let serving = Instant::now();
     let job_id = server.submit(&key_id, &sent)?;
     let bar = indicatif::ProgressBar::new(1);
     bar.set_style(
@@ -234,6 +239,8 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     })?;
     bar.finish_and_clear();
     server.download(&job_id, &received)?;
+    let served_s = serving.elapsed().as_secs_f64();
+    let decrypting = Instant::now();
     let sk = dir.secret_key()?;
     let out = load_ciphertexts(&received, sk.params())?;
     let classes = binding.classes.len();
@@ -262,8 +269,19 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
             "served_as": args.model,
             "key_id": key_id,
             "job_id": job_id,
-            "server_seconds": job.seconds,
-            "seconds": (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "key_upload": {
+                "uploaded": registered.uploaded,
+                "bytes": std::fs::metadata(dir.public_path()).map(|m| m.len()).ok(),
+                "seconds": round3(register_s),
+            },
+            "seconds": {
+                "encode_and_encrypt": round3(encrypt_s),
+                "key_upload": round3(register_s),
+                "server": round3(served_s),
+                "server_evaluation": job.seconds.map(round3),
+                "decrypt": round3(decrypting.elapsed().as_secs_f64()),
+                "total": round3(start.elapsed().as_secs_f64()),
+            },
         }));
     } else {
         for (i, row) in probabilities.iter().enumerate() {

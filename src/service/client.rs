@@ -45,6 +45,15 @@ pub enum ClientError {
     },
 }
 
+/// A key set as the server holds it after [`RemoteServer::ensure_keys`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The key id (the handle jobs name).
+    pub key_id: String,
+    /// Whether this call uploaded the keys (`false`: the server had them).
+    pub uploaded: bool,
+}
+
 /// A `latent-he serve` at a base URL, with a bearer token.
 pub struct RemoteServer {
     base: String,
@@ -149,7 +158,7 @@ impl RemoteServer {
     /// Registers the public key file at `path` (made under `preset` for
     /// `model` with `batch` images per set, and for the weights with
     /// `fingerprint` when known) unless the server has it; returns the key
-    /// id.
+    /// id and whether it was uploaded.
     ///
     /// # Errors
     /// As every call; the server's refusal of the keys.
@@ -160,11 +169,16 @@ impl RemoteServer {
         preset: &str,
         fingerprint: Option<&str>,
         path: &Path,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Registered, ClientError> {
         let id = key_id_of(path)?;
         let url = format!("{}/v1/keys/{id}", self.base);
         match self.send(self.http.get(&url), &url) {
-            Ok(_) => return Ok(id),
+            Ok(_) => {
+                return Ok(Registered {
+                    key_id: id,
+                    uploaded: false,
+                })
+            }
             Err(ClientError::Refused { status: 404, .. }) => {}
             Err(e) => return Err(e),
         }
@@ -177,7 +191,10 @@ impl RemoteServer {
             source,
         })?;
         let reply: serde_json::Value = self.json(self.http.post(&url).query(&query).body(file), &url)?;
-        Ok(reply["key_id"].as_str().unwrap_or(&id).to_string())
+        Ok(Registered {
+            key_id: reply["key_id"].as_str().unwrap_or(&id).to_string(),
+            uploaded: true,
+        })
     }
 
     /// Submits the ciphertext file at `path` under key `key_id`; returns
