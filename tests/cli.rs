@@ -91,16 +91,32 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
     let ct = dir.path().join("x.ct");
     let v = json(&crypt("encrypt", &keys, &input, &ct, &["--json"]));
     assert_eq!(v["ciphertexts"], 3);
-    let out = dir.path().join("y.npy");
-    json(&crypt("decrypt", &keys, &ct, &out, &["--json"]));
-    let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
-    assert_eq!(back.shape(), &shape);
-    let worst = back
-        .iter()
-        .zip(&data)
-        .map(|(a, b)| (a - f64::from(*b)).abs())
-        .fold(0.0, f64::max);
+    // Flooded by default with noise of standard deviation 2^-14 (8 of them
+    // are past any of these 4920 values with odds of about 1e-11); exact
+    // to 1e-4 with --decrypt-noise 0, and every value moved by the noise.
+    let decrypted = |extra: &[&str]| {
+        let out = dir.path().join("y.npy");
+        json(&crypt("decrypt", &keys, &ct, &out, &[&["--json"], extra].concat()));
+        let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
+        assert_eq!(back.shape(), &shape);
+        let worst = back
+            .iter()
+            .zip(&data)
+            .map(|(a, b)| (a - f64::from(*b)).abs())
+            .fold(0.0, f64::max);
+        (back, worst)
+    };
+    let (flooded, worst) = decrypted(&[]);
+    assert!(worst < 8.0 / 16384.0, "worst error {worst} flooded");
+    let (exact, worst) = decrypted(&["--decrypt-noise", "0"]);
     assert!(worst < 1e-4, "worst error {worst}");
+    assert!(
+        flooded.iter().zip(&exact).all(|(f, e)| f != e),
+        "a value left unflooded"
+    );
+    let out = dir.path().join("y.npy");
+    let err = String::from_utf8_lossy(&crypt("decrypt", &keys, &ct, &out, &["--decrypt-noise=-1"]).stderr).to_string();
+    assert!(err.contains("standard deviation"), "{err}");
 
     // The wrong secret key is an error, not garbage.
     let other = dir.path().join("other");

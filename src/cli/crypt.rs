@@ -10,7 +10,7 @@ use crate::ckks::serialize::{
     load_ciphertexts, load_public_keys_as, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
     CiphertextFile,
 };
-use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
+use crate::ckks::{encrypt_values, DecryptionNoise, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
 use crate::nn::InputClip;
 use clap::Args;
@@ -72,9 +72,22 @@ pub struct CryptArgs {
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
+    /// `decrypt`: standard deviation of the Gaussian noise added to every
+    /// decrypted value so that its low bits do not reveal the secret key
+    /// (0: the exact decryption, which must not leave this machine).
+    #[arg(long, default_value_t = DecryptionNoise::DEFAULT_SIGMA, value_parser = parse_noise)]
+    decrypt_noise: f64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// A `--decrypt-noise` value: finite and `>= 0`.
+fn parse_noise(s: &str) -> Result<f64, String> {
+    let sigma: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    DecryptionNoise::gaussian(sigma)
+        .map(|n| n.sigma())
+        .map_err(|_| format!("{s} is not a finite standard deviation >= 0"))
 }
 
 /// Refuses `--backend gpu` for the client-side steps that run only on the CPU.
@@ -305,11 +318,12 @@ pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Decrypts every ciphertext of `file` and trims to the recorded values.
-pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, CliError> {
+/// Decrypts every ciphertext of `file`, flooded with `noise`, and trims to
+/// the recorded values.
+pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile, noise: DecryptionNoise) -> Result<Vec<f64>, CliError> {
     let mut values = Vec::with_capacity(file.values);
     for ct in &file.ciphertexts {
-        values.extend(decrypt_ct(sk, ct)?);
+        values.extend(noise.decrypt(sk, ct)?);
     }
     values.truncate(file.values);
     Ok(values)
@@ -350,10 +364,11 @@ pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     if !matches!(kind, Contents::Logits(_)) {
         required_out(args)?;
     }
+    let noise = DecryptionNoise::gaussian(args.decrypt_noise)?;
     let values = match kind {
-        Contents::Logits(b) => decrypt_batches(&sk, &b.output, &file.ciphertexts, file.values)?,
-        Contents::Latents(b) => decrypt_batches(&sk, &b.input, &file.ciphertexts, file.values)?,
-        Contents::Packed => decrypt_file(&sk, &file)?,
+        Contents::Logits(b) => decrypt_batches(&sk, &b.output, &file.ciphertexts, file.values, noise)?,
+        Contents::Latents(b) => decrypt_batches(&sk, &b.input, &file.ciphertexts, file.values, noise)?,
+        Contents::Packed => decrypt_file(&sk, &file, noise)?,
     };
     let seconds = start.elapsed().as_secs_f64();
     let array = ArrayD::from_shape_vec(IxDyn(&file.shape), values).map_err(|e| CliError::Input {

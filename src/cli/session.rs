@@ -10,7 +10,7 @@ use super::CliError;
 use crate::backend::gpu::GpuWork;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
-use crate::ckks::{Ciphertext, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
+use crate::ckks::{Ciphertext, DecryptionNoise, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, ValueRange};
 use crate::nn::InputClip;
 use ndarray::{Array2, Array4, Axis};
@@ -184,7 +184,13 @@ impl EncryptedSession {
         let (logits, seconds) = evaluate_on(&self.chosen, &self.keys, &self.gpu, plan, &inputs, self.lockstep, quiet)?;
         let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
-        let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
+        let values = decrypt_batches(
+            &self.sk,
+            &plan.output(),
+            &logits,
+            images * classes,
+            DecryptionNoise::default(),
+        )?;
         let logits = Array2::from_shape_vec((images, classes), values).expect("one logit per image and class");
         let seconds = StageSeconds {
             encrypt,
@@ -391,7 +397,7 @@ mod tests {
         let (together, _) = evaluate(&ev, &params, &plan, &inputs, 3, true).unwrap();
         assert_eq!(seconds.len(), 3);
         assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
-        let got = decrypt_batches(&sk, &plan.output(), &apart, 3 * 5).unwrap();
+        let got = decrypt_batches(&sk, &plan.output(), &apart, 3 * 5, DecryptionNoise::default()).unwrap();
         let [c, h, w] = latent.dims();
         let want = model
             .forward(Array4::from_shape_vec((3, c, h, w), x).unwrap().view())
