@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{json, latent_he as run, refused};
+use common::{json, latent_he as run, refused, refused_with};
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -188,4 +188,58 @@ fn selftest_reports_every_operation() {
             assert!(op["precision_bits"].as_f64().unwrap() > 15.0, "{name}: {op}");
         }
     }
+}
+
+#[test]
+fn a_secret_key_under_a_passphrase_opens_only_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (pass, wrong) = (dir.path().join("pass"), dir.path().join("wrong"));
+    std::fs::write(&pass, "open sesame\n").unwrap();
+    std::fs::write(&wrong, "open sesame!\n").unwrap();
+    let v = json(&run(&[
+        "keygen",
+        "--preset",
+        "insecure-n12",
+        "--out",
+        p(&keys),
+        "--passphrase-file",
+        p(&pass),
+        "--json",
+    ]));
+    assert_eq!(v["secret_key_encrypted"], true);
+    let input = dir.path().join("x.npy");
+    ArrayD::from_shape_vec(IxDyn(&[4]), vec![0.5f64, -1.0, 2.0, 0.25])
+        .unwrap()
+        .write_npy(std::fs::File::create(&input).unwrap())
+        .unwrap();
+    let (ct, out) = (dir.path().join("x.ct"), dir.path().join("y.npy"));
+    json(&crypt("encrypt", &keys, &input, &ct, &["--json"]));
+    let err = refused_with(&crypt("decrypt", &keys, &ct, &out, &[]), 3);
+    assert!(err.contains("encrypted under a passphrase"), "{err}");
+    let err = refused_with(
+        &crypt("decrypt", &keys, &ct, &out, &["--passphrase-file", p(&wrong)]),
+        3,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let missing = dir.path().join("missing");
+    let err = refused_with(
+        &crypt("decrypt", &keys, &ct, &out, &["--passphrase-file", p(&missing)]),
+        3,
+    );
+    assert!(err.contains("missing"), "{err}");
+    json(&crypt(
+        "decrypt",
+        &keys,
+        &ct,
+        &out,
+        &["--passphrase-file", p(&pass), "--json"],
+    ));
+    let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
+    assert!(
+        back.iter()
+            .zip([0.5, -1.0, 2.0, 0.25])
+            .all(|(a, b)| (a - b).abs() < 1e-3),
+        "{back}"
+    );
 }

@@ -11,6 +11,7 @@ pub mod gpu_eval;
 pub mod keys;
 pub mod keyswitch;
 pub mod params;
+pub mod sealed;
 pub mod serialize;
 
 pub use backend::EvalBackend;

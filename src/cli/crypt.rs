@@ -6,9 +6,9 @@ use super::model_args::{parse_batch, ModelHints};
 use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
+use crate::ckks::sealed::{load_secret_key_with, save_sealed_secret_key, Passphrase};
 use crate::ckks::serialize::{
-    load_ciphertexts, load_public_keys_as, load_secret_key, save_ciphertexts, save_public_keys, save_secret_key,
-    CiphertextFile,
+    load_ciphertexts, load_public_keys_as, save_ciphertexts, save_public_keys, save_secret_key, CiphertextFile,
 };
 use crate::ckks::{encrypt_values, DecryptionNoise, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
@@ -47,6 +47,11 @@ pub struct KeygenArgs {
     /// With --model: images sharing one set of ciphertexts.
     #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
+    /// Store secret.key encrypted under the passphrase in FILE (its bytes
+    /// without a final newline; Argon2id and ChaCha20-Poly1305): `decrypt`
+    /// then needs the same file.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -77,6 +82,10 @@ pub struct CryptArgs {
     /// (0: the exact decryption, which must not leave this machine).
     #[arg(long, default_value_t = DecryptionNoise::DEFAULT_SIGMA, value_parser = parse_noise)]
     decrypt_noise: f64,
+    /// `decrypt`: the file holding the passphrase of a secret key that
+    /// `keygen --passphrase-file` encrypted.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -114,6 +123,7 @@ fn file_size(path: &Path) -> u64 {
 /// Runs `keygen`.
 pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "keygen")?;
+    let passphrase = args.passphrase_file.as_deref().map(Passphrase::read).transpose()?;
     let planned = args
         .model
         .as_ref()
@@ -142,7 +152,10 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     // The binding goes first: a folder never holds new keys beside the
     // layout of the old ones, even when writing stops half way.
     ModelBinding::remove(&args.out)?;
-    save_secret_key(&secret_path, &sk)?;
+    match &passphrase {
+        Some(passphrase) => save_sealed_secret_key(&secret_path, &sk, passphrase)?,
+        None => save_secret_key(&secret_path, &sk)?,
+    }
     save_public_keys(&public_path, &keys)?;
     if let Some(p) = &planned {
         ModelBinding::new(&p.model, &p.params, &p.plan).write(&args.out)?;
@@ -155,6 +168,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         "model": planned.as_ref().map(|p| p.model.spec().to_string()),
         "rotations": keys.rotations(),
         "secret_key_bytes": file_size(&secret_path),
+        "secret_key_encrypted": passphrase.is_some(),
         "public_key_bytes": file_size(&public_path),
         "seconds": (seconds * 1000.0).round() / 1000.0,
     });
@@ -356,7 +370,8 @@ fn contents<'a>(binding: Option<&'a ModelBinding>, file: &CiphertextFile) -> Con
 /// probabilities), latents in a model's layout, or values packed in order.
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "decrypt")?;
-    let sk = load_secret_key(&args.keys.join(SECRET_KEY_FILE))?;
+    let passphrase = args.passphrase_file.as_deref().map(Passphrase::read).transpose()?;
+    let sk = load_secret_key_with(&args.keys.join(SECRET_KEY_FILE), passphrase.as_ref())?;
     let binding = ModelBinding::read_for(&args.keys, sk.params())?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();
