@@ -3,7 +3,7 @@
 
 mod backend;
 mod bench;
-mod binding;
+pub mod binding;
 mod check;
 mod crypt;
 mod demo;
