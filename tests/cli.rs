@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{json, latent_he as run, refused};
+use common::{json, latent_he as run, refused, refused_with};
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -91,16 +91,32 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
     let ct = dir.path().join("x.ct");
     let v = json(&crypt("encrypt", &keys, &input, &ct, &["--json"]));
     assert_eq!(v["ciphertexts"], 3);
-    let out = dir.path().join("y.npy");
-    json(&crypt("decrypt", &keys, &ct, &out, &["--json"]));
-    let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
-    assert_eq!(back.shape(), &shape);
-    let worst = back
-        .iter()
-        .zip(&data)
-        .map(|(a, b)| (a - f64::from(*b)).abs())
-        .fold(0.0, f64::max);
+    // Flooded by default with noise of standard deviation 2^-14 (8 of them
+    // are past any of these 4920 values with odds of about 1e-11); exact
+    // to 1e-4 with --decrypt-noise 0, and every value moved by the noise.
+    let decrypted = |extra: &[&str]| {
+        let out = dir.path().join("y.npy");
+        json(&crypt("decrypt", &keys, &ct, &out, &[&["--json"], extra].concat()));
+        let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
+        assert_eq!(back.shape(), &shape);
+        let worst = back
+            .iter()
+            .zip(&data)
+            .map(|(a, b)| (a - f64::from(*b)).abs())
+            .fold(0.0, f64::max);
+        (back, worst)
+    };
+    let (flooded, worst) = decrypted(&[]);
+    assert!(worst < 8.0 / 16384.0, "worst error {worst} flooded");
+    let (exact, worst) = decrypted(&["--decrypt-noise", "0"]);
     assert!(worst < 1e-4, "worst error {worst}");
+    assert!(
+        flooded.iter().zip(&exact).all(|(f, e)| f != e),
+        "a value left unflooded"
+    );
+    let out = dir.path().join("y.npy");
+    let err = String::from_utf8_lossy(&crypt("decrypt", &keys, &ct, &out, &["--decrypt-noise=-1"]).stderr).to_string();
+    assert!(err.contains("standard deviation"), "{err}");
 
     // The wrong secret key is an error, not garbage.
     let other = dir.path().join("other");
@@ -172,4 +188,58 @@ fn selftest_reports_every_operation() {
             assert!(op["precision_bits"].as_f64().unwrap() > 15.0, "{name}: {op}");
         }
     }
+}
+
+#[test]
+fn a_secret_key_under_a_passphrase_opens_only_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (pass, wrong) = (dir.path().join("pass"), dir.path().join("wrong"));
+    std::fs::write(&pass, "open sesame\n").unwrap();
+    std::fs::write(&wrong, "open sesame!\n").unwrap();
+    let v = json(&run(&[
+        "keygen",
+        "--preset",
+        "insecure-n12",
+        "--out",
+        p(&keys),
+        "--passphrase-file",
+        p(&pass),
+        "--json",
+    ]));
+    assert_eq!(v["secret_key_encrypted"], true);
+    let input = dir.path().join("x.npy");
+    ArrayD::from_shape_vec(IxDyn(&[4]), vec![0.5f64, -1.0, 2.0, 0.25])
+        .unwrap()
+        .write_npy(std::fs::File::create(&input).unwrap())
+        .unwrap();
+    let (ct, out) = (dir.path().join("x.ct"), dir.path().join("y.npy"));
+    json(&crypt("encrypt", &keys, &input, &ct, &["--json"]));
+    let err = refused_with(&crypt("decrypt", &keys, &ct, &out, &[]), 3);
+    assert!(err.contains("encrypted under a passphrase"), "{err}");
+    let err = refused_with(
+        &crypt("decrypt", &keys, &ct, &out, &["--passphrase-file", p(&wrong)]),
+        3,
+    );
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let missing = dir.path().join("missing");
+    let err = refused_with(
+        &crypt("decrypt", &keys, &ct, &out, &["--passphrase-file", p(&missing)]),
+        3,
+    );
+    assert!(err.contains("missing"), "{err}");
+    json(&crypt(
+        "decrypt",
+        &keys,
+        &ct,
+        &out,
+        &["--passphrase-file", p(&pass), "--json"],
+    ));
+    let back = ArrayD::<f64>::read_npy(std::fs::File::open(&out).unwrap()).unwrap();
+    assert!(
+        back.iter()
+            .zip([0.5, -1.0, 2.0, 0.25])
+            .all(|(a, b)| (a - b).abs() < 1e-3),
+        "{back}"
+    );
 }

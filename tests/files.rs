@@ -2,6 +2,9 @@
 //! seeded public key set, and refusal of foreign, truncated, damaged and
 //! mismatched files (with one-line errors and no panics).
 
+use latent_he::ckks::sealed::{
+    load_secret_key_with, save_sealed_secret_key, sealed_secret_key_from_bytes, sealed_secret_key_to_bytes, Passphrase,
+};
 use latent_he::ckks::serialize::{CHECKSUM_LEN, HEADER_LEN};
 use latent_he::ckks::{
     ciphertexts_from_bytes, ciphertexts_to_bytes, decrypt, encrypt_values, load_ciphertexts, load_public_keys,
@@ -752,4 +755,147 @@ fn n16_public_key_set_size() {
     assert!((bytes.len() as f64) < 0.55 * (2 * b_bytes) as f64);
     let loaded = public_keys_from_bytes(&bytes).unwrap();
     assert_eq!(loaded.relin_key(), keys.relin_key());
+}
+
+/// The file of `sk` encrypted under `pass`, with its checksum recomputed
+/// after `edit` (so that only the authentication can catch the change).
+fn resealed(sk: &SecretKey, pass: &Passphrase, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut bytes = sealed_secret_key_to_bytes(sk, pass);
+    bytes.truncate(bytes.len() - CHECKSUM_LEN);
+    edit(&mut bytes);
+    let hash = blake3::hash(&bytes);
+    bytes.extend_from_slice(hash.as_bytes());
+    bytes
+}
+
+#[test]
+fn a_passphrase_encrypted_secret_key_round_trips_and_refuses_the_wrong_passphrase() {
+    let f = fixture(&[]);
+    let pass = Passphrase::new(b"correct horse battery staple".to_vec()).unwrap();
+    let bytes = sealed_secret_key_to_bytes(&f.sk, &pass);
+    assert_eq!(peek_header(&bytes).unwrap().kind, FileKind::SealedSecretKey);
+    let back = sealed_secret_key_from_bytes(&bytes, &pass).unwrap();
+    assert_eq!(secret_key_to_bytes(&back), secret_key_to_bytes(&f.sk));
+    // Fresh salt and nonce every time.
+    assert_ne!(sealed_secret_key_to_bytes(&f.sk, &pass), bytes);
+    let wrong = Passphrase::new(b"correct horse battery stapler".to_vec()).unwrap();
+    assert!(matches!(
+        sealed_secret_key_from_bytes(&bytes, &wrong),
+        Err(FileError::WrongPassphrase)
+    ));
+    // Not a plain secret key file, and the plain loader says so.
+    assert!(matches!(
+        secret_key_from_bytes(&bytes),
+        Err(FileError::WrongKind {
+            expected: FileKind::SecretKey,
+            found: FileKind::SealedSecretKey
+        })
+    ));
+    for (what, bytes) in [("empty", vec![]), ("too long", vec![b'a'; 1025])] {
+        assert!(
+            matches!(Passphrase::new(bytes), Err(FileError::Passphrase { .. })),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn the_encrypted_secret_key_holds_no_plain_key_bytes() {
+    let f = fixture(&[]);
+    let pass = Passphrase::new(b"p".to_vec()).unwrap();
+    let bytes = sealed_secret_key_to_bytes(&f.sk, &pass);
+    let plain = secret_key_to_bytes(&f.sk);
+    // The packed coefficients: the plain file's last N/4 bytes before its
+    // checksum. No 16-byte run of them appears in the encrypted file.
+    let n = f.params.n();
+    let coeffs = &plain[plain.len() - CHECKSUM_LEN - n / 4..plain.len() - CHECKSUM_LEN];
+    for run in coeffs.chunks(16) {
+        assert!(
+            !bytes.windows(run.len()).any(|w| w == run),
+            "a run of the secret coefficients appears in the encrypted file"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_encrypted_secret_key_is_refused() {
+    let f = fixture(&[]);
+    let pass = Passphrase::new(b"passphrase".to_vec()).unwrap();
+    // Any byte flipped without the checksum: the checksum catches it.
+    let mut bytes = sealed_secret_key_to_bytes(&f.sk, &pass);
+    let last = bytes.len() - CHECKSUM_LEN - 1;
+    bytes[last] ^= 1;
+    assert!(matches!(
+        sealed_secret_key_from_bytes(&bytes, &pass),
+        Err(FileError::ChecksumMismatch)
+    ));
+    // With the checksum recomputed: the key identifier in the header, the
+    // salt, the nonce and the sealed bytes all fail authentication.
+    let body = HEADER_LEN;
+    for (what, at) in [
+        ("key identifier", 30),
+        ("salt", body + 14),
+        ("nonce", body + 1 + 12 + 16 + 1 + 3),
+        ("sealed bytes", body + 60),
+    ] {
+        let bytes = resealed(&f.sk, &pass, |b| b[at] ^= 0x80);
+        let e = sealed_secret_key_from_bytes(&bytes, &pass).unwrap_err();
+        assert!(matches!(e, FileError::WrongPassphrase), "{what}: {e}");
+    }
+    // Costs past the caps are refused before any key derivation.
+    let bytes = resealed(&f.sk, &pass, |b| {
+        b[body + 1..body + 5].copy_from_slice(&u32::MAX.to_le_bytes())
+    });
+    let e = sealed_secret_key_from_bytes(&bytes, &pass).unwrap_err();
+    assert!(e.to_string().contains("past the caps"), "{e}");
+    // A sealed length that runs past the body.
+    let bytes = resealed(&f.sk, &pass, |b| {
+        b[body + 42..body + 46].copy_from_slice(&u32::MAX.to_le_bytes())
+    });
+    assert!(matches!(
+        sealed_secret_key_from_bytes(&bytes, &pass),
+        Err(FileError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn the_secret_key_loader_reads_both_kinds_and_asks_for_the_passphrase() {
+    let f = fixture(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, sealed, pass_file) = (
+        dir.path().join("plain.key"),
+        dir.path().join("sealed.key"),
+        dir.path().join("pass"),
+    );
+    std::fs::write(&pass_file, "a passphrase\r\n").unwrap();
+    let pass = Passphrase::read(&pass_file).unwrap();
+    assert_eq!(
+        sealed_secret_key_from_bytes(
+            &sealed_secret_key_to_bytes(&f.sk, &Passphrase::new(b"a passphrase".to_vec()).unwrap()),
+            &pass
+        )
+        .unwrap()
+        .id(),
+        f.sk.id(),
+        "the final line ending is not part of the passphrase"
+    );
+    save_secret_key(&plain, &f.sk).unwrap();
+    save_sealed_secret_key(&sealed, &f.sk, &pass).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sealed).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    for (path, p) in [(&plain, None), (&plain, Some(&pass)), (&sealed, Some(&pass))] {
+        assert_eq!(load_secret_key_with(path, p).unwrap().id(), f.sk.id());
+    }
+    let e = load_secret_key_with(&sealed, None).unwrap_err();
+    assert!(matches!(e.innermost(), FileError::PassphraseRequired), "{e}");
+    assert!(e.to_string().contains("sealed.key"), "{e}");
+    std::fs::write(&pass_file, "\n").unwrap();
+    assert!(matches!(
+        Passphrase::read(&pass_file).unwrap_err().innermost(),
+        FileError::Passphrase { .. }
+    ));
 }

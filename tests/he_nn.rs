@@ -4,7 +4,7 @@
 
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{decrypt, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{decrypt, DecryptionNoise, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
 use latent_he::he_nn::{
     decrypt_batches, decrypt_tensor, encrypt_tensor, HeConv, HeConvError, Plan, PolyActivation, SlotLayout,
     NETWORK_GAIN,
@@ -74,7 +74,7 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
     .unwrap();
     let model_input = Array4::from_shape_vec((1, g.in_channels, h, w), x).unwrap();
     let want: Vec<f64> = reference.forward(&model_input).iter().copied().collect();
-    let got = decrypt_tensor(&sk, &conv.output(), &out).unwrap();
+    let got = decrypt_tensor(&sk, &conv.output(), &out, DecryptionNoise::none()).unwrap();
     let err = max_abs_diff(&got, &want);
     assert!(err < 1e-3, "{g:?} on {h}x{w} (gap {input_stride}): max error {err}");
     // Gaps, padding channels and replicas hold zero or the right copy.
@@ -97,7 +97,10 @@ fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: 
     assert!(from_pending
         .iter()
         .all(|c| c.level() == level - 2 && c.scale() == params.scale(level - 2)));
-    let err = max_abs_diff(&decrypt_tensor(&sk, &conv.output(), &from_pending).unwrap(), &want);
+    let err = max_abs_diff(
+        &decrypt_tensor(&sk, &conv.output(), &from_pending, DecryptionNoise::none()).unwrap(),
+        &want,
+    );
     assert!(err < 1e-3, "{g:?} on a pending input: max error {err}");
     if let Some(ctx) = gpu {
         same_on_gpu(ctx, &keys, &cts, &out, |ev, up| conv.apply(ev, &params, up).unwrap());
@@ -193,7 +196,7 @@ fn activations_in_every_form_match_plaintext() {
             .iter()
             .map(|&v| coeffs.iter().rev().fold(0.0, |acc, c| acc * v + c))
             .collect();
-        let got = decrypt_tensor(&sk, &layout, &out).unwrap();
+        let got = decrypt_tensor(&sk, &layout, &out, DecryptionNoise::none()).unwrap();
         let err = max_abs_diff(&got, &want);
         assert!(err < 1e-3, "{coeffs:?}: max error {err}");
         let all = decrypt(&sk, &out[0]).unwrap();
@@ -248,7 +251,7 @@ fn run_encrypted(
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), memory));
     let cts = encrypt_tensor(&keys, params, &plan.input(), &x, plan.levels() + 1).unwrap();
     let out = plan.execute(&Evaluator::new(keys.clone()), params, &cts).unwrap();
-    let got = decrypt_tensor(&sk, &plan.output(), &out).unwrap();
+    let got = decrypt_tensor(&sk, &plan.output(), &out, DecryptionNoise::none()).unwrap();
     let [c, h, w] = model.spec().latent().dims();
     let input = Array4::from_shape_vec((x.len() / (c * h * w), c, h, w), x).unwrap();
     let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
@@ -442,7 +445,7 @@ fn sets_in_lockstep_merge_into_lanes_and_match_plaintext() {
     let refs: Vec<&[_]> = inputs.iter().map(Vec::as_slice).collect();
     let together = plan.execute_sets(&ev, &params, &refs).unwrap();
     assert_eq!(together.len(), 1, "five sets share one output set");
-    let got = decrypt_batches(&sk, &plan.output(), &together[0], 5 * 5).unwrap();
+    let got = decrypt_batches(&sk, &plan.output(), &together[0], 5 * 5, DecryptionNoise::none()).unwrap();
     let input = Array4::from_shape_vec((5, 4, 8, 8), images).unwrap();
     let want: Vec<f64> = model.forward(input.view()).unwrap().iter().copied().collect();
     for (i, (g, w)) in got.chunks(5).zip(want.chunks(5)).enumerate() {
@@ -494,4 +497,86 @@ fn merged_sets_give_identical_ciphertexts_on_the_gpu() {
         .map(|set| set.iter().map(|c| ev.download(c).unwrap()).collect())
         .collect();
     assert_eq!(on_gpu, on_cpu, "GPU and CPU ciphertexts differ");
+}
+
+/// The client's default flooding keeps a model's logits within the 1e-3 bar
+/// of docs/precision.md, and moves every one of them off the exact
+/// decryption.
+#[test]
+fn flooded_logits_stay_within_the_bar() {
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let latent = LatentShape::new(2, 4, 4).unwrap();
+    let model = random_model(Arch::ResNet20, false, latent);
+    let plan = Plan::for_params(&model, &params, 1).unwrap();
+    let mut rng = ChaCha20Rng::from_entropy();
+    let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+    let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+    let out = plan.execute(&Evaluator::new(keys.clone()), &params, &cts).unwrap();
+    let flooded = decrypt_batches(&sk, &plan.output(), &out, 5, DecryptionNoise::default()).unwrap();
+    let exact = decrypt_batches(&sk, &plan.output(), &out, 5, DecryptionNoise::none()).unwrap();
+    let [c, h, w] = latent.dims();
+    let want: Vec<f64> = model
+        .forward(Array4::from_shape_vec((1, c, h, w), x).unwrap().view())
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let err = max_abs_diff(&flooded, &want);
+    assert!(err < 1e-3, "flooded logits {flooded:?} against {want:?}: {err}");
+    assert!(
+        flooded.iter().zip(&exact).all(|(f, e)| f != e),
+        "a logit left unflooded: {flooded:?} against {exact:?}"
+    );
+}
+
+/// Flooding a decryption randomises its low bits: the added noise has the
+/// documented standard deviation and no mean, and bits 2^-19 to 2^-22 of
+/// the flooded values are uniform (a chi-square test over 16 bins, at a
+/// false alarm rate of about 1e-6), though the exact decryption's are not.
+#[test]
+fn flooding_randomises_the_low_bits() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let params = Params::preset("insecure-n12").unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = PublicKeySet::generate(&sk, &[]);
+    // Values on a grid of 2^-10: their low bits, and the exact
+    // decryption's, are far from uniform.
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let x: Vec<f64> = (0..params.slots())
+        .map(|_| f64::from(rng.gen_range(-1024i32..1024)) / 1024.0)
+        .collect();
+    let ct = latent_he::ckks::encrypt_values(&keys, &x).unwrap();
+    let exact = decrypt(&sk, &ct).unwrap();
+    let noise = DecryptionNoise::default();
+    let mut flooded = exact.clone();
+    noise.flood(&mut flooded, &mut rng);
+    let n = flooded.len() as f64;
+    let added: Vec<f64> = flooded.iter().zip(&exact).map(|(f, e)| f - e).collect();
+    let mean = added.iter().sum::<f64>() / n;
+    let sd = (added.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let sigma = noise.sigma();
+    assert!(mean.abs() < 5.0 * sigma / n.sqrt(), "seed {seed}: mean {mean}");
+    assert!((sd / sigma - 1.0).abs() < 0.1, "seed {seed}: sd {sd} against {sigma}");
+    let chi_square = |values: &[f64]| {
+        let mut bins = [0f64; 16];
+        for v in values {
+            bins[((v * 2f64.powi(22)).floor().rem_euclid(16.0)) as usize] += 1.0;
+        }
+        let expected = n / 16.0;
+        bins.iter().map(|b| (b - expected).powi(2) / expected).sum::<f64>()
+    };
+    // 15 degrees of freedom: P(chi2 > 55) is about 1e-6.
+    let (flooded_chi, exact_chi) = (chi_square(&flooded), chi_square(&exact));
+    println!("chi-square: flooded {flooded_chi:.1}, exact {exact_chi:.1}");
+    assert!(
+        flooded_chi < 55.0,
+        "seed {seed}: flooded low bits not uniform ({flooded_chi})"
+    );
+    assert!(
+        exact_chi > 55.0,
+        "seed {seed}: the exact low bits already look uniform ({exact_chi})"
+    );
 }

@@ -220,7 +220,8 @@ fn broken_files_give_errors_naming_them() {
 /// Every prefix of every fixture fails cleanly or decodes: never a panic.
 #[test]
 fn no_prefix_of_a_fixture_panics() {
-    for (name, _) in CASES.iter().chain(&[("nopixels.dcm", &[][..])]) {
+    let codecs = CODEC_FIXTURES.iter().map(|&name| (name, &[][..]));
+    for (name, _) in CASES.iter().copied().chain([("nopixels.dcm", &[][..])]).chain(codecs) {
         let bytes = std::fs::read(fixture(name)).unwrap();
         let step = (bytes.len() / 97).max(1);
         for end in (0..bytes.len()).step_by(step) {
@@ -308,6 +309,7 @@ fn image_attributes(rows: u16, columns: u16, extra: &[Vec<u8>]) -> Vec<Vec<u8>> 
         us(0x0011, columns),
         us(0x0100, 8),
         us(0x0101, 8),
+        us(0x0102, 7),
         us(0x0103, 0),
     ];
     out.extend(extra.iter().cloned());
@@ -519,4 +521,154 @@ fn a_data_set_the_length_check_cannot_walk_is_refused() {
         start.elapsed()
     );
     assert!(matches!(e, ImageError::Dicom { .. }), "{e:?}");
+}
+
+/// The compressed DICOM fixtures of `make_codec_fixtures.py`.
+const CODEC_FIXTURES: [&str; 3] = [
+    "codec_rle_40x30.dcm",
+    "codec_j2k_lossless_40x30.dcm",
+    "codec_j2k_40x30.dcm",
+];
+
+/// Every byte of the RLE and JPEG 2000 fixtures flipped in turn (the
+/// checksum-free formats reach the decoders with it): each file decodes
+/// or is refused, none panics.
+#[test]
+fn no_flipped_byte_of_a_compressed_dicom_panics() {
+    for name in CODEC_FIXTURES {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        for at in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xFF] {
+                let mut b = bytes.clone();
+                b[at] ^= flip;
+                let _ = decode_image(&b, Path::new(name));
+            }
+        }
+    }
+}
+
+/// The grey levels of a decoded file of `tests/fixtures/images`.
+fn levels(name: &str) -> Vec<u8> {
+    let image = read_image(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!((image.height(), image.width()), (40, 30), "{name}");
+    image.pixels().iter().copied().collect()
+}
+
+/// RLE Lossless and JPEG 2000 (lossless and lossy) DICOM files, written by
+/// `tests/fixtures/images/make_codec_fixtures.py` from one 12-bit image,
+/// decode as the same image stored natively does: exactly when lossless,
+/// within 3 of 255 levels when lossy.
+#[test]
+fn rle_and_jpeg_2000_dicom_decode_as_the_native_image() {
+    let native = levels("codec_native_40x30.dcm");
+    assert!(native.contains(&0) && native.contains(&255));
+    assert_eq!(levels("codec_rle_40x30.dcm"), native, "RLE");
+    assert_eq!(levels("codec_j2k_lossless_40x30.dcm"), native, "JPEG 2000 lossless");
+    let lossy = levels("codec_j2k_40x30.dcm");
+    let worst = lossy.iter().zip(&native).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(worst <= 3, "JPEG 2000 lossy: {worst}");
+    assert_ne!(lossy, native, "the lossy fixture is lossy");
+}
+
+/// The JPEG 2000 codestream of the lossless fixture.
+fn j2k_codestream() -> Vec<u8> {
+    let bytes = std::fs::read(fixture("codec_j2k_lossless_40x30.dcm")).unwrap();
+    let start = bytes.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]).unwrap();
+    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]).unwrap() + 2;
+    bytes[start..end].to_vec()
+}
+
+/// 16-bit, 12 stored, MONOCHROME2 attributes of a `rows` x `columns` image.
+fn attributes16(rows: u16, columns: u16) -> Vec<Vec<u8>> {
+    let mut out = image_attributes(rows, columns, &[]);
+    out[4] = element((0x0028, 0x0100), b"US", &16u16.to_le_bytes(), None);
+    out[5] = element((0x0028, 0x0101), b"US", &12u16.to_le_bytes(), None);
+    out[6] = element((0x0028, 0x0102), b"US", &11u16.to_le_bytes(), None);
+    out
+}
+
+/// What a JPEG 2000 frame declares is checked before it is decoded: its
+/// size against Rows x Columns, its end, its components and tiles.
+#[test]
+fn jpeg_2000_frames_that_do_not_fit_are_refused() {
+    const J2K: &str = "1.2.840.10008.1.2.4.90";
+    let stream = j2k_codestream();
+    let file = |rows, columns, stream: &[u8]| {
+        let mut elements = attributes16(rows, columns);
+        elements.push(encapsulated(stream));
+        dicom_file(J2K, &elements)
+    };
+    assert_eq!(
+        decode_image(&file(40, 30, &stream), Path::new("ok.dcm"))
+            .unwrap()
+            .pixels()
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        levels("codec_native_40x30.dcm"),
+        "the builder's file decodes"
+    );
+    for (rows, columns) in [(30, 40), (39, 30), (400, 300)] {
+        let e = decode_err(&file(rows, columns, &stream), "size.dcm");
+        assert!(e.to_string().contains("40 x 30"), "{rows} x {columns}: {e}");
+    }
+    let e = decode_err(&file(40, 30, &stream[..stream.len() / 2]), "cut.dcm");
+    assert!(e.to_string().contains("truncated"), "{e}");
+    let mut two = stream.clone();
+    two[40..42].copy_from_slice(&2u16.to_be_bytes()); // Csiz
+    let e = decode_err(&file(40, 30, &two), "components.dcm");
+    assert!(e.to_string().contains("2 components"), "{e}");
+    let mut no_tiles = stream.clone();
+    no_tiles[24..28].copy_from_slice(&[0; 4]); // XTsiz
+    let e = decode_err(&file(40, 30, &no_tiles), "tiles.dcm");
+    assert!(e.to_string().contains("tile grid"), "{e}");
+    let e = decode_err(&file(40, 30, &stream[4..]), "nosoc.dcm");
+    assert!(e.to_string().contains("SOC"), "{e}");
+}
+
+/// An RLE frame whose segments cannot fill Rows x Columns, or whose
+/// header is not one, is refused before the decoder indexes past them.
+#[test]
+fn rle_frames_that_do_not_fit_are_refused() {
+    const RLE: &str = "1.2.840.10008.1.2.5";
+    // A 2 x 2 8-bit image: one segment of four bytes.
+    let frame = |segment: &[u8], count: u32, offset: u32| {
+        let mut f = count.to_le_bytes().to_vec();
+        f.extend(offset.to_le_bytes());
+        f.resize(64, 0);
+        f.extend(segment);
+        f
+    };
+    let file = |fragment: &[u8]| {
+        let mut elements = image_attributes(2, 2, &[]);
+        elements.push(encapsulated(fragment));
+        dicom_file(RLE, &elements)
+    };
+    let image = decode_image(&file(&frame(&[3, 0, 64, 128, 255], 1, 64)), Path::new("ok.dcm")).unwrap();
+    assert_eq!(image.pixels().iter().copied().collect::<Vec<_>>(), [0, 64, 128, 255]);
+    for (name, fragment, what) in [
+        ("short.dcm", frame(&[2, 0, 64, 128], 1, 64), "decodes to 3"),
+        ("cut.dcm", frame(&[3, 0, 64], 1, 64), "literal run"),
+        ("count.dcm", frame(&[3, 0, 64, 128, 255], 2, 64), "segments"),
+        ("offset.dcm", frame(&[3, 0, 64, 128, 255], 1, 9999), "offsets"),
+        ("header.dcm", vec![1, 0, 0, 0, 64], "header"),
+    ] {
+        let e = decode_err(&file(&fragment), name);
+        assert!(e.to_string().contains(what), "{name}: {e}");
+    }
+}
+
+/// JPEG-LS is refused with a message that says why.
+#[test]
+fn jpeg_ls_is_refused_with_its_reason() {
+    for ts in ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"] {
+        let mut elements = image_attributes(2, 2, &[]);
+        elements.push(encapsulated(&[0xFF, 0xD8, 0xFF, 0xF7, 0xFF, 0xD9]));
+        let e = decode_err(&dicom_file(ts, &elements), "jpeg-ls.dcm");
+        assert!(matches!(e, ImageError::UnsupportedDicom { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("JPEG-LS") && e.to_string().contains("CharLS"),
+            "{e}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ root="$(pwd)"
 
 seconds="${1:-60}"
 shift || true
-all=(ciphertexts secret_key public_keys npy model params_literal client_bundle csv_tables images)
+all=(ciphertexts secret_key sealed_secret_key public_keys npy model model_json params_literal client_bundle csv_tables images)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
@@ -41,7 +41,8 @@ small() { find "$@" -type f -size -300k | sort; }
 
 prepare_seeds() {
     case "$1" in
-        ciphertexts | secret_key | public_keys | params_literal | client_bundle) seed "$1" fuzz/seeds/"$1"/* ;;
+        ciphertexts | secret_key | sealed_secret_key | public_keys | params_literal | model_json | client_bundle)
+            seed "$1" fuzz/seeds/"$1"/* ;;
         npy) seed npy $(small tests/fixtures/nn tests/fixtures/vqgan -name '*.npy' -size -40k) ;;
         model) seed model $(small tests/fixtures/nn -name '*.safetensors') ;;
         csv_tables) seed csv_tables tests/fixtures/metrics/*/*.csv ;;

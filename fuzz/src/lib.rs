@@ -7,8 +7,12 @@ use latent_he::ckks::serialize::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC
 use latent_he::ckks::{Params, ParamsLiteral};
 use std::sync::{Arc, OnceLock};
 
+/// The passphrase the seed of the passphrase-encrypted secret key target is
+/// encrypted under, and the one that target opens its inputs with.
+pub const SEED_PASSPHRASE: &[u8] = b"fuzz seed passphrase";
+
 /// `data` as a file of kind `kind` (1 secret key, 2 public keys, 3
-/// ciphertexts): its first [`HEADER_LEN`] bytes become the header with the
+/// ciphertexts, 4 passphrase-encrypted secret key): its first [`HEADER_LEN`] bytes become the header with the
 /// magic, version, kind and body length set (the fingerprint and key id are
 /// kept from `data`), the rest the body, and the BLAKE3 checksum is
 /// appended. Shorter inputs are returned as they are, to reach the header

@@ -6,10 +6,12 @@ pub mod ciphertext;
 pub mod encoder;
 pub mod error;
 pub mod evaluator;
+pub mod flooding;
 pub mod gpu_eval;
 pub mod keys;
 pub mod keyswitch;
 pub mod params;
+pub mod sealed;
 pub mod serialize;
 
 pub use backend::EvalBackend;
@@ -17,6 +19,7 @@ pub use ciphertext::{decrypt, encrypt, encrypt_values, Ciphertext};
 pub use encoder::{decode, encode, encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
 pub use error::CkksError;
 pub use evaluator::Evaluator;
+pub use flooding::DecryptionNoise;
 pub use keys::{KeyId, KeyLevels, KeyMemory, PublicKeySet, SecretKey};
 pub use params::{Params, ParamsLiteral};
 pub use serialize::{

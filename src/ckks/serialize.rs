@@ -10,7 +10,7 @@
 //! |-------:|-----:|----------------------------------------------------------|
 //! | 0      | 8    | magic `LATENTHE`                                         |
 //! | 8      | 2    | format version (`u16`, [`FORMAT_VERSION`])               |
-//! | 10     | 1    | kind: 1 secret key, 2 public key set, 3 ciphertexts      |
+//! | 10     | 1    | kind: 1 secret key, 2 public key set, 3 ciphertexts, 4 passphrase-encrypted secret key |
 //! | 11     | 1    | reserved, 0                                              |
 //! | 12     | 16   | parameter fingerprint ([`Params::fingerprint`])          |
 //! | 28     | 16   | key identifier ([`KeyId`]; for ciphertexts, the key of the first one, zero when there is none) |
@@ -61,6 +61,9 @@
 //!   scale (`f64` bits, finite and positive), then `c0` and `c1` as *poly*
 //!   over `level + 1` ciphertext primes. The parameters are not stored: the
 //!   loader is given them (from the key) and refuses a fingerprint mismatch.
+//! - passphrase-encrypted secret key (kind 4): the header's fingerprint and
+//!   key identifier are the key's; the body is described in
+//!   [`super::sealed`].
 //!
 //! Loaders never panic on any input, never allocate from a length before
 //! checking it against the bytes that remain, and refuse trailing bytes.
@@ -105,6 +108,9 @@ pub enum FileKind {
     PublicKeys,
     /// A [`CiphertextFile`] (kind byte 3).
     Ciphertexts,
+    /// A secret key encrypted under a passphrase (kind byte 4,
+    /// [`super::sealed`]).
+    SealedSecretKey,
 }
 
 impl FileKind {
@@ -114,6 +120,7 @@ impl FileKind {
             Self::SecretKey => 1,
             Self::PublicKeys => 2,
             Self::Ciphertexts => 3,
+            Self::SealedSecretKey => 4,
         }
     }
 
@@ -123,16 +130,19 @@ impl FileKind {
             1 => Some(Self::SecretKey),
             2 => Some(Self::PublicKeys),
             3 => Some(Self::Ciphertexts),
+            4 => Some(Self::SealedSecretKey),
             _ => None,
         }
     }
 
-    /// A human name ("secret key", "public key set", "ciphertext").
+    /// A human name ("secret key", "public key set", "ciphertext",
+    /// "passphrase-encrypted secret key").
     pub fn name(self) -> &'static str {
         match self {
             Self::SecretKey => "secret key",
             Self::PublicKeys => "public key set",
             Self::Ciphertexts => "ciphertext",
+            Self::SealedSecretKey => "passphrase-encrypted secret key",
         }
     }
 }
@@ -211,6 +221,19 @@ pub enum FileError {
     /// The stored parameters cannot be rebuilt.
     #[error("{0}")]
     Params(#[from] CkksError),
+    /// A passphrase-encrypted secret key opened without a passphrase.
+    #[error("the secret key is encrypted under a passphrase and none was given")]
+    PassphraseRequired,
+    /// The passphrase does not open the encrypted secret key, or the file
+    /// was altered (the two cannot be told apart).
+    #[error("wrong passphrase, or the encrypted secret key was altered")]
+    WrongPassphrase,
+    /// A passphrase that cannot be used.
+    #[error("unusable passphrase: {reason}")]
+    Passphrase {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl FileError {
@@ -223,7 +246,7 @@ impl FileError {
         }
     }
 
-    fn at(self, path: &Path) -> Self {
+    pub(super) fn at(self, path: &Path) -> Self {
         match self {
             Self::At { .. } | Self::Io { .. } => self,
             other => Self::At {
@@ -234,7 +257,7 @@ impl FileError {
     }
 }
 
-fn corrupt(reason: impl Into<String>) -> FileError {
+pub(super) fn corrupt(reason: impl Into<String>) -> FileError {
     FileError::Corrupt { reason: reason.into() }
 }
 
@@ -289,7 +312,7 @@ impl CiphertextFile {
 // ---------------------------------------------------------------- writing
 
 /// Encodes a file: into memory whole, or streamed to a sink in chunks.
-struct Writer<'s> {
+pub(super) struct Writer<'s> {
     buf: Vec<u8>,
     /// Where `buf` is emptied once it holds [`STREAM_CHUNK`] bytes; `None`
     /// keeps the whole file in `buf`.
@@ -311,7 +334,7 @@ const STREAM_CHUNK: usize = 1 << 22;
 impl<'s> Writer<'s> {
     /// A writer of the whole file in memory; the body length in the header
     /// is filled in by [`Self::into_bytes`].
-    fn new(kind: FileKind, fingerprint: [u8; 16], key_id: KeyId, capacity: usize) -> Self {
+    pub(super) fn new(kind: FileKind, fingerprint: [u8; 16], key_id: KeyId, capacity: usize) -> Self {
         let mut w = Self {
             buf: Vec::with_capacity(HEADER_LEN + capacity + CHECKSUM_LEN),
             sink: None,
@@ -373,7 +396,7 @@ impl<'s> Writer<'s> {
         self.buf.clear();
     }
 
-    fn u8(&mut self, x: u8) {
+    pub(super) fn u8(&mut self, x: u8) {
         self.buf.push(x);
     }
 
@@ -381,7 +404,7 @@ impl<'s> Writer<'s> {
         self.buf.extend_from_slice(&x.to_le_bytes());
     }
 
-    fn u32(&mut self, x: u32) {
+    pub(super) fn u32(&mut self, x: u32) {
         self.buf.extend_from_slice(&x.to_le_bytes());
     }
 
@@ -389,11 +412,11 @@ impl<'s> Writer<'s> {
         self.buf.extend_from_slice(&x.to_le_bytes());
     }
 
-    fn len32(&mut self, x: usize) {
+    pub(super) fn len32(&mut self, x: usize) {
         self.u32(u32::try_from(x).expect("count fits in u32"));
     }
 
-    fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
 
@@ -439,7 +462,7 @@ impl<'s> Writer<'s> {
 
     /// The whole file of an in-memory writer: header with the body length,
     /// body, checksum.
-    fn into_bytes(mut self) -> Vec<u8> {
+    pub(super) fn into_bytes(mut self) -> Vec<u8> {
         debug_assert!(self.sink.is_none(), "a streaming writer ends with finish_stream");
         let body_len = (self.buf.len() - HEADER_LEN) as u64;
         self.buf[44..52].copy_from_slice(&body_len.to_le_bytes());
@@ -613,8 +636,8 @@ pub fn ciphertexts_to_bytes(file: &CiphertextFile, params: &Params) -> Vec<u8> {
 
 // ---------------------------------------------------------------- reading
 
-struct Reader<'a> {
-    bytes: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
@@ -622,7 +645,7 @@ impl<'a> Reader<'a> {
         self.bytes.len()
     }
 
-    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], FileError> {
+    pub(super) fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], FileError> {
         if len > self.bytes.len() {
             return Err(corrupt(format!(
                 "the body ends inside {what} ({len} bytes needed, {} left)",
@@ -634,13 +657,13 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn array<const K: usize>(&mut self, what: &str) -> Result<[u8; K], FileError> {
+    pub(super) fn array<const K: usize>(&mut self, what: &str) -> Result<[u8; K], FileError> {
         let mut out = [0u8; K];
         out.copy_from_slice(self.take(K, what)?);
         Ok(out)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8, FileError> {
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, FileError> {
         Ok(self.array::<1>(what)?[0])
     }
 
@@ -648,7 +671,7 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, FileError> {
+    pub(super) fn u32(&mut self, what: &str) -> Result<u32, FileError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
@@ -657,7 +680,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u32` count or size, as `usize`.
-    fn len32(&mut self, what: &str) -> Result<usize, FileError> {
+    pub(super) fn len32(&mut self, what: &str) -> Result<usize, FileError> {
         usize::try_from(self.u32(what)?).map_err(|_| corrupt(format!("{what} does not fit in memory")))
     }
 
@@ -724,7 +747,7 @@ impl<'a> Reader<'a> {
         Ok(RnsPoly::from_words(n, layout, out))
     }
 
-    fn end(&self) -> Result<(), FileError> {
+    pub(super) fn end(&self) -> Result<(), FileError> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
@@ -793,7 +816,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<FileHeader, FileError> {
 
 /// Checks a whole file: header, exact length, checksum, then the kind.
 /// Returns the header and the body.
-fn open(bytes: &[u8], expected: FileKind) -> Result<(FileHeader, &[u8]), FileError> {
+pub(super) fn open(bytes: &[u8], expected: FileKind) -> Result<(FileHeader, &[u8]), FileError> {
     // Damage to the kind or reserved bytes reads as a checksum error, so the
     // header is first parsed without judging them.
     let header = match peek_header(bytes) {
@@ -1167,7 +1190,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// Writes `bytes` to `path.tmp`, syncs it and renames it over `path`, so that
 /// `path` is either the old file or the complete new one. `secret` files are
 /// created readable by their owner only (unix).
-fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError> {
     write_atomic_with(path, secret, |file| file.write_all(bytes))
 }
 
@@ -1227,7 +1250,7 @@ pub const MAX_READ_BYTES: u64 = 64 << 30;
 
 /// The regular file at `path`, read whole (at most [`MAX_READ_BYTES`]; a
 /// directory or a device is refused before a byte is read).
-fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     crate::bounded::read_regular(path, MAX_READ_BYTES).map_err(|source| FileError::Io {
         path: path.to_path_buf(),
         source,

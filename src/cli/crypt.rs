@@ -5,8 +5,9 @@ use super::model_args::{parse_batch, ModelHints};
 use super::params::ParamsSource;
 use super::predict::sigmoid;
 use super::{print_json, BackendChoice, CliError};
+use crate::ckks::sealed::Passphrase;
 use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
-use crate::ckks::KeyMemory;
+use crate::ckks::{DecryptionNoise, KeyMemory};
 use crate::pipeline::client::{encrypt_latents, encrypt_packed, key_levels_with, make_keys, Contents, MadeKeys};
 use crate::pipeline::{read_latents, read_npy_f64, ClientBundle, KeyDir, ModelBinding, Planned};
 use clap::Args;
@@ -43,6 +44,11 @@ pub struct KeygenArgs {
     /// With --model: images sharing one set of ciphertexts.
     #[arg(long, default_value_t = 1, value_parser = parse_batch)]
     batch: usize,
+    /// Store secret.key encrypted under the passphrase in FILE (its bytes
+    /// without a final newline; Argon2id and ChaCha20-Poly1305): `decrypt`
+    /// then needs the same file.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
@@ -68,9 +74,53 @@ pub struct CryptArgs {
     /// Backend that runs the arithmetic: only `cpu` so far for this client-side step.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
+    #[command(flatten)]
+    secret: SecretArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// How a client opens its secret key and floods what it decrypts; shared by
+/// `decrypt` and `client infer`.
+#[derive(Args, Debug)]
+pub struct SecretArgs {
+    /// Standard deviation of the Gaussian noise added to every decrypted
+    /// value so that its low bits do not reveal the secret key (0: the
+    /// exact decryption, which must not leave this machine).
+    #[arg(long, default_value_t = DecryptionNoise::DEFAULT_SIGMA, value_parser = parse_noise)]
+    decrypt_noise: f64,
+    /// The file holding the passphrase of a secret key that `keygen
+    /// --passphrase-file` encrypted.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    /// The secret key of `dir`, opened with the passphrase when one is given.
+    ///
+    /// # Errors
+    /// An unreadable passphrase file; the key's own errors.
+    pub fn secret_key(&self, dir: &KeyDir) -> Result<crate::ckks::SecretKey, CliError> {
+        let passphrase = self.passphrase_file.as_deref().map(Passphrase::read).transpose()?;
+        Ok(dir.secret_key_with(passphrase.as_ref())?)
+    }
+
+    /// The flooding `--decrypt-noise` asks for.
+    ///
+    /// # Errors
+    /// None in practice: the value was checked when parsed.
+    pub fn noise(&self) -> Result<DecryptionNoise, CliError> {
+        Ok(DecryptionNoise::gaussian(self.decrypt_noise)?)
+    }
+}
+
+/// A `--decrypt-noise` value: finite and `>= 0`.
+fn parse_noise(s: &str) -> Result<f64, String> {
+    let sigma: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    DecryptionNoise::gaussian(sigma)
+        .map(|n| n.sigma())
+        .map_err(|_| format!("{s} is not a finite standard deviation >= 0"))
 }
 
 /// Refuses `--backend gpu` for the client-side steps that run only on the CPU.
@@ -125,8 +175,9 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     };
     // The model's keys at the levels its plan uses them; extra rotations at the top.
     let levels = key_levels_with(levels, &params, &args.rotations);
+    let passphrase = args.passphrase_file.as_deref().map(Passphrase::read).transpose()?;
     let dir = KeyDir::new(&args.out);
-    let MadeKeys { sk, keys, seconds } = make_keys(&dir, &params, &levels, binding.as_ref())?;
+    let MadeKeys { sk, keys, seconds } = make_keys(&dir, &params, &levels, binding.as_ref(), passphrase.as_ref())?;
     let (secret_path, public_path) = (dir.secret_path(), dir.public_path());
     let summary = json!({
         "dir": args.out.display().to_string(),
@@ -137,6 +188,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
         "model_fingerprint": binding.as_ref().and_then(|b| b.fingerprint.clone()),
         "rotations": keys.rotations(),
         "secret_key_bytes": file_size(&secret_path),
+        "secret_key_encrypted": passphrase.is_some(),
         "public_key_bytes": file_size(&public_path),
         "seconds": (seconds * 1000.0).round() / 1000.0,
     });
@@ -212,7 +264,7 @@ pub fn encrypt(args: &CryptArgs) -> Result<(), CliError> {
 pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     cpu_only(args.backend, "decrypt")?;
     let dir = KeyDir::new(&args.keys);
-    let sk = dir.secret_key()?;
+    let sk = args.secret.secret_key(&dir)?;
     let binding = dir.binding(sk.params())?;
     let file = load_ciphertexts(&args.input, sk.params())?;
     let start = Instant::now();
@@ -220,7 +272,7 @@ pub fn decrypt(args: &CryptArgs) -> Result<(), CliError> {
     if !matches!(kind, Contents::Logits(_)) {
         required_out(args)?;
     }
-    let values = kind.decrypt(&sk, &file)?;
+    let values = kind.decrypt(&sk, &file, args.secret.noise()?)?;
     let seconds = start.elapsed().as_secs_f64();
     let array = ArrayD::from_shape_vec(IxDyn(&file.shape), values).map_err(|e| CliError::Input {
         path: args.input.display().to_string(),

@@ -107,7 +107,6 @@ pub struct RunArgs {
     json: bool,
 }
 
-
 /// An upper bound on the memory `infer` needs with keys held as `memory`:
 /// the keys and the widest step. While the keys load, their file is mapped
 /// beside them; those pages are page cache, which the kernel drops under

@@ -3,6 +3,7 @@
 //! prints.
 
 use super::backend::DeviceArgs;
+use super::crypt::SecretArgs;
 use super::memory::DEFAULT_LOCKSTEP;
 use super::vqgan::ImageSource;
 use super::{print_json, round3, CliError};
@@ -120,6 +121,8 @@ pub struct ClientInferArgs {
     /// The client's VQGAN, to encode images.
     #[arg(long)]
     vqgan: Option<PathBuf>,
+    #[command(flatten)]
+    secret: SecretArgs,
     /// Print one JSON object (as `decrypt --json`).
     #[arg(long)]
     json: bool,
@@ -241,11 +244,13 @@ pub fn run_client(command: &ClientCommand) -> Result<(), CliError> {
     server.download(&job_id, &received)?;
     let served_s = serving.elapsed().as_secs_f64();
     let decrypting = Instant::now();
-    let sk = dir.secret_key()?;
+    let sk = args.secret.secret_key(&dir)?;
     let out = load_ciphertexts(&received, sk.params())?;
     let classes = binding.classes.len();
     let values = match Contents::of(Some(&binding), &out) {
-        contents @ Contents::Logits(_) if out.shape == [images, classes] => contents.decrypt(&sk, &out)?,
+        contents @ Contents::Logits(_) if out.shape == [images, classes] => {
+            contents.decrypt(&sk, &out, args.secret.noise()?)?
+        }
         _ => {
             return Err(CliError::Input {
                 path: args.server.clone(),

@@ -1,9 +1,10 @@
 //! The client's side of a plan: a tensor (or sets of images) encrypted into
 //! the ciphertexts of its layout, and decrypted back. Only decryption touches
-//! the secret key.
+//! the secret key; every decrypted value is flooded with the
+//! [`DecryptionNoise`] the caller gives.
 
 use super::layout::SlotLayout;
-use crate::ckks::{decrypt, encode, encrypt, Ciphertext, CkksError, Params, PublicKeySet, SecretKey};
+use crate::ckks::{encode, encrypt, Ciphertext, CkksError, DecryptionNoise, Params, PublicKeySet, SecretKey};
 
 /// Encrypts a row-major `C x H x W` tensor into the ciphertexts of `layout`
 /// at `level` (its canonical scale).
@@ -28,17 +29,27 @@ pub fn encrypt_tensor(
 }
 
 /// Decrypts the ciphertexts of a tensor in `layout` (row-major `C x H x W`;
-/// lane 0 where the layout has several).
+/// lane 0 where the layout has several), flooded with `noise`.
 ///
 /// # Errors
 /// A ciphertext of another key; another number of ciphertexts than the
 /// layout has.
-pub fn decrypt_tensor(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -> Result<Vec<f64>, CkksError> {
-    Ok(layout.unpack(&decrypt_slots(sk, layout, cts)?))
+pub fn decrypt_tensor(
+    sk: &SecretKey,
+    layout: &SlotLayout,
+    cts: &[Ciphertext],
+    noise: DecryptionNoise,
+) -> Result<Vec<f64>, CkksError> {
+    Ok(layout.unpack(&decrypt_slots(sk, layout, cts, noise)?))
 }
 
-/// The slot vectors of the ciphertexts of one set in `layout`.
-fn decrypt_slots(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -> Result<Vec<Vec<f64>>, CkksError> {
+/// The slot vectors of the ciphertexts of one set in `layout`, flooded.
+fn decrypt_slots(
+    sk: &SecretKey,
+    layout: &SlotLayout,
+    cts: &[Ciphertext],
+    noise: DecryptionNoise,
+) -> Result<Vec<Vec<f64>>, CkksError> {
     if cts.len() != layout.cts() {
         return Err(CkksError::Shape {
             what: "encrypted tensor",
@@ -46,7 +57,7 @@ fn decrypt_slots(sk: &SecretKey, layout: &SlotLayout, cts: &[Ciphertext]) -> Res
             found: cts.len(),
         });
     }
-    cts.iter().map(|c| decrypt(sk, c)).collect()
+    cts.iter().map(|c| noise.decrypt(sk, c)).collect()
 }
 
 /// Encrypts images (row-major, one after another) in sets that fill the
@@ -75,7 +86,8 @@ pub fn encrypt_batches(
 
 /// Decrypts sets of ciphertexts in `layout` (see [`encrypt_batches`]; each
 /// set's lanes in order, as a plan's merges leave them) and keeps the first
-/// `values` values: the padding images and empty lanes are dropped.
+/// `values` values: the padding images and empty lanes are dropped. Every
+/// value is flooded with `noise`.
 ///
 /// # Errors
 /// As [`decrypt_tensor`].
@@ -84,10 +96,11 @@ pub fn decrypt_batches(
     layout: &SlotLayout,
     cts: &[Ciphertext],
     values: usize,
+    noise: DecryptionNoise,
 ) -> Result<Vec<f64>, CkksError> {
     let mut out = Vec::with_capacity(values);
     for set in cts.chunks(layout.cts()) {
-        let slots = decrypt_slots(sk, layout, set)?;
+        let slots = decrypt_slots(sk, layout, set, noise)?;
         for m in 0..layout.lane_count() {
             if out.len() >= values {
                 break;

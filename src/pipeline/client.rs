@@ -5,8 +5,9 @@
 use super::binding::ModelBinding;
 use super::keys::{generate_keys, KeyDir};
 use super::PipelineError;
+use crate::ckks::sealed::Passphrase;
 use crate::ckks::serialize::CiphertextFile;
-use crate::ckks::{decrypt as decrypt_ct, encrypt_values, KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
+use crate::ckks::{encrypt_values, DecryptionNoise, KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
 use crate::nn::InputClip;
 use ndarray::Array4;
@@ -49,10 +50,11 @@ pub fn make_keys(
     params: &Arc<Params>,
     levels: &KeyLevels,
     binding: Option<&ModelBinding>,
+    passphrase: Option<&Passphrase>,
 ) -> Result<MadeKeys, PipelineError> {
     std::fs::create_dir_all(dir.path()).map_err(PipelineError::io(dir.path()))?;
     let (sk, keys, seconds) = generate_keys(params, levels, KeyMemory::Compact);
-    dir.write(&sk, &keys, binding)?;
+    dir.write(&sk, &keys, binding, passphrase)?;
     Ok(MadeKeys { sk, keys, seconds })
 }
 
@@ -142,28 +144,34 @@ impl<'a> Contents<'a> {
         }
     }
 
-    /// The values of `file` decrypted with `sk`, read in this layout and
-    /// trimmed to the recorded count.
+    /// The values of `file` decrypted with `sk` and flooded with `noise`,
+    /// read in this layout and trimmed to the recorded count.
     ///
     /// # Errors
     /// Ciphertexts that do not decrypt under `sk` or do not fit the layout.
-    pub fn decrypt(self, sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, PipelineError> {
+    pub fn decrypt(
+        self,
+        sk: &SecretKey,
+        file: &CiphertextFile,
+        noise: DecryptionNoise,
+    ) -> Result<Vec<f64>, PipelineError> {
         Ok(match self {
-            Contents::Logits(b) => decrypt_batches(sk, &b.output, &file.ciphertexts, file.values)?,
-            Contents::Latents(b) => decrypt_batches(sk, &b.input, &file.ciphertexts, file.values)?,
-            Contents::Packed => decrypt_file(sk, file)?,
+            Contents::Logits(b) => decrypt_batches(sk, &b.output, &file.ciphertexts, file.values, noise)?,
+            Contents::Latents(b) => decrypt_batches(sk, &b.input, &file.ciphertexts, file.values, noise)?,
+            Contents::Packed => decrypt_file(sk, file, noise)?,
         })
     }
 }
 
-/// Decrypts every ciphertext of `file` and trims to the recorded values.
+/// Decrypts every ciphertext of `file`, flooded with `noise`, and trims to
+/// the recorded values.
 ///
 /// # Errors
 /// Ciphertexts that do not decrypt under `sk`.
-pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile) -> Result<Vec<f64>, PipelineError> {
+pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile, noise: DecryptionNoise) -> Result<Vec<f64>, PipelineError> {
     let mut values = Vec::with_capacity(file.values);
     for ct in &file.ciphertexts {
-        values.extend(decrypt_ct(sk, ct)?);
+        values.extend(noise.decrypt(sk, ct)?);
     }
     values.truncate(file.values);
     Ok(values)

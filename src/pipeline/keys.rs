@@ -7,7 +7,8 @@
 use super::binding::ModelBinding;
 use super::model::Planned;
 use super::PipelineError;
-use crate::ckks::serialize::{load_public_keys_as, load_secret_key, save_public_keys, save_secret_key};
+use crate::ckks::sealed::{load_secret_key_with, save_sealed_secret_key, Passphrase};
+use crate::ckks::serialize::{load_public_keys_as, save_public_keys, save_secret_key};
 use crate::ckks::{KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,12 +46,22 @@ impl KeyDir {
         self.dir.join(PUBLIC_KEY_FILE)
     }
 
-    /// The secret key.
+    /// The secret key, stored plain.
     ///
     /// # Errors
-    /// A missing, damaged or foreign file.
+    /// A missing, damaged or foreign file; one sealed under a passphrase.
     pub fn secret_key(&self) -> Result<SecretKey, PipelineError> {
-        Ok(load_secret_key(&self.secret_path())?)
+        self.secret_key_with(None)
+    }
+
+    /// The secret key, opened with `passphrase` when it is sealed
+    /// (`keygen --passphrase-file`).
+    ///
+    /// # Errors
+    /// A missing, damaged or foreign file; a sealed one without the right
+    /// passphrase.
+    pub fn secret_key_with(&self, passphrase: Option<&Passphrase>) -> Result<SecretKey, PipelineError> {
+        Ok(load_secret_key_with(&self.secret_path(), passphrase)?)
     }
 
     /// The public key set, evaluation keys held as `memory` says.
@@ -70,10 +81,10 @@ impl KeyDir {
         ModelBinding::read_for(&self.dir, params)
     }
 
-    /// Writes `sk`, `keys` and `binding` (none: keys made without a model)
-    /// into the folder, creating it. The old binding goes first: a folder
-    /// never holds new keys beside the layout of old ones, even when
-    /// writing stops half way.
+    /// Writes `sk` (sealed under `passphrase` when given), `keys` and
+    /// `binding` (none: keys made without a model) into the folder,
+    /// creating it. The old binding goes first: a folder never holds new
+    /// keys beside the layout of old ones, even when writing stops half way.
     ///
     /// # Errors
     /// The folder or a file cannot be written.
@@ -82,10 +93,14 @@ impl KeyDir {
         sk: &SecretKey,
         keys: &PublicKeySet,
         binding: Option<&ModelBinding>,
+        passphrase: Option<&Passphrase>,
     ) -> Result<(), PipelineError> {
         std::fs::create_dir_all(&self.dir).map_err(PipelineError::io(&self.dir))?;
         ModelBinding::remove(&self.dir)?;
-        save_secret_key(&self.secret_path(), sk)?;
+        match passphrase {
+            Some(passphrase) => save_sealed_secret_key(&self.secret_path(), sk, passphrase)?,
+            None => save_secret_key(&self.secret_path(), sk)?,
+        }
         save_public_keys(&self.public_path(), keys)?;
         if let Some(binding) = binding {
             binding.write(&self.dir)?;
@@ -146,7 +161,7 @@ impl CachedKeys {
             }
         }
         let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory);
-        dir.write(&sk, &keys, Some(&binding))?;
+        dir.write(&sk, &keys, Some(&binding), None)?;
         Ok(CachedKeys {
             sk,
             keys,

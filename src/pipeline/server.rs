@@ -304,7 +304,14 @@ mod tests {
         let (together, _) = evaluate(&ev, &params, &plan, &inputs, 3, &Silent).unwrap();
         assert_eq!(seconds.len(), 3);
         assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
-        let got = decrypt_batches(&sk, &plan.output(), &apart, 3 * 5).unwrap();
+        let got = decrypt_batches(
+            &sk,
+            &plan.output(),
+            &apart,
+            3 * 5,
+            crate::ckks::DecryptionNoise::default(),
+        )
+        .unwrap();
         let [c, h, w] = latent.dims();
         let want = model
             .forward(Array4::from_shape_vec((3, c, h, w), x).unwrap().view())

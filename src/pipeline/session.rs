@@ -11,7 +11,7 @@ use super::server::evaluate_on;
 use super::PipelineError;
 use crate::backend::gpu::GpuWork;
 use crate::ckks::gpu_eval::GpuEvaluator;
-use crate::ckks::{KeyMemory, Params, PublicKeySet, SecretKey};
+use crate::ckks::{DecryptionNoise, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, ValueRange};
 use crate::nn::InputClip;
 use ndarray::{Array2, Array4, Axis};
@@ -207,7 +207,13 @@ impl EncryptedSession {
         )?;
         let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
-        let values = decrypt_batches(&self.sk, &plan.output(), &logits, images * classes)?;
+        let values = decrypt_batches(
+            &self.sk,
+            &plan.output(),
+            &logits,
+            images * classes,
+            DecryptionNoise::default(),
+        )?;
         let logits = Array2::from_shape_vec((images, classes), values).expect("one logit per image and class");
         let seconds = StageSeconds {
             encrypt,

@@ -2,18 +2,28 @@
 //!
 //! Supported: monochrome images (`MONOCHROME1`, `MONOCHROME2`, one sample per
 //! pixel) with Bits Allocated 8 or 16, signed or unsigned (Pixel
-//! Representation), in the native little-endian transfer syntaxes (implicit
-//! and explicit VR) or 8-bit JPEG baseline / extended (1.2.840.10008.1.2.4.50
-//! and .51), whose frame is decoded with the same JPEG decoder as `.jpg`
-//! files (within 1 of libjpeg, unlike dicom-pixeldata's jpeg-decoder). Other
-//! transfer syntaxes (big endian, deflated, JPEG lossless, JPEG-LS, JPEG 2000,
-//! RLE, ...) are refused with [`ImageError::UnsupportedDicom`]. Of a
-//! multi-frame image only the first frame is read.
+//! Representation), in these transfer syntaxes:
+//! - native little endian, implicit and explicit VR (1.2.840.10008.1.2 and
+//!   .1.2.1): the samples as stored;
+//! - 8-bit JPEG baseline / extended (1.2.840.10008.1.2.4.50 and .51): the
+//!   frame decoded with the same JPEG decoder as `.jpg` files (within 1 of
+//!   libjpeg, unlike dicom-pixeldata's jpeg-decoder);
+//! - RLE Lossless (1.2.840.10008.1.2.5) and JPEG 2000, lossless and lossy
+//!   (1.2.840.10008.1.2.4.90 and .91): decoded by dicom-pixeldata (its RLE
+//!   reader; OpenJPEG's pure-Rust port openjp2), after `dicom_codec.rs`
+//!   has checked what the frame declares.
+//!
+//! JPEG-LS (1.2.840.10008.1.2.4.80 and .81) is refused with its own
+//! message: dicom-pixeldata decodes it through CharLS, a C++ library whose
+//! build needs CMake, which this build does without. Other transfer
+//! syntaxes (big endian, deflated, JPEG lossless, ...) are refused with
+//! [`ImageError::UnsupportedDicom`]. Of a multi-frame image only the first
+//! frame is read.
 //!
 //! Before dicom-object reads the file, every length its headers declare is
 //! checked against the bytes that follow and a cap (`dicom_bounds.rs`), and
-//! the transfer syntax is checked. A JPEG frame must be exactly Rows x
-//! Columns.
+//! the transfer syntax is checked. A JPEG or JPEG 2000 frame must be exactly
+//! Rows x Columns, an RLE frame must decode to at least that.
 //!
 //! Each stored value `v` (masked to Bits Stored, sign-extended when signed)
 //! becomes a modality value `m = slope * v + intercept` (Rescale Slope and
@@ -31,9 +41,11 @@
 //! sample is `floor(255 * y + 0.5)`.
 
 use super::dicom_bounds::check_lengths;
+use super::dicom_codec::{check_j2k, check_rle};
 use super::{ImageError, ImageFormat, MAX_PIXELS};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use dicom_pixeldata::PixelDecoder;
 use ndarray::Array3;
 use std::borrow::Cow;
 use std::path::Path;
@@ -67,6 +79,12 @@ const RESCALE_SLOPE: Tag = Tag(0x0028, 0x1053);
 const NATIVE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
 /// JPEG baseline (process 1) and extended (processes 2 and 4).
 const JPEG: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
+/// RLE Lossless.
+const RLE: &str = "1.2.840.10008.1.2.5";
+/// JPEG 2000 Part 1, lossless only and lossy.
+const JPEG_2000: [&str; 2] = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
+/// JPEG-LS lossless and near-lossless: refused (no CharLS in this build).
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 
 /// A linear VOI window.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,11 +100,23 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
         path: path.to_path_buf(),
         reason,
     };
-    let supported: Vec<&str> = NATIVE.iter().chain(&JPEG).copied().collect();
+    let supported: Vec<&str> = NATIVE
+        .iter()
+        .chain(&JPEG)
+        .chain(&[RLE])
+        .chain(&JPEG_2000)
+        .copied()
+        .collect();
     let checked = check_lengths(bytes, &supported).map_err(|reason| ImageError::Dicom {
         path: path.to_path_buf(),
         reason,
     })?;
+    if JPEG_LS.contains(&checked.transfer_syntax.as_str()) {
+        return Err(unsupported(format!(
+            "JPEG-LS (transfer syntax {}): this build has no JPEG-LS decoder (CharLS, which needs CMake to build)",
+            checked.transfer_syntax
+        )));
+    }
     if !supported.contains(&checked.transfer_syntax.as_str()) {
         return Err(unsupported(format!("transfer syntax {}", checked.transfer_syntax)));
     }
@@ -122,6 +152,27 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
             Cow::Owned(jpeg_frame(pixel_data.value().fragments(), (height, width), path)?),
             SampleLayout::BYTE,
         )
+    } else if ts == RLE || JPEG_2000.contains(&ts) {
+        let layout = SampleLayout::of(&obj).map_err(unsupported)?;
+        let fragments = pixel_data.value().fragments().unwrap_or_default();
+        let first = fragments.first().ok_or_else(|| ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason: format!("transfer syntax {ts} without encapsulated fragments"),
+        })?;
+        if ts == RLE {
+            check_rle(first, height * width, layout.bytes)
+        } else {
+            check_j2k(&first_frame(fragments, &[0xFF, 0x4F]), (height, width))
+        }
+        .map_err(|reason| ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let decoded = obj.decode_pixel_data_frame(0).map_err(|e| ImageError::Dicom {
+            path: path.to_path_buf(),
+            reason: format!("Pixel Data: {e}"),
+        })?;
+        (Cow::Owned(decoded.into_data()), layout)
     } else {
         return Err(unsupported(format!("transfer syntax {ts}")));
     };
@@ -199,8 +250,7 @@ fn jpeg_frame(fragments: Option<&[Vec<u8>]>, rows_columns: (usize, usize), path:
                 reason: "JPEG transfer syntax without encapsulated fragments".into(),
             })
         }
-        [first, rest @ ..] if rest.iter().all(|f| f.starts_with(&[0xFF, 0xD8])) => first.clone(),
-        all => all.concat(),
+        all => first_frame(all, &[0xFF, 0xD8]).into_owned(),
     };
     let decoded = super::decode_codec(&stream, ImageFormat::Jpeg, path)?;
     let (height, width, _) = decoded.dim();
@@ -220,6 +270,17 @@ fn jpeg_frame(fragments: Option<&[Vec<u8>]>, rows_columns: (usize, usize), path:
         });
     }
     Ok(decoded.into_raw_vec_and_offset().0)
+}
+
+/// The stream of the first frame of non-empty encapsulated `fragments`
+/// whose frames start with `start` (a start of image marker): the first
+/// fragment when every fragment starts a frame, else all of them (one frame
+/// split over fragments).
+fn first_frame<'f>(fragments: &'f [Vec<u8>], start: &[u8]) -> Cow<'f, [u8]> {
+    match fragments {
+        [first, rest @ ..] if rest.iter().all(|f| f.starts_with(start)) => Cow::Borrowed(first),
+        all => Cow::Owned(all.concat()),
+    }
 }
 
 /// The first value of a numeric attribute, if present and readable.

@@ -19,6 +19,7 @@
 
 mod dicom;
 mod dicom_bounds;
+mod dicom_codec;
 mod preprocess;
 
 pub use preprocess::{preprocess, preprocess_u8, PAPER_SIZE};
