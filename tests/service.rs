@@ -737,6 +737,26 @@ fn score_through_a_server_agrees_with_the_local_encrypted_run_and_resumes() {
     assert_eq!(last[1], "remote:cpu");
     assert_eq!(last[2], server.url);
     assert_eq!(last[5], "0", "the resumed call had nothing to score: {sessions}");
+
+    // A model the server does not serve is refused by name, before any job.
+    let output = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .env("LATENT_HE_CACHE_DIR", &cache)
+        .args(["score", "--dataset", "latents", "--root", &data.display().to_string()])
+        .args([
+            "--model",
+            &model.display().to_string(),
+            "--encrypted",
+            "--preset",
+            PRESET,
+        ])
+        .args(["--backend", "cpu", "--out", &dir.join("other").display().to_string()])
+        .args(["--server", &server.url, "--token", &alice, "--server-model", "absent"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not serve a model `absent`"), "{stderr}");
+    assert_eq!(images_evaluated(), before);
     assert_no_secret(&state);
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
