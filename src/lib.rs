@@ -7,7 +7,9 @@
 //! CKKS operations) -> [`pipeline`] (the protocol: client, server, key
 //! store, sessions, the scorer, the client bundle) -> [`service`] (the
 //! protocol over HTTP: `serve`'s tokens, state, job queue and routes, and
-//! its client) -> [`cli`] (the `latent-he` command).
+//! its client) -> [`cli`] (the `latent-he` command). One edge goes back:
+//! the pipeline's remote evaluation (`score --server`) calls
+//! [`service::client`].
 //! [`data`] (CSV tables, AUROC/F1 metrics) stands apart, used by [`cli`].
 //! [`bounded`] (reading outside files within caps) and [`npy`] (`.npy` arrays,
 //! their declared size checked first) are used by both.

@@ -607,3 +607,159 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `score --encrypted` with `latents` (a data set of the small model's
+/// latents, labels for its 4 classes) into `out`, keys cached under
+/// `cache`, plus `extra`.
+fn score(cache: &Path, model: &Path, latents: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .env("LATENT_HE_CACHE_DIR", cache)
+        .env_remove("LATENT_HE_TOKEN")
+        .args([
+            "score",
+            "--dataset",
+            "latents",
+            "--root",
+            &latents.display().to_string(),
+            "--model",
+            &model.display().to_string(),
+            "--encrypted",
+            "--preset",
+            PRESET,
+            "--backend",
+            "cpu",
+            "--out",
+            &out.display().to_string(),
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(&output)
+}
+
+/// A results file's rows (header first).
+fn results(out: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(out.join("results.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// The columns of `rows` (header first) whose name starts with `group:`,
+/// as numbers, one row per image.
+fn group(rows: &[Vec<String>], group: &str) -> Vec<Vec<f64>> {
+    let cols: Vec<usize> = (0..rows[0].len())
+        .filter(|&c| rows[0][c].starts_with(&format!("{group}:")))
+        .collect();
+    rows[1..]
+        .iter()
+        .map(|r| cols.iter().map(|&c| r[c].parse().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn score_through_a_server_agrees_with_the_local_encrypted_run_and_resumes() {
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let dir = temp_dir("score-remote");
+    let (models, model) = models_dir(&dir);
+    let (state, tokens, cache) = (dir.join("state"), dir.join("tokens"), dir.join("cache"));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::rename(latents(&dir, "x.npy", 5, seed), data.join("latents.npy")).unwrap();
+    let labels: String = (0..5)
+        .map(|i| {
+            let row: Vec<&str> = (0..4).map(|j| if (i + j) % 2 == 0 { "1" } else { "0" }).collect();
+            row.join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(
+        data.join("labels.csv"),
+        format!("class_0,class_1,class_2,class_3\n{labels}"),
+    )
+    .unwrap();
+    let alice = token(&tokens, "alice");
+    let server = Server::start(&models, &state, &tokens, 4);
+
+    let (local_out, remote_out) = (dir.join("local"), dir.join("remote"));
+    let local = score(&cache, &model, &data, &local_out, &[]);
+    let remote_args = ["--server", server.url.as_str(), "--token", alice.as_str()];
+    let remote = score(&cache, &model, &data, &remote_out, &remote_args);
+
+    let (local_rows, remote_rows) = (results(&local_out), results(&remote_out));
+    assert_eq!(local_rows.len(), 6);
+    let names = |rows: &[Vec<String>]| rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>();
+    assert_eq!(names(&remote_rows), names(&local_rows));
+    assert_eq!(group(&remote_rows, "label"), group(&local_rows, "label"));
+    assert_eq!(group(&remote_rows, "plain"), group(&local_rows, "plain"));
+    let err = max_diff(&group(&remote_rows, "he"), &group(&local_rows, "he"));
+    assert!(
+        err < 1e-3,
+        "served probabilities differ from the local encrypted ones by {err}"
+    );
+    for key in ["images", "failed"] {
+        assert_eq!(remote[key], local[key], "{key}");
+    }
+    assert_eq!(remote["images"], 5);
+    assert_eq!(local["backend"], "cpu");
+    assert!(local["server"].is_null(), "{local}");
+    assert_eq!(remote["backend"], "remote:cpu");
+    assert_eq!(remote["server"]["url"], server.url.as_str());
+    assert_eq!(remote["server"]["model"], "small");
+    assert_eq!(remote["server"]["backend"], "cpu");
+    let md = std::fs::read_to_string(remote_out.join("summary.md")).unwrap();
+    assert!(md.contains(&server.url), "{md}");
+
+    // A second call resumes: nothing is left to score, nothing is sent.
+    latent_he::service::install_crypto_provider();
+    let http = reqwest::blocking::Client::new();
+    let images_evaluated = || {
+        let text = http
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("latent_he_images_total "))
+            .map(str::to_string);
+        line.unwrap_or_else(|| panic!("no images total in {text}"))
+    };
+    let before = images_evaluated();
+    assert_eq!(before, "latent_he_images_total 5");
+    let again = score(&cache, &model, &data, &remote_out, &remote_args);
+    assert_eq!(again["images"], 5);
+    assert_eq!(results(&remote_out), remote_rows);
+    assert_eq!(images_evaluated(), before, "the resumed call sent no job");
+    let sessions = std::fs::read_to_string(remote_out.join("sessions.csv")).unwrap();
+    let last: Vec<&str> = sessions.lines().last().unwrap().split(',').collect();
+    assert_eq!(last[1], "remote:cpu");
+    assert_eq!(last[2], server.url);
+    assert_eq!(last[5], "0", "the resumed call had nothing to score: {sessions}");
+
+    // A model the server does not serve is refused by name, before any job.
+    let output = Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .env("LATENT_HE_CACHE_DIR", &cache)
+        .args(["score", "--dataset", "latents", "--root", &data.display().to_string()])
+        .args([
+            "--model",
+            &model.display().to_string(),
+            "--encrypted",
+            "--preset",
+            PRESET,
+        ])
+        .args(["--backend", "cpu", "--out", &dir.join("other").display().to_string()])
+        .args(["--server", &server.url, "--token", &alice, "--server-model", "absent"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not serve a model `absent`"), "{stderr}");
+    assert_eq!(images_evaluated(), before);
+    assert_no_secret(&state);
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -71,6 +71,7 @@ fn score_config(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Sc
         vqgan: Some(models.join(BUNDLED_VQGAN)),
         vqgan_preset: None,
         encrypted: !args.plaintext_only,
+        server: None,
         preset: "auto".into(),
         batch: 1,
         backend: args.device.backend.map(Into::into),

@@ -259,7 +259,7 @@ enum Command {
     /// Write a synthetic chest X-ray set in NIH ChestX-ray14's layout (images, CSV, split lists).
     Synth(synth::SynthArgs),
     /// Score a whole test set end to end (plaintext and encrypted side by side), resumable.
-    Score(score::ScoreArgs),
+    Score(Box<score::ScoreArgs>),
     /// Encrypted inference time per image across models, latent sizes and backends (the paper's figure 5a).
     Bench(bench::BenchArgs),
     /// Serve models over HTTP: clients register public keys and send ciphertexts; the server never sees a secret key.

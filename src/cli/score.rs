@@ -10,6 +10,7 @@ use super::progress::Stderr;
 use super::{print_json, CliError};
 use crate::data::dataset::UncertainPolicy;
 use crate::pipeline::score::{self as scorer, DatasetLayout, ScoreConfig, FAILED_FILE};
+use crate::pipeline::RemoteConfig;
 use clap::Args;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -63,6 +64,22 @@ pub struct ScoreArgs {
     /// Also run every image encrypted and report both.
     #[arg(long)]
     encrypted: bool,
+    /// With --encrypted: evaluate the ciphertexts on the `latent-he serve`
+    /// at this base URL (http:// or https://) instead of here. The keys
+    /// (cached as for a local run) are registered there on first use; the
+    /// secret key, encryption and decryption stay here.
+    #[arg(long, requires = "encrypted")]
+    server: Option<String>,
+    /// With --server: bearer token (else $LATENT_HE_TOKEN).
+    #[arg(long, env = "LATENT_HE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// With --server: a PEM certificate to trust besides the system's.
+    #[arg(long, requires = "server")]
+    ca_cert: Option<PathBuf>,
+    /// With --server: the model's name there (`GET /v1/models`; default:
+    /// the model file's stem).
+    #[arg(long, requires = "server")]
+    server_model: Option<String>,
     #[command(flatten)]
     choice: PlanChoice,
     #[command(flatten)]
@@ -151,6 +168,12 @@ fn config(args: &ScoreArgs) -> Result<ScoreConfig, CliError> {
         vqgan: args.vqgan.clone(),
         vqgan_preset: args.vqgan_preset.clone(),
         encrypted: args.encrypted,
+        server: args.server.as_ref().map(|url| RemoteConfig {
+            url: url.clone(),
+            token: args.token.clone(),
+            ca_cert: args.ca_cert.clone(),
+            model: args.server_model.clone(),
+        }),
         preset: args.choice.preset.clone(),
         batch: args.choice.batch,
         backend: args.device.backend.map(Into::into),

@@ -9,7 +9,9 @@
 //!   parameters, incoming ciphertexts and keys checked against the plan and
 //!   the model's [`fingerprint`], the plan evaluated;
 //! - the key store ([`KeyDir`], [`keys::CachedKeys`]);
-//! - a whole encrypted inference in one process ([`EncryptedSession`]);
+//! - a whole encrypted inference in one process ([`EncryptedSession`]),
+//!   or with its server step on a running `latent-he serve`
+//!   ([`RemoteEvaluation`]);
 //! - the scorer of a test set ([`score::score`], from a plain
 //!   [`score::ScoreConfig`]).
 //!
@@ -27,6 +29,7 @@ pub mod latents;
 pub mod memory;
 pub mod model;
 pub mod observer;
+pub mod remote;
 pub mod score;
 pub mod server;
 pub mod session;
@@ -41,6 +44,7 @@ pub use keys::KeyDir;
 pub use latents::{read_latents, read_npy_f64};
 pub use model::{load_model, Planned};
 pub use observer::{Event, Observer, Silent};
+pub use remote::{RemoteConfig, RemoteEvaluation};
 pub use server::Server;
 pub use session::{EncryptedSession, LogitsApart, StageSeconds};
 pub use vqgan::LoadedVqgan;

@@ -7,6 +7,7 @@ use super::keys::{generate_keys, CachedKeys, KeyDir};
 use super::memory::EvalMemory;
 use super::model::Planned;
 use super::observer::Observer;
+use super::remote::RemoteEvaluation;
 use super::server::evaluate_on;
 use super::PipelineError;
 use crate::backend::gpu::GpuWork;
@@ -87,6 +88,9 @@ pub struct EncryptedSession {
     /// benchmark's runs, `score`'s batches) do not expand and upload every
     /// key again.
     gpu: OnceLock<GpuEvaluator>,
+    /// Where the ciphertexts are evaluated when not here: a running
+    /// `latent-he serve` holding this session's public keys.
+    remote: Option<RemoteEvaluation>,
 }
 
 impl EncryptedSession {
@@ -118,6 +122,7 @@ impl EncryptedSession {
             keygen_seconds,
             key_dir,
             gpu: OnceLock::new(),
+            remote: None,
         })
     }
 
@@ -135,6 +140,7 @@ impl EncryptedSession {
             keygen_seconds: Some(seconds),
             key_dir: KeyDir::new(""),
             gpu: OnceLock::new(),
+            remote: None,
         }
     }
 
@@ -160,9 +166,24 @@ impl EncryptedSession {
         &self.planned.plan
     }
 
-    /// `("cpu" | "gpu", adapter name)`.
+    /// Evaluates on `remote` from now on instead of on this process's
+    /// backend (`remote` holds this session's public keys).
+    pub fn evaluate_remotely(&mut self, remote: RemoteEvaluation) {
+        self.remote = Some(remote);
+    }
+
+    /// The server evaluating, when not this process.
+    pub fn remote(&self) -> Option<&RemoteEvaluation> {
+        self.remote.as_ref()
+    }
+
+    /// `("cpu" | "gpu", adapter name)`, or on a server `("remote:" and
+    /// its backend, its URL)`.
     pub fn backend(&self) -> (String, Option<String>) {
-        self.chosen.describe()
+        match &self.remote {
+            Some(remote) => (remote.backend_name(), Some(remote.url().to_string())),
+            None => self.chosen.describe(),
+        }
     }
 
     /// The work recorded on the GPU since this session's evaluator was made
@@ -196,17 +217,27 @@ impl EncryptedSession {
         let flat = InputClip::clamped_values(self.planned.model.spec().input_clip(), x.iter());
         let inputs = encrypt_batches(&self.keys, params, &plan.input(), &flat, plan.start_level())?;
         let encrypt = start.elapsed().as_secs_f64();
-        let (logits, seconds) = evaluate_on(
-            &self.chosen,
-            &self.keys,
-            &self.gpu,
-            plan,
-            &inputs,
-            self.lockstep,
-            observer,
-        )?;
-        let start = Instant::now();
         let classes = self.planned.model.spec().classes().len();
+        let (logits, seconds) = match &self.remote {
+            Some(remote) => remote.evaluate(
+                &self.planned.params,
+                plan,
+                [images, c, h, w],
+                classes,
+                &inputs,
+                observer,
+            )?,
+            None => evaluate_on(
+                &self.chosen,
+                &self.keys,
+                &self.gpu,
+                plan,
+                &inputs,
+                self.lockstep,
+                observer,
+            )?,
+        };
+        let start = Instant::now();
         let values = decrypt_batches(
             &self.sk,
             &plan.output(),

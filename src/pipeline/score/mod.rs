@@ -9,6 +9,7 @@ use super::device::{BackendKind, Chosen};
 use super::memory::{EvalMemory, KeyMemoryChoice};
 use super::model::{load_model, Planned};
 use super::observer::{Event, Observer};
+use super::remote::{RemoteConfig, RemoteEvaluation};
 use super::session::{EncryptedSession, StageSeconds};
 use super::vqgan::LoadedVqgan;
 use super::{sigmoid, PipelineError};
@@ -57,6 +58,10 @@ pub struct ScoreConfig {
     pub vqgan_preset: Option<String>,
     /// Also run every image encrypted and report both.
     pub encrypted: bool,
+    /// With `encrypted`: evaluate the ciphertexts on this running `latent-he
+    /// serve` instead of in this process (keys, encryption and decryption
+    /// stay here). `backend` then only runs the VQGAN.
+    pub server: Option<RemoteConfig>,
     /// Parameter preset, or `auto`: the smallest 128-bit preset that fits.
     pub preset: String,
     /// Images sharing one set of ciphertexts.
@@ -88,8 +93,9 @@ const RUN_FILE: &str = "run.json";
 /// One row per folder merged in: where from, its backend, what it gave.
 const MERGED_FILE: &str = "merged.csv";
 /// One row per `score` call on the folder, written before it scores: when,
-/// on which backend, which range. It names a folder's backends even when a
-/// call was stopped before its summary.
+/// on which backend (and GPU adapter, or for a remote server its URL),
+/// which range. It names a folder's backends even when a call was stopped
+/// before its summary.
 const SESSIONS_FILE: &str = "sessions.csv";
 /// Images per plaintext batch (an encrypted run takes its plan's batch times
 /// its sets in lockstep).
@@ -267,9 +273,9 @@ fn sessions_header() -> Vec<String> {
         .to_vec()
 }
 
-/// Records this call in `OUT/sessions.csv` before it scores anything.
-fn log_session(args: &ScoreConfig, chosen: &Chosen, to_go: usize) -> Result<(), PipelineError> {
-    let (backend, adapter) = chosen.describe();
+/// Records this call on `backend` (with `adapter`, [`EncryptedSession::backend`])
+/// in `OUT/sessions.csv` before it scores anything.
+fn log_session(args: &ScoreConfig, backend: &str, adapter: Option<&str>, to_go: usize) -> Result<(), PipelineError> {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -277,8 +283,8 @@ fn log_session(args: &ScoreConfig, chosen: &Chosen, to_go: usize) -> Result<(), 
         .map_err(|e| PipelineError::Refused(e.to_string()))?;
     log.append(&[vec![
         started.to_string(),
-        backend,
-        adapter.unwrap_or_default(),
+        backend.to_string(),
+        adapter.unwrap_or_default().to_string(),
         args.offset.to_string(),
         args.limit.map_or_else(String::new, |n| n.to_string()),
         to_go.to_string(),
@@ -488,9 +494,13 @@ fn score_pending(
 /// # Errors
 /// Unusable data set, models or output folder; evaluation failures.
 pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, PipelineError> {
+    if args.server.is_some() && !args.encrypted {
+        return Err(PipelineError::Config(
+            "a server evaluates ciphertexts: scoring through one needs the encrypted run".into(),
+        ));
+    }
     let data = load_dataset(args)?;
     let chosen = Chosen::resolve(args.backend, args.adapter.as_deref(), observer)?;
-    let (backend, _) = chosen.describe();
     let (model, planned) = if args.encrypted {
         let planned = Planned::load(&args.model, &args.model_options, Some(&args.preset), args.batch)?;
         (planned.model.clone(), Some(planned))
@@ -563,14 +573,13 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
     let pending: Vec<usize> = (0..data.samples.len())
         .filter(|&i| !finished.contains(&data.samples[i].name))
         .collect();
-    log_session(args, &chosen, pending.len())?;
     let session = planned
-        .map(|p| {
-            let sets = pending.len().div_ceil(p.plan.batch());
-            let memory = EvalMemory::resolve(args.key_memory, args.lockstep, &p.params, &p.plan, sets, observer);
-            EncryptedSession::open(&args.model, p, chosen.clone(), memory)
-        })
+        .map(|p| open_session(args, p, &chosen, pending.len(), observer))
         .transpose()?;
+    let (backend, adapter) = session
+        .as_ref()
+        .map_or_else(|| chosen.describe(), EncryptedSession::backend);
+    log_session(args, &backend, adapter.as_deref(), pending.len())?;
     // An encrypted run takes as many images at a time as its sets in
     // lockstep hold.
     let batch = session
@@ -601,5 +610,39 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
     )?;
     let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
     let range = pipeline.session.as_ref().map(|s| &s.range);
-    summarize(args, &classes, &model_name, &backend, keygen, range)
+    let server = pipeline.session.as_ref().and_then(EncryptedSession::remote);
+    let server = server.map(RemoteEvaluation::describe);
+    summarize(args, &classes, &model_name, &backend, server.as_ref(), keygen, range)
+}
+
+/// The encrypted session for `planned` with `to_go` images ahead: keys
+/// from the cache, evaluation here on `chosen`, or on the server
+/// `args.server` names (its keys registered there; evaluation keys held
+/// compact here, since only encryption uses them).
+fn open_session(
+    args: &ScoreConfig,
+    planned: Planned,
+    chosen: &Chosen,
+    to_go: usize,
+    observer: &dyn Observer,
+) -> Result<EncryptedSession, PipelineError> {
+    let sets = to_go.div_ceil(planned.plan.batch());
+    let mut memory = EvalMemory::resolve(
+        args.key_memory,
+        args.lockstep,
+        &planned.params,
+        &planned.plan,
+        sets,
+        observer,
+    );
+    if args.server.is_some() {
+        memory.keys = crate::ckks::KeyMemory::Compact;
+    }
+    let mut session = EncryptedSession::open(&args.model, planned, chosen.clone(), memory)?;
+    if let Some(config) = &args.server {
+        let remote =
+            RemoteEvaluation::connect(config, &args.model, &session.key_dir, session.params(), session.plan())?;
+        session.evaluate_remotely(remote);
+    }
+    Ok(session)
 }

@@ -111,12 +111,15 @@ fn images_apart(
 }
 
 /// Writes summary.json, summary.md and roc.png from every row and failure
-/// in the output folder; returns the summary.
+/// in the output folder; returns the summary. `server` describes the
+/// remote server that evaluated ([`crate::pipeline::RemoteEvaluation::describe`]),
+/// if one did.
 pub(super) fn summarize(
     args: &ScoreConfig,
     classes: &[String],
     model_name: &str,
     backend: &str,
+    server: Option<&Value>,
     keygen_seconds: Option<f64>,
     range: Option<&ValueRange>,
 ) -> Result<Value, PipelineError> {
@@ -141,8 +144,15 @@ pub(super) fn summarize(
     let he = he_scores.as_ref().map(metrics_of).transpose()?;
     let seconds = stage_seconds(&header, &rows);
     let secs = |stage: &str| seconds[stage]["mean"].as_f64().unwrap_or(0.0);
+    let served = server.map_or_else(String::new, |s| {
+        format!(
+            " (the server at {}, serving the model as `{}`)",
+            s["url"].as_str().unwrap_or_default(),
+            s["model"].as_str().unwrap_or_default()
+        )
+    });
     let mut md = format!(
-        "# {model_name}: {} images\n\nData: `{}` ({:?}). Backend: {backend}. Mean seconds per image; \
+        "# {model_name}: {} images\n\nData: `{}` ({:?}). Backend: {backend}{served}. Mean seconds per image; \
          AUROC and F1 (threshold 0.5) as scikit-learn computes them.\n\n\
          | Model | HE | Inference time | AUROC micro | AUROC macro | AUROC weighted | F1 micro | F1 macro | F1 weighted |\n\
          |---|---|---|---|---|---|---|---|---|\n{}\n",
@@ -205,6 +215,7 @@ pub(super) fn summarize(
         "root": args.root.display().to_string(),
         "images": rows.len(),
         "backend": backend,
+        "server": server,
         "keygen_seconds": keygen_seconds,
         "plain": report_json(classes, &plain),
         "encrypted": he.as_ref().map(|m| report_json(classes, m)),
