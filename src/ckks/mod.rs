@@ -6,6 +6,7 @@ pub mod ciphertext;
 pub mod encoder;
 pub mod error;
 pub mod evaluator;
+pub mod gpu_cost;
 pub mod gpu_eval;
 pub mod keys;
 pub mod keyswitch;
