@@ -9,8 +9,11 @@
 //! check`. Needs an adapter (lavapipe in CI); fails loudly without one.
 
 use latent_he::backend::gpu::{GpuContext, GpuWork};
+use latent_he::ckks::gpu_cost::GpuCostModel;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
-use latent_he::ckks::{encode_coeffs, encrypt_values, Params, PublicKeySet, SecretKey};
+use latent_he::ckks::{encode_coeffs, encrypt_values, KeyMemory, Params, PublicKeySet, SecretKey};
+use latent_he::he_nn::{encrypt_tensor, Plan};
+use latent_he::nn::{random_folded_model, Arch, LatentShape, ModelSpec};
 use std::sync::Arc;
 
 /// The work of the third of three runs of `op`.
@@ -123,4 +126,111 @@ fn a_profile_times_every_dispatch_by_kernel() {
     assert!(kernels.values().map(|k| k.gpu_ms).sum::<f64>() > 0.0);
     // Ended: nothing more is timed.
     assert!(ctx.finish_profile().unwrap().is_empty());
+}
+
+/// The cost model's dispatches per operation equal the recorder's, at the
+/// top level of `insecure-n12-deep` (one NTT pass) and of `n16` (two).
+#[test]
+fn the_cost_model_counts_each_operation_as_recorded() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    for preset in ["insecure-n12-deep", "n16"] {
+        let params = Params::preset(preset).unwrap();
+        let sk = SecretKey::generate(&params);
+        let keys = Arc::new(PublicKeySet::generate(&sk, &[1, 32]));
+        let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
+        let model = GpuCostModel::new(&params, gpu.ring().binding_limit()).unwrap();
+        let values: Vec<f64> = (0..params.slots()).map(|i| (i % 7) as f64 / 7.0).collect();
+        let x = gpu.upload(&encrypt_values(&keys, &values).unwrap()).unwrap();
+        let top = x.level();
+        let count = |op: &mut dyn FnMut()| steady(&gpu, op).dispatches;
+        let at = |what: &str, recorded: u64, predicted: u64| {
+            assert_eq!(
+                recorded, predicted,
+                "{preset} {what}: recorded {recorded}, predicted {predicted}"
+            );
+        };
+        at(
+            "rotation",
+            count(&mut || drop(gpu.rotate_hoisted(&x, &[1]).unwrap())),
+            model.rotate_hoisted(1),
+        );
+        at(
+            "hoisted rotations",
+            count(&mut || drop(gpu.rotate_hoisted(&x, &[1, 0, 32]).unwrap())),
+            model.rotate_hoisted(2),
+        );
+        at(
+            "identity rotation",
+            count(&mut || drop(gpu.rotate_hoisted(&x, &[0]).unwrap())),
+            model.rotate_hoisted(0),
+        );
+        at(
+            "multiply, relinearize",
+            count(&mut || drop(gpu.mul_relin(&x, &x).unwrap())),
+            model.mul_relin(),
+        );
+        at(
+            "rescale",
+            count(&mut || drop(gpu.rescale(&x).unwrap())),
+            model.rescale(),
+        );
+        at(
+            "add",
+            count(&mut || drop(gpu.add(&x, &x).unwrap())),
+            model.elementwise(),
+        );
+        let encoded = || encode_coeffs(&params, &values, top, params.scale(top)).unwrap();
+        at(
+            "three plaintexts",
+            count(&mut || drop(gpu.plaintexts(vec![encoded(), encoded(), encoded()]).unwrap())),
+            model.finish_plaintexts(),
+        );
+        for keyed in [false, true] {
+            let steps = i64::from(keyed);
+            let mut sum = Some(gpu.rotation_sum_add(None, &x, steps).unwrap());
+            at(
+                "rotation-sum term",
+                count(&mut || sum = Some(gpu.rotation_sum_add(sum.take(), &x, steps).unwrap())),
+                model.rotation_sum_add(keyed),
+            );
+            let before = gpu.work();
+            gpu.rotation_sum_finish(sum.take().unwrap()).unwrap();
+            at(
+                "rotation-sum finish",
+                gpu.work().since(&before).dispatches,
+                model.rotation_sum_finish(keyed),
+            );
+        }
+    }
+}
+
+/// The plan's predicted dispatches for a whole ResNet20 on a 2x8x8 latent
+/// at `insecure-n12-deep` equal what the GPU evaluator records running it:
+/// the per-step sum of [`GpuCostModel`] over the executor's own calls.
+#[test]
+fn the_plan_predicts_the_dispatches_of_a_whole_network() {
+    let ctx = GpuContext::new(None)
+        .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let params = Params::preset("insecure-n12-deep").unwrap();
+    let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, LatentShape::new(2, 8, 8).unwrap()).unwrap();
+    let net = random_folded_model(&spec, seed).unwrap();
+    let plan = Plan::for_params(&net, &params, 1).unwrap();
+    let sk = SecretKey::generate(&params);
+    let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+    let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
+    let model = GpuCostModel::new(&params, gpu.ring().binding_limit()).unwrap();
+    let predicted = plan.gpu_cost(&params, model, 1).unwrap();
+    let total: u64 = predicted.iter().map(|s| s.cost.dispatches).sum();
+
+    let x: Vec<f64> = (0..spec.latent().len()).map(|i| ((i % 9) as f64 - 4.0) / 8.0).collect();
+    let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+    let up: Vec<_> = cts.iter().map(|c| gpu.upload(c).unwrap()).collect();
+    let before = gpu.work();
+    plan.execute(&gpu, &params, &up).unwrap();
+    let recorded = gpu.work().since(&before);
+    eprintln!("ResNet20 2x8x8, insecure-n12-deep: {total} dispatches predicted, {recorded:?} recorded");
+    assert_eq!(recorded.dispatches, total, "{predicted:#?}");
 }

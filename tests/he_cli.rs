@@ -93,6 +93,17 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
     let keys = plan["evaluation_key_memory_bytes"].as_u64().unwrap();
     let peak = plan["peak_memory_estimate_bytes"].as_u64().unwrap();
     assert!(peak > keys && peak < 12 << 30, "ResNet20 f=8 under 12 GB: {peak}");
+    // The GPU prediction: the steps sum to the total, both profiles share
+    // a binding size (same dispatches) and the H200's bandwidth is higher.
+    let (h100, h200) = (&plan["gpu"]["h100"], &plan["gpu"]["h200"]);
+    let steps = h100["steps"].as_array().unwrap();
+    let dispatches: u64 = steps.iter().map(|s| s["dispatches"].as_u64().unwrap()).sum();
+    assert!(dispatches > 0);
+    assert_eq!(h100["total"]["dispatches"].as_u64().unwrap(), dispatches);
+    assert_eq!(h100["total"], h200["total"]);
+    assert_eq!(h100["total"]["key_switches"], plan["key_switches"]);
+    assert_eq!(steps.first().unwrap()["layers"][0], "conv1");
+    assert!(h200["seconds"].as_f64().unwrap() < h100["seconds"].as_f64().unwrap());
     let se = ok(&latent_he(&[
         "plan",
         "--model",

@@ -25,6 +25,7 @@
 use super::ciphertext::Ciphertext;
 use super::encoder::{encode_coeffs, EncodedCoeffs, Plaintext, ScaledCoeffs};
 use super::error::CkksError;
+use super::gpu_cost::{per_binding, plaintext_groups, PlaintextGroup};
 use super::keys::{KeyId, PublicKeySet, SwitchingKey};
 use super::params::Params;
 use crate::backend::gpu::kernels::{
@@ -275,30 +276,32 @@ impl GpuEvaluator {
     /// # Errors
     /// Device errors.
     pub fn plaintexts(&self, encoded: Vec<EncodedCoeffs>) -> Result<Vec<GpuPlaintext>, GpuEvalError> {
-        let n = self.ring.n();
+        let (n, limit) = (self.ring.n(), self.ring.binding_limit());
+        let shape: Vec<(usize, bool)> = encoded
+            .iter()
+            .map(|e| (e.level(), matches!(e.coeffs(), ScaledCoeffs::Narrow(_))))
+            .collect();
         let mut out = Vec::with_capacity(encoded.len());
-        let mut batch: Vec<EncodedCoeffs> = Vec::new();
-        for e in encoded {
-            if !matches!(e.coeffs(), ScaledCoeffs::Narrow(_)) {
-                self.flush_plaintexts(&mut batch, &mut out)?;
-                let (level, scale) = (e.level(), e.scale());
-                let words = self.ring.upload(&e.into_plaintext(&self.params).poly).words();
-                out.push(GpuPlaintext {
-                    words,
-                    first: 0,
-                    level,
-                    scale,
-                });
-                continue;
+        let mut rest = encoded.into_iter();
+        for group in plaintext_groups(&shape, |level| per_binding(limit, n, level + 1)) {
+            match group {
+                PlaintextGroup::Host => {
+                    let e = rest.next().expect("one group per encoding or run");
+                    let (level, scale) = (e.level(), e.scale());
+                    let words = self.ring.upload(&e.into_plaintext(&self.params).poly).words();
+                    out.push(GpuPlaintext {
+                        words,
+                        first: 0,
+                        level,
+                        scale,
+                    });
+                }
+                PlaintextGroup::Device(count) => {
+                    let mut batch: Vec<EncodedCoeffs> = rest.by_ref().take(count).collect();
+                    self.flush_plaintexts(&mut batch, &mut out)?;
+                }
             }
-            let limb_bytes = (4 * n * (e.level() + 1)) as u64;
-            let fits = ((self.ring.binding_limit() / limb_bytes) as usize).max(1);
-            if batch.first().is_some_and(|b| b.level() != e.level()) || batch.len() >= fits {
-                self.flush_plaintexts(&mut batch, &mut out)?;
-            }
-            batch.push(e);
         }
-        self.flush_plaintexts(&mut batch, &mut out)?;
         Ok(out)
     }
 
@@ -929,7 +932,7 @@ impl GpuEvaluator {
     /// ([`Self::mul_plain_sum`]) reads them in one dispatch.
     fn ct_buffers(&self, count: usize, level: usize) -> Vec<GpuWords> {
         let limbs = 2 * (level + 1);
-        let per_buffer = ((self.ring.binding_limit() / (4 * self.ring.n() * limbs) as u64) as usize).max(1);
+        let per_buffer = per_binding(self.ring.binding_limit(), self.ring.n(), limbs);
         let mut out = Vec::with_capacity(count);
         while out.len() < count {
             let here = per_buffer.min(count - out.len());

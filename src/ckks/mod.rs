@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod error;
 pub mod evaluator;
 pub mod flooding;
+pub mod gpu_cost;
 pub mod gpu_eval;
 pub mod keys;
 pub mod keyswitch;

@@ -7,11 +7,13 @@ use super::model_args::{parse_batch, ModelArgs};
 use super::predict::{finite_logits, sigmoid};
 use super::progress::Stderr;
 use super::{print_json, round3, CliError};
+use crate::ckks::gpu_cost::{GpuCost, GpuCostModel, DEVICE_PROFILES};
 use crate::ckks::serialize::{
     ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
     save_ciphertexts,
 };
 use crate::ckks::{KeyLevels, KeyMemory, Params};
+use crate::he_nn::plan::StepGpuCost;
 use crate::he_nn::{Plan, HEADROOM_LEVELS};
 use crate::pipeline::keys::PUBLIC_KEY_FILE;
 use crate::pipeline::{
@@ -155,10 +157,56 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
     })
 }
 
+/// The plan's predicted GPU work for one image set, per named device
+/// profile ([`DEVICE_PROFILES`]): the dispatches, key switches and key
+/// bytes of each top-level step and in total, and the predicted seconds
+/// ([`GpuCost::seconds_on`]). A profile whose binding the cost model does
+/// not cover says why instead.
+///
+/// # Errors
+/// Evaluator refusals from running the plan on the cost model.
+pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan) -> Result<serde_json::Value, CliError> {
+    let mut profiles = serde_json::Map::new();
+    // Profiles with one binding size predict the same steps: run once each.
+    let mut steps_by_binding: Vec<(u64, Vec<StepGpuCost>)> = Vec::new();
+    for device in &DEVICE_PROFILES {
+        let model = match GpuCostModel::new(params, device.binding_bytes) {
+            Ok(model) => model,
+            Err(e) => {
+                profiles.insert(device.name.into(), json!({"device": device, "error": e.to_string()}));
+                continue;
+            }
+        };
+        let steps = match steps_by_binding.iter().find(|(b, _)| *b == device.binding_bytes) {
+            Some((_, steps)) => steps.clone(),
+            None => {
+                let steps = plan.gpu_cost(params, model, 1)?;
+                steps_by_binding.push((device.binding_bytes, steps.clone()));
+                steps
+            }
+        };
+        let total = steps.iter().fold(GpuCost::default(), |sum, s| sum.plus(&s.cost));
+        let rows: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                let mut row = json!(s);
+                row["seconds"] = json!(s.cost.seconds_on(device));
+                row
+            })
+            .collect();
+        profiles.insert(
+            device.name.into(),
+            json!({"device": device, "total": total, "seconds": total.seconds_on(device), "steps": rows}),
+        );
+    }
+    Ok(serde_json::Value::Object(profiles))
+}
+
 /// Runs `plan`.
 pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     let planned = args.choice.plan(&args.model)?;
     let mut report = describe_plan(&planned.params, &planned.plan);
+    report["gpu"] = gpu_prediction(&planned.params, &planned.plan)?;
     // The clamp the client applies before encrypting (null: none).
     report["input_clip"] = json!(planned.model.spec().input_clip().map(f64::from));
     if args.json {
@@ -192,6 +240,17 @@ pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
                     String::new()
                 }
             );
+        }
+        for (name, gpu) in report["gpu"].as_object().into_iter().flatten() {
+            match gpu["error"].as_str() {
+                Some(e) => println!("gpu {name}: {e}"),
+                None => println!(
+                    "gpu {name}: {} dispatches, {:.2} GB of keys read, predicted {:.3} s for one image set",
+                    gpu["total"]["dispatches"],
+                    gpu["total"]["key_bytes"].as_f64().unwrap_or(0.0) / 1e9,
+                    gpu["seconds"].as_f64().unwrap_or(0.0)
+                ),
+            }
         }
     }
     Ok(())

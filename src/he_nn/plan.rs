@@ -7,6 +7,7 @@ use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
 use super::merge::LaneMerge;
 use super::pool::RotationSum;
+use crate::ckks::gpu_cost::{CostCt, GpuCost, GpuCostBackend, GpuCostModel};
 use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
 use crate::nn::model::Layer;
@@ -199,6 +200,21 @@ impl LayerReport {
             moved * self.key_switches
         }
     }
+}
+
+/// The predicted GPU work of one top-level step of a plan
+/// ([`Plan::gpu_cost`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StepGpuCost {
+    /// The layers the step covers ([`LayerReport::name`]s).
+    pub layers: Vec<String>,
+    /// Level of the input.
+    pub level_in: usize,
+    /// Level of the output.
+    pub level_out: usize,
+    /// The work.
+    #[serde(flatten)]
+    pub cost: GpuCost,
 }
 
 impl Step {
@@ -811,6 +827,54 @@ impl Plan {
     /// each hold `sets_per_output` consecutive input sets.
     pub fn whole_groups(&self, lockstep: usize) -> usize {
         lockstep.max(1).next_multiple_of(self.sets_per_output())
+    }
+
+    /// The GPU work of one evaluation of `sets` image sets in lockstep
+    /// ([`Self::execute_sets`]) at [`Self::start_level`], per top-level
+    /// step: the executor itself run on [`GpuCostBackend`], so each count
+    /// is the sum of [`GpuCostModel`]'s per operation over what the steps
+    /// call. The weight diagonals are built and encoded on the host, as
+    /// in a real run (they decide which products exist).
+    ///
+    /// # Errors
+    /// Evaluator refusals, as [`Self::execute`].
+    pub fn gpu_cost(
+        &self,
+        params: &std::sync::Arc<Params>,
+        model: GpuCostModel,
+        sets: usize,
+    ) -> Result<Vec<StepGpuCost>, CkksError> {
+        let backend = GpuCostBackend::new(params.clone(), model);
+        let level = self.start_level();
+        let inputs: Vec<Vec<CostCt>> = (0..sets.max(1))
+            .map(|_| {
+                (0..self.input.cts())
+                    .map(|_| backend.ciphertext(level, params.scale(level)))
+                    .collect()
+            })
+            .collect();
+        let mut rows: Vec<StepGpuCost> = Vec::with_capacity(self.steps.len());
+        let mut level_in = level;
+        let mut before = GpuCost::default();
+        self.run(&backend, params, &refs(&inputs), &mut |i, _, _| {
+            let mut layers = Vec::new();
+            let level_out = self.steps[i].report(level_in, &mut layers);
+            let now = backend.cost();
+            rows.push(StepGpuCost {
+                layers: layers.into_iter().map(|r| r.name).collect(),
+                level_in,
+                level_out,
+                cost: now.since(&before),
+            });
+            (level_in, before) = (level_out, now);
+            Ok(())
+        })?;
+        // The last rescale left pending goes with the last step.
+        let settled = backend.cost().since(&before);
+        if let Some(last) = rows.last_mut() {
+            last.cost = last.cost.plus(&settled);
+        }
+        Ok(rows)
     }
 
     /// Runs the plan on the encrypted input (one ciphertext per

@@ -320,20 +320,26 @@ impl GpuKeyHalves {
     }
 }
 
+/// The bit ranges of the NTT passes at ring degree `2^log_n`, high bits
+/// first: each pass holds at most `NTT_TILE_LOG` butterfly bits. Its length
+/// is the dispatches of one NTT over limbs sharing a twiddle binding.
+pub fn ntt_pass_bits(log_n: u32) -> Vec<(u32, u32)> {
+    let low_pass_bits = log_n.min(NTT_TILE_LOG);
+    let mut passes = Vec::new();
+    let mut hi = log_n;
+    while hi > low_pass_bits {
+        let lo = hi.saturating_sub(NTT_TILE_LOG).max(low_pass_bits);
+        passes.push((lo, hi - 1));
+        hi = lo;
+    }
+    passes.push((0, low_pass_bits - 1));
+    passes
+}
+
 impl GpuRing {
-    /// The bit ranges of the NTT passes, high bits first: each pass holds at
-    /// most `NTT_TILE_LOG` butterfly bits.
+    /// [`ntt_pass_bits`] of this ring.
     fn ntt_passes(&self) -> Vec<(u32, u32)> {
-        let low_pass_bits = self.log_n.min(NTT_TILE_LOG);
-        let mut passes = Vec::new();
-        let mut hi = self.log_n;
-        while hi > low_pass_bits {
-            let lo = hi.saturating_sub(NTT_TILE_LOG).max(low_pass_bits);
-            passes.push((lo, hi - 1));
-            hi = lo;
-        }
-        passes.push((0, low_pass_bits - 1));
-        passes
+        ntt_pass_bits(self.log_n)
     }
 
     /// Runs `(first slot, slots, twiddle chunk)` of consecutive slots
