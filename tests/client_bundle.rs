@@ -8,23 +8,11 @@ use ndarray_npy::write_npy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 mod common;
-use common::{json, latent_he, matrix, refused_with};
+use common::{json, latent_he, matrix, refused_with, temp_dir};
 
 const PRESET: &str = "insecure-n12-deep";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    json(out)
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -37,7 +25,7 @@ fn model_in(dir: &Path) -> PathBuf {
 }
 
 fn export(model: &Path, out: &Path) -> serde_json::Value {
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "export-client",
         "--model",
         &s(model),
@@ -120,13 +108,13 @@ fn keys_from_the_bundle_give_the_logits_of_keys_from_the_model() {
         }
         let keys_s = s(&keys);
         argv.extend(["--out", &keys_s, "--json"]);
-        let made = ok(&latent_he(&argv));
+        let made = json(&latent_he(&argv));
         assert_eq!(made["preset"], PRESET);
         if source == "--client" {
             assert_eq!(made["model_fingerprint"], exported["fingerprint"]);
         }
         let ct = s(&dir.join(format!("x{source}.ct")));
-        ok(&latent_he(&[
+        json(&latent_he(&[
             "encrypt",
             "--keys",
             &keys_s,
@@ -137,7 +125,7 @@ fn keys_from_the_bundle_give_the_logits_of_keys_from_the_model() {
             "--json",
         ]));
         let y = s(&dir.join(format!("y{source}.ct")));
-        ok(&latent_he(&[
+        json(&latent_he(&[
             "infer",
             "--public-key",
             &s(&keys.join("public.key")),
@@ -151,10 +139,10 @@ fn keys_from_the_bundle_give_the_logits_of_keys_from_the_model() {
             "cpu",
             "--json",
         ]));
-        let decrypted = ok(&latent_he(&["decrypt", "--keys", &keys_s, "--input", &y, "--json"]));
+        let decrypted = json(&latent_he(&["decrypt", "--keys", &keys_s, "--input", &y, "--json"]));
         logits.push(matrix(&decrypted["logits"]));
     }
-    let plain = ok(&latent_he(&[
+    let plain = json(&latent_he(&[
         "predict",
         "--model",
         &s(&model),
@@ -181,7 +169,7 @@ fn the_server_refuses_keys_made_for_another_fingerprint() {
     let bundle = dir.join("client.json");
     export(&model, &bundle);
     let keys = dir.join("keys");
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "keygen",
         "--client",
         &s(&bundle),
@@ -192,7 +180,7 @@ fn the_server_refuses_keys_made_for_another_fingerprint() {
     let input = dir.join("x.npy");
     write_npy(&input, &Array4::<f32>::zeros((1, 2, 8, 8))).unwrap();
     let ct = s(&dir.join("x.ct"));
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "encrypt",
         "--keys",
         &s(&keys),

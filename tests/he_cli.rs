@@ -6,17 +6,11 @@ use ndarray::Array4;
 use ndarray_npy::write_npy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 mod common;
-use common::{fixture, json, latent_he, matrix, refused};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{fixture, json, latent_he, matrix, max_diff, refused, temp_dir};
 
 /// A ResNet20 with random weights of realistic size on a small 2x8x8 latent,
 /// spec in the file's metadata, inputs clamped to +-0.5 (`input_clip`:
@@ -34,23 +28,9 @@ fn small_model(dir: &Path) -> (String, String) {
     (model.display().to_string(), input.display().to_string())
 }
 
-fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    json(out)
-}
-
 #[test]
 fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
-    let plan = ok(&latent_he(&[
+    let plan = json(&latent_he(&[
         "plan",
         "--model",
         &fixture("resnet20_f8.safetensors"),
@@ -104,7 +84,7 @@ fn plan_reports_the_budget_and_refuses_what_does_not_fit() {
     assert_eq!(h100["total"]["key_switches"], plan["key_switches"]);
     assert_eq!(steps.first().unwrap()["layers"][0], "conv1");
     assert!(h200["seconds"].as_f64().unwrap() < h100["seconds"].as_f64().unwrap());
-    let se = ok(&latent_he(&[
+    let se = json(&latent_he(&[
         "plan",
         "--model",
         &fixture("resnet20_se_f8.safetensors"),
@@ -137,7 +117,7 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     let (model, input) = small_model(&dir);
     let keys = dir.join("keys");
     let keys_s = keys.display().to_string();
-    let made = ok(&latent_he(&[
+    let made = json(&latent_he(&[
         "keygen",
         "--model",
         &model,
@@ -151,7 +131,7 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     ]));
     assert_eq!(made["preset"], "insecure-n12-deep");
     assert!(keys.join("model.json").exists());
-    let planned = ok(&latent_he(&[
+    let planned = json(&latent_he(&[
         "plan",
         "--model",
         &model,
@@ -161,7 +141,7 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
     ]));
     assert_eq!(planned["input_clip"], 0.5);
     let ct = dir.join("x.ct").display().to_string();
-    let enc = ok(&latent_he(&[
+    let enc = json(&latent_he(&[
         "encrypt", "--keys", &keys_s, "--input", &input, "--out", &ct, "--json",
     ]));
     assert_eq!(enc["images"], 3);
@@ -189,14 +169,14 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
         ])
         .output()
         .unwrap();
-    let inferred = ok(&out);
+    let inferred = json(&out);
     assert_eq!(inferred["batch"], 2);
     assert_eq!(inferred["images"], 3);
     assert_eq!(inferred["lockstep"], 2, "two sets, evaluated together");
     // The same server step with compact keys and `--lockstep 1` writes the
     // same ciphertexts: the plan merges sets into lanes after its strides,
     // so the lockstep is rounded up to a whole group (both sets here).
-    let compact = ok(&latent_he(&[
+    let compact = json(&latent_he(&[
         "infer",
         "--public-key",
         &server.join("public.key").display().to_string(),
@@ -232,8 +212,8 @@ fn keygen_encrypt_infer_decrypt_match_plaintext_and_infer_needs_no_secret() {
         "{names:?}"
     );
     let y = server.join("y.ct").display().to_string();
-    let decrypted = ok(&latent_he(&["decrypt", "--keys", &keys_s, "--input", &y, "--json"]));
-    let plain = ok(&latent_he(&["predict", "--model", &model, "--input", &input, "--json"]));
+    let decrypted = json(&latent_he(&["decrypt", "--keys", &keys_s, "--input", &y, "--json"]));
+    let plain = json(&latent_he(&["predict", "--model", &model, "--input", &input, "--json"]));
     assert_eq!(decrypted["classes"], plain["classes"]);
     let err = max_diff(&matrix(&decrypted["logits"]), &matrix(&plain["logits"]));
     assert!(err < 1e-3, "encrypted logits differ from plaintext by {err}");
@@ -280,7 +260,7 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
             .output()
             .unwrap()
     };
-    let first = ok(&run());
+    let first = json(&run());
     assert_eq!(first["keys_cached"], false);
     assert_eq!(first["lockstep"], 3, "three images, evaluated together");
     assert!(first["max_abs_error"].as_f64().unwrap() < 1e-3, "{first}");
@@ -308,7 +288,7 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
     for stage in ["keygen", "encrypt", "infer", "decrypt"] {
         assert!(first["seconds"][stage].as_f64().is_some(), "{stage}");
     }
-    let second = ok(&run());
+    let second = json(&run());
     assert_eq!(second["keys_cached"], true);
     assert_eq!(second["logits_plain"], first["logits_plain"]);
     std::fs::remove_dir_all(&dir).ok();
@@ -318,7 +298,7 @@ fn run_puts_encrypted_and_plaintext_side_by_side_and_caches_keys() {
 fn bench_times_each_combination_and_reports_what_does_not_run() {
     let dir = temp_dir("he-bench");
     let out = dir.join("bench");
-    let report = ok(&latent_he(&[
+    let report = json(&latent_he(&[
         "bench",
         "--models",
         "resnet20,lenet5",

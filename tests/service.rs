@@ -14,20 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{json, latent_he, matrix};
+use common::{json, latent_he, matrix, max_diff, temp_dir};
 
 const PRESET: &str = "insecure-n12-deep";
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn ok(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    json(out)
-}
 
 /// A served folder holding the small ResNet20 (2x8x8 latent) as `small`.
 fn models_dir(dir: &Path) -> (PathBuf, PathBuf) {
@@ -51,7 +40,7 @@ fn latents(dir: &Path, name: &str, images: usize, seed: u64) -> PathBuf {
 }
 
 fn token(tokens: &Path, name: &str) -> String {
-    let made = ok(&latent_he(&[
+    let made = json(&latent_he(&[
         "token",
         "new",
         "--tokens",
@@ -65,7 +54,7 @@ fn token(tokens: &Path, name: &str) -> String {
 }
 
 fn keygen(model: &Path, out: &Path) {
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "keygen",
         "--model",
         &model.display().to_string(),
@@ -150,15 +139,6 @@ fn client_infer(server: &Server, token: &str, keys: &Path, input: &Path) -> std:
     ])
 }
 
-fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
 /// Every file under `dir`.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -196,8 +176,8 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     let keys = dir.join("keys");
     keygen(&model, &keys);
     let input = latents(&dir, "x.npy", 2, seed);
-    let got = ok(&client_infer(&server, &alice, &keys, &input));
-    let plain = ok(&latent_he(&[
+    let got = json(&client_infer(&server, &alice, &keys, &input));
+    let plain = json(&latent_he(&[
         "predict",
         "--model",
         &model.display().to_string(),
@@ -212,7 +192,7 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
     let served = remote.models().unwrap();
     let exported = dir.join("client.json");
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "export-client",
         "--model",
         &model.display().to_string(),
@@ -224,7 +204,7 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     assert_eq!(served["models"][0]["name"], "small");
     assert_eq!(served["models"][0]["bundle"], exported);
     // A second call reuses the registered key.
-    let again = ok(&client_infer(&server, &alice, &keys, &input));
+    let again = json(&client_infer(&server, &alice, &keys, &input));
     assert_eq!(again["key_id"], got["key_id"]);
     assert_ne!(again["job_id"], got["job_id"]);
     assert_no_secret(&state);
@@ -234,7 +214,7 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
 
 fn predict(model: &Path, input: &Path) -> Vec<Vec<f64>> {
     matrix(
-        &ok(&latent_he(&[
+        &json(&latent_he(&[
             "predict",
             "--model",
             &model.display().to_string(),
@@ -246,7 +226,7 @@ fn predict(model: &Path, input: &Path) -> Vec<Vec<f64>> {
 }
 
 fn encrypt(keys: &Path, input: &Path, out: &Path) {
-    ok(&latent_he(&[
+    json(&latent_he(&[
         "encrypt",
         "--keys",
         &keys.display().to_string(),
@@ -501,7 +481,7 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
     remote.wait(&job, &mut |_| {}).unwrap();
     let out = dir.join("y.ct");
     remote.download(&job, &out).unwrap();
-    let decrypted = ok(&latent_he(&[
+    let decrypted = json(&latent_he(&[
         "decrypt",
         "--keys",
         &keys_a.display().to_string(),
@@ -547,7 +527,7 @@ fn eight_clients_at_once_each_decrypt_their_own_results() {
         running.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, ((_, _, input), out)) in clients.iter().zip(&results).enumerate() {
-        let got = ok(out);
+        let got = json(out);
         let err = max_diff(&matrix(&got["logits"]), &predict(&model, input));
         assert!(err < 1e-3, "client {i}: logits off by {err}");
     }
@@ -594,7 +574,7 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     assert_eq!(done.attempts, 2, "{done:?}");
     let out = dir.join("y.ct");
     remote.download(&job, &out).unwrap();
-    let decrypted = ok(&latent_he(&[
+    let decrypted = json(&latent_he(&[
         "decrypt",
         "--keys",
         &keys.display().to_string(),
@@ -635,7 +615,7 @@ fn score(cache: &Path, model: &Path, latents: &Path, out: &Path, extra: &[&str])
         .args(extra)
         .output()
         .unwrap();
-    ok(&output)
+    json(&output)
 }
 
 /// A results file's rows (header first).

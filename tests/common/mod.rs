@@ -138,3 +138,21 @@ pub fn random_conv(
         bias: (0..cout).map(|_| rng.gen_range(-1.0..1.0)).collect(),
     }
 }
+
+/// A fresh folder under the system's temporary folder, named by `tag` and a
+/// random number.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("latent-he-{tag}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The largest absolute difference between two matrices of the same shape.
+pub fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
