@@ -74,6 +74,11 @@ struct Server {
 
 impl Server {
     fn start(models: &Path, state: &Path, tokens: &Path, max_queue: usize) -> Self {
+        Self::start_with(models, state, tokens, max_queue, &[])
+    }
+
+    /// [`Self::start`] with more flags.
+    fn start_with(models: &Path, state: &Path, tokens: &Path, max_queue: usize, more: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_latent-he"))
             .args([
                 "serve",
@@ -94,6 +99,7 @@ impl Server {
                 "120",
                 "--json",
             ])
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -105,7 +111,10 @@ impl Server {
         let started: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve printed {line:?}: {e}"));
         let url = started["url"].as_str().unwrap().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{url}"
+        );
         Self { child, url }
     }
 
@@ -122,7 +131,12 @@ impl Drop for Server {
 }
 
 fn client_infer(server: &Server, token: &str, keys: &Path, input: &Path) -> std::process::Output {
-    latent_he(&[
+    client_infer_with(server, token, keys, input, &[])
+}
+
+fn client_infer_with(server: &Server, token: &str, keys: &Path, input: &Path, more: &[&str]) -> std::process::Output {
+    let (keys, input) = (keys.display().to_string(), input.display().to_string());
+    let mut args = vec![
         "client",
         "infer",
         "--server",
@@ -130,13 +144,24 @@ fn client_infer(server: &Server, token: &str, keys: &Path, input: &Path) -> std:
         "--token",
         token,
         "--keys",
-        &keys.display().to_string(),
+        &keys,
         "--model",
         "small",
         "--input",
-        &input.display().to_string(),
+        &input,
         "--json",
-    ])
+    ];
+    args.extend_from_slice(more);
+    latent_he(&args)
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 /// Every file under `dir`.
@@ -172,11 +197,27 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     let (models, model) = models_dir(&dir);
     let (state, tokens) = (dir.join("state"), dir.join("tokens"));
     let alice = token(&tokens, "alice");
-    let server = Server::start(&models, &state, &tokens, 4);
+    // Over TLS, with a certificate the client trusts through --ca-cert.
+    let (cert, key) = self_signed(&dir);
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start_with(
+        &models,
+        &state,
+        &tokens,
+        4,
+        &["--tls-cert", &cert_s, "--tls-key", &key_s],
+    );
+    assert!(server.url.starts_with("https://"), "{}", server.url);
     let keys = dir.join("keys");
     keygen(&model, &keys);
     let input = latents(&dir, "x.npy", 2, seed);
-    let got = json(&client_infer(&server, &alice, &keys, &input));
+    let untrusted = client_infer(&server, &alice, &keys, &input);
+    assert!(
+        !untrusted.status.success(),
+        "a certificate nobody vouches for was accepted"
+    );
+    let trusted = ["--ca-cert", cert_s.as_str()];
+    let got = json(&client_infer_with(&server, &alice, &keys, &input, &trusted));
     let plain = json(&latent_he(&[
         "predict",
         "--model",
@@ -189,7 +230,8 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     let err = max_diff(&matrix(&got["logits"]), &matrix(&plain["logits"]));
     assert!(err < 1e-3, "served logits differ from plaintext by {err}");
     // The served bundle is `export-client`'s for the served file.
-    let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
+    let remote =
+        latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), Some(cert.as_path())).unwrap();
     let served = remote.models().unwrap();
     let exported = dir.join("client.json");
     json(&latent_he(&[
@@ -204,7 +246,7 @@ fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secr
     assert_eq!(served["models"][0]["name"], "small");
     assert_eq!(served["models"][0]["bundle"], exported);
     // A second call reuses the registered key.
-    let again = json(&client_infer(&server, &alice, &keys, &input));
+    let again = json(&client_infer_with(&server, &alice, &keys, &input, &trusted));
     assert_eq!(again["key_id"], got["key_id"]);
     assert_ne!(again["job_id"], got["job_id"]);
     assert_no_secret(&state);
