@@ -280,35 +280,47 @@ fn encrypt(keys: &Path, input: &Path, out: &Path) {
     ]));
 }
 
-/// A raw request: `(status, body as JSON or Null)`.
-fn call(
-    http: &reqwest::blocking::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: Option<&str>,
-    body: Option<Vec<u8>>,
-) -> (u16, serde_json::Value) {
-    let mut request = http.request(method, url);
-    if let Some(t) = token {
-        request = request.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        request = request.body(b);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+/// Raw requests to a server, for the refusals a client would never send.
+struct Api {
+    http: reqwest::blocking::Client,
+    base: String,
 }
 
-/// Asserts a refusal: the status and a JSON error with a message.
-fn assert_refused(got: (u16, serde_json::Value), status: u16, what: &str) {
-    assert_eq!(got.0, status, "{what}: {}", got.1);
-    assert!(
-        got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {}",
-        got.1
-    );
+impl Api {
+    fn new(server: &Server) -> Self {
+        latent_he::service::install_crypto_provider();
+        Self {
+            http: reqwest::blocking::Client::new(),
+            base: server.url.clone(),
+        }
+    }
+
+    /// `method path` with `token` and `body`: `(status, body as JSON or Null)`.
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            request = request.body(b);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Asserts that `method path` is refused with `status` and a JSON error
+    /// with a message.
+    fn refused(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>, status: u16, what: &str) {
+        let (got, reply) = self.call(method, path, token, body);
+        assert_eq!(got, status, "{what}: {reply}");
+        assert!(
+            reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: {reply}"
+        );
+    }
 }
 
 /// Declares a body far past any cap and sends none: the server must answer
@@ -346,175 +358,90 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
     let (ct_a, ct_b) = (dir.join("a.ct"), dir.join("b.ct"));
     encrypt(&keys_a, &input, &ct_a);
     encrypt(&keys_b, &input, &ct_b);
-    latent_he::service::install_crypto_provider();
-    let http = reqwest::blocking::Client::new();
-    let url = |path: &str| format!("{}{path}", server.url);
-    let keys_url = url(&format!("/v1/keys?model=small&preset={PRESET}&batch=1"));
+    let api = Api::new(&server);
+    let keys_path = format!("/v1/keys?model=small&preset={PRESET}&batch=1");
     let public_a = std::fs::read(keys_a.join("public.key")).unwrap();
+    let (a, b) = (Some(alice.as_str()), Some(bob.as_str()));
 
-    assert_refused(
-        call(&http, reqwest::Method::GET, &url("/v1/models"), None, None),
-        401,
-        "no token",
-    );
-    assert_refused(
-        call(&http, reqwest::Method::GET, &url("/v1/models"), Some("lhe_0123"), None),
-        401,
-        "unknown token",
-    );
+    api.refused("GET", "/v1/models", None, None, 401, "no token");
+    api.refused("GET", "/v1/models", Some("lhe_0123"), None, 401, "unknown token");
     let secret = std::fs::read(keys_a.join("secret.key")).unwrap();
-    assert_refused(
-        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(secret)),
-        400,
-        "a secret key",
-    );
+    api.refused("POST", &keys_path, a, Some(secret), 400, "a secret key");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let garbage: Vec<u8> = (0..100_000).map(|_| rng.gen()).collect();
-    assert_refused(
-        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(garbage)),
-        400,
-        "garbage keys",
-    );
+    api.refused("POST", &keys_path, a, Some(garbage), 400, "garbage keys");
     let mut damaged = public_a.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 1;
-    assert_refused(
-        call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(damaged)),
-        400,
-        "a flipped bit",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::POST,
-            &url(&format!("/v1/keys?model=other&preset={PRESET}")),
-            Some(&alice),
-            Some(public_a.clone()),
-        ),
-        404,
-        "an unknown model",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::POST,
-            &format!("{keys_url}&fingerprint=blake3:{}", "0".repeat(64)),
-            Some(&alice),
-            Some(public_a.clone()),
-        ),
+    api.refused("POST", &keys_path, a, Some(damaged), 400, "a flipped bit");
+    let other_model = format!("/v1/keys?model=other&preset={PRESET}");
+    api.refused("POST", &other_model, a, Some(public_a.clone()), 404, "an unknown model");
+    let other_weights = format!("{keys_path}&fingerprint=blake3:{}", "0".repeat(64));
+    api.refused(
+        "POST",
+        &other_weights,
+        a,
+        Some(public_a.clone()),
         400,
         "keys made for other weights",
     );
     assert_eq!(
-        declared_oversize(&server.url, &format!("/v1/keys?model=small&preset={PRESET}"), &alice),
+        declared_oversize(&server.url, &keys_path, &alice),
         413,
         "a declared length past the key's size"
     );
-    let (status, made) = call(
-        &http,
-        reqwest::Method::POST,
-        &keys_url,
-        Some(&alice),
-        Some(public_a.clone()),
-    );
+    let (status, made) = api.call("POST", &keys_path, a, Some(public_a.clone()));
     assert_eq!(status, 201, "{made}");
     let key = made["key_id"].as_str().unwrap().to_string();
-    let (status, again) = call(&http, reqwest::Method::POST, &keys_url, Some(&alice), Some(public_a));
+    let (status, again) = api.call("POST", &keys_path, a, Some(public_a));
     assert_eq!((status, &again["key_id"]), (200, &made["key_id"]), "{again}");
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::GET,
-            &url(&format!("/v1/keys/{key}")),
-            Some(&bob),
-            None,
-        ),
-        403,
-        "another token's key",
-    );
-    let jobs_url = url(&format!("/v1/jobs?key={key}"));
+    api.refused("GET", &format!("/v1/keys/{key}"), b, None, 403, "another token's key");
+    let jobs_path = format!("/v1/jobs?key={key}");
     let ct = std::fs::read(&ct_a).unwrap();
-    assert_refused(
-        call(&http, reqwest::Method::POST, &jobs_url, Some(&bob), Some(ct.clone())),
+    api.refused(
+        "POST",
+        &jobs_path,
+        b,
+        Some(ct.clone()),
         403,
         "a job under another token's key",
     );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::POST,
-            &jobs_url,
-            Some(&alice),
-            Some(ct[..ct.len() / 2].to_vec()),
-        ),
-        400,
-        "a truncated ciphertext",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::POST,
-            &jobs_url,
-            Some(&alice),
-            Some(std::fs::read(&ct_b).unwrap()),
-        ),
+    let truncated = ct[..ct.len() / 2].to_vec();
+    api.refused("POST", &jobs_path, a, Some(truncated), 400, "a truncated ciphertext");
+    let foreign = std::fs::read(&ct_b).unwrap();
+    api.refused(
+        "POST",
+        &jobs_path,
+        a,
+        Some(foreign),
         400,
         "a ciphertext under another key",
     );
     assert_eq!(
-        declared_oversize(&server.url, &format!("/v1/jobs?key={key}"), &alice),
+        declared_oversize(&server.url, &jobs_path, &alice),
         413,
         "an oversized job"
     );
-    let (status, job) = call(&http, reqwest::Method::POST, &jobs_url, Some(&alice), Some(ct.clone()));
+    let (status, job) = api.call("POST", &jobs_path, a, Some(ct.clone()));
     assert_eq!(status, 202, "{job}");
     let job = job["job_id"].as_str().unwrap().to_string();
-    assert_refused(
-        call(&http, reqwest::Method::POST, &jobs_url, Some(&alice), Some(ct)),
-        429,
-        "past --max-queue 1",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::GET,
-            &url(&format!("/v1/jobs/{job}/output")),
-            Some(&alice),
-            None,
-        ),
+    api.refused("POST", &jobs_path, a, Some(ct), 429, "past --max-queue 1");
+    api.refused(
+        "GET",
+        &format!("/v1/jobs/{job}/output"),
+        a,
+        None,
         409,
         "the output of a job not done",
     );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::GET,
-            &url(&format!("/v1/jobs/{job}")),
-            Some(&bob),
-            None,
-        ),
-        403,
-        "another token's job",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::GET,
-            &url(&format!("/v1/jobs/{}", "0".repeat(32))),
-            Some(&alice),
-            None,
-        ),
-        404,
-        "an unknown job",
-    );
-    assert_refused(
-        call(
-            &http,
-            reqwest::Method::DELETE,
-            &url(&format!("/v1/keys/{key}")),
-            Some(&alice),
-            None,
-        ),
+    api.refused("GET", &format!("/v1/jobs/{job}"), b, None, 403, "another token's job");
+    let unknown = format!("/v1/jobs/{}", "0".repeat(32));
+    api.refused("GET", &unknown, a, None, 404, "an unknown job");
+    api.refused(
+        "DELETE",
+        &format!("/v1/keys/{key}"),
+        a,
+        None,
         409,
         "a key with a job queued",
     );
@@ -533,11 +460,9 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
     ]));
     let err = max_diff(&matrix(&decrypted["logits"]), &predict(&model, &input));
     assert!(err < 1e-3, "logits off by {err}");
-    let (status, metrics) = (
-        http.get(url("/metrics")).send().unwrap().status().as_u16(),
-        http.get(url("/metrics")).send().unwrap().text().unwrap(),
-    );
-    assert_eq!(status, 200);
+    let response = api.http.get(format!("{}/metrics", api.base)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let metrics = response.text().unwrap();
     assert!(metrics.contains("latent_he_jobs{state=\"done\"} 1"), "{metrics}");
     assert!(metrics.contains("latent_he_images_total 2"), "{metrics}");
     assert_no_secret(&state);
