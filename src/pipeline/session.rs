@@ -112,7 +112,33 @@ impl EncryptedSession {
             keygen_seconds,
             dir: key_dir,
         } = CachedKeys::open(model_file, &planned, memory.keys)?;
-        Ok(EncryptedSession {
+        Ok(Self::with_keys(
+            planned,
+            chosen,
+            memory,
+            (sk, keys),
+            keygen_seconds,
+            key_dir,
+        ))
+    }
+
+    /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
+    /// written, key generation is always timed).
+    pub fn generate(planned: Planned, chosen: Chosen, memory: EvalMemory) -> Self {
+        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory.keys);
+        Self::with_keys(planned, chosen, memory, (sk, keys), Some(seconds), KeyDir::new(""))
+    }
+
+    /// A session on `planned` with these keys, evaluating locally.
+    fn with_keys(
+        planned: Planned,
+        chosen: Chosen,
+        memory: EvalMemory,
+        (sk, keys): (SecretKey, Arc<PublicKeySet>),
+        keygen_seconds: Option<f64>,
+        key_dir: KeyDir,
+    ) -> Self {
+        EncryptedSession {
             range: ValueRange::new(&planned.model, &planned.params, &planned.plan),
             planned,
             sk,
@@ -121,24 +147,6 @@ impl EncryptedSession {
             lockstep: memory.lockstep,
             keygen_seconds,
             key_dir,
-            gpu: OnceLock::new(),
-            remote: None,
-        })
-    }
-
-    /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
-    /// written, key generation is always timed).
-    pub fn generate(planned: Planned, chosen: Chosen, memory: EvalMemory) -> Self {
-        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory.keys);
-        EncryptedSession {
-            range: ValueRange::new(&planned.model, &planned.params, &planned.plan),
-            planned,
-            sk,
-            keys,
-            chosen,
-            lockstep: memory.lockstep,
-            keygen_seconds: Some(seconds),
-            key_dir: KeyDir::new(""),
             gpu: OnceLock::new(),
             remote: None,
         }
