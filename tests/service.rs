@@ -342,6 +342,30 @@ fn declared_oversize(url: &str, path_and_query: &str, token: &str) -> u16 {
     line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+/// Downloads done job `job`, decrypts it with the keys in `keys` and checks
+/// the logits against `model`'s plaintext ones on `input`, within 1e-3.
+fn assert_job_output_matches(
+    remote: &latent_he::service::client::RemoteServer,
+    job: &str,
+    keys: &Path,
+    dir: &Path,
+    model: &Path,
+    input: &Path,
+) {
+    let out = dir.join(format!("{job}.ct"));
+    remote.download(job, &out).unwrap();
+    let decrypted = json(&latent_he(&[
+        "decrypt",
+        "--keys",
+        &keys.display().to_string(),
+        "--input",
+        &out.display().to_string(),
+        "--json",
+    ]));
+    let err = max_diff(&matrix(&decrypted["logits"]), &predict(model, input));
+    assert!(err < 1e-3, "job {job}: logits off by {err}");
+}
+
 #[test]
 fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
     let seed: u64 = rand::random();
@@ -448,18 +472,7 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
     // The server goes on: the accepted job finishes and decrypts.
     let remote = latent_he::service::client::RemoteServer::new(&server.url, Some(alice.clone()), None).unwrap();
     remote.wait(&job, &mut |_| {}).unwrap();
-    let out = dir.join("y.ct");
-    remote.download(&job, &out).unwrap();
-    let decrypted = json(&latent_he(&[
-        "decrypt",
-        "--keys",
-        &keys_a.display().to_string(),
-        "--input",
-        &out.display().to_string(),
-        "--json",
-    ]));
-    let err = max_diff(&matrix(&decrypted["logits"]), &predict(&model, &input));
-    assert!(err < 1e-3, "logits off by {err}");
+    assert_job_output_matches(&remote, &job, &keys_a, &dir, &model, &input);
     let response = api.http.get(format!("{}/metrics", api.base)).send().unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let metrics = response.text().unwrap();
@@ -539,18 +552,7 @@ fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
     );
     let done = remote.wait(&job, &mut |_| {}).unwrap();
     assert_eq!(done.attempts, 2, "{done:?}");
-    let out = dir.join("y.ct");
-    remote.download(&job, &out).unwrap();
-    let decrypted = json(&latent_he(&[
-        "decrypt",
-        "--keys",
-        &keys.display().to_string(),
-        "--input",
-        &out.display().to_string(),
-        "--json",
-    ]));
-    let err = max_diff(&matrix(&decrypted["logits"]), &predict(&model, &input));
-    assert!(err < 1e-3, "logits off by {err}");
+    assert_job_output_matches(&remote, &job, &keys, &dir, &model, &input);
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }
