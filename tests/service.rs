@@ -30,6 +30,36 @@ fn models_dir(dir: &Path) -> (PathBuf, PathBuf) {
     (models, served)
 }
 
+/// What every test here starts from: a printed random seed, a fresh folder
+/// with the served models (`models_dir`), and the paths of the server's
+/// state folder and tokens file in it.
+struct Setup {
+    seed: u64,
+    dir: PathBuf,
+    models: PathBuf,
+    model: PathBuf,
+    state: PathBuf,
+    tokens: PathBuf,
+}
+
+impl Setup {
+    fn new(tag: &str) -> Self {
+        let seed: u64 = rand::random();
+        println!("seed {seed}");
+        let dir = temp_dir(tag);
+        let (models, model) = models_dir(&dir);
+        let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+        Self {
+            seed,
+            dir,
+            models,
+            model,
+            state,
+            tokens,
+        }
+    }
+}
+
 /// `images` random latents for the small model, from `seed`.
 fn latents(dir: &Path, name: &str, images: usize, seed: u64) -> PathBuf {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -191,11 +221,14 @@ fn assert_no_secret(state: &Path) {
 
 #[test]
 fn a_client_gets_the_plaintext_logits_through_the_server_which_never_sees_a_secret() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let dir = temp_dir("serve");
-    let (models, model) = models_dir(&dir);
-    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let Setup {
+        seed,
+        dir,
+        models,
+        model,
+        state,
+        tokens,
+    } = Setup::new("serve");
     let alice = token(&tokens, "alice");
     // Over TLS, with a certificate the client trusts through --ca-cert.
     let (cert, key) = self_signed(&dir);
@@ -368,11 +401,14 @@ fn assert_job_output_matches(
 
 #[test]
 fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let dir = temp_dir("serve-bad");
-    let (models, model) = models_dir(&dir);
-    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let Setup {
+        seed,
+        dir,
+        models,
+        model,
+        state,
+        tokens,
+    } = Setup::new("serve-bad");
     let (alice, bob) = (token(&tokens, "alice"), token(&tokens, "bob"));
     let server = Server::start(&models, &state, &tokens, 1);
     let (keys_a, keys_b) = (dir.join("keys_a"), dir.join("keys_b"));
@@ -485,11 +521,14 @@ fn bad_requests_are_refused_with_their_status_and_the_server_goes_on() {
 
 #[test]
 fn eight_clients_at_once_each_decrypt_their_own_results() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let dir = temp_dir("serve-eight");
-    let (models, model) = models_dir(&dir);
-    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let Setup {
+        seed,
+        dir,
+        models,
+        model,
+        state,
+        tokens,
+    } = Setup::new("serve-eight");
     let clients: Vec<(String, PathBuf, PathBuf)> = (0..8)
         .map(|i| {
             let keys = dir.join(format!("keys{i}"));
@@ -517,11 +556,14 @@ fn eight_clients_at_once_each_decrypt_their_own_results() {
 
 #[test]
 fn a_job_running_when_the_server_is_killed_ends_done_after_a_restart() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let dir = temp_dir("serve-kill");
-    let (models, model) = models_dir(&dir);
-    let (state, tokens) = (dir.join("state"), dir.join("tokens"));
+    let Setup {
+        seed,
+        dir,
+        models,
+        model,
+        state,
+        tokens,
+    } = Setup::new("serve-kill");
     let alice = token(&tokens, "alice");
     let keys = dir.join("keys");
     keygen(&model, &keys);
@@ -610,11 +652,15 @@ fn group(rows: &[Vec<String>], group: &str) -> Vec<Vec<f64>> {
 
 #[test]
 fn score_through_a_server_agrees_with_the_local_encrypted_run_and_resumes() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
-    let dir = temp_dir("score-remote");
-    let (models, model) = models_dir(&dir);
-    let (state, tokens, cache) = (dir.join("state"), dir.join("tokens"), dir.join("cache"));
+    let Setup {
+        seed,
+        dir,
+        models,
+        model,
+        state,
+        tokens,
+    } = Setup::new("score-remote");
+    let cache = dir.join("cache");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::rename(latents(&dir, "x.npy", 5, seed), data.join("latents.npy")).unwrap();
