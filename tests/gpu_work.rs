@@ -9,11 +9,13 @@
 //! check`. Needs an adapter (lavapipe in CI); fails loudly without one.
 
 use latent_he::backend::gpu::{GpuContext, GpuWork};
-use latent_he::ckks::gpu_cost::GpuCostModel;
+use latent_he::ckks::gpu_cost::{GpuCost, GpuCostModel, DEVICE_PROFILES};
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{encode_coeffs, encrypt_values, KeyMemory, Params, PublicKeySet, SecretKey};
-use latent_he::he_nn::{encrypt_tensor, Plan};
-use latent_he::nn::{random_folded_model, Arch, LatentShape, ModelSpec};
+use latent_he::he_nn::{encrypt_tensor, Plan, WeightStore};
+use latent_he::nn::{random_folded_model, Arch, LatentShape, LoadOptions, ModelSpec};
+use latent_he::pipeline::Planned;
+use std::path::Path;
 use std::sync::Arc;
 
 /// The work of the third of three runs of `op`.
@@ -206,8 +208,11 @@ fn the_cost_model_counts_each_operation_as_recorded() {
 }
 
 /// The plan's predicted dispatches for a whole ResNet20 on a 2x8x8 latent
-/// at `insecure-n12-deep` equal what the GPU evaluator records running it:
-/// the per-step sum of [`GpuCostModel`] over the executor's own calls.
+/// at `insecure-n12-deep` equal what the GPU evaluator records running it,
+/// for the first image (which encodes the weights and keeps them in a
+/// [`WeightStore`]) and for the next (which reads them from the store): the
+/// per-step sum of [`GpuCostModel`] over the executor's own calls. The next
+/// image uploads no weight and gives the first's ciphertexts.
 #[test]
 fn the_plan_predicts_the_dispatches_of_a_whole_network() {
     let ctx = GpuContext::new(None)
@@ -222,15 +227,71 @@ fn the_plan_predicts_the_dispatches_of_a_whole_network() {
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
     let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
     let model = GpuCostModel::new(&params, gpu.ring().binding_limit()).unwrap();
-    let predicted = plan.gpu_cost(&params, model, 1).unwrap();
-    let total: u64 = predicted.iter().map(|s| s.cost.dispatches).sum();
+    let predicted = plan.gpu_cost(&params, model, 1, u64::MAX).unwrap();
+    let steady: u64 = predicted.steps.iter().map(|s| s.cost.dispatches).sum();
 
     let x: Vec<f64> = (0..spec.latent().len()).map(|i| ((i % 9) as f64 - 4.0) / 8.0).collect();
     let cts = encrypt_tensor(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
     let up: Vec<_> = cts.iter().map(|c| gpu.upload(c).unwrap()).collect();
-    let before = gpu.work();
-    plan.execute(&gpu, &params, &up).unwrap();
-    let recorded = gpu.work().since(&before);
-    eprintln!("ResNet20 2x8x8, insecure-n12-deep: {total} dispatches predicted, {recorded:?} recorded");
-    assert_eq!(recorded.dispatches, total, "{predicted:#?}");
+    let weights = WeightStore::new(&params, u64::MAX);
+    let run = || {
+        let before = gpu.work();
+        let out = plan
+            .execute_sets_kept(&gpu, &params, &[up.as_slice()], &weights)
+            .unwrap();
+        (gpu.work().since(&before), out)
+    };
+    let (first, first_out) = run();
+    let (next, out) = run();
+    eprintln!(
+        "ResNet20 2x8x8, insecure-n12-deep: first image {} dispatches predicted, {first:?} recorded; \
+         next {steady} predicted, {next:?} recorded; {} weight bytes kept",
+        predicted.first.dispatches,
+        weights.bytes()
+    );
+    assert_eq!(first.dispatches, predicted.first.dispatches, "{predicted:#?}");
+    assert_eq!(next.dispatches, steady, "{predicted:#?}");
+    assert_eq!(weights.bytes(), predicted.resident_weight_bytes);
+    assert!(next.dispatches < first.dispatches);
+    // What the next image still uploads: biases and constants, not weights.
+    assert!(
+        next.upload_bytes * 20 < first.upload_bytes,
+        "{} bytes uploaded by the next image, {} by the first",
+        next.upload_bytes,
+        first.upload_bytes
+    );
+    // The first image's words are the CPU's (tests/he_nn.rs); the next's
+    // must be the first's.
+    let words = |cts: &[latent_he::ckks::gpu_eval::GpuCiphertext]| {
+        cts.iter().map(|c| gpu.download(c).unwrap()).collect::<Vec<_>>()
+    };
+    assert!(
+        words(&out[0]) == words(&first_out[0]),
+        "the next image's logits differ from the first's"
+    );
+}
+
+/// The per-image bars for the bundled ResNet20 at f=8 under `n16`, on the
+/// plan's prediction (held to the recorder by the test above; a real n16
+/// run on lavapipe takes too long for CI): with the weights kept on the
+/// device, every image after the first takes at most 8,000 dispatches,
+/// encodes no plaintext on the host (no FFT) and uploads at most 64 MB.
+#[test]
+fn resnet20_f8_at_n16_meets_the_per_image_bars_with_its_weights_kept() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/resnet20_f8.safetensors");
+    let planned = Planned::load(&path, &LoadOptions::default(), Some("n16"), 1).unwrap();
+    let h100 = &DEVICE_PROFILES[0];
+    assert_eq!(h100.name, "h100");
+    let model = GpuCostModel::new(&planned.params, h100.binding_bytes).unwrap();
+    let cost = planned.plan.gpu_cost(&planned.params, model, 1, u64::MAX).unwrap();
+    let per_image = cost.steps.iter().fold(GpuCost::default(), |sum, s| sum.plus(&s.cost));
+    eprintln!(
+        "ResNet20 f=8 n16: first image {:?}; every later image {per_image:?}; {} weight bytes kept",
+        cost.first, cost.resident_weight_bytes
+    );
+    assert!(per_image.dispatches <= 8_000, "{per_image:?}");
+    assert_eq!(per_image.plaintexts, 0, "plaintexts still encoded per image");
+    assert!(per_image.plaintext_upload_bytes <= 64 << 20, "{per_image:?}");
+    // The first image does the encoding the others skip.
+    assert!(cost.first.plaintexts > 9_000 && cost.first.dispatches > per_image.dispatches + 2_000);
 }

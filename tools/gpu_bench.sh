@@ -14,7 +14,10 @@
 #      elsewhere must target the machine: RUSTFLAGS="-C target-cpu=x86-64-v4");
 #   3. runs `devices`, `check --preset n16`, `selftest --preset n16 --backend
 #      gpu` and `bench --backend gpu --profile` for ResNet20 at f=8, one image
-#      alone and in groups of 16, each into OUT as JSON (and the profiles).
+#      alone and in groups of 16, each into OUT as JSON (and the profiles);
+#      the weights kept on the device after the first run (--weight-memory
+#      40GiB: the model needs about 30 GB at n16, an H100 has 80), so the
+#      median of three runs is the steady state.
 #
 # To carry the loaders from a machine with Debian's apt (once, in the
 # repository root): mkdir -p .gl && (cd .gl && apt-get download libvulkan1
@@ -73,6 +76,6 @@ run check check --preset n16 --json
 run selftest selftest --preset n16 --backend gpu --json
 for lockstep in 1 16; do
     run "bench-resnet20-f8-x$lockstep" bench --models resnet20 --latents f8 --backend gpu \
-        --lockstep "$lockstep" --runs 3 --profile --out "$out/bench-x$lockstep" --json
+        --lockstep "$lockstep" --runs 3 --weight-memory 40GiB --profile --out "$out/bench-x$lockstep" --json
 done
 log "finished"

@@ -6,7 +6,7 @@
 
 use super::backend::Chosen;
 use super::infer::key_switches_per_image;
-use super::memory::{available_memory, EvalMemory, KeyMemoryChoice};
+use super::memory::{available_memory, EvalMemory, KeyMemoryChoice, WeightMemoryArg};
 use super::progress::Stderr;
 use super::{print_json, CliError};
 use crate::backend::gpu::GpuWork;
@@ -62,6 +62,8 @@ pub struct BenchArgs {
     /// kernel entry point beside the wall and host CPU time, per image.
     #[arg(long)]
     profile: bool,
+    #[command(flatten)]
+    weights: WeightMemoryArg,
 }
 
 /// One combination's outcome; also one row of `bench.csv` (a column per
@@ -202,6 +204,7 @@ fn bench_one(args: &BenchArgs, model_name: &str, latent_name: &str, backend: &st
         EvalMemory {
             keys: key_memory,
             lockstep: row.lockstep,
+            weights: args.weights.bytes(),
         },
     );
     row.keygen_s = session.keygen_seconds;

@@ -11,6 +11,7 @@ use super::CliError;
 use crate::data::dataset::UncertainPolicy;
 use crate::data::synth::{write_dataset, SynthConfig};
 use crate::data::TextTable;
+use crate::he_nn::DEFAULT_GPU_WEIGHT_BYTES;
 use crate::nn::LoadOptions;
 use crate::pipeline::memory::KeyMemoryChoice;
 use crate::pipeline::score::{score, DatasetLayout, ScoreConfig};
@@ -78,6 +79,7 @@ fn score_config(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Sc
         adapter: args.device.adapter.clone(),
         key_memory: KeyMemoryChoice::Auto,
         lockstep: usize::from(DEFAULT_LOCKSTEP),
+        weight_memory: DEFAULT_GPU_WEIGHT_BYTES,
         offset: 0,
         limit: None,
         merge: Vec::new(),

@@ -2,7 +2,7 @@
 //! encrypted and plaintext side by side).
 
 use super::backend::DeviceArgs;
-use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs};
+use super::memory::{key_memory_name, peak_memory_bytes, MemoryArgs, WeightMemoryArg};
 use super::model_args::{parse_batch, ModelArgs};
 use super::predict::{finite_logits, sigmoid};
 use super::progress::Stderr;
@@ -13,8 +13,7 @@ use crate::ckks::serialize::{
     save_ciphertexts,
 };
 use crate::ckks::{KeyLevels, KeyMemory, Params};
-use crate::he_nn::plan::StepGpuCost;
-use crate::he_nn::{Plan, HEADROOM_LEVELS};
+use crate::he_nn::{Plan, PlanGpuCost, HEADROOM_LEVELS};
 use crate::pipeline::keys::PUBLIC_KEY_FILE;
 use crate::pipeline::{
     model_fingerprint, read_latents, EncryptedSession, LogitsApart, ModelBinding, Planned, Server, StageSeconds,
@@ -55,6 +54,8 @@ pub struct PlanArgs {
     model: ModelArgs,
     #[command(flatten)]
     choice: PlanChoice,
+    #[command(flatten)]
+    weights: WeightMemoryArg,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -158,17 +159,20 @@ pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
 }
 
 /// The plan's predicted GPU work for one image set, per named device
-/// profile ([`DEVICE_PROFILES`]): the dispatches, key switches and key
-/// bytes of each top-level step and in total, and the predicted seconds
+/// profile ([`DEVICE_PROFILES`]), with a store of `weight_budget` bytes of
+/// weight plaintexts ([`Plan::gpu_cost`]): the dispatches, key switches,
+/// key bytes and plaintext uploads of each top-level step and in total for
+/// every image after the first, the first image's total, the bytes of
+/// weights kept resident, and the predicted seconds
 /// ([`GpuCost::seconds_on`]). A profile whose binding the cost model does
 /// not cover says why instead.
 ///
 /// # Errors
 /// Evaluator refusals from running the plan on the cost model.
-pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan) -> Result<serde_json::Value, CliError> {
+pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan, weight_budget: u64) -> Result<serde_json::Value, CliError> {
     let mut profiles = serde_json::Map::new();
-    // Profiles with one binding size predict the same steps: run once each.
-    let mut steps_by_binding: Vec<(u64, Vec<StepGpuCost>)> = Vec::new();
+    // Profiles with one binding size predict the same work: run once each.
+    let mut cost_by_binding: Vec<(u64, PlanGpuCost)> = Vec::new();
     for device in &DEVICE_PROFILES {
         let model = match GpuCostModel::new(params, device.binding_bytes) {
             Ok(model) => model,
@@ -177,16 +181,17 @@ pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan) -> Result<serde_json::V
                 continue;
             }
         };
-        let steps = match steps_by_binding.iter().find(|(b, _)| *b == device.binding_bytes) {
-            Some((_, steps)) => steps.clone(),
+        let cost = match cost_by_binding.iter().find(|(b, _)| *b == device.binding_bytes) {
+            Some((_, cost)) => cost.clone(),
             None => {
-                let steps = plan.gpu_cost(params, model, 1)?;
-                steps_by_binding.push((device.binding_bytes, steps.clone()));
-                steps
+                let cost = plan.gpu_cost(params, model, 1, weight_budget)?;
+                cost_by_binding.push((device.binding_bytes, cost.clone()));
+                cost
             }
         };
-        let total = steps.iter().fold(GpuCost::default(), |sum, s| sum.plus(&s.cost));
-        let rows: Vec<_> = steps
+        let total = cost.steps.iter().fold(GpuCost::default(), |sum, s| sum.plus(&s.cost));
+        let rows: Vec<_> = cost
+            .steps
             .iter()
             .map(|s| {
                 let mut row = json!(s);
@@ -196,7 +201,15 @@ pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan) -> Result<serde_json::V
             .collect();
         profiles.insert(
             device.name.into(),
-            json!({"device": device, "total": total, "seconds": total.seconds_on(device), "steps": rows}),
+            json!({
+                "device": device,
+                "weight_budget_bytes": weight_budget,
+                "resident_weight_bytes": cost.resident_weight_bytes,
+                "first_image": {"total": cost.first, "seconds": cost.first.seconds_on(device)},
+                "total": total,
+                "seconds": total.seconds_on(device),
+                "steps": rows,
+            }),
         );
     }
     Ok(serde_json::Value::Object(profiles))
@@ -206,7 +219,7 @@ pub fn gpu_prediction(params: &Arc<Params>, plan: &Plan) -> Result<serde_json::V
 pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     let planned = args.choice.plan(&args.model)?;
     let mut report = describe_plan(&planned.params, &planned.plan);
-    report["gpu"] = gpu_prediction(&planned.params, &planned.plan)?;
+    report["gpu"] = gpu_prediction(&planned.params, &planned.plan, args.weights.bytes())?;
     // The clamp the client applies before encrypting (null: none).
     report["input_clip"] = json!(planned.model.spec().input_clip().map(f64::from));
     if args.json {
@@ -275,7 +288,14 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     let params = public_keys_params(&args.public_key)?;
     let model = crate::nn::fold(&args.model.load()?);
     let fingerprint = model_fingerprint(&args.model.model)?;
-    let server = Server::new(model, params.clone(), args.batch, Some(fingerprint)).map_err(|e| CliError::Input {
+    let server = Server::new(
+        model,
+        params.clone(),
+        args.batch,
+        Some(fingerprint),
+        args.memory.weights.bytes(),
+    )
+    .map_err(|e| CliError::Input {
         path: args.input.display().to_string(),
         reason: e.to_string(),
     })?;

@@ -180,6 +180,7 @@ fn config(args: &ScoreArgs) -> Result<ScoreConfig, CliError> {
         adapter: args.device.adapter.clone(),
         key_memory: args.memory.key_memory.into(),
         lockstep: usize::from(args.memory.lockstep),
+        weight_memory: args.memory.weights.bytes(),
         offset: args.offset,
         limit: args.limit,
         merge: args.merge.clone(),

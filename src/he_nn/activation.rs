@@ -12,7 +12,8 @@
 //! tensor stays zero (the [`SlotLayout`] invariant).
 
 use super::layout::SlotLayout;
-use crate::ckks::EvalBackend;
+use super::weights::{slots_plaintext, WeightStore};
+use crate::ckks::{EvalBackend, Params};
 
 /// A polynomial activation, coefficients constant first.
 ///
@@ -104,6 +105,34 @@ impl PolyActivation {
         layout: &SlotLayout,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
+        self.apply_pending_with(backend, None, layout, input)
+    }
+
+    /// [`Self::apply_pending`] with the slot constants taken from
+    /// `weights` when kept there under `params`, else encoded and offered
+    /// to it. The words are [`Self::apply_pending`]'s.
+    ///
+    /// # Errors
+    /// As [`Self::apply`].
+    pub fn apply_pending_kept<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        weights: &WeightStore<B::Pt>,
+        layout: &SlotLayout,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
+        self.apply_pending_with(backend, Some((params, weights)), layout, input)
+    }
+
+    /// [`Self::apply_pending`], with `kept` (parameters and store) or not.
+    fn apply_pending_with<B: EvalBackend>(
+        &self,
+        backend: &B,
+        kept: Kept<'_, B>,
+        layout: &SlotLayout,
+        input: &[B::Ct],
+    ) -> Result<Vec<B::Ct>, B::Error> {
         let constants = layout.constant(self.coeffs[0]);
         // Only the `z * (inner)` forms (more than one level) read these.
         let inner_constants = if self.levels() > 1 {
@@ -115,8 +144,8 @@ impl PolyActivation {
             .iter()
             .zip(constants.iter().zip(&inner_constants))
             .map(|(z, (constant, inner_constant))| {
-                let y = self.without_constant(backend, z, inner_constant)?;
-                add_on_slots(backend, &y, constant)
+                let y = self.without_constant(backend, kept, z, inner_constant)?;
+                add_on_slots(backend, kept, &y, constant)
             })
             .collect()
     }
@@ -132,6 +161,7 @@ impl PolyActivation {
     fn without_constant<B: EvalBackend>(
         &self,
         backend: &B,
+        kept: Kept<'_, B>,
         z: &B::Ct,
         inner_constant: &[f64],
     ) -> Result<B::Ct, B::Error> {
@@ -148,7 +178,7 @@ impl PolyActivation {
                 let sq = if lead < 0.0 { backend.neg(&sq)? } else { sq };
                 return backend.add(&sq, &times(z, c[1])?);
             }
-            let inner = add_on_slots(backend, &rescaled(times(z, lead))?, inner_constant)?;
+            let inner = add_on_slots(backend, kept, &rescaled(times(z, lead))?, inner_constant)?;
             return backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner);
         }
         let mut inner = rescaled(square(z))?;
@@ -159,20 +189,30 @@ impl PolyActivation {
             let linear = bring_to(backend, &rescaled(times(z, c[2]))?, backend.level(&inner))?;
             inner = backend.add(&inner, &linear)?;
         }
-        let inner = add_on_slots(backend, &inner, inner_constant)?;
+        let inner = add_on_slots(backend, kept, &inner, inner_constant)?;
         backend.mul_relin(&bring_to(backend, z, backend.level(&inner))?, &inner)
     }
 }
 
 /// `ct + values` where `values` is a slot vector (encoded at the
-/// ciphertext's level and scale); nothing to do for an all-zero vector.
-fn add_on_slots<B: EvalBackend>(backend: &B, ct: &B::Ct, values: &[f64]) -> Result<B::Ct, B::Error> {
+/// ciphertext's level and scale, or taken from the store kept for those
+/// parameters); nothing to do for an all-zero vector.
+fn add_on_slots<B: EvalBackend>(backend: &B, kept: Kept<'_, B>, ct: &B::Ct, values: &[f64]) -> Result<B::Ct, B::Error> {
     if values.iter().all(|&v| v == 0.0) {
         return backend.drop_level(ct, backend.level(ct));
     }
-    let pt = backend.encode(values, backend.level(ct), backend.scale(ct))?;
-    backend.add_plain(ct, &pt)
+    let (level, scale) = (backend.level(ct), backend.scale(ct));
+    match kept {
+        Some((params, weights)) => {
+            let pt = slots_plaintext(backend, params, weights, values, level, scale)?;
+            backend.add_plain(ct, pt[0].as_ref().expect("a slot vector's plaintext is always present"))
+        }
+        None => backend.add_plain(ct, &backend.encode(values, level, scale)?),
+    }
 }
+
+/// The parameters and the store an activation's constants are kept in, if any.
+type Kept<'a, B> = Option<(&'a Params, &'a WeightStore<<B as EvalBackend>::Pt>)>;
 
 /// `ct` at `level` and that level's canonical scale: primes dropped down to
 /// `level + 1`, then a product with 1 and a rescale (no key switch). A

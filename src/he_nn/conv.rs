@@ -25,11 +25,13 @@
 //! Key switches: `cts_in * (babies - 1) + sum_j (giants_j - 1)`.
 
 use super::layout::SlotLayout;
+use super::weights::{next_layer_id, Part, PlaintextKey, Source, WeightStore};
 use crate::ckks::encoder::encode_coeffs;
 use crate::ckks::{CkksError, EvalBackend, Params};
 use crate::nn::layers::ConvGeometry;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a convolution cannot be lowered.
@@ -91,9 +93,12 @@ struct Baby {
 /// `bias` has `out` values if present; `output` is `input` strided by the
 /// layer; `babies` are the taps that read inside the input for some output
 /// position, grouped by slot distance; `giants[j]` lists the channel-block
-/// shifts with a nonzero weight for output ciphertext `j`.
+/// shifts with a nonzero weight for output ciphertext `j`; `id` is this
+/// layer's alone (a clone, with the same weights, keeps it), naming its
+/// plaintexts in a [`WeightStore`].
 #[derive(Clone, Debug)]
 pub struct HeConv {
+    id: u64,
     name: String,
     geometry: ConvGeometry,
     weight: Vec<f64>,
@@ -163,6 +168,7 @@ impl HeConv {
         }
         let output = input.strided(g.out_channels, height, width, g.stride);
         let mut conv = Self {
+            id: next_layer_id(),
             name,
             geometry,
             weight,
@@ -364,7 +370,9 @@ impl HeConv {
     /// Evaluator refusals (missing rotation keys: generate [`Self::rotations`];
     /// level 0; mismatched levels) and encoding errors.
     pub fn apply<B: EvalBackend>(&self, backend: &B, params: &Params, input: &[B::Ct]) -> Result<Vec<B::Ct>, B::Error> {
-        Ok(self.apply_sets(backend, params, &[input], false)?.remove(0))
+        Ok(self
+            .apply_sets(backend, params, &[input], false, &WeightStore::disabled(params))?
+            .remove(0))
     }
 
     /// The convolution of an input with one rescale pending (an activation's
@@ -382,14 +390,45 @@ impl HeConv {
         params: &Params,
         input: &[B::Ct],
     ) -> Result<Vec<B::Ct>, B::Error> {
-        Ok(self.apply_sets(backend, params, &[input], true)?.remove(0))
+        Ok(self
+            .apply_sets(backend, params, &[input], true, &WeightStore::disabled(params))?
+            .remove(0))
+    }
+
+    /// The plaintexts of giant step `key` (its level and scale) of output
+    /// ciphertext `j` and shift `delta`, one per `(input ciphertext, baby)`
+    /// of `terms`,
+    /// `None` for an all-zero diagonal: the diagonals built and their host
+    /// encoding done in parallel, then finished by the backend all at once
+    /// (the GPU in one reduction and one NTT).
+    fn giant_step_plaintexts<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        terms: &[(usize, usize)],
+        (key, j, delta): (PlaintextKey, usize, usize),
+    ) -> Result<Vec<Option<B::Pt>>, B::Error> {
+        let scale = f64::from_bits(key.scale_bits);
+        let host = terms
+            .par_iter()
+            .map(|&(i, b)| {
+                self.diagonal(j, delta, i, &self.babies[b])
+                    .map(|d| encode_coeffs(params, &d, key.level, scale))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, CkksError>>()?;
+        let present: Vec<bool> = host.iter().map(Option::is_some).collect();
+        let mut finished = backend.plaintexts(host.into_iter().flatten().collect())?.into_iter();
+        Ok(present.iter().map(|&p| p.then(|| finished.next()).flatten()).collect())
     }
 
     /// [`Self::apply`] (or, with `pending`, [`Self::apply_pending`]) of
     /// several inputs in lockstep, one per image set, all at one level and
     /// scale: each weight diagonal is encoded once and multiplied into every
     /// set, so the encoding (most of a convolution's CPU time) is shared.
-    /// The outputs are those of separate calls, word for word.
+    /// Each giant step's plaintexts are taken from `weights` when kept
+    /// there, else encoded and offered to it. The outputs are those of
+    /// separate calls, word for word, whatever `weights` holds.
     ///
     /// # Errors
     /// As [`Self::apply`], for any set.
@@ -399,6 +438,7 @@ impl HeConv {
         params: &Params,
         inputs: &[&[B::Ct]],
         pending: bool,
+        weights: &WeightStore<B::Pt>,
     ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
         let rescales = 1 + usize::from(pending);
         let shape_error = |found| CkksError::Shape {
@@ -456,26 +496,27 @@ impl HeConv {
         for (j, giants) in self.giants.iter().enumerate() {
             let mut totals: Vec<Option<B::RotationSum>> = inputs.iter().map(|_| None).collect();
             for &delta in giants {
-                // Diagonals are built and their host encoding done in
-                // parallel, then the backend finishes them all at once
-                // (the GPU in one reduction and one NTT) and they are
-                // multiplied and accumulated in order.
-                let host = terms
-                    .par_iter()
-                    .map(|&(i, b)| {
-                        self.diagonal(j, delta, i, &self.babies[b])
-                            .map(|d| encode_coeffs(params, &d, level, pt_scale))
-                            .transpose()
-                    })
-                    .collect::<Result<Vec<_>, CkksError>>()?;
-                let present: Vec<bool> = host.iter().map(Option::is_some).collect();
-                let mut finished = backend.plaintexts(host.into_iter().flatten().collect())?.into_iter();
-                let encoded: Vec<Option<B::Pt>> =
-                    present.iter().map(|&p| p.then(|| finished.next()).flatten()).collect();
+                let key = PlaintextKey {
+                    source: Source::Conv {
+                        layer: self.id,
+                        output: j,
+                        part: Part::Giant(delta),
+                    },
+                    level,
+                    scale_bits: pt_scale.to_bits(),
+                };
+                let encoded = match weights.get(params, &key) {
+                    Some(kept) => kept,
+                    None => weights.offer(
+                        params,
+                        key,
+                        self.giant_step_plaintexts(backend, params, &terms, (key, j, delta))?,
+                    ),
+                };
                 for (set, total) in rotated.iter().zip(totals.iter_mut()) {
                     let products: Vec<(&B::Ct, &B::Pt)> = terms
                         .iter()
-                        .zip(&encoded)
+                        .zip(encoded.iter())
                         .filter_map(|(&(i, b), pt)| Some((&set[i][b], pt.as_ref()?)))
                         .collect();
                     if products.is_empty() {
@@ -486,8 +527,8 @@ impl HeConv {
                 }
             }
             // Every set's output has the same level and scale: the bias is
-            // encoded once too.
-            let mut bias_pt = None;
+            // encoded once too (or taken from `weights`).
+            let mut bias_pt: Option<Arc<Vec<Option<B::Pt>>>> = None;
             for ((total, x), y_set) in totals.into_iter().zip(inputs).zip(out.iter_mut()) {
                 let total = match total {
                     Some(t) => backend.rotation_sum_finish(t)?,
@@ -499,12 +540,30 @@ impl HeConv {
                     y = backend.rescale(&y)?;
                 }
                 if let Some(bias) = &bias {
-                    let pt = match bias_pt.take() {
-                        Some(pt) => pt,
-                        None => backend.encode(&bias[j], level - rescales, backend.scale(&y))?,
+                    let pt = match &bias_pt {
+                        Some(pt) => pt.clone(),
+                        None => {
+                            let key = PlaintextKey {
+                                source: Source::Conv {
+                                    layer: self.id,
+                                    output: j,
+                                    part: Part::Bias,
+                                },
+                                level: level - rescales,
+                                scale_bits: backend.scale(&y).to_bits(),
+                            };
+                            let pt = match weights.get(params, &key) {
+                                Some(kept) => kept,
+                                None => {
+                                    let encoded = backend.encode(&bias[j], key.level, backend.scale(&y))?;
+                                    weights.offer(params, key, vec![Some(encoded)])
+                                }
+                            };
+                            bias_pt.insert(pt).clone()
+                        }
                     };
-                    y = backend.add_plain(&y, &pt)?;
-                    bias_pt = Some(pt);
+                    let pt = pt[0].as_ref().expect("a bias plaintext is always present");
+                    y = backend.add_plain(&y, pt)?;
                 }
                 y_set.push(y);
             }

@@ -11,6 +11,8 @@
 //! - [`range`]: which images a plan's ciphertexts can carry, checked in
 //!   plaintext (a value past the parameters' bound wraps and spoils every
 //!   image sharing the ciphertext);
+//! - [`weights`]: each giant step's weight plaintexts kept on the backend
+//!   for later images, within a byte budget;
 //! - [`plan`]: a folded model lowered to a tree of these steps, with its
 //!   level budget, rotations and key switches, and the executor that runs it
 //!   on either backend.
@@ -23,6 +25,7 @@ pub mod merge;
 pub mod plan;
 pub mod pool;
 pub mod range;
+pub mod weights;
 
 pub use activation::{bring_to, PolyActivation};
 pub use client::{decrypt_batches, decrypt_tensor, encrypt_batches, encrypt_tensor};
@@ -30,7 +33,9 @@ pub use conv::{HeConv, HeConvError};
 pub use layout::{kernel_offsets, kernel_rotations, LayoutError, SlotLayout};
 pub use merge::{LaneMerge, SETS_PER_MERGE};
 pub use plan::{
-    plan_for, LayerReport, Plan, PlanError, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, MAX_BATCH, NETWORK_GAIN,
+    plan_for, LayerReport, Plan, PlanError, PlanGpuCost, StepTrace, AUTO_PRESETS, HEADROOM_LEVELS, MAX_BATCH,
+    NETWORK_GAIN,
 };
 pub use pool::{Direction, RotationSum};
 pub use range::{ValueRange, PARTIAL_SUM_MARGIN};
+pub use weights::{WeightStore, DEFAULT_GPU_WEIGHT_BYTES};

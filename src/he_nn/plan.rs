@@ -7,6 +7,7 @@ use super::conv::{HeConv, HeConvError};
 use super::layout::{LayoutError, SlotLayout};
 use super::merge::LaneMerge;
 use super::pool::RotationSum;
+use super::weights::WeightStore;
 use crate::ckks::gpu_cost::{CostCt, GpuCost, GpuCostBackend, GpuCostModel};
 use crate::ckks::{CkksError, EvalBackend, KeyLevels, Params};
 use crate::nn::layers::{ConvGeometry, Linear};
@@ -202,6 +203,19 @@ impl LayerReport {
     }
 }
 
+/// The GPU work [`Plan::gpu_cost`] predicts for an evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanGpuCost {
+    /// Per top-level step, in steady state: the weight plaintexts that fit
+    /// the store already kept.
+    pub steps: Vec<StepGpuCost>,
+    /// The whole first evaluation, which encodes every weight plaintext
+    /// and keeps those that fit.
+    pub first: GpuCost,
+    /// Bytes of weight plaintexts kept for later evaluations.
+    pub resident_weight_bytes: u64,
+}
+
 /// The predicted GPU work of one top-level step of a plan
 /// ([`Plan::gpu_cost`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -383,20 +397,28 @@ impl Step {
         }
     }
 
-    fn execute<B: EvalBackend>(&self, backend: &B, params: &Params, x: &Flow<B::Ct>) -> Result<Flow<B::Ct>, B::Error> {
+    fn execute<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        weights: &WeightStore<B::Pt>,
+        x: &Flow<B::Ct>,
+    ) -> Result<Flow<B::Ct>, B::Error> {
         let ready = |sets| Ok(Flow { sets, pending: false });
         match self {
-            Step::Conv(c) => ready(c.apply_sets(backend, params, &refs(&x.sets), x.pending)?),
+            Step::Conv(c) => ready(c.apply_sets(backend, params, &refs(&x.sets), x.pending, weights)?),
             Step::Act { act, layout } => Ok(Flow {
-                sets: each_set(&x.settled(backend)?, |cts| act.apply_pending(backend, layout, cts))?,
+                sets: each_set(&x.settled(backend)?, |cts| {
+                    act.apply_pending_kept(backend, params, weights, layout, cts)
+                })?,
                 pending: true,
             }),
             Step::SquareAndLinear { linear, square, .. } => {
                 let x = x.settled(backend)?;
                 let squares = each_ct(&x, |c| backend.mul_relin(c, c))?;
-                let from_squares = square.apply_sets(backend, params, &refs(&squares), true)?;
+                let from_squares = square.apply_sets(backend, params, &refs(&squares), true, weights)?;
                 let lowered = each_ct(&x, |c| backend.drop_level(c, backend.level(c) - 1))?;
-                let from_values = linear.apply_sets(backend, params, &refs(&lowered), false)?;
+                let from_values = linear.apply_sets(backend, params, &refs(&lowered), false, weights)?;
                 ready(zip_cts(&from_values, &from_squares, |a, b| backend.add(a, b))?)
             }
             // Rotation sums at any scale: a pending rescale stays pending,
@@ -414,7 +436,7 @@ impl Step {
                 pending: true,
             }),
             Step::Residual { body, shortcut, .. } => {
-                let main = execute_all(body, backend, params, x)?.into_settled(backend)?;
+                let main = execute_all(body, backend, params, weights, x)?.into_settled(backend)?;
                 let target = main
                     .iter()
                     .flatten()
@@ -430,7 +452,7 @@ impl Step {
                             sets: each_ct(&x.sets, |c| backend.drop_level(c, entry))?,
                             pending: x.pending,
                         };
-                        execute_all(shortcut, backend, params, &entered)?.into_settled(backend)?
+                        execute_all(shortcut, backend, params, weights, &entered)?.into_settled(backend)?
                     }
                     _ => {
                         let entry = target + levels(shortcut);
@@ -438,7 +460,7 @@ impl Step {
                         if shortcut.is_empty() {
                             sets
                         } else {
-                            execute_all(shortcut, backend, params, &Flow { sets, pending: false })?
+                            execute_all(shortcut, backend, params, weights, &Flow { sets, pending: false })?
                                 .into_settled(backend)?
                         }
                     }
@@ -448,7 +470,7 @@ impl Step {
             Step::Se { gate, broadcast, .. } => {
                 // Broadcast before the gate's pending rescale: the rotations'
                 // rounding noise lands at the product's scale.
-                let gate_out = execute_all(gate, backend, params, x)?;
+                let gate_out = execute_all(gate, backend, params, weights, x)?;
                 let gates = Flow {
                     sets: each_set(&gate_out.sets, |cts| broadcast.apply(backend, cts))?,
                     pending: gate_out.pending,
@@ -597,6 +619,7 @@ fn execute_all<B: EvalBackend>(
     steps: &[Step],
     backend: &B,
     params: &Params,
+    weights: &WeightStore<B::Pt>,
     x: &Flow<B::Ct>,
 ) -> Result<Flow<B::Ct>, B::Error> {
     let Some((first, rest)) = steps.split_first() else {
@@ -605,9 +628,9 @@ fn execute_all<B: EvalBackend>(
             pending: x.pending,
         });
     };
-    let mut y = first.execute(backend, params, x)?;
+    let mut y = first.execute(backend, params, weights, x)?;
     for s in rest {
-        y = s.execute(backend, params, &y)?;
+        y = s.execute(backend, params, weights, &y)?;
     }
     Ok(y)
 }
@@ -829,12 +852,14 @@ impl Plan {
         lockstep.max(1).next_multiple_of(self.sets_per_output())
     }
 
-    /// The GPU work of one evaluation of `sets` image sets in lockstep
-    /// ([`Self::execute_sets`]) at [`Self::start_level`], per top-level
-    /// step: the executor itself run on [`GpuCostBackend`], so each count
-    /// is the sum of [`GpuCostModel`]'s per operation over what the steps
-    /// call. The weight diagonals are built and encoded on the host, as
-    /// in a real run (they decide which products exist).
+    /// The GPU work of evaluating `sets` image sets in lockstep
+    /// ([`Self::execute_sets_kept`]) at [`Self::start_level`] with a
+    /// [`WeightStore`] of `weight_budget` bytes: the executor itself run on
+    /// [`GpuCostBackend`], so each count is the sum of [`GpuCostModel`]'s
+    /// per operation over what the steps call. The first evaluation
+    /// encodes the weight diagonals (on the host, as in a real run: they
+    /// decide which products exist) and keeps what fits; the steps are
+    /// those of the second, the steady state of every later image.
     ///
     /// # Errors
     /// Evaluator refusals, as [`Self::execute`].
@@ -843,8 +868,10 @@ impl Plan {
         params: &std::sync::Arc<Params>,
         model: GpuCostModel,
         sets: usize,
-    ) -> Result<Vec<StepGpuCost>, CkksError> {
+        weight_budget: u64,
+    ) -> Result<PlanGpuCost, CkksError> {
         let backend = GpuCostBackend::new(params.clone(), model);
+        let weights = WeightStore::new(params, weight_budget);
         let level = self.start_level();
         let inputs: Vec<Vec<CostCt>> = (0..sets.max(1))
             .map(|_| {
@@ -853,14 +880,16 @@ impl Plan {
                     .collect()
             })
             .collect();
-        let mut rows: Vec<StepGpuCost> = Vec::with_capacity(self.steps.len());
+        self.run(&backend, params, &weights, &refs(&inputs), &mut |_, _, _| Ok(()))?;
+        let first = backend.cost();
+        let mut steps: Vec<StepGpuCost> = Vec::with_capacity(self.steps.len());
         let mut level_in = level;
-        let mut before = GpuCost::default();
-        self.run(&backend, params, &refs(&inputs), &mut |i, _, _| {
+        let mut before = first;
+        self.run(&backend, params, &weights, &refs(&inputs), &mut |i, _, _| {
             let mut layers = Vec::new();
             let level_out = self.steps[i].report(level_in, &mut layers);
             let now = backend.cost();
-            rows.push(StepGpuCost {
+            steps.push(StepGpuCost {
                 layers: layers.into_iter().map(|r| r.name).collect(),
                 level_in,
                 level_out,
@@ -871,10 +900,14 @@ impl Plan {
         })?;
         // The last rescale left pending goes with the last step.
         let settled = backend.cost().since(&before);
-        if let Some(last) = rows.last_mut() {
+        if let Some(last) = steps.last_mut() {
             last.cost = last.cost.plus(&settled);
         }
-        Ok(rows)
+        Ok(PlanGpuCost {
+            steps,
+            first,
+            resident_weight_bytes: weights.bytes(),
+        })
     }
 
     /// Runs the plan on the encrypted input (one ciphertext per
@@ -910,7 +943,24 @@ impl Plan {
         params: &Params,
         inputs: &[&[B::Ct]],
     ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
-        self.run(backend, params, inputs, &mut |_, _, _| Ok(()))
+        self.execute_sets_kept(backend, params, inputs, &WeightStore::disabled(params))
+    }
+
+    /// [`Self::execute_sets`], taking each giant step's weight plaintexts
+    /// from `weights` where kept and offering it those it encodes: a caller
+    /// that evaluates again passes the same store and skips the encoding.
+    /// The words are [`Self::execute_sets`]'s.
+    ///
+    /// # Errors
+    /// As [`Self::execute`], for any set.
+    pub fn execute_sets_kept<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        inputs: &[&[B::Ct]],
+        weights: &WeightStore<B::Pt>,
+    ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
+        self.run(backend, params, weights, inputs, &mut |_, _, _| Ok(()))
     }
 
     /// [`Self::execute`], calling `trace` after each top-level step with
@@ -926,7 +976,8 @@ impl Plan {
         input: &[B::Ct],
         trace: &mut StepTrace<'_, B>,
     ) -> Result<Vec<B::Ct>, B::Error> {
-        let mut outputs = self.run(backend, params, &[input], &mut |i, layout, sets| {
+        let weights = WeightStore::disabled(params);
+        let mut outputs = self.run(backend, params, &weights, &[input], &mut |i, layout, sets| {
             trace(i, layout, &sets[0])
         })?;
         Ok(outputs.remove(0))
@@ -938,6 +989,7 @@ impl Plan {
         &self,
         backend: &B,
         params: &Params,
+        weights: &WeightStore<B::Pt>,
         inputs: &[&[B::Ct]],
         trace: &mut SetsTrace<'_, B>,
     ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
@@ -961,10 +1013,10 @@ impl Plan {
             .iter()
             .map(|x| x.iter().map(|c| backend.drop_level(c, backend.level(c))).collect())
             .collect::<Result<_, _>>()?;
-        let mut x = first.execute(backend, params, &Flow { sets, pending: false })?;
+        let mut x = first.execute(backend, params, weights, &Flow { sets, pending: false })?;
         trace(0, &first.output(), &x.sets)?;
         for (i, step) in rest.iter().enumerate() {
-            x = step.execute(backend, params, &x)?;
+            x = step.execute(backend, params, weights, &x)?;
             trace(i + 1, &step.output(), &x.sets)?;
         }
         x.into_settled(backend)

@@ -3,7 +3,7 @@
 
 use super::observer::{Event, Observer};
 use crate::ckks::{KeyMemory, Params};
-use crate::he_nn::Plan;
+use crate::he_nn::{Plan, DEFAULT_GPU_WEIGHT_BYTES};
 
 /// How evaluation keys are to be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ impl KeyMemoryChoice {
     }
 }
 
-/// How an encrypted evaluation holds its keys and how many image sets it
-/// evaluates together.
+/// How an encrypted evaluation holds its keys and its weights, and how
+/// many image sets it evaluates together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalMemory {
     /// How the evaluation keys are held.
@@ -58,6 +58,10 @@ pub struct EvalMemory {
     /// ([`Plan::whole_groups`]) unless it covers every set. Evaluation
     /// rounds it up to whole groups in any case.
     pub lockstep: usize,
+    /// Bytes of weight plaintexts a GPU evaluation keeps on the device for
+    /// later images ([`crate::he_nn::WeightStore`]); from
+    /// [`EvalMemory::resolve`], [`DEFAULT_GPU_WEIGHT_BYTES`].
+    pub weights: u64,
 }
 
 impl EvalMemory {
@@ -102,7 +106,11 @@ impl EvalMemory {
                 plan.sets_per_output()
             )));
         }
-        EvalMemory { keys, lockstep: merged }
+        EvalMemory {
+            keys,
+            lockstep: merged,
+            weights: DEFAULT_GPU_WEIGHT_BYTES,
+        }
     }
 }
 

@@ -6,10 +6,10 @@ use super::binding::ModelBinding;
 use super::device::Chosen;
 use super::observer::{Event, Observer};
 use super::PipelineError;
-use crate::ckks::gpu_eval::GpuEvaluator;
+use crate::ckks::gpu_eval::{GpuEvaluator, GpuPlaintext};
 use crate::ckks::serialize::CiphertextFile;
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet};
-use crate::he_nn::{Plan, HEADROOM_LEVELS};
+use crate::he_nn::{Plan, WeightStore, HEADROOM_LEVELS};
 use crate::nn::Model;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -18,19 +18,22 @@ use std::time::Instant;
 /// A folded model planned under the parameters of a client's keys.
 ///
 /// Invariant: `plan` is `model`'s plan under `params` for `plan.batch()`
-/// images per set.
+/// images per set; `gpu_weights` holds plaintexts of `plan` under `params`.
 pub struct Server {
     model: Model<f64>,
     params: Arc<Params>,
     plan: Plan,
     fingerprint: Option<String>,
+    gpu_weights: WeightStore<GpuPlaintext>,
 }
 
 impl Server {
     /// Plans the folded `model` under `params` (those of the client's
     /// keys) for `batch` images per set. `fingerprint` is the model's
     /// ([`super::fingerprint::model_fingerprint`]); keys whose binding records
-    /// another are refused ([`Self::check_binding`]).
+    /// another are refused ([`Self::check_binding`]). On a GPU, up to
+    /// `weight_budget` bytes of weight plaintexts stay on the device for
+    /// later evaluations ([`WeightStore`]).
     ///
     /// # Errors
     /// A model that does not fit the parameters (levels, slots), with the
@@ -40,14 +43,22 @@ impl Server {
         params: Arc<Params>,
         batch: usize,
         fingerprint: Option<String>,
+        weight_budget: u64,
     ) -> Result<Self, crate::he_nn::PlanError> {
         let plan = Plan::for_params(&model, &params, batch)?;
+        let gpu_weights = WeightStore::new(&params, weight_budget);
         Ok(Server {
             model,
             params,
             plan,
             fingerprint,
+            gpu_weights,
         })
+    }
+
+    /// The weight plaintexts a GPU evaluation of [`Self::plan`] keeps.
+    pub fn gpu_weights(&self) -> &WeightStore<GpuPlaintext> {
+        &self.gpu_weights
     }
 
     /// The model.
@@ -182,7 +193,15 @@ impl Server {
         lockstep: usize,
         observer: &dyn Observer,
     ) -> Result<(CiphertextFile, Vec<f64>), PipelineError> {
-        let (logits, seconds) = evaluate_on(chosen, keys, gpu, &self.plan, &input.ciphertexts, lockstep, observer)?;
+        let (logits, seconds) = evaluate_on(
+            chosen,
+            keys,
+            (gpu, &self.gpu_weights),
+            &self.plan,
+            &input.ciphertexts,
+            lockstep,
+            observer,
+        )?;
         let classes = self.model.spec().classes().len();
         let out = CiphertextFile {
             shape: vec![images, classes],
@@ -197,11 +216,13 @@ impl Server {
 /// `plan.batch()` images) on `backend`, `lockstep` sets at a time, rounded
 /// up to whole groups of merged sets ([`Plan::whole_groups`], so that
 /// output set `j` holds input sets `j*M .. (j+1)*M` as [`decrypt_batches`]
-/// reads them); returns each set's logit ciphertexts, in order, and each
-/// set's seconds (its group's time shared equally).
+/// reads them), with the weight plaintexts `weights` keeps; returns each
+/// set's logit ciphertexts, in order, and each set's seconds (its group's
+/// time shared equally).
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
+    weights: &WeightStore<B::Pt>,
     plan: &Plan,
     inputs: &[Ciphertext],
     lockstep: usize,
@@ -221,7 +242,7 @@ where
             .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&[B::Ct]> = uploaded.iter().map(Vec::as_slice).collect();
-        for logits in plan.execute_sets(backend, params, &refs)? {
+        for logits in plan.execute_sets_kept(backend, params, &refs, weights)? {
             for c in &logits {
                 out.push(backend.download(c)?);
             }
@@ -241,16 +262,19 @@ where
 }
 
 /// [`evaluate`] on the chosen backend. On a GPU the evaluator (with `keys`
-/// resident) is taken from `gpu`, or made and left there on the first call:
-/// a caller that evaluates again passes the same cell and uploads the keys
-/// once; a one-shot caller passes an empty one.
+/// resident) is taken from the first of `gpu`, or made and left there on
+/// the first call, and the weight plaintexts are kept in its second (made
+/// for `plan` under `keys`' parameters): a caller that evaluates again
+/// passes the same cell and store and uploads the keys and encodes the
+/// weights once; a one-shot caller passes an empty cell. The CPU encodes
+/// the weights for each group of sets.
 ///
 /// # Errors
 /// Evaluation failures; a GPU that cannot hold the keys.
 pub fn evaluate_on(
     chosen: &Chosen,
     keys: &Arc<PublicKeySet>,
-    gpu: &OnceLock<GpuEvaluator>,
+    (gpu, weights): (&OnceLock<GpuEvaluator>, &WeightStore<GpuPlaintext>),
     plan: &Plan,
     inputs: &[Ciphertext],
     lockstep: usize,
@@ -258,7 +282,15 @@ pub fn evaluate_on(
 ) -> Result<(Vec<Ciphertext>, Vec<f64>), PipelineError> {
     let params = keys.params();
     match chosen {
-        Chosen::Cpu => evaluate(&Evaluator::new(keys.clone()), params, plan, inputs, lockstep, observer),
+        Chosen::Cpu => evaluate(
+            &Evaluator::new(keys.clone()),
+            params,
+            &WeightStore::disabled(params),
+            plan,
+            inputs,
+            lockstep,
+            observer,
+        ),
         Chosen::Gpu(ctx) => {
             let evaluator = match gpu.get() {
                 Some(evaluator) => evaluator,
@@ -267,7 +299,7 @@ pub fn evaluate_on(
                     gpu.get_or_init(|| made)
                 }
             };
-            evaluate(evaluator, params, plan, inputs, lockstep, observer)
+            evaluate(evaluator, params, weights, plan, inputs, lockstep, observer)
         }
     }
 }
@@ -285,23 +317,29 @@ mod tests {
 
     /// A lockstep that would split a group of merged sets is rounded up to
     /// whole groups: three sets one at a time give the ciphertexts of the
-    /// three together, and they decrypt to the f64 forward pass.
+    /// three together (the second time with the weight plaintexts kept
+    /// from the first, in a store on the CPU), and they decrypt to the f64
+    /// forward pass.
     #[test]
     fn lockstep_is_rounded_up_to_whole_merged_groups() {
+        let seed: u64 = rand::random();
+        println!("seed {seed}");
         let params = Params::preset("insecure-n12-deep").unwrap();
         let latent = LatentShape::new(2, 4, 4).unwrap();
         let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
-        let model = random_folded_model(&spec, rand::random()).unwrap();
+        let model = random_folded_model(&spec, seed).unwrap();
         let plan = Plan::for_params(&model, &params, 1).unwrap();
         assert_eq!(plan.sets_per_output(), 16);
         let sk = SecretKey::generate(&params);
         let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
         let ev = Evaluator::new(keys.clone());
-        let (apart, seconds) = evaluate(&ev, &params, &plan, &inputs, 1, &Silent).unwrap();
-        let (together, _) = evaluate(&ev, &params, &plan, &inputs, 3, &Silent).unwrap();
+        let weights = WeightStore::new(&params, u64::MAX);
+        let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &inputs, 1, &Silent).unwrap();
+        assert!(weights.bytes() > 0);
+        let (together, _) = evaluate(&ev, &params, &weights, &plan, &inputs, 3, &Silent).unwrap();
         assert_eq!(seconds.len(), 3);
         assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
         let got = decrypt_batches(

@@ -11,9 +11,9 @@ use super::remote::RemoteEvaluation;
 use super::server::evaluate_on;
 use super::PipelineError;
 use crate::backend::gpu::GpuWork;
-use crate::ckks::gpu_eval::GpuEvaluator;
+use crate::ckks::gpu_eval::{GpuEvaluator, GpuPlaintext};
 use crate::ckks::{DecryptionNoise, KeyMemory, Params, PublicKeySet, SecretKey};
-use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, ValueRange};
+use crate::he_nn::{decrypt_batches, encrypt_batches, Plan, ValueRange, WeightStore};
 use crate::nn::InputClip;
 use ndarray::{Array2, Array4, Axis};
 use std::path::Path;
@@ -88,6 +88,9 @@ pub struct EncryptedSession {
     /// benchmark's runs, `score`'s batches) do not expand and upload every
     /// key again.
     gpu: OnceLock<GpuEvaluator>,
+    /// On a GPU: the weight plaintexts kept on the device for later calls,
+    /// within [`EvalMemory::weights`].
+    gpu_weights: WeightStore<GpuPlaintext>,
     /// Where the ciphertexts are evaluated when not here: a running
     /// `latent-he serve` holding this session's public keys.
     remote: Option<RemoteEvaluation>,
@@ -140,6 +143,7 @@ impl EncryptedSession {
     ) -> Self {
         EncryptedSession {
             range: ValueRange::new(&planned.model, &planned.params, &planned.plan),
+            gpu_weights: WeightStore::new(&planned.params, memory.weights),
             planned,
             sk,
             keys,
@@ -238,7 +242,7 @@ impl EncryptedSession {
             None => evaluate_on(
                 &self.chosen,
                 &self.keys,
-                &self.gpu,
+                (&self.gpu, &self.gpu_weights),
                 plan,
                 &inputs,
                 self.lockstep,

@@ -7,7 +7,7 @@ use super::ServiceError;
 use crate::ckks::gpu_eval::GpuEvaluator;
 use crate::ckks::serialize::{load_ciphertexts, load_public_keys_as, peek_header, public_keys_params, CiphertextFile};
 use crate::ckks::{Ciphertext, KeyMemory, PublicKeySet};
-use crate::he_nn::{plan_for, MAX_BATCH};
+use crate::he_nn::{plan_for, DEFAULT_GPU_WEIGHT_BYTES, MAX_BATCH};
 use crate::nn::{fold, LoadOptions, Model};
 use crate::pipeline::memory::{EvalMemory, KeyMemoryChoice};
 use crate::pipeline::server::evaluate_on;
@@ -160,8 +160,14 @@ impl Engine {
         let (params, plan) = plan_for(&served.model, Some(preset), batch).map_err(|e| e.to_string())?;
         drop(plan);
         let server = Arc::new(
-            Server::new(served.model.clone(), params, batch, Some(served.fingerprint.clone()))
-                .map_err(|e| e.to_string())?,
+            Server::new(
+                served.model.clone(),
+                params,
+                batch,
+                Some(served.fingerprint.clone()),
+                DEFAULT_GPU_WEIGHT_BYTES,
+            )
+            .map_err(|e| e.to_string())?,
         );
         plans.insert((batch, preset.to_string()), server.clone());
         Ok(server)
@@ -292,8 +298,16 @@ impl Engine {
         let (mut logits, mut done) = (Vec::new(), 0);
         progress(0, total);
         for chunk in all.chunks(group) {
-            let (out, _) = evaluate_on(&self.chosen, &keys, &gpu, plan, chunk, memory.lockstep, &Silent)
-                .map_err(|e| e.to_string())?;
+            let (out, _) = evaluate_on(
+                &self.chosen,
+                &keys,
+                (&gpu, server.gpu_weights()),
+                plan,
+                chunk,
+                memory.lockstep,
+                &Silent,
+            )
+            .map_err(|e| e.to_string())?;
             logits.extend(out);
             done += chunk.len() / per_set;
             progress(done, total);

@@ -74,6 +74,9 @@ pub struct ScoreConfig {
     pub key_memory: KeyMemoryChoice,
     /// Image sets evaluated together (lowered to what memory holds).
     pub lockstep: usize,
+    /// Bytes of weight plaintexts a GPU keeps for later images
+    /// ([`EvalMemory::weights`]).
+    pub weight_memory: u64,
     /// Images of the split skipped first (before `limit`).
     pub offset: usize,
     /// Images scored at most (after `offset`).
@@ -635,6 +638,7 @@ fn open_session(
         sets,
         observer,
     );
+    memory.weights = args.weight_memory;
     if args.server.is_some() {
         memory.keys = crate::ckks::KeyMemory::Compact;
     }
