@@ -80,7 +80,7 @@ fn score_config(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Sc
         lockstep: usize::from(DEFAULT_LOCKSTEP),
         offset: 0,
         limit: None,
-        merge: Vec::new(),
+        shard: None,
         out: args.out.join("report"),
     }
 }
