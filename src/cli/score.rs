@@ -130,7 +130,7 @@ pub struct ShardArgs {
     /// Kubernetes Indexed Job's `completions`).
     #[arg(long, value_name = "N", env = "LATENT_HE_SHARDS")]
     shards: Option<usize>,
-    /// A Slurm array task's id (the shard is ID - MIN of COUNT).
+    /// A Slurm array task's id (the shard is (ID - MIN) / STEP of COUNT).
     #[arg(long, value_name = "ID", env = "SLURM_ARRAY_TASK_ID")]
     slurm_array_task_id: Option<usize>,
     /// The number of tasks in the Slurm array.
@@ -139,6 +139,9 @@ pub struct ShardArgs {
     /// The lowest task id of the Slurm array (default 0).
     #[arg(long, value_name = "MIN", env = "SLURM_ARRAY_TASK_MIN")]
     slurm_array_task_min: Option<usize>,
+    /// The step between the Slurm array's task ids (default 1).
+    #[arg(long, value_name = "STEP", env = "SLURM_ARRAY_TASK_STEP")]
+    slurm_array_task_step: Option<usize>,
     /// A Kubernetes Indexed Job's completion index (with --shards).
     #[arg(long, value_name = "INDEX", env = "JOB_COMPLETION_INDEX")]
     job_completion_index: Option<usize>,
@@ -154,6 +157,7 @@ impl ShardArgs {
             task_id: self.slurm_array_task_id,
             task_count: self.slurm_array_task_count,
             task_min: self.slurm_array_task_min,
+            task_step: self.slurm_array_task_step,
         };
         Ok(Shard::from_scheduler(slurm, self.job_completion_index, self.shards)?)
     }

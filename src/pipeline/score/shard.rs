@@ -52,14 +52,16 @@ impl Shard {
         Shard::new(index, count)
     }
 
-    /// The shard a scheduler names: a Slurm array task (`task_id` minus
-    /// `task_min`, of `task_count`), else a Kubernetes Indexed Job's
-    /// `completion_index` of `shards`; `None` when neither is there.
+    /// The shard a scheduler names: a Slurm array task (`(task_id -
+    /// task_min) / task_step` of `task_count`), else a Kubernetes Indexed
+    /// Job's `completion_index` of `shards`; `None` when neither is there.
     ///
     /// # Errors
     /// [`PipelineError::Config`] for half a description (a task id without
     /// a count, a completion index without `shards`), a task id below the
-    /// minimum, or a shard [`Shard::new`] refuses.
+    /// minimum or off the step, or a shard [`Shard::new`] refuses (an
+    /// array given as a list of ids, `--array=1,5,7`, whose ids are not
+    /// `MIN + k * STEP` for `k` below the count).
     pub fn from_scheduler(
         slurm: SlurmArray,
         completion_index: Option<usize>,
@@ -70,10 +72,14 @@ impl Shard {
                 PipelineError::Config("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
             })?;
             let min = slurm.task_min.unwrap_or(0);
-            let index = id.checked_sub(min).ok_or_else(|| {
-                PipelineError::Config(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))
+            let step = slurm.task_step.unwrap_or(1).max(1);
+            let offset = id.checked_sub(min).filter(|o| o % step == 0).ok_or_else(|| {
+                PipelineError::Config(format!(
+                    "SLURM_ARRAY_TASK_ID {id} is not SLURM_ARRAY_TASK_MIN {min} plus a multiple of \
+                     SLURM_ARRAY_TASK_STEP {step}"
+                ))
             })?;
-            return Shard::new(index, count).map(Some);
+            return Shard::new(offset / step, count).map(Some);
         }
         match (completion_index, shards) {
             (Some(index), Some(count)) => Shard::new(index, count).map(Some),
@@ -121,7 +127,8 @@ impl std::fmt::Display for Shard {
 }
 
 /// What a Slurm job array task is told (`SLURM_ARRAY_TASK_ID`,
-/// `SLURM_ARRAY_TASK_COUNT`, `SLURM_ARRAY_TASK_MIN`).
+/// `SLURM_ARRAY_TASK_COUNT`, `SLURM_ARRAY_TASK_MIN`,
+/// `SLURM_ARRAY_TASK_STEP`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlurmArray {
     /// This task's id.
@@ -130,6 +137,8 @@ pub struct SlurmArray {
     pub task_count: Option<usize>,
     /// The lowest task id (an array `--array=1-3` starts at 1).
     pub task_min: Option<usize>,
+    /// The step between task ids (`--array=0-10:2` has 2).
+    pub task_step: Option<usize>,
 }
 
 #[cfg(test)]
@@ -162,6 +171,7 @@ mod tests {
             task_id: Some(3),
             task_count: Some(3),
             task_min: Some(1),
+            task_step: None,
         };
         assert_eq!(
             Shard::from_scheduler(slurm, None, None).unwrap(),
@@ -172,6 +182,30 @@ mod tests {
             ..slurm
         };
         assert!(Shard::from_scheduler(no_count, None, None).is_err());
+        // --array=2-10:4: ids 2, 6, 10
+        let stepped = SlurmArray {
+            task_id: Some(6),
+            task_count: Some(3),
+            task_min: Some(2),
+            task_step: Some(4),
+        };
+        assert_eq!(
+            Shard::from_scheduler(stepped, None, None).unwrap(),
+            Some(Shard::new(1, 3).unwrap())
+        );
+        let off_step = SlurmArray {
+            task_id: Some(7),
+            ..stepped
+        };
+        assert!(Shard::from_scheduler(off_step, None, None).is_err());
+        // --array=1,5,7: not a range, refused rather than guessed
+        let listed = SlurmArray {
+            task_id: Some(7),
+            task_count: Some(3),
+            task_min: Some(1),
+            task_step: None,
+        };
+        assert!(Shard::from_scheduler(listed, None, None).is_err());
         assert_eq!(
             Shard::from_scheduler(SlurmArray::default(), Some(4), Some(5)).unwrap(),
             Some(Shard::new(4, 5).unwrap())
