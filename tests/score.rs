@@ -252,13 +252,31 @@ fn images_that_do_not_decode_are_listed_not_fatal() {
     assert!(summary["encrypted"].is_null());
 }
 
+fn merge(dir: &Path, out: &str, parts: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-he"))
+        .env("LATENT_HE_CACHE_DIR", dir.join("cache"))
+        .args(["merge", "--json", "--out", out])
+        .args(parts)
+        .output()
+        .unwrap()
+}
+
+/// Every column but the seconds (the same image scored twice takes other times).
+fn without_seconds(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    let keep: Vec<usize> = (0..rows[0].len())
+        .filter(|&i| !rows[0][i].starts_with("seconds_"))
+        .collect();
+    rows.iter()
+        .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+        .collect()
+}
+
 #[test]
-fn ranges_scored_apart_merge_into_one_run() {
+fn shards_scored_apart_merge_into_the_single_machine_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (model, root, names) = latents_set(dir.path(), 6);
+    let (model, root, names) = latents_set(dir.path(), 7);
     let folder = |name: &str| dir.path().join(name).display().to_string();
-    let (a, b, c) = (folder("a"), folder("b"), folder("c"));
-    let run = |out: &str, extra: &[&str]| {
+    let run = |out: &str, extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec![
             "--dataset",
             "latents",
@@ -273,59 +291,125 @@ fn ranges_scored_apart_merge_into_one_run() {
             "--json",
         ];
         args.extend(extra);
-        score(dir.path(), &args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latent-he"));
+        command
+            .env("LATENT_HE_CACHE_DIR", dir.path().join("cache"))
+            .arg("score");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.args(args).output().unwrap()
     };
-    // two machines, two ranges of the same split
-    json(&run(&a, &["--limit", "2"]));
-    json(&run(&b, &["--offset", "2"]));
-    let (rows_a, rows_b) = (
-        rows(&dir.path().join("a/results.csv")),
-        rows(&dir.path().join("b/results.csv")),
-    );
-    let files = |r: &[Vec<String>]| r[1..].iter().map(|row| row[0].clone()).collect::<Vec<_>>();
-    assert_eq!(files(&rows_a), names[..2]);
-    assert_eq!(files(&rows_b), names[2..]);
-    // each call is recorded before it scores; B's backend is known from
-    // that record even without its summary (a call stopped by a time limit)
-    let sessions = rows(&dir.path().join("a/sessions.csv"));
+    let (single, sharded) = (folder("single"), folder("sharded"));
+    let whole = json(&run(&single, &[], &[]));
+    // three shards, named three ways: the flag, a Slurm array (ids 1..=3),
+    // a Kubernetes Indexed Job
+    json(&run(&sharded, &["--shard", "0/3"], &[]));
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "2"),
+        ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+    ];
+    json(&run(&sharded, &[], &slurm));
+    json(&run(&sharded, &["--shards", "3"], &[("JOB_COMPLETION_INDEX", "2")]));
+    let parts: Vec<String> = (0..3).map(|i| format!("{sharded}/shard-{i}-of-3")).collect();
+    // contiguous, disjoint, covering: 7 = 2 + 2 + 3
+    let scored: Vec<Vec<String>> = parts
+        .iter()
+        .map(|p| {
+            rows(&Path::new(p).join("results.csv"))[1..]
+                .iter()
+                .map(|r| r[0].clone())
+                .collect()
+        })
+        .collect();
+    assert_eq!(scored, [names[..2].to_vec(), names[2..4].to_vec(), names[4..].to_vec()]);
+    let sessions = rows(&Path::new(&parts[1]).join("sessions.csv"));
     assert_eq!(
-        sessions[0],
-        ["started_unix", "backend", "adapter", "offset", "limit", "to_go"]
+        sessions[1][1..],
+        ["cpu", "", "2", "2", "2"],
+        "the shard's range is recorded"
     );
-    assert_eq!(sessions[1][1..], ["cpu", "", "0", "2", "2"]);
-    std::fs::remove_file(dir.path().join("b/summary.json")).unwrap();
-    // folded in, not scored again: B's rows arrive as they were (their
-    // seconds too); a second merge adds nothing
-    let summary = json(&run(&a, &["--merge", &b]));
-    assert_eq!(summary["images"], 6, "{summary}");
-    assert_eq!(summary["merged"][0]["folder"], b.as_str(), "{summary}");
-    assert_eq!(summary["merged"][0]["backend"], "cpu", "{summary}");
-    assert_eq!(summary["merged"][0]["rows"], 4, "{summary}");
-    let md = std::fs::read_to_string(dir.path().join("a/summary.md")).unwrap();
-    assert!(md.contains("4 rows (0 failed images) were merged from"), "{md}");
-    let merged = rows(&dir.path().join("a/results.csv"));
-    assert_eq!(merged[..3], rows_a[..]);
-    assert_eq!(merged[3..], rows_b[1..]);
-    let again = json(&run(&a, &["--merge", &b]));
-    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+
+    let merged = folder("merged");
+    let summary = json(&merge(dir.path(), &merged, &parts));
+    assert_eq!(summary["images"], 7, "{summary}");
+    assert_eq!(summary["missing"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(summary["duplicates"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(summary["backends"][0]["backend"], "cpu", "{summary}");
+    assert_eq!(summary["backends"][0]["images"], 7, "{summary}");
+    let (one, all) = (
+        rows(&dir.path().join("single/results.csv")),
+        rows(&dir.path().join("merged/results.csv")),
+    );
     assert_eq!(
-        again["merged"].as_array().unwrap().len(),
-        1,
-        "nothing taken, nothing recorded: {again}"
+        without_seconds(&all),
+        without_seconds(&one),
+        "the same rows, in the split's order"
     );
-    // another run's folder is refused and changes nothing
-    json(&run(&c, &["--uncertain", "ones", "--limit", "1"]));
-    let err = refused(&run(&a, &["--merge", &c]));
-    assert!(err.contains("only folders of the same run merge"), "{err}");
-    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
-    // a folder of the same run whose call log is damaged is refused, not
-    // recorded as `unknown`, and changes nothing
-    let d = folder("d");
-    json(&run(&d, &["--limit", "1"]));
-    std::fs::write(dir.path().join("d/sessions.csv"), "started,cpu\n").unwrap();
-    let err = refused(&run(&a, &["--merge", &d]));
-    assert!(err.contains("sessions.csv"), "{err}");
-    assert_eq!(rows(&dir.path().join("a/results.csv")), merged);
+    for average in ["micro", "macro", "weighted"] {
+        for metric in ["auroc", "f1"] {
+            let (a, b) = (
+                summary["plain"][metric][average].as_f64().unwrap(),
+                whole["plain"][metric][average].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() <= 1e-12, "{metric} {average}: {a} vs {b}");
+        }
+    }
+    let md = std::fs::read_to_string(dir.path().join("merged/summary.md")).unwrap();
+    assert!(md.contains("| cpu |  | 7 |"), "{md}");
+    assert!(dir.path().join("merged/roc.png").exists());
+
+    // a part missing: its images are named, the exit status is 1
+    let output = merge(dir.path(), &folder("gap"), &[parts[0].clone(), parts[2].clone()]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains(&format!(
+            "2 image(s) of the split are in no part: {}, {}",
+            names[2], names[3]
+        )),
+        "{err}"
+    );
+    let gap: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("gap/summary.json")).unwrap()).unwrap();
+    assert_eq!(gap["missing"], serde_json::json!([names[2], names[3]]));
+    assert_eq!(gap["images"], 5);
+
+    // an overlapping part of the same run: reported, the first kept
+    let overlap = folder("overlap");
+    json(&run(&overlap, &["--offset", "1", "--limit", "2"], &[]));
+    let mut with_overlap = parts.clone();
+    with_overlap.push(overlap.clone());
+    let summary = json(&merge(dir.path(), &folder("twice"), &with_overlap));
+    let duplicates = summary["duplicates"].as_array().unwrap();
+    let files: Vec<&str> = duplicates.iter().map(|d| d["file"].as_str().unwrap()).collect();
+    assert_eq!(files, [&names[1], &names[2]], "{summary}");
+    assert_eq!(duplicates[0]["dropped"], overlap.as_str());
+    assert_eq!(summary["images"], 7);
+
+    // a part of another run is refused, naming what differs
+    let other = folder("other");
+    json(&run(&other, &["--uncertain", "ones", "--shard", "1/3"], &[]));
+    let err = refused(&merge(
+        dir.path(),
+        &folder("mixed"),
+        &[parts[0].clone(), format!("{other}/shard-1-of-3"), parts[2].clone()],
+    ));
+    assert!(
+        err.contains("only parts of the same run merge") && err.contains("uncertain"),
+        "{err}"
+    );
+    assert!(!dir.path().join("mixed/results.csv").exists());
+
+    // a shard and a range together make no sense
+    let err = String::from_utf8_lossy(&run(&other, &["--shard", "1/3", "--limit", "2"], &[]).stderr).to_string();
+    assert!(err.contains("--limit"), "{err}");
 }
 
 /// On the GPU (lavapipe in CI), batch after batch: the session keeps its

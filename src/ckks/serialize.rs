@@ -1181,15 +1181,18 @@ pub fn ciphertexts_from_bytes(bytes: &[u8], params: &Arc<Params>) -> Result<Ciph
 
 // ---------------------------------------------------------------- files
 
+/// A temporary name beside `path` that no other writer (process or
+/// thread) picks: `path.PID.RANDOM.tmp`.
 fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
+    s.push(format!(".{}.{:016x}.tmp", std::process::id(), rand::random::<u64>()));
     PathBuf::from(s)
 }
 
-/// Writes `bytes` to `path.tmp`, syncs it and renames it over `path`, so that
-/// `path` is either the old file or the complete new one. `secret` files are
-/// created readable by their owner only (unix).
+/// Writes `bytes` to a temporary file of its own beside `path`
+/// ([`tmp_path`]), syncs it and renames it over `path`, so that `path` is
+/// either the old file or one complete new one, however many writers race
+/// on it. `secret` files are created readable by their owner only (unix).
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), FileError> {
     write_atomic_with(path, secret, |file| file.write_all(bytes))
 }
@@ -1206,12 +1209,7 @@ fn write_atomic_with(
         let p = p.to_path_buf();
         move |source| FileError::Io { path: p, source }
     };
-    // A stale temporary file might have looser permissions: start afresh.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&tmp)(e)),
-    }
+    // A fresh name, created here: no other file's permissions carry over.
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -1257,7 +1255,7 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     })
 }
 
-/// Writes the secret key to `path` atomically (via `path.tmp`), readable by
+/// Writes the secret key to `path` atomically (via a temporary file of its own), readable by
 /// its owner only on unix.
 ///
 /// # Errors
@@ -1275,7 +1273,7 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey, FileError> {
     secret_key_from_bytes(&read_file(path)?).map_err(|e| e.at(path))
 }
 
-/// Writes the public key set to `path` atomically (via `path.tmp`).
+/// Writes the public key set to `path` atomically (via a temporary file of its own).
 ///
 /// # Errors
 /// [`FileError::Io`] naming the path.
@@ -1334,8 +1332,8 @@ pub fn load_public_keys_as(path: &Path, memory: KeyMemory) -> Result<PublicKeySe
     Ok(parts.expand(memory))
 }
 
-/// Writes ciphertexts made under `params` to `path` atomically (via
-/// `path.tmp`).
+/// Writes ciphertexts made under `params` to `path` atomically (via a
+/// temporary file of its own).
 ///
 /// # Errors
 /// [`FileError::Io`] naming the path.

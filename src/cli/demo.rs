@@ -82,7 +82,7 @@ fn score_config(args: &DemoArgs, data: &Path, split: &Path, models: &Path) -> Sc
         weight_memory: DEFAULT_GPU_WEIGHT_BYTES,
         offset: 0,
         limit: None,
-        merge: Vec::new(),
+        shard: None,
         out: args.out.join("report"),
     }
 }

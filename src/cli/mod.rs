@@ -10,6 +10,7 @@ mod devices;
 mod export;
 mod infer;
 mod memory;
+mod merge;
 mod metrics;
 mod model_args;
 mod params;
@@ -260,6 +261,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Score a whole test set end to end (plaintext and encrypted side by side), resumable.
     Score(Box<score::ScoreArgs>),
+    /// Fold the folders that shards of one `score` run wrote into one, from their files alone (no model or keys).
+    Merge(merge::MergeArgs),
     /// Encrypted inference time per image across models, latent sizes and backends (the paper's figure 5a).
     Bench(bench::BenchArgs),
     /// Serve models over HTTP: clients register public keys and send ciphertexts; the server never sees a secret key.
@@ -322,6 +325,7 @@ pub fn main() -> ExitCode {
         Command::Decode(args) => vqgan::decode(&args),
         Command::Synth(args) => synth::run(&args),
         Command::Score(args) => score::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run_serve(&args),
         Command::Token(command) => serve::run_token(&command),

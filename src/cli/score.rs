@@ -9,7 +9,7 @@ use super::model_args::ModelArgs;
 use super::progress::Stderr;
 use super::{print_json, CliError};
 use crate::data::dataset::UncertainPolicy;
-use crate::pipeline::score::{self as scorer, DatasetLayout, ScoreConfig, FAILED_FILE};
+use crate::pipeline::score::{self as scorer, DatasetLayout, ScoreConfig, Shard, SlurmArray, FAILED_FILE};
 use crate::pipeline::RemoteConfig;
 use clap::Args;
 use serde_json::Value;
@@ -88,21 +88,18 @@ pub struct ScoreArgs {
     memory: MemoryArgs,
     /// Skip the first K images of the split (before `--limit`): another
     /// machine can score another part of the same run into its own folder,
-    /// and `--merge` folds its rows in.
+    /// and `latent-he merge` folds the folders into one.
     #[arg(long, default_value_t = 0)]
     offset: usize,
     /// Score only the first N images of the split (after `--offset`).
     #[arg(long)]
     limit: Option<usize>,
-    /// Before scoring, fold in the rows another output folder holds for the
-    /// same run (its run.json must equal this one's): rows of images not yet
-    /// scored here are appended, in that folder's order, and not scored
-    /// again. Repeatable.
-    #[arg(long)]
-    merge: Vec<PathBuf>,
+    #[command(flatten)]
+    shard: ShardArgs,
     /// Output folder (results.csv, failed.csv, summary.json, summary.md,
-    /// roc.png). One `score` at a time writes into a folder: a second one is
-    /// refused while the first runs (exit status 4).
+    /// roc.png); a shard writes into OUT/shard-I-of-N. One `score` at a
+    /// time writes into a folder: a second one is refused while the first
+    /// runs (exit status 4).
     #[arg(long)]
     out: PathBuf,
     /// Exit with status 0 even when some images could not be scored (they
@@ -120,6 +117,56 @@ pub struct ScoreArgs {
     json: bool,
 }
 
+/// Which shard of the split to score: `--shard`, else what Slurm or
+/// Kubernetes tell the job.
+#[derive(Args, Debug)]
+pub struct ShardArgs {
+    /// Score the I-th (from 0) of N contiguous parts of the split into
+    /// OUT/shard-I-of-N; `latent-he merge` folds the parts. Default: from
+    /// a Slurm job array, else from a Kubernetes Indexed Job with --shards.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with_all = ["offset", "limit"])]
+    shard: Option<Shard>,
+    /// The number of shards when JOB_COMPLETION_INDEX gives the index (a
+    /// Kubernetes Indexed Job's `completions`).
+    #[arg(long, value_name = "N", env = "LATENT_HE_SHARDS")]
+    shards: Option<usize>,
+    /// A Slurm array task's id (the shard is (ID - MIN) / STEP of COUNT).
+    #[arg(long, value_name = "ID", env = "SLURM_ARRAY_TASK_ID")]
+    slurm_array_task_id: Option<usize>,
+    /// The number of tasks in the Slurm array.
+    #[arg(long, value_name = "COUNT", env = "SLURM_ARRAY_TASK_COUNT")]
+    slurm_array_task_count: Option<usize>,
+    /// The lowest task id of the Slurm array (default 0).
+    #[arg(long, value_name = "MIN", env = "SLURM_ARRAY_TASK_MIN")]
+    slurm_array_task_min: Option<usize>,
+    /// The step between the Slurm array's task ids (default 1).
+    #[arg(long, value_name = "STEP", env = "SLURM_ARRAY_TASK_STEP")]
+    slurm_array_task_step: Option<usize>,
+    /// A Kubernetes Indexed Job's completion index (with --shards).
+    #[arg(long, value_name = "INDEX", env = "JOB_COMPLETION_INDEX")]
+    job_completion_index: Option<usize>,
+}
+
+impl ShardArgs {
+    /// The shard these flags (or the scheduler's variables) name.
+    fn resolve(&self) -> Result<Option<Shard>, CliError> {
+        if self.shard.is_some() {
+            return Ok(self.shard);
+        }
+        let slurm = SlurmArray {
+            task_id: self.slurm_array_task_id,
+            task_count: self.slurm_array_task_count,
+            task_min: self.slurm_array_task_min,
+            task_step: self.slurm_array_task_step,
+        };
+        Ok(Shard::from_scheduler(slurm, self.job_completion_index, self.shards)?)
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    Shard::parse(s).map_err(|e| e.to_string())
+}
+
 fn parse_drift(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -132,17 +179,24 @@ fn parse_drift(s: &str) -> Result<f64, String> {
 /// drift past `--max-drift`.
 pub fn run(args: &ScoreArgs) -> Result<(), CliError> {
     let observer = Stderr::scoring(args.json);
-    let summary = scorer::score(&config(args)?, &observer);
+    let config = config(args)?;
+    let summary = scorer::score(&config, &observer);
     observer.finish();
     let summary = summary?;
-    if args.json {
-        print_json(&summary);
+    let out = config.out_dir();
+    print_summary(&summary, &out, args.json);
+    verdict(args, &out, &summary)
+}
+
+/// Prints `summary` as JSON, or `out/summary.md` and the folder.
+pub fn print_summary(summary: &Value, out: &std::path::Path, json: bool) {
+    if json {
+        print_json(summary);
     } else {
-        let md = std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default();
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap_or_default();
         println!("{md}");
-        println!("results: {}", args.out.display());
+        println!("results: {}", out.display());
     }
-    verdict(args, &summary)
 }
 
 /// The scorer's configuration these flags give.
@@ -183,7 +237,7 @@ fn config(args: &ScoreArgs) -> Result<ScoreConfig, CliError> {
         weight_memory: args.memory.weights.bytes(),
         offset: args.offset,
         limit: args.limit,
-        merge: args.merge.clone(),
+        shard: args.shard.resolve()?,
         out: args.out.clone(),
     })
 }
@@ -191,12 +245,12 @@ fn config(args: &ScoreArgs) -> Result<ScoreConfig, CliError> {
 /// The checks a summary must pass: no failed image unless allowed, no
 /// metric of the encrypted run further than `--max-drift` from the
 /// plaintext one.
-fn verdict(args: &ScoreArgs, summary: &Value) -> Result<(), CliError> {
+fn verdict(args: &ScoreArgs, out: &std::path::Path, summary: &Value) -> Result<(), CliError> {
     let failed = summary["failed"].as_array().map_or(0, Vec::len);
     if failed > 0 && !args.allow_failed {
         return Err(CliError::CheckFailed(format!(
             "{failed} image(s) could not be scored (see {}); pass --allow-failed to accept that",
-            args.out.join(FAILED_FILE).display()
+            out.join(FAILED_FILE).display()
         )));
     }
     if let Some(limit) = args.max_drift {

@@ -136,39 +136,109 @@ pub struct CachedKeys {
 
 impl CachedKeys {
     /// Keys for `planned` (from the cache directory for `model_file`'s
-    /// content and the plan; generated and saved there when absent or made
-    /// for something else).
+    /// content and the plan; generated and saved there when absent,
+    /// unreadable or made for something else).
+    ///
+    /// Any number of processes may open the same model's keys at once
+    /// (the shards of one run on a shared file system): each that
+    /// generates writes into a folder of its own and renames it into
+    /// place; when another got there first with valid keys, those are
+    /// loaded and used instead, so the cache holds one key set and every
+    /// caller ends with it or with the one it published.
     ///
     /// # Errors
     /// Unreadable model file, no cache directory, key files that cannot be
-    /// written or read.
+    /// written, a cache folder that cannot be replaced.
     pub fn open(model_file: &Path, planned: &Planned, memory: KeyMemory) -> Result<Self, PipelineError> {
         let dir = KeyDir::new(key_cache_dir(model_file, planned)?);
         let binding = ModelBinding::new(&planned.model, &planned.params, &planned.plan);
-        if dir.secret_path().exists()
-            && dir.public_path().exists()
-            && ModelBinding::read(dir.path())?.as_ref() == Some(&binding)
-        {
-            let sk = dir.secret_key()?;
-            let keys = dir.public_keys(memory)?;
-            if keys.id() == sk.id() && keys.levels() == planned.plan.key_levels() {
-                return Ok(CachedKeys {
-                    sk,
-                    keys: Arc::new(keys),
-                    keygen_seconds: None,
-                    dir,
-                });
-            }
+        if let Some(cached) = Self::load(&dir, &binding, planned, memory) {
+            return Ok(cached);
         }
         let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory);
-        dir.write(&sk, &keys, Some(&binding), None)?;
-        Ok(CachedKeys {
-            sk,
-            keys,
-            keygen_seconds: Some(seconds),
-            dir,
+        let fresh = KeyDir::new(beside(dir.path(), "tmp"));
+        let published = fresh
+            .write(&sk, &keys, Some(&binding), None)
+            .and_then(|()| Self::publish(&fresh, &dir, &binding, planned, memory));
+        if published.is_err() || matches!(published, Ok(Some(_))) {
+            let _ = std::fs::remove_dir_all(fresh.path());
+        }
+        Ok(match published? {
+            Some(theirs) => CachedKeys {
+                keygen_seconds: Some(seconds),
+                ..theirs
+            },
+            None => CachedKeys {
+                sk,
+                keys,
+                keygen_seconds: Some(seconds),
+                dir,
+            },
         })
     }
+
+    /// The keys in `dir` when they are whole and made for `binding` and
+    /// `planned`'s key levels; `None` otherwise (absent, damaged, half
+    /// replaced, or for something else).
+    fn load(dir: &KeyDir, binding: &ModelBinding, planned: &Planned, memory: KeyMemory) -> Option<Self> {
+        if ModelBinding::read(dir.path()).ok()?.as_ref() != Some(binding) {
+            return None;
+        }
+        let sk = dir.secret_key().ok()?;
+        let keys = dir.public_keys(memory).ok()?;
+        (keys.id() == sk.id() && keys.levels() == planned.plan.key_levels()).then(|| CachedKeys {
+            sk,
+            keys: Arc::new(keys),
+            keygen_seconds: None,
+            dir: dir.clone(),
+        })
+    }
+
+    /// Renames the folder `fresh` to `dir`; `None` when it did. When `dir`
+    /// already holds valid keys (another process published first), those;
+    /// when it holds anything else, it is moved aside and removed first
+    /// (a few tries, other processes racing on it).
+    fn publish(
+        fresh: &KeyDir,
+        dir: &KeyDir,
+        binding: &ModelBinding,
+        planned: &Planned,
+        memory: KeyMemory,
+    ) -> Result<Option<Self>, PipelineError> {
+        const TRIES: usize = 8;
+        for _ in 0..TRIES {
+            let error = match std::fs::rename(fresh.path(), dir.path()) {
+                Ok(()) => return Ok(None),
+                Err(e) => e,
+            };
+            if !dir.path().exists() {
+                return Err(PipelineError::io(dir.path())(error));
+            }
+            if let Some(theirs) = Self::load(dir, binding, planned, memory) {
+                return Ok(Some(theirs));
+            }
+            let old = beside(dir.path(), "old");
+            match std::fs::rename(dir.path(), &old) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(&old);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(PipelineError::io(dir.path())(e)),
+            }
+        }
+        Err(PipelineError::Resources(format!(
+            "{}: other processes kept replacing this key cache folder; {TRIES} tries to publish keys failed",
+            dir.path().display()
+        )))
+    }
+}
+
+/// A name beside `path` no other process or thread picks:
+/// `path.PID.RANDOM.KIND`.
+fn beside(path: &Path, kind: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.{:016x}.{kind}", std::process::id(), rand::random::<u64>()));
+    PathBuf::from(name)
 }
 
 /// The key directory for `model_file` under `planned`: one per model file

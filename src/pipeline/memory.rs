@@ -1,9 +1,11 @@
 //! Memory: how evaluation keys are held, how many image sets are evaluated
-//! together, what the machine has left and what the process has used.
+//! together, what the machine (or the cgroup a Slurm job or a Kubernetes
+//! pod runs in) has left and what the process has used.
 
 use super::observer::{Event, Observer};
 use crate::ckks::{KeyMemory, Params};
 use crate::he_nn::{Plan, DEFAULT_GPU_WEIGHT_BYTES};
+use std::path::{Path, PathBuf};
 
 /// How evaluation keys are to be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,16 +22,31 @@ pub enum KeyMemoryChoice {
 
 impl KeyMemoryChoice {
     /// The key memory for the keys `plan` uses under `params`, beside its
-    /// widest step; [`Self::Auto`] notes it when it goes compact.
+    /// widest step, with the memory [`available_memory`] finds;
+    /// [`Self::Auto`] notes it when it goes compact.
     pub fn resolve(self, params: &Params, plan: &Plan, observer: &dyn Observer) -> KeyMemory {
+        self.resolve_within(params, plan, 1, available_memory(), observer)
+    }
+
+    /// [`Self::resolve`] beside the working memory of `sets` image sets
+    /// held at once, with `available` bytes (`None`: unknown, so
+    /// [`Self::Auto`] expands).
+    pub fn resolve_within(
+        self,
+        params: &Params,
+        plan: &Plan,
+        sets: usize,
+        available: Option<u64>,
+        observer: &dyn Observer,
+    ) -> KeyMemory {
         match self {
             KeyMemoryChoice::Expanded => KeyMemory::Expanded,
             KeyMemoryChoice::Compact => KeyMemory::Compact,
             KeyMemoryChoice::Auto => {
                 let levels = plan.key_levels();
-                let working = plan.working_memory_bytes(params.n());
+                let working = plan.working_memory_bytes(params.n()) * sets.max(1);
                 let needed = (levels.memory_bytes(params, KeyMemory::Expanded) + working) as u64;
-                match available_memory() {
+                match available {
                     Some(available) if needed > available / 10 * 9 => {
                         observer.event(Event::Note(&format!(
                             "note: expanded keys and working memory need {:.1} GB, {:.1} GB is available: \
@@ -65,8 +82,9 @@ pub struct EvalMemory {
 }
 
 impl EvalMemory {
-    /// The key memory for `plan` under `params` ([`KeyMemoryChoice::resolve`]),
-    /// then the most sets up to `lockstep` and up to `sets` (those the
+    /// The key memory for `plan` under `params` ([`KeyMemoryChoice::resolve`],
+    /// beside the fewest sets evaluation holds at once: a whole group of
+    /// merged sets, or all `sets` when fewer), then the most sets up to `lockstep` and up to `sets` (those the
     /// caller has) whose working memory fits beside those keys in 90% of
     /// the memory available now (at least one); notes it when memory
     /// lowers the count. The count is then rounded up to whole groups of
@@ -80,11 +98,26 @@ impl EvalMemory {
         sets: usize,
         observer: &dyn Observer,
     ) -> Self {
-        let keys = choice.resolve(params, plan, observer);
+        Self::resolve_within(choice, lockstep, params, plan, sets, available_memory(), observer)
+    }
+
+    /// [`Self::resolve`] with `available` bytes (`None`: unknown, so
+    /// nothing is lowered).
+    pub fn resolve_within(
+        choice: KeyMemoryChoice,
+        lockstep: usize,
+        params: &Params,
+        plan: &Plan,
+        sets: usize,
+        available: Option<u64>,
+        observer: &dyn Observer,
+    ) -> Self {
+        let fewest = plan.whole_groups(1).min(sets.max(1));
+        let keys = choice.resolve_within(params, plan, fewest, available, observer);
         let wanted = lockstep.min(sets).max(1);
         let key_bytes = plan.key_levels().memory_bytes(params, keys) as u64;
         let working = (plan.working_memory_bytes(params.n()) as u64).max(1);
-        let fits = available_memory().map(|available| {
+        let fits = available.map(|available| {
             let fits = ((available / 10 * 9).saturating_sub(key_bytes) / working).max(1) as usize;
             if fits < wanted {
                 observer.event(Event::Note(&format!(
@@ -122,12 +155,127 @@ pub fn key_memory_name(memory: KeyMemory) -> &'static str {
     }
 }
 
-/// Memory the kernel can give this process now (`MemAvailable`), `None`
-/// where `/proc/meminfo` does not exist (not Linux).
+/// Memory this process can have now: [`MemorySources::available`] of the
+/// running system.
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    MemorySources::default().available()
+}
+
+/// Where the memory this process may use is read: the kernel's
+/// `meminfo`, the process's cgroup list and the cgroup file system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemorySources {
+    /// `/proc/meminfo`.
+    pub meminfo: PathBuf,
+    /// `/proc/self/cgroup`.
+    pub self_cgroup: PathBuf,
+    /// Where the cgroup file system is mounted: `/sys/fs/cgroup` (v2, or
+    /// v1 with one folder per controller, `memory/` among them).
+    pub cgroup_root: PathBuf,
+}
+
+impl Default for MemorySources {
+    /// The running system's files.
+    fn default() -> Self {
+        MemorySources::under(Path::new("/"))
+    }
+}
+
+impl MemorySources {
+    /// The files at their usual places under `root` (a test's fixture
+    /// folder; `/` for the running system).
+    pub fn under(root: &Path) -> Self {
+        MemorySources {
+            meminfo: root.join("proc/meminfo"),
+            self_cgroup: root.join("proc/self/cgroup"),
+            cgroup_root: root.join("sys/fs/cgroup"),
+        }
+    }
+
+    /// The memory this process can have now: the kernel's `MemAvailable`,
+    /// lowered to the headroom of every memory cgroup it runs in (a Slurm
+    /// job's, a Kubernetes pod's), v2 (`memory.max` less `memory.current`)
+    /// or v1 (`memory.limit_in_bytes` less `memory.usage_in_bytes`), page
+    /// cache the kernel can drop (`inactive_file`) not counted as used.
+    /// Each cgroup from the process's own up to the mount's root is read
+    /// (a container sees its own cgroup at the root). `None` when none of
+    /// this can be read (not Linux).
+    pub fn available(&self) -> Option<u64> {
+        let host = std::fs::read_to_string(&self.meminfo).ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        });
+        let cgroup = self.cgroup_headroom();
+        match (host, cgroup) {
+            (Some(h), Some(c)) => Some(h.min(c)),
+            (h, c) => h.or(c),
+        }
+    }
+
+    /// The least headroom of the memory cgroups this process is in.
+    fn cgroup_headroom(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(&self.self_cgroup).ok()?;
+        let mut least: Option<u64> = None;
+        for line in text.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let files = if id == "0" && controllers.is_empty() {
+                CgroupFiles::V2
+            } else if controllers.split(',').any(|c| c == "memory") {
+                CgroupFiles::V1
+            } else {
+                continue;
+            };
+            let mount = match files {
+                CgroupFiles::V2 => self.cgroup_root.clone(),
+                CgroupFiles::V1 => self.cgroup_root.join("memory"),
+            };
+            let relative = Path::new(path.trim_start_matches('/'));
+            for dir in relative.ancestors().map(|a| mount.join(a)) {
+                if let Some(headroom) = files.headroom(&dir) {
+                    least = Some(least.map_or(headroom, |l| l.min(headroom)));
+                }
+            }
+        }
+        least
+    }
+}
+
+/// Which cgroup version's files a folder has.
+#[derive(Clone, Copy)]
+enum CgroupFiles {
+    /// `memory.max`, `memory.current`, `memory.stat` (`inactive_file`).
+    V2,
+    /// `memory.limit_in_bytes`, `memory.usage_in_bytes`, `memory.stat`
+    /// (`total_inactive_file`).
+    V1,
+}
+
+impl CgroupFiles {
+    /// The limit of the cgroup at `dir` less what it uses (dropping page
+    /// cache it could reclaim); `None` without a limit or its files.
+    fn headroom(self, dir: &Path) -> Option<u64> {
+        let (limit, usage, inactive) = match self {
+            CgroupFiles::V2 => ("memory.max", "memory.current", "inactive_file"),
+            CgroupFiles::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+        };
+        let number = |file: &str| -> Option<u64> { std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok() };
+        // `max` (v2) does not parse: no limit.
+        let limit = number(limit)?;
+        let usage = number(usage).unwrap_or(0);
+        let reclaimable = std::fs::read_to_string(dir.join("memory.stat"))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let (key, value) = l.split_once(' ')?;
+                    (key == inactive).then(|| value.trim().parse::<u64>().ok()).flatten()
+                })
+            })
+            .unwrap_or(0);
+        Some(limit.saturating_sub(usage.saturating_sub(reclaimable)))
+    }
 }
 
 /// The process's peak resident memory so far, from `/proc/self/status`

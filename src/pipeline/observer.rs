@@ -25,9 +25,9 @@ pub enum Event<'a> {
         /// The backend's name (`cpu`, `gpu`).
         backend: &'a str,
     },
-    /// The scorer folded in the rows of another output folder.
+    /// A merge folded in the rows of a part ([`crate::pipeline::score::merge`]).
     Merged {
-        /// The folder merged.
+        /// The part's folder.
         folder: &'a Path,
         /// Result rows taken.
         rows: usize,

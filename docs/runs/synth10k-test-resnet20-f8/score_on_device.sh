@@ -7,7 +7,8 @@
 # starts OUTDIR from this folder's files and scores the rows still missing,
 # in order; with OFFSET=K LIMIT=N it scores that range into an empty
 # OUTDIR instead. Then, here, fold OUTDIR in with `score ... --merge OUTDIR`
-# (the command in README.md). Rows are written batch by batch, so stopping
+# (the command in README.md; BIN and that `score` built from commit 09fc06f
+# or earlier, as README.md says). Rows are written batch by batch, so stopping
 # at TIME_S seconds loses at most one batch of 16.
 #
 # Headless NVIDIA containers: the one seen here had no Vulkan loader, and

@@ -3,7 +3,8 @@
 //! image appended to `OUT/results.csv` as it goes, then the metrics of the
 //! plaintext and encrypted runs side by side (`summary.json`, `summary.md`,
 //! `roc.png`). A rerun with the same `OUT` resumes after the last complete
-//! row.
+//! row. A split can be cut into shards ([`Shard`]), each scored into its
+//! own folder, and the folders merged ([`merge()`]) without the models.
 
 use super::device::{BackendKind, Chosen};
 use super::memory::{EvalMemory, KeyMemoryChoice};
@@ -81,11 +82,21 @@ pub struct ScoreConfig {
     pub offset: usize,
     /// Images scored at most (after `offset`).
     pub limit: Option<usize>,
-    /// Output folders of the same run whose rows are folded in first.
-    pub merge: Vec<PathBuf>,
+    /// Score only this part of the split, into its own folder under `out`
+    /// ([`Shard::folder`]); excludes `offset` and `limit`.
+    pub shard: Option<Shard>,
     /// The output folder (results.csv, failed.csv, summary.json,
-    /// summary.md, roc.png); one scorer at a time writes into it.
+    /// summary.md, roc.png); one scorer at a time writes into it. A
+    /// shard's folder is under it ([`ScoreConfig::out_dir`]).
     pub out: PathBuf,
+}
+
+impl ScoreConfig {
+    /// The folder this run writes into: `out`, or the shard's own folder
+    /// under it.
+    pub fn out_dir(&self) -> PathBuf {
+        self.shard.map_or_else(|| self.out.clone(), |s| s.folder(&self.out))
+    }
 }
 
 /// The results file in an output folder.
@@ -93,8 +104,10 @@ pub const RESULTS_FILE: &str = "results.csv";
 /// The failures file in an output folder.
 pub const FAILED_FILE: &str = "failed.csv";
 const RUN_FILE: &str = "run.json";
-/// One row per folder merged in: where from, its backend, what it gave.
-const MERGED_FILE: &str = "merged.csv";
+/// The names of the whole split's images, one a line, in order (what
+/// `run.json`'s `images` and `images_blake3` describe): a merge names the
+/// images no part has from it.
+const SPLIT_FILE: &str = "split.txt";
 /// One row per `score` call on the folder, written before it scores: when,
 /// on which backend (and GPU adapter, or for a remote server its URL),
 /// which range. It names a folder's backends even when a call was stopped
@@ -107,13 +120,22 @@ const STAGES: [&str; 5] = ["encode", "plain", "encrypt", "infer", "decrypt"];
 /// An encrypted run's column of each image's peak ([`ValueRange::peaks`]):
 /// the largest value its ciphertexts carry, from the plaintext pass.
 const PEAK_COLUMN: &str = "peak";
+/// The column of each image's backend ([`Chosen::describe`],
+/// [`EncryptedSession::backend`]).
+const BACKEND_COLUMN: &str = "backend";
+/// The column of each image's GPU adapter, or remote server's URL.
+const ADAPTER_COLUMN: &str = "adapter";
 
 /// The advisory lock file that keeps a second `score` out of a folder.
 const LOCK_FILE: &str = ".score.lock";
 
+mod merge;
+mod shard;
 mod summary;
+pub use merge::{merge, MergeReport};
+pub use shard::{Shard, SlurmArray, MAX_SHARDS};
 pub use summary::median;
-use summary::summarize;
+use summary::{summarize, Apart, SummaryInput};
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
     PipelineError::io(path)
@@ -124,7 +146,21 @@ fn file_hash(path: &Path) -> Result<String, PipelineError> {
     Ok(blake3::hash(&bytes).to_hex()[..24].to_string())
 }
 
-fn load_dataset(args: &ScoreConfig) -> Result<Dataset, PipelineError> {
+/// The images a call scores.
+struct Selection {
+    /// The data set, narrowed to the images this call scores.
+    data: Dataset,
+    /// The names of the whole split, in order.
+    split: Vec<String>,
+    /// Images of the split before the first one scored.
+    offset: usize,
+    /// The most images scored (`None`: to the end of the split).
+    limit: Option<usize>,
+}
+
+/// The data set, narrowed to the images this call scores (the shard, or
+/// `offset` and `limit`).
+fn load_dataset(args: &ScoreConfig) -> Result<Selection, PipelineError> {
     let mut data = match args.dataset {
         DatasetLayout::Nih => dataset::nih(&args.root, args.csv.as_deref(), args.split.as_deref()),
         DatasetLayout::Chexpert => dataset::chexpert(&args.root, args.csv.as_deref(), args.uncertain),
@@ -134,18 +170,63 @@ fn load_dataset(args: &ScoreConfig) -> Result<Dataset, PipelineError> {
         path: args.root.display().to_string(),
         reason: e.to_string(),
     })?;
-    data.skip(args.offset);
-    if let Some(n) = args.limit {
-        data.truncate(n);
+    let split: Vec<String> = data.samples.iter().map(|s| s.name.clone()).collect();
+    match args.shard {
+        Some(shard) if args.offset > 0 || args.limit.is_some() => Err(PipelineError::Config(format!(
+            "shard {shard} takes its own part of the split: without --offset and --limit"
+        ))),
+        Some(shard) => {
+            let range = shard.range(split.len());
+            data.truncate(range.end);
+            data.skip(range.start);
+            Ok(Selection {
+                data,
+                split,
+                offset: range.start,
+                limit: Some(range.len()),
+            })
+        }
+        None => {
+            data.skip(args.offset);
+            if let Some(n) = args.limit {
+                data.truncate(n);
+            }
+            Ok(Selection {
+                data,
+                split,
+                offset: args.offset,
+                limit: args.limit,
+            })
+        }
     }
-    Ok(data)
+}
+
+/// The text of `split.txt`: each name on its line.
+///
+/// # Errors
+/// A name with a line break (it could not be read back).
+fn split_text(split: &[String]) -> Result<String, PipelineError> {
+    if let Some(name) = split.iter().find(|n| n.contains(['\n', '\r'])) {
+        return Err(PipelineError::Refused(format!(
+            "the image name {name:?} has a line break; names are written one a line"
+        )));
+    }
+    Ok(split.iter().map(|n| format!("{n}\n")).collect())
 }
 
 /// What identifies a run: a rerun into the same folder, or a folder merged
-/// into it, must match it. The images are not part of it: `--offset` and
-/// `--limit` take a range of the same ordered split, so a rerun with a
-/// larger limit extends the results, and ranges scored apart merge.
-fn run_identity(args: &ScoreConfig, classes: &[String], preset: Option<&str>) -> Result<Value, PipelineError> {
+/// with it, must match it. It names the whole split (how many images, the
+/// hash of `split.txt`), not the part a call scores: `--offset`, `--limit`
+/// and `--shard` take parts of the same ordered split, so a rerun with a
+/// larger limit extends the results, and parts scored apart merge.
+fn run_identity(
+    args: &ScoreConfig,
+    classes: &[String],
+    model_name: &str,
+    preset: Option<&str>,
+    split: &str,
+    images: usize,
+) -> Result<Value, PipelineError> {
     Ok(json!({
         "dataset": format!("{:?}", args.dataset).to_lowercase(),
         "root": args.root.display().to_string(),
@@ -153,9 +234,12 @@ fn run_identity(args: &ScoreConfig, classes: &[String], preset: Option<&str>) ->
         "uncertain": format!("{:?}", args.uncertain).to_lowercase(),
         "model": file_hash(&args.model)?,
         "vqgan": args.vqgan.as_deref().map(file_hash).transpose()?,
+        "model_name": model_name,
         "encrypted": args.encrypted,
         "preset": preset,
         "classes": classes,
+        "images": images,
+        "images_blake3": blake3::hash(split.as_bytes()).to_hex().to_string(),
     }))
 }
 
@@ -184,10 +268,13 @@ fn lock_output(out: &Path) -> Result<std::fs::File, PipelineError> {
     }
 }
 
-/// Writes `OUT/run.json`, or checks that the one there is this run's.
-fn claim_output(out: &Path, identity: &Value) -> Result<(), PipelineError> {
+/// Writes `OUT/split.txt` (`split`) and then `OUT/run.json`, or checks
+/// that the run.json there is this run's.
+fn claim_output(out: &Path, identity: &Value, split: &str) -> Result<(), PipelineError> {
     match check_identity(out, identity, "choose another --out") {
         Err(PipelineError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            let path = out.join(SPLIT_FILE);
+            std::fs::write(&path, split).map_err(io_error(&path))?;
             let path = out.join(RUN_FILE);
             std::fs::write(&path, format!("{identity:#}\n")).map_err(io_error(&path))
         }
@@ -248,27 +335,6 @@ fn unique_rows(path: &Path, rows: Vec<Vec<String>>) -> Result<Vec<Vec<String>>, 
     Ok(rows)
 }
 
-/// Appends to `log` the rows of `DIR/file` (under `header`) whose image is
-/// not in `finished`, and adds their images to it; a missing file counts as
-/// empty. Returns how many rows were taken.
-fn merge_log(
-    dir: &Path,
-    file: &str,
-    header: &[String],
-    log: &mut ResultsLog,
-    finished: &mut std::collections::HashSet<String>,
-) -> Result<usize, PipelineError> {
-    let rows = read_optional(&dir.join(file), header)?;
-    let new: Vec<Vec<String>> = rows.into_iter().filter(|r| finished.insert(r[0].clone())).collect();
-    log.append(&new).map_err(|e| PipelineError::Refused(e.to_string()))?;
-    Ok(new.len())
-}
-
-/// The columns of `merged.csv`.
-fn merged_header() -> Vec<String> {
-    ["folder", "backend", "rows", "failed"].map(String::from).to_vec()
-}
-
 /// The columns of `sessions.csv`.
 fn sessions_header() -> Vec<String> {
     ["started_unix", "backend", "adapter", "offset", "limit", "to_go"]
@@ -277,51 +343,28 @@ fn sessions_header() -> Vec<String> {
 }
 
 /// Records this call on `backend` (with `adapter`, [`EncryptedSession::backend`])
-/// in `OUT/sessions.csv` before it scores anything.
-fn log_session(args: &ScoreConfig, backend: &str, adapter: Option<&str>, to_go: usize) -> Result<(), PipelineError> {
+/// over `selection` in `out/sessions.csv` before it scores anything.
+fn log_session(
+    out: &Path,
+    selection: &Selection,
+    backend: &str,
+    adapter: Option<&str>,
+    to_go: usize,
+) -> Result<(), PipelineError> {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let (mut log, _) = ResultsLog::open(&args.out.join(SESSIONS_FILE), &sessions_header())
+    let (mut log, _) = ResultsLog::open(&out.join(SESSIONS_FILE), &sessions_header())
         .map_err(|e| PipelineError::Refused(e.to_string()))?;
     log.append(&[vec![
         started.to_string(),
         backend.to_string(),
         adapter.unwrap_or_default().to_string(),
-        args.offset.to_string(),
-        args.limit.map_or_else(String::new, |n| n.to_string()),
+        selection.offset.to_string(),
+        selection.limit.map_or_else(String::new, |n| n.to_string()),
         to_go.to_string(),
     ]])
     .map_err(|e| PipelineError::Refused(e.to_string()))
-}
-
-/// The backends that scored a merged folder, in the order they first ran,
-/// joined by `+`: from its `sessions.csv`, else from its summary (folders
-/// written before that log existed), else `unknown`.
-///
-/// # Errors
-/// A `sessions.csv` that is not a call log (damaged, or another file).
-fn merged_backend(dir: &Path) -> Result<String, PipelineError> {
-    let mut backends: Vec<String> = Vec::new();
-    let sessions = dir.join(SESSIONS_FILE);
-    let rows = match ResultsLog::read(&sessions, &sessions_header()) {
-        Ok(rows) => rows,
-        Err(ResultsLogError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(PipelineError::Refused(e.to_string())),
-    };
-    for row in rows {
-        if !backends.contains(&row[1]) {
-            backends.push(row[1].clone());
-        }
-    }
-    if !backends.is_empty() {
-        return Ok(backends.join("+"));
-    }
-    Ok(std::fs::read_to_string(dir.join("summary.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|v| v["backend"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into()))
 }
 
 /// The columns of `failed.csv`.
@@ -329,6 +372,9 @@ fn failed_header() -> Vec<String> {
     vec!["file".into(), "error".into()]
 }
 
+/// The columns of `results.csv`: the image, its labels, its plaintext
+/// (and encrypted) probabilities, its peak (encrypted), its seconds per
+/// stage, and the backend and adapter that scored it.
 fn header(classes: &[String], encrypted: bool) -> Vec<String> {
     let mut h = vec!["file".to_string()];
     let groups: &[&str] = if encrypted {
@@ -343,15 +389,18 @@ fn header(classes: &[String], encrypted: bool) -> Vec<String> {
         h.push(PEAK_COLUMN.into());
     }
     h.extend(STAGES.iter().map(|s| format!("seconds_{s}")));
+    h.extend([BACKEND_COLUMN.to_string(), ADAPTER_COLUMN.to_string()]);
     h
 }
 
-/// The models a run uses.
+/// The models a run uses, and where it runs.
 struct Pipeline {
     model: Model<f64>,
     vqgan: Option<LoadedVqgan>,
     session: Option<EncryptedSession>,
     batch: usize,
+    /// The backend and adapter each row names.
+    backend: [String; 2],
 }
 
 impl Pipeline {
@@ -478,6 +527,7 @@ fn score_pending(
                     }
                     let own = seconds[r];
                     row.extend([shared[0], shared[1], own.encrypt, own.infer, own.decrypt].map(fmt));
+                    row.extend(pipeline.backend.iter().cloned());
                     row
                 })
                 .collect();
@@ -490,9 +540,9 @@ fn score_pending(
     Ok(())
 }
 
-/// Scores the data set as `args` say (resuming in `args.out`), telling
-/// `observer` how it goes, and returns the summary also written to
-/// `summary.json`.
+/// Scores the data set as `args` say (resuming in [`ScoreConfig::out_dir`]),
+/// telling `observer` how it goes, and returns the summary also written
+/// to `summary.json`.
 ///
 /// # Errors
 /// Unusable data set, models or output folder; evaluation failures.
@@ -502,7 +552,9 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
             "a server evaluates ciphertexts: scoring through one needs the encrypted run".into(),
         ));
     }
-    let data = load_dataset(args)?;
+    let out = args.out_dir();
+    let selection = load_dataset(args)?;
+    let data = &selection.data;
     let chosen = Chosen::resolve(args.backend, args.adapter.as_deref(), observer)?;
     let (model, planned) = if args.encrypted {
         let planned = Planned::load(&args.model, &args.model_options, Some(&args.preset), args.batch)?;
@@ -537,44 +589,28 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
         }
     }
     let preset = planned.as_ref().and_then(|p| p.params.name().map(str::to_string));
-    let identity = run_identity(args, &classes, preset.as_deref())?;
-    let _writer = lock_output(&args.out)?;
-    claim_output(&args.out, &identity)?;
+    let split = split_text(&selection.split)?;
+    let identity = run_identity(
+        args,
+        &classes,
+        &model_name,
+        preset.as_deref(),
+        &split,
+        selection.split.len(),
+    )?;
+    let _writer = lock_output(&out)?;
+    claim_output(&out, &identity, &split)?;
     let header = header(&classes, args.encrypted);
     let open = |file: &str, header: &[String]| {
-        let path = args.out.join(file);
+        let path = out.join(file);
         let (log, rows) = ResultsLog::open(&path, header).map_err(|e| PipelineError::Refused(e.to_string()))?;
         Ok::<_, PipelineError>((log, unique_rows(&path, rows)?))
     };
     let (mut results, done) = open(RESULTS_FILE, &header)?;
     let (mut failures, failed) = open(FAILED_FILE, &failed_header())?;
-    let mut finished: std::collections::HashSet<String> =
-        done.iter().chain(failed.iter()).map(|r| r[0].clone()).collect();
-    for dir in &args.merge {
-        check_identity(dir, &identity, "only folders of the same run merge")?;
-        let backend = merged_backend(dir)?;
-        let taken = merge_log(dir, RESULTS_FILE, &header, &mut results, &mut finished)?;
-        let taken_failed = merge_log(dir, FAILED_FILE, &failed_header(), &mut failures, &mut finished)?;
-        if taken + taken_failed > 0 {
-            let (mut merged, _) = ResultsLog::open(&args.out.join(MERGED_FILE), &merged_header())
-                .map_err(|e| PipelineError::Refused(e.to_string()))?;
-            merged
-                .append(&[vec![
-                    dir.display().to_string(),
-                    backend,
-                    taken.to_string(),
-                    taken_failed.to_string(),
-                ]])
-                .map_err(|e| PipelineError::Refused(e.to_string()))?;
-        }
-        observer.event(Event::Merged {
-            folder: dir,
-            rows: taken,
-            failed: taken_failed,
-        });
-    }
+    let finished: std::collections::HashSet<&str> = done.iter().chain(failed.iter()).map(|r| r[0].as_str()).collect();
     let pending: Vec<usize> = (0..data.samples.len())
-        .filter(|&i| !finished.contains(&data.samples[i].name))
+        .filter(|&i| !finished.contains(data.samples[i].name.as_str()))
         .collect();
     let session = planned
         .map(|p| open_session(args, p, &chosen, pending.len(), observer))
@@ -582,7 +618,7 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
     let (backend, adapter) = session
         .as_ref()
         .map_or_else(|| chosen.describe(), EncryptedSession::backend);
-    log_session(args, &backend, adapter.as_deref(), pending.len())?;
+    log_session(&out, &selection, &backend, adapter.as_deref(), pending.len())?;
     // An encrypted run takes as many images at a time as its sets in
     // lockstep hold.
     let batch = session
@@ -601,21 +637,30 @@ pub fn score(args: &ScoreConfig, observer: &dyn Observer) -> Result<Value, Pipel
         vqgan,
         session,
         batch,
+        backend: [backend.clone(), adapter.unwrap_or_default()],
     };
     score_pending(
         &pipeline,
-        &data,
+        data,
         &labels,
         &pending,
         &mut results,
         &mut failures,
         observer,
     )?;
-    let keygen = pipeline.session.as_ref().and_then(|s| s.keygen_seconds);
-    let range = pipeline.session.as_ref().map(|s| &s.range);
-    let server = pipeline.session.as_ref().and_then(EncryptedSession::remote);
-    let server = server.map(RemoteEvaluation::describe);
-    summarize(args, &classes, &model_name, &backend, server.as_ref(), keygen, range)
+    let session = pipeline.session.as_ref();
+    let server = session
+        .and_then(EncryptedSession::remote)
+        .map(RemoteEvaluation::describe);
+    summarize(&SummaryInput {
+        out: &out,
+        identity: &identity,
+        backend: &backend,
+        server: server.as_ref(),
+        keygen_seconds: session.and_then(|s| s.keygen_seconds),
+        apart: session.map_or(Apart::NotEncrypted, |s| Apart::Range(&s.range)),
+        merged: None,
+    })
 }
 
 /// The encrypted session for `planned` with `to_go` images ahead: keys
