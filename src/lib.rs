@@ -30,6 +30,9 @@ pub mod pipeline;
 pub mod report;
 pub mod ring;
 pub mod service;
+#[cfg(test)]
+#[path = "../tests/common/seed.rs"]
+mod test_seed;
 pub mod vqgan;
 
 /// mimalloc's `purge_delay` option (its position in `mi_option_e` of the

@@ -2,11 +2,12 @@
 //! it was trained on synthetic data, and every classifier has the VQGAN of
 //! its factor beside it, whose latents it reads.
 
+mod common;
+
 use latent_he::nn::{LoadOptions, Model};
 use latent_he::vqgan::Vqgan;
 use ndarray::Array4;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::path::{Path, PathBuf};
 
 fn models_dir() -> PathBuf {
@@ -36,7 +37,7 @@ fn every_bundled_model_loads_with_its_card_and_the_vqgan_of_its_factor() {
         .iter()
         .partition(|p| p.file_stem().unwrap().to_string_lossy().starts_with("vqgan_"));
     assert!(!vqgans.is_empty() && !classifiers.is_empty(), "{files:?}");
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let image = Array4::from_shape_simple_fn((1, 3, 256, 256), || rng.gen_range(-1.0f32..1.0));
     let mut latents = std::collections::BTreeMap::new();
     for path in &vqgans {

@@ -1,10 +1,12 @@
 //! Every CKKS operation against the same computation on plaintext f64
 //! vectors, with a stated precision bound (bits = -log2 of the largest error).
 
+mod common;
+
 use latent_he::ckks::{
     decrypt, encode, encrypt, encrypt_values, CkksError, Evaluator, Params, PublicKeySet, SecretKey,
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
 
@@ -38,7 +40,7 @@ fn fixture(preset: &str, rotations: &[i64]) -> Fixture {
         params,
         sk,
         eval: Evaluator::new(keys),
-        rng: ChaCha20Rng::from_entropy(),
+        rng: common::rng(),
     }
 }
 

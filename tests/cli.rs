@@ -3,8 +3,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::path::Path;
 use std::process::Output;
 
@@ -80,7 +79,7 @@ fn keygen_encrypt_decrypt_round_trip_and_refusals() {
     }
 
     // A float32 array spanning several ciphertexts (2048 slots each).
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let shape = [3usize, 40, 41];
     let data: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-4.0..4.0)).collect();
     let input = dir.path().join("x.npy");

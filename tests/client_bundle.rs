@@ -87,8 +87,7 @@ fn the_bundle_holds_no_tensor_of_the_model_and_is_small() {
 
 #[test]
 fn keys_from_the_bundle_give_the_logits_of_keys_from_the_model() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
+    let seed = common::seed();
     let dir = temp_dir("bundle-keys");
     let model = model_in(&dir);
     let bundle = dir.join("client.json");

@@ -2,6 +2,8 @@
 //! seeded public key set, and refusal of foreign, truncated, damaged and
 //! mismatched files (with one-line errors and no panics).
 
+mod common;
+
 use latent_he::ckks::sealed::{
     load_secret_key_with, save_sealed_secret_key, sealed_secret_key_from_bytes, sealed_secret_key_to_bytes, Passphrase,
 };
@@ -12,7 +14,7 @@ use latent_he::ckks::{
     save_secret_key, secret_key_from_bytes, secret_key_to_bytes, CiphertextFile, CkksError, Evaluator, FileError,
     FileKind, KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey,
 };
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use std::sync::Arc;
 
@@ -37,7 +39,7 @@ fn fixture(rotations: &[i64]) -> Fixture {
         params,
         sk,
         keys,
-        rng: ChaCha20Rng::from_entropy(),
+        rng: common::rng(),
     }
 }
 
@@ -489,7 +491,7 @@ fn truncated_and_damaged_files_are_refused() {
         1 => public_keys_from_bytes(bytes).map(|_| ()),
         _ => ciphertexts_from_bytes(bytes, &f.params).map(|_| ()),
     };
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     for (kind, bytes) in all.iter().enumerate() {
         parse(bytes, kind).unwrap();
         let mut offsets: Vec<usize> = (0..20).map(|_| rng.gen_range(0..bytes.len())).collect();
@@ -667,7 +669,7 @@ fn random_mutations_never_panic() {
     let mut f = fixture(&[1]);
     let (file, _) = f.ciphertext_file();
     let all = f.all_file_bytes(&file);
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let (mut accepted, mut refused) = (0, 0);
     for round in 0..200 {
         let kind = round % 3;

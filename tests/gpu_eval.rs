@@ -2,14 +2,15 @@
 //! word, on fresh random ciphertexts. Needs an adapter (lavapipe in CI); fails
 //! loudly without one.
 
+mod common;
+
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{
     encode, encode_coeffs, encrypt_values, Ciphertext, Evaluator, Params, PublicKeySet, ScaledCoeffs, SecretKey,
 };
 use latent_he::he_nn::kernel_rotations;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::sync::Arc;
 
 fn same(cpu: &Ciphertext, gpu: &Ciphertext, what: &str) {
@@ -33,7 +34,7 @@ fn gpu_evaluator_matches_cpu_word_for_word() {
         let keys = Arc::new(PublicKeySet::generate(&sk, &kernel));
         let cpu = Evaluator::new(keys.clone());
         let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = common::rng();
         let mut random = || -> Vec<f64> { (0..params.slots()).map(|_| rng.gen_range(-1.0..1.0)).collect() };
         let (x, y, w) = (random(), random(), random());
         let (cx, cy) = (encrypt_values(&keys, &x).unwrap(), encrypt_values(&keys, &y).unwrap());
@@ -127,7 +128,7 @@ fn gpu_encoding_matches_cpu_word_for_word() {
     let params = Params::preset("insecure-n12").unwrap();
     let keys = Arc::new(PublicKeySet::generate(&SecretKey::generate(&params), &[]));
     let gpu = GpuEvaluator::new(&ctx, &keys).unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let top = params.max_level();
     // (level, scale, values, narrow): small coefficients (high word all
     // zeros or all ones), coefficients up to 2^61.5 (both words busy; the

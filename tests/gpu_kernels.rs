@@ -3,11 +3,14 @@
 //! without a GPU, lavapipe (`mesa-vulkan-drivers`) provides one, and `.ci/run`
 //! installs it. Without any adapter they fail, loudly, rather than skip.
 
+mod common;
+
 use latent_he::backend::gpu::kernels::{ConvertRow, NttInput, NttLimb, NttOutput, Sums};
 use latent_he::backend::gpu::{GpuContext, GpuError, GpuPoly, GpuRing};
 use latent_he::ckks::Params;
 use latent_he::ring::sampler::Sampler;
 use latent_he::ring::{Eval, LimbLayout, RingContext, RnsPoly};
+use rand::Rng;
 use std::sync::Arc;
 
 fn context() -> Arc<GpuContext> {
@@ -50,7 +53,7 @@ fn ntt_and_elementwise(ctx: &Arc<GpuContext>, use_int64: bool) {
         let gpu = GpuRing::new(ctx, ring).unwrap();
         let layout = layout_for(&params);
         let preset = format!("{preset} ({:?}, int64 asked: {use_int64})", ctx.wide_mul());
-        let mut sampler = Sampler::from_os();
+        let mut sampler = Sampler::from_seed(common::rng().gen());
         let a: RnsPoly<Eval> = sampler.uniform(ring, layout);
         let b: RnsPoly<Eval> = sampler.uniform(ring, layout);
         let a_coeff = a.clone().into_coeff(ring);
@@ -139,7 +142,7 @@ fn basis_conversion_matches_the_cpu_plain_and_centred() {
         let alpha = params.alpha();
         let converter = BasisConverter::new(ring, (0..alpha).collect());
         let targets: Vec<usize> = (alpha..alpha + 2).chain(ring.q_count()..ring.global_count()).collect();
-        let input: RnsPoly<Coeff> = Sampler::from_os()
+        let input: RnsPoly<Coeff> = Sampler::from_seed(common::rng().gen())
             .uniform(ring, LimbLayout::q_only(alpha))
             .into_coeff(ring);
         let device_input = gpu.upload(&input).words();
@@ -202,7 +205,7 @@ fn key_switch_inner_product_matches_a_schoolbook_reference() {
         let ring = params.ring();
         let gpu = GpuRing::new(&ctx, ring).unwrap();
         let n = ring.n();
-        let mut sampler = Sampler::from_os();
+        let mut sampler = Sampler::from_seed(common::rng().gen());
         // A digit at a level below the top: the key's limbs above the level
         // are skipped.
         let level = params.max_level() - 2;

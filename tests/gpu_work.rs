@@ -8,6 +8,8 @@
 //! and the results' words are checked by `tests/gpu_eval.rs` and `latent-he
 //! check`. Needs an adapter (lavapipe in CI); fails loudly without one.
 
+mod common;
+
 use latent_he::backend::gpu::{GpuContext, GpuWork};
 use latent_he::ckks::gpu_cost::{GpuCost, GpuCostModel, DEVICE_PROFILES};
 use latent_he::ckks::gpu_eval::GpuEvaluator;
@@ -217,8 +219,7 @@ fn the_cost_model_counts_each_operation_as_recorded() {
 fn the_plan_predicts_the_dispatches_of_a_whole_network() {
     let ctx = GpuContext::new(None)
         .unwrap_or_else(|e| panic!("GPU TESTS CANNOT RUN: {e}. Install a Vulkan driver (mesa-vulkan-drivers)"));
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
+    let seed = common::seed();
     let params = Params::preset("insecure-n12-deep").unwrap();
     let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, LatentShape::new(2, 8, 8).unwrap()).unwrap();
     let net = random_folded_model(&spec, seed).unwrap();

@@ -4,8 +4,7 @@
 
 use ndarray::Array4;
 use ndarray_npy::write_npy;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,7 +20,7 @@ fn small_model(dir: &Path) -> (String, String) {
     let mut dict = ::latent_he::nn::StateDict::read(&model).unwrap();
     dict.set_metadata("input_clip", "0.5");
     dict.write(&model, ::latent_he::nn::StoreDtype::F32).unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x = Array4::<f32>::from_shape_simple_fn((3, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     let input = dir.join("x.npy");
     write_npy(&input, &x).unwrap();

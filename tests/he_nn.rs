@@ -2,6 +2,8 @@
 //! pass, itself checked against PyTorch), on both backends: GPU and CPU
 //! ciphertexts must be identical.
 
+mod common;
+
 use latent_he::backend::gpu::GpuContext;
 use latent_he::ckks::gpu_eval::GpuEvaluator;
 use latent_he::ckks::{decrypt, DecryptionNoise, EvalBackend, Evaluator, KeyMemory, Params, PublicKeySet, SecretKey};
@@ -45,7 +47,7 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 /// out with `input_stride` (a gap left by an earlier strided layer).
 fn conv_case(g: ConvGeometry, (h, w): (usize, usize), input_stride: usize, gpu: Option<&Arc<GpuContext>>) {
     let params = Params::preset("insecure-n12").unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let k = g.kernel;
     let cin_g = g.in_channels / g.groups;
     let weight: Vec<f64> = (0..g.out_channels * cin_g * k * k)
@@ -166,7 +168,7 @@ fn bad_shapes_are_refused() {
 #[test]
 fn activations_in_every_form_match_plaintext() {
     let params = Params::preset("insecure-n12").unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let layout = SlotLayout::input(3, 8, 8, params.slots()).unwrap();
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate(&sk, &[]));
@@ -216,7 +218,7 @@ fn activations_in_every_form_match_plaintext() {
 fn random_model(arch: Arch, se: bool, latent: LatentShape) -> Model<f64> {
     random_folded_model(
         &ModelSpec::with_class_count(arch, se, 5, latent).unwrap(),
-        rand::random(),
+        common::seed(),
     )
     .unwrap()
 }
@@ -278,7 +280,7 @@ fn model_case_batched(arch: Arch, se: bool, latent: LatentShape, batch: usize, g
     // SE models run with compact keys (as ResNet20+SE does at n17 on a 24 GB
     // machine), the others with expanded ones: both ways through whole models.
     let memory = if se { KeyMemory::Compact } else { KeyMemory::Expanded };
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x: Vec<f64> = (0..batch * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let run = run_encrypted(&model, &params, &plan, x, memory);
     assert_eq!(run.out[0].level(), 1, "{spec}: the plan's level count is exact");
@@ -347,7 +349,7 @@ fn the_network_gain_applies_where_the_global_mean_undoes_it() {
     let slots = Params::preset("insecure-n12-deep").unwrap().slots();
     let plan_of = |arch, se, latent| {
         let spec = ModelSpec::with_class_count(arch, se, 3, latent).unwrap();
-        Plan::new(&random_folded_model(&spec, rand::random()).unwrap(), slots).unwrap()
+        Plan::new(&random_folded_model(&spec, common::seed()).unwrap(), slots).unwrap()
     };
     let small = LatentShape::new(4, 8, 8).unwrap();
     assert_eq!(plan_of(Arch::ResNet20, false, small).network_gain(), NETWORK_GAIN);
@@ -436,7 +438,7 @@ fn sets_in_lockstep_merge_into_lanes_and_match_plaintext() {
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
     let ev = Evaluator::new(keys.clone());
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let images: Vec<f64> = (0..5 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let inputs: Vec<_> = images
         .chunks(latent.len())
@@ -473,7 +475,7 @@ fn merged_sets_give_identical_ciphertexts_on_the_gpu() {
     assert_eq!(plan.sets_per_output(), 16);
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let inputs: Vec<Vec<_>> = (0..5)
         .map(|_| {
             let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -508,7 +510,7 @@ fn flooded_logits_stay_within_the_bar() {
     let latent = LatentShape::new(2, 4, 4).unwrap();
     let model = random_model(Arch::ResNet20, false, latent);
     let plan = Plan::for_params(&model, &params, 1).unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x: Vec<f64> = (0..latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let sk = SecretKey::generate(&params);
     let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
@@ -537,8 +539,7 @@ fn flooded_logits_stay_within_the_bar() {
 /// false alarm rate of about 1e-6), though the exact decryption's are not.
 #[test]
 fn flooding_randomises_the_low_bits() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
+    let seed = common::seed();
     let params = Params::preset("insecure-n12").unwrap();
     let sk = SecretKey::generate(&params);
     let keys = PublicKeySet::generate(&sk, &[]);

@@ -9,8 +9,7 @@ mod common;
 use common::refused_with;
 use ndarray::Array4;
 use ndarray_npy::write_npy;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -107,7 +106,7 @@ fn model_keys(dir: &Path, model: &str, batch: &str) -> PathBuf {
 
 /// `n` random 2x8x8 latents in `[-1, 1)`, float32.
 fn latents(path: &Path, n: usize) {
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x = Array4::<f32>::from_shape_simple_fn((n, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     write_npy(path, &x).unwrap();
 }
@@ -455,7 +454,7 @@ fn encoder_only_vqgans_encode_and_oversized_latents_are_refused() {
     let encoder_only = d.join("encoder.safetensors");
     dict.write(&encoder_only, latent_he::nn::StoreDtype::F32).unwrap();
     let images = d.join("images.npy");
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     write_npy(
         &images,
         &Array4::<f32>::from_shape_simple_fn((1, 3, 256, 256), || rng.gen_range(-1.0..1.0)),

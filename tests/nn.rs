@@ -5,6 +5,8 @@
 //! and shapes against PyTorch's state dicts, folding against the unfolded
 //! model, and the loader's errors.
 
+mod common;
+
 use latent_he::nn::model::Layer;
 use latent_he::nn::{
     expected_tensors, fold, random_state_dict, with_gain, Arch, InputClip, LatentShape, LoadOptions, Model, ModelSpec,
@@ -322,8 +324,7 @@ fn peaks_by_walking(layers: &[Layer<f64>], mut x: Array4<f64>, peaks: &mut [f64]
 
 #[test]
 fn peaks_are_the_largest_value_of_each_image_anywhere_in_the_pass() {
-    let seed: u64 = rand::random();
-    println!("seed {seed}");
+    let seed = common::seed();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     for name in ["resnet20_se_f8", "lenet5_se_f8"] {
         let model = fold(&load_fixture(name));
@@ -509,7 +510,7 @@ fn an_input_clip_in_the_metadata_clamps_the_inputs_of_every_forward_pass() {
     assert!(clipped.spec().metadata().contains(&("input_clip".into(), "1.5".into())));
 
     // Fresh latents with a third of their values beyond the bound.
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x = Array4::<f64>::from_shape_simple_fn((2, 4, 32, 32), || rng.gen_range(-3.0..3.0));
     let clamped = x.mapv(|v| v.clamp(-1.5, 1.5));
     let by_hand = plain.forward(clamped.view()).unwrap();

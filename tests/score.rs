@@ -6,8 +6,7 @@ mod common;
 use common::{json, refused};
 use ndarray::Array4;
 use ndarray_npy::write_npy;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -17,7 +16,7 @@ fn latents_set(dir: &Path, n: usize) -> (String, String, Vec<String>) {
     let (model, classes) = common::small_resnet(dir, 3);
     let root = dir.join("latents");
     std::fs::create_dir_all(&root).unwrap();
-    let mut rng = ChaCha20Rng::from_entropy();
+    let mut rng = common::rng();
     let x = Array4::<f32>::from_shape_simple_fn((n, 2, 8, 8), || rng.gen_range(-1.0..1.0));
     write_npy(root.join("latents.npy"), &x).unwrap();
     let mut csv = classes.join(",") + "\n";

@@ -44,8 +44,7 @@ struct Setup {
 
 impl Setup {
     fn new(tag: &str) -> Self {
-        let seed: u64 = rand::random();
-        println!("seed {seed}");
+        let seed = common::seed();
         let dir = temp_dir(tag);
         let (models, model) = models_dir(&dir);
         let (state, tokens) = (dir.join("state"), dir.join("tokens"));

@@ -147,7 +147,7 @@ fn naive_conv(x: &Array4<f32>, p: &ConvParams) -> Array4<f64> {
 
 #[test]
 fn convolution_blocks_equal_a_direct_convolution() {
-    let mut rng = ChaCha8Rng::seed_from_u64(rand::random());
+    let mut rng = ChaCha8Rng::seed_from_u64(common::seed());
     // sizes that split into several pixel blocks, odd sides, stride 2 with
     // taming's right/bottom padding, 1x1
     for (cin, cout, k, stride, padding, side) in [
@@ -177,7 +177,7 @@ fn convolution_blocks_equal_a_direct_convolution() {
 
 #[test]
 fn attention_in_query_blocks_equals_the_whole_softmax() {
-    let mut rng = ChaCha8Rng::seed_from_u64(rand::random());
+    let mut rng = ChaCha8Rng::seed_from_u64(common::seed());
     // 20x30 = 600 positions: three query blocks, the last one partial
     let (c, h, w) = (6, 20, 30);
     let mk = |rng: &mut ChaCha8Rng| Array4::from_shape_fn((1, c, h, w), |_| rng.gen_range(-2.0f32..2.0));

@@ -66,7 +66,7 @@ fn check(what: &str, seed: u64, got: &Array4<f32>, want: &Array4<f32>) {
 
 /// Every operation of `ops` against the CPU on a batch of `batch`.
 fn every_op(ops: &GpuOps, batch: usize) {
-    let seed: u64 = rand::random();
+    let seed = common::seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let down = Padding {
         top: 0,

@@ -154,13 +154,12 @@ pub fn decode(params: &Params, poly: &RnsPoly<Coeff>, scale: f64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha20Rng;
+    use rand::Rng;
 
     #[test]
     fn encode_decode_round_trip() {
         let params = Params::preset("insecure-n12").unwrap();
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let values: Vec<f64> = (0..params.slots()).map(|_| rng.gen_range(-1.0..1.0)).collect();
         for level in [0, params.max_level()] {
             let pt = encode(&params, &values, level, params.scale(level)).unwrap();
@@ -174,7 +173,7 @@ mod tests {
     fn a_scale_beyond_64_bits_round_trips() {
         // The scale of a product not yet rescaled: coefficients past 2^62.
         let params = Params::preset("insecure-n12").unwrap();
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let values: Vec<f64> = (0..params.slots()).map(|_| rng.gen_range(-50.0..50.0)).collect();
         let level = params.max_level();
         let scale = params.scale(level) * params.scale(level);

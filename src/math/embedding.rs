@@ -90,8 +90,7 @@ impl Embedding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha20Rng;
+    use rand::Rng;
 
     /// Direct O(N^2) evaluation of the polynomial at zeta^(5^j).
     fn naive_slots(coeffs: &[f64]) -> Vec<Complex64> {
@@ -113,7 +112,7 @@ mod tests {
 
     #[test]
     fn decode_matches_direct_evaluation_and_encode_inverts_it() {
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let n = 256;
         let e = Embedding::new(n);
         let coeffs: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();

@@ -242,7 +242,7 @@ fn inverse_body(t: &NttTable, a: &mut [u32]) {
 mod tests {
     use super::*;
     use crate::math::primes::ntt_prime_near;
-    use rand::{Rng, SeedableRng};
+    use rand::Rng;
     use rand_chacha::ChaCha20Rng;
 
     fn random_poly(rng: &mut ChaCha20Rng, n: usize, q: u32) -> Vec<u32> {
@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn multiplication_through_ntt_matches_schoolbook() {
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         for (log_n, bits) in [(4u32, 30), (8, 31), (10, 30), (10, 20)] {
             let n = 1usize << log_n;
             let q = ntt_prime_near(2f64.powi(bits), 2 * n as u64, &[]).unwrap();
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn forward_output_is_evaluation_at_bit_reversed_odd_powers() {
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let n = 64;
         let q = ntt_prime_near(2f64.powi(30), 2 * n as u64, &[]).unwrap();
         let t = NttTable::new(q, n).unwrap();
@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn round_trip_at_every_supported_degree() {
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         for log_n in 10..=17 {
             let n = 1usize << log_n;
             let q = ntt_prime_near(2f64.powi(31), 2 * n as u64, &[]).unwrap();

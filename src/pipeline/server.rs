@@ -322,8 +322,7 @@ mod tests {
     /// forward pass.
     #[test]
     fn lockstep_is_rounded_up_to_whole_merged_groups() {
-        let seed: u64 = rand::random();
-        println!("seed {seed}");
+        let seed = crate::test_seed::seed();
         let params = Params::preset("insecure-n12-deep").unwrap();
         let latent = LatentShape::new(2, 4, 4).unwrap();
         let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();

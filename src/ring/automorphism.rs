@@ -92,6 +92,7 @@ mod tests {
     use crate::math::primes::ntt_prime_near;
     use crate::ring::context::LimbLayout;
     use crate::ring::sampler::Sampler;
+    use rand::Rng;
 
     #[test]
     fn evaluation_permutation_matches_coefficient_automorphism() {
@@ -100,7 +101,9 @@ mod tests {
         let q1 = ntt_prime_near(2f64.powi(30), 2 * n as u64, &[q0]).unwrap();
         let ctx = RingContext::new(n, &[q0, q1], &[]).unwrap();
         let layout = LimbLayout::q_only(2);
-        let a = Sampler::from_os().uniform(&ctx, layout).into_coeff(&ctx);
+        let a = Sampler::from_seed(crate::test_seed::rng().gen())
+            .uniform(&ctx, layout)
+            .into_coeff(&ctx);
         for g in [
             rotation_galois_element(1, n),
             rotation_galois_element(-7, n),

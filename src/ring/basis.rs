@@ -285,6 +285,7 @@ mod tests {
     use crate::math::primes::ntt_prime_near;
     use crate::ring::sampler::Sampler;
     use num_bigint::{BigInt, BigUint};
+    use rand::Rng;
 
     fn context(n: usize, q: usize, p: usize) -> RingContext {
         let mut primes = Vec::new();
@@ -324,7 +325,9 @@ mod tests {
     fn basis_extension_is_exact_up_to_a_multiple_of_the_source_modulus() {
         let ctx = context(1 << 10, 5, 2);
         let src = LimbLayout::q_only(3);
-        let x = Sampler::from_os().uniform(&ctx, src).into_coeff(&ctx);
+        let x = Sampler::from_seed(crate::test_seed::rng().gen())
+            .uniform(&ctx, src)
+            .into_coeff(&ctx);
         let conv = BasisConverter::new(&ctx, vec![0, 1, 2]);
         let n = ctx.n();
         let mut out = vec![vec![0u32; n]; 4];
@@ -361,7 +364,7 @@ mod tests {
     fn rescale_divides_and_rounds() {
         let ctx = context(1 << 10, 4, 0);
         let layout = LimbLayout::q_only(4);
-        let x = Sampler::from_os().uniform(&ctx, layout);
+        let x = Sampler::from_seed(crate::test_seed::rng().gen()).uniform(&ctx, layout);
         let before = crt(&ctx, &x.clone().into_coeff(&ctx));
         let after = crt(&ctx, &rescale(&ctx, x).into_coeff(&ctx));
         let q_last = BigInt::from(ctx.q(3).value());
@@ -377,7 +380,7 @@ mod tests {
     fn mod_down_divides_by_p() {
         let ctx = context(1 << 10, 3, 2);
         let full = LimbLayout { q: 3, p: 2 };
-        let x = Sampler::from_os().uniform(&ctx, full);
+        let x = Sampler::from_seed(crate::test_seed::rng().gen()).uniform(&ctx, full);
         let before = crt(&ctx, &x.clone().into_coeff(&ctx));
         let after = crt(&ctx, &ModDown::new(&ctx).apply(&ctx, x).into_coeff(&ctx));
         let big_p = BigInt::from(ctx.p(0).value()) * BigInt::from(ctx.p(1).value());

@@ -78,8 +78,7 @@ impl RnsPoly<Coeff> {
 mod tests {
     use crate::math::primes::ntt_prime_near;
     use crate::ring::{LimbLayout, RingContext, RnsPoly};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha20Rng;
+    use rand::Rng;
 
     #[test]
     fn recovers_signed_values_of_every_size() {
@@ -89,7 +88,7 @@ mod tests {
             primes.push(ntt_prime_near(2f64.powi(30), 2 * n as u64, &primes).unwrap());
         }
         let ctx = RingContext::new(n, &primes, &[]).unwrap();
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let values: Vec<i64> = (0..n)
             .map(|k| {
                 let bits = 1 + (k % 62) as u32;

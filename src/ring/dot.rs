@@ -67,14 +67,13 @@ pub fn paired_dot_limb(m: &Modulus, terms: &[DotTerm], perm: Option<&[u32]>, out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha20Rng;
+    use rand::Rng;
 
     /// Against u128 arithmetic, with and without a permutation, for term
     /// counts around the lazy chunk and a limb longer than one block.
     #[test]
     fn paired_dots_match_u128() {
-        let mut rng = ChaCha20Rng::from_entropy();
+        let mut rng = crate::test_seed::rng();
         let q = 2_147_352_577u32;
         let m = Modulus::new(q);
         let n = 2 * DOT_BLOCK + 40;

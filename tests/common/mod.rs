@@ -1,6 +1,10 @@
 //! Helpers shared by the tests that drive the `latent-he` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod seed;
+#[allow(unused_imports)] // as above
+pub use seed::{rng, seed};
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -97,7 +101,7 @@ pub fn small_random_vqgan(dir: &std::path::Path) -> PathBuf {
         n_embed: 16,
         ..latent_he::vqgan::VqganConfig::preset("f8").unwrap()
     };
-    let dict = latent_he::vqgan::random::random_state_dict(&cfg, rand::random()).unwrap();
+    let dict = latent_he::vqgan::random::random_state_dict(&cfg, seed()).unwrap();
     let path = dir.join("vq.safetensors");
     dict.write(&path, latent_he::nn::StoreDtype::F32).unwrap();
     path
@@ -109,7 +113,7 @@ pub fn small_random_vqgan(dir: &std::path::Path) -> PathBuf {
 pub fn small_resnet(dir: &std::path::Path, classes: usize) -> (PathBuf, Vec<String>) {
     use latent_he::nn::{random_state_dict, Arch, LatentShape, ModelSpec, StoreDtype};
     let spec = ModelSpec::with_class_count(Arch::ResNet20, false, classes, LatentShape::new(2, 8, 8).unwrap()).unwrap();
-    let mut dict = random_state_dict(&spec, rand::random()).unwrap();
+    let mut dict = random_state_dict(&spec, seed()).unwrap();
     for (k, v) in spec.metadata() {
         dict.set_metadata(k, v);
     }
