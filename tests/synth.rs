@@ -4,8 +4,8 @@
 
 use latent_he::data::synth::nih_labels::{FINDING_NAMES, LABEL_SETS};
 use latent_he::data::synth::{
-    plan, render, sample_labels, write_dataset, Finding, GrayImage, ImageRecord, Labels, Sex, Split, SynthConfig,
-    SynthError, View, CSV_HEADER,
+    plan, render, sample_labels, write_dataset, write_dataset_with, Finding, GrayImage, ImageRecord, Labels, Sex,
+    Split, SynthConfig, SynthError, View, CSV_HEADER,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +47,10 @@ fn same_parameters_same_bytes_other_seed_other_images() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // stderr is not a terminal here: no progress bar, only the timing line.
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("images/s") && !stderr.contains("ETA"), "{stderr}");
     let (fa, fb) = (files(&a), files(&b));
     assert_eq!(fa.len(), 12 + 4);
     assert!(fa == fb, "two runs differ");
@@ -332,4 +336,18 @@ fn command_prints_one_json_object_and_refuses_bad_input() {
         SynthConfig::new(1, 1, 16),
         Err(SynthError::Size { size: 16, .. })
     ));
+}
+
+/// `write_dataset_with` reports every image it writes, once.
+#[test]
+fn every_written_image_is_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let written = std::sync::atomic::AtomicUsize::new(0);
+    let summary = write_dataset_with(&SynthConfig::new(9, 3, 64).unwrap(), tmp.path(), &|| {
+        written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(summary.n, 9);
+    assert_eq!(written.into_inner(), 9);
+    assert_eq!(std::fs::read_dir(tmp.path().join("images")).unwrap().count(), 9);
 }

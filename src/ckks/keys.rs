@@ -7,7 +7,7 @@ use crate::ring::automorphism::rotation_galois_element;
 use crate::ring::sampler::{uniform, uniform_limb, Sampler, Seed};
 use crate::ring::{Coeff, Eval, LimbLayout, RnsPoly};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// A random identifier shared by a secret key, its public key set and every
@@ -334,6 +334,18 @@ impl PublicKeySet {
     /// holding their `a` halves as `memory` says (the public key's always
     /// expanded).
     pub fn generate_at(sk: &SecretKey, levels: &KeyLevels, memory: KeyMemory) -> Self {
+        Self::generate_counted(sk, levels, memory, &mut |_, _| {})
+    }
+
+    /// [`Self::generate_at`], calling `made(done, total)` with the number of
+    /// switching keys made so far out of all it makes: once with `done = 0`
+    /// after the public key, then after each key.
+    pub fn generate_counted(
+        sk: &SecretKey,
+        levels: &KeyLevels,
+        memory: KeyMemory,
+        made: &mut dyn FnMut(usize, usize),
+    ) -> Self {
         let params = sk.params.clone();
         let ring = params.ring();
         let top = params.max_level();
@@ -341,11 +353,21 @@ impl PublicKeySet {
         let public = PublicKey {
             pair: SeededPair::sample(&params, &sk.eval, ring.full_layout(), &mut sampler, KeyMemory::Expanded),
         };
+        let galois: BTreeSet<u64> = levels
+            .rotations
+            .iter()
+            .map(|&(steps, _)| rotation_galois_element(steps, params.n()))
+            .filter(|&g| g != 1)
+            .collect();
+        let total = usize::from(levels.relin.is_some()) + galois.len();
+        made(0, total);
         let relin = levels.relin.map(|level| {
             let q = level.min(top) + 1;
             let mut s2 = sk.eval_q(q);
             s2.mul_assign(ring, &sk.eval_q(q));
-            SwitchingKey::generate(&params, sk, &s2, level.min(top), &mut sampler, memory)
+            let key = SwitchingKey::generate(&params, sk, &s2, level.min(top), &mut sampler, memory);
+            made(1, total);
+            key
         });
         let mut set = Self {
             params: params.clone(),
@@ -372,6 +394,7 @@ impl PublicKeySet {
                 SwitchingKey::generate(&params, sk, &rotated, level, &mut sampler, memory),
             );
             set.rotations.push(steps);
+            made(usize::from(set.relin.is_some()) + set.galois.len(), total);
         }
         set
     }

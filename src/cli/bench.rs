@@ -7,7 +7,7 @@
 use super::backend::Chosen;
 use super::infer::key_switches_per_image;
 use super::memory::{available_memory, EvalMemory, KeyMemoryChoice, WeightMemoryArg};
-use super::progress::Stderr;
+use super::progress::{bar, Stderr};
 use super::{print_json, CliError};
 use crate::backend::gpu::GpuWork;
 use crate::he_nn::plan_for;
@@ -307,27 +307,36 @@ pub fn run(args: &BenchArgs) -> Result<(), CliError> {
         source,
     })?;
     let mut rows = Vec::new();
+    let progress = bar(
+        (models.len() * latents.len() * backends.len()) as u64,
+        "configurations",
+        args.json,
+    );
     for model in &models {
         for latent in &latents {
             for backend in &backends {
                 if !args.json {
-                    eprintln!("{model} at {latent} on the {backend} ...");
+                    progress.suspend(|| eprintln!("{model} at {latent} on the {backend} ..."));
                 }
                 let row = bench_one(args, model, latent, backend)?;
                 if !args.json {
-                    eprintln!(
-                        "  {}: infer {} s/image (keygen {} s), plaintext {} ms",
-                        row.status,
-                        opt(&row.infer_s.map(|s| (s * 1000.0).round() / 1000.0)),
-                        opt(&row.keygen_s.map(|s| (s * 10.0).round() / 10.0)),
-                        opt(&row.plain_ms.map(|s| (s * 100.0).round() / 100.0)),
-                    );
+                    progress.suspend(|| {
+                        eprintln!(
+                            "  {}: infer {} s/image (keygen {} s), plaintext {} ms",
+                            row.status,
+                            opt(&row.infer_s.map(|s| (s * 1000.0).round() / 1000.0)),
+                            opt(&row.keygen_s.map(|s| (s * 10.0).round() / 10.0)),
+                            opt(&row.plain_ms.map(|s| (s * 100.0).round() / 100.0)),
+                        )
+                    });
                 }
+                progress.inc(1);
                 rows.push(row);
                 write(&args.out.join("bench.csv"), &csv_text(&rows)?)?;
             }
         }
     }
+    progress.finish_and_clear();
     let series: Vec<Series> = models
         .iter()
         .flat_map(|m| backends.iter().map(move |b| (m, b)))

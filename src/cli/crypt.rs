@@ -4,6 +4,7 @@
 use super::model_args::{parse_batch, ModelHints};
 use super::params::ParamsSource;
 use super::predict::sigmoid;
+use super::progress::Stderr;
 use super::{print_json, BackendChoice, CliError};
 use crate::ckks::sealed::Passphrase;
 use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts};
@@ -177,7 +178,10 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), CliError> {
     let levels = key_levels_with(levels, &params, &args.rotations);
     let passphrase = args.passphrase_file.as_deref().map(Passphrase::read).transpose()?;
     let dir = KeyDir::new(&args.out);
-    let MadeKeys { sk, keys, seconds } = make_keys(&dir, &params, &levels, binding.as_ref(), passphrase.as_ref())?;
+    let observer = Stderr::keygen(args.json);
+    let made = make_keys(&dir, &params, &levels, binding.as_ref(), passphrase.as_ref(), &observer);
+    observer.finish();
+    let MadeKeys { sk, keys, seconds } = made?;
     let (secret_path, public_path) = (dir.secret_path(), dir.public_path());
     let summary = json!({
         "dir": args.out.display().to_string(),

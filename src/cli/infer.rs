@@ -316,6 +316,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     let keys = Arc::new(load_public_keys_as(&args.public_key, memory.keys)?);
     server.check_keys(&keys, &args.public_key)?;
     let chosen = args.device.resolve()?;
+    let observer = Stderr::evaluation_bar(args.json, images.div_ceil(batch));
     let (out, seconds) = server.evaluate(
         &chosen,
         &keys,
@@ -323,8 +324,9 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
         &file,
         images,
         memory.lockstep,
-        &Stderr::evaluation(args.json),
+        &observer,
     )?;
+    observer.finish();
     save_ciphertexts(&args.out, &out, &params)?;
     let total: f64 = seconds.iter().sum();
     let (backend, adapter) = chosen.describe();
@@ -401,7 +403,12 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
         seconds,
         peaks,
         apart,
-    } = session.logits_apart(&x, &Stderr::evaluation(args.json))?;
+    } = {
+        let observer = Stderr::evaluation_bar(args.json, sets);
+        let apart = session.logits_apart(&x, &observer)?;
+        observer.finish();
+        apart
+    };
     let stages: StageSeconds = seconds.into_iter().sum();
     let (params, plan, keygen_s) = (session.params(), session.plan(), session.keygen_seconds);
     let (encrypt_s, infer_s, decrypt_s) = (stages.encrypt, stages.infer, stages.decrypt);

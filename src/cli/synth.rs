@@ -1,7 +1,8 @@
 //! `synth`: writes a synthetic chest X-ray set in NIH ChestX-ray14's layout.
 
+use super::progress::bar;
 use super::{print_json, CliError};
-use crate::data::synth::{write_dataset, SynthConfig};
+use crate::data::synth::{write_dataset_with, SynthConfig};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -31,7 +32,10 @@ pub struct SynthArgs {
 pub fn run(args: &SynthArgs) -> Result<(), CliError> {
     let config = SynthConfig::new(args.n, args.seed, args.size)?;
     let start = Instant::now();
-    let summary = write_dataset(&config, &args.out)?;
+    let progress = bar(config.n() as u64, "images", args.json);
+    let summary = write_dataset_with(&config, &args.out, &|| progress.inc(1));
+    progress.finish_and_clear();
+    let summary = summary?;
     let seconds = start.elapsed().as_secs_f64();
     let prevalence = summary.prevalence();
     if args.json {

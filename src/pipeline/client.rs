@@ -4,6 +4,7 @@
 
 use super::binding::ModelBinding;
 use super::keys::{generate_keys, KeyDir};
+use super::observer::Observer;
 use super::PipelineError;
 use crate::ckks::sealed::Passphrase;
 use crate::ckks::serialize::CiphertextFile;
@@ -41,7 +42,7 @@ pub struct MadeKeys {
 /// Makes a secret key for `params` and the public keys `levels` names,
 /// and writes them into `dir` with `binding` ([`KeyDir::write`]). The
 /// folder is created before the keys are generated, so that an unusable
-/// folder costs no key generation.
+/// folder costs no key generation. Progress goes to `observer`.
 ///
 /// # Errors
 /// The folder or a file cannot be written.
@@ -51,9 +52,10 @@ pub fn make_keys(
     levels: &KeyLevels,
     binding: Option<&ModelBinding>,
     passphrase: Option<&Passphrase>,
+    observer: &dyn Observer,
 ) -> Result<MadeKeys, PipelineError> {
     std::fs::create_dir_all(dir.path()).map_err(PipelineError::io(dir.path()))?;
-    let (sk, keys, seconds) = generate_keys(params, levels, KeyMemory::Compact);
+    let (sk, keys, seconds) = generate_keys(params, levels, KeyMemory::Compact, observer);
     dir.write(&sk, &keys, binding, passphrase)?;
     Ok(MadeKeys { sk, keys, seconds })
 }

@@ -6,6 +6,7 @@
 
 use super::binding::ModelBinding;
 use super::model::Planned;
+use super::observer::{Event, Observer, Silent};
 use super::PipelineError;
 use crate::ckks::sealed::{load_secret_key_with, save_sealed_secret_key, Passphrase};
 use crate::ckks::serialize::{load_public_keys_as, save_public_keys, save_secret_key};
@@ -110,15 +111,19 @@ impl KeyDir {
 }
 
 /// Fresh keys: a secret key for `params` and the public keys `levels`
-/// names, held as `memory` says, with the seconds taken.
+/// names, held as `memory` says, with the seconds taken; the keys made so
+/// far go to `observer` ([`Event::KeysGenerated`]).
 pub fn generate_keys(
     params: &Arc<Params>,
     levels: &KeyLevels,
     memory: KeyMemory,
+    observer: &dyn Observer,
 ) -> (SecretKey, Arc<PublicKeySet>, f64) {
     let start = Instant::now();
     let sk = SecretKey::generate(params);
-    let keys = PublicKeySet::generate_at(&sk, levels, memory);
+    let keys = PublicKeySet::generate_counted(&sk, levels, memory, &mut |done, total| {
+        observer.event(Event::KeysGenerated { done, total })
+    });
     (sk, Arc::new(keys), start.elapsed().as_secs_f64())
 }
 
@@ -155,7 +160,7 @@ impl CachedKeys {
         if let Some(cached) = Self::load(&dir, &binding, planned, memory) {
             return Ok(cached);
         }
-        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory);
+        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory, &Silent);
         let fresh = KeyDir::new(beside(dir.path(), "tmp"));
         let published = fresh
             .write(&sk, &keys, Some(&binding), None)

@@ -49,6 +49,14 @@ pub enum Event<'a> {
         /// The backend's name.
         backend: &'a str,
     },
+    /// Key generation made `done` of its `total` switching keys (first with
+    /// `done = 0`, when it starts on them).
+    KeysGenerated {
+        /// Keys made so far.
+        done: usize,
+        /// Keys it makes in all.
+        total: usize,
+    },
     /// The scorer finished `images` more images (scored or failed).
     ImagesScored {
         /// How many.

@@ -6,7 +6,7 @@ use super::device::Chosen;
 use super::keys::{generate_keys, CachedKeys, KeyDir};
 use super::memory::EvalMemory;
 use super::model::Planned;
-use super::observer::Observer;
+use super::observer::{Observer, Silent};
 use super::remote::RemoteEvaluation;
 use super::server::evaluate_on;
 use super::PipelineError;
@@ -128,7 +128,7 @@ impl EncryptedSession {
     /// Fresh keys for `planned`, held in memory only (benchmarks: nothing is
     /// written, key generation is always timed).
     pub fn generate(planned: Planned, chosen: Chosen, memory: EvalMemory) -> Self {
-        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory.keys);
+        let (sk, keys, seconds) = generate_keys(&planned.params, &planned.plan.key_levels(), memory.keys, &Silent);
         Self::with_keys(planned, chosen, memory, (sk, keys), Some(seconds), KeyDir::new(""))
     }
 

@@ -623,6 +623,20 @@ fn write_lines(path: &Path, lines: impl Iterator<Item = String>) -> Result<(), S
 /// the same parameters (nothing is written then); [`SynthError::Io`] /
 /// [`SynthError::Png`] when a file cannot be written.
 pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<Summary, SynthError> {
+    write_dataset_with(config, out, &|| {})
+}
+
+/// [`write_dataset`], calling `image_written` after each image file is
+/// written (from rayon's threads, `config.n()` times in all when nothing
+/// fails), for a progress display.
+///
+/// # Errors
+/// As [`write_dataset`].
+pub fn write_dataset_with(
+    config: &SynthConfig,
+    out: &Path,
+    image_written: &(dyn Fn() + Sync),
+) -> Result<Summary, SynthError> {
     let readme_text = readme(config);
     check_out_dir(out, &readme_text)?;
     let images = out.join("images");
@@ -642,7 +656,9 @@ pub fn write_dataset(config: &SynthConfig, out: &Path) -> Result<Summary, SynthE
             path: path.clone(),
             source,
         })?;
-        std::fs::write(&path, bytes).map_err(|source| SynthError::Io { path, source })
+        std::fs::write(&path, bytes).map_err(|source| SynthError::Io { path, source })?;
+        image_written();
+        Ok(())
     })?;
     let table_path = out.join("Data_Entry_2017.csv");
     let table = csv_table(&records, config.size).map_err(|e| SynthError::Io {
