@@ -193,15 +193,16 @@ impl Server {
         lockstep: usize,
         observer: &dyn Observer,
     ) -> Result<(CiphertextFile, Vec<f64>), PipelineError> {
-        let (logits, seconds) = evaluate_on(
+        let (mut logits, seconds) = evaluate_on(
             chosen,
             keys,
             (gpu, &self.gpu_weights),
             &self.plan,
-            &input.ciphertexts,
+            &[&input.ciphertexts],
             lockstep,
             observer,
         )?;
+        let logits = logits.remove(0);
         let classes = self.model.spec().classes().len();
         let out = CiphertextFile {
             shape: vec![images, classes],
@@ -212,46 +213,77 @@ impl Server {
     }
 }
 
-/// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
-/// `plan.batch()` images) on `backend`, `lockstep` sets at a time, rounded
-/// up to whole groups of merged sets ([`Plan::whole_groups`], so that
-/// output set `j` holds input sets `j*M .. (j+1)*M` as [`decrypt_batches`]
-/// reads them), with the weight plaintexts `weights` keeps; returns each
-/// set's logit ciphertexts, in order, and each set's seconds (its group's
-/// time shared equally).
+/// Runs the plan on each caller's ciphertexts (`callers[c]`:
+/// `plan.input().cts()` per set of `plan.batch()` images) on `backend`,
+/// with the weight plaintexts `weights` keeps. Each caller's sets are cut
+/// into pieces of whole groups of merged sets ([`Plan::whole_groups`] of
+/// `lockstep`, so that output set `j` holds the caller's input sets
+/// `j*M .. (j+1)*M` as [`decrypt_batches`] reads them); pieces run together,
+/// in order, up to `lockstep` sets (or one piece) at a time, a merge never
+/// mixing two callers' sets ([`Plan::execute_groups`]). Returns each
+/// caller's logit ciphertexts, in order, and each set's seconds (its run's
+/// time shared equally), callers in order.
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
     weights: &WeightStore<B::Pt>,
     plan: &Plan,
-    inputs: &[Ciphertext],
+    callers: &[&[Ciphertext]],
     lockstep: usize,
     observer: &dyn Observer,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), PipelineError>
+) -> Result<(Vec<Vec<Ciphertext>>, Vec<f64>), PipelineError>
 where
     PipelineError: From<B::Error>,
 {
     let per_set = plan.input().cts();
-    let sets = inputs.len() / per_set;
-    let mut out = Vec::with_capacity(sets * plan.output().cts());
+    let whole = plan.whole_groups(lockstep);
+    let pieces: Vec<(usize, &[Ciphertext])> = callers
+        .iter()
+        .enumerate()
+        .flat_map(|(c, cts)| cts.chunks(per_set * whole).map(move |piece| (c, piece)))
+        .collect();
+    let sets = pieces.iter().map(|(_, p)| p.len() / per_set).sum();
+    let mut out: Vec<Vec<Ciphertext>> = vec![Vec::new(); callers.len()];
     let mut seconds = Vec::with_capacity(sets);
-    for group in inputs.chunks(per_set * plan.whole_groups(lockstep)) {
+    let mut rest = pieces.as_slice();
+    while !rest.is_empty() {
+        // The pieces of this run: the first, then as many as fit `lockstep`.
+        let mut taken = rest[0].1.len() / per_set;
+        let count = 1 + rest[1..]
+            .iter()
+            .take_while(|(_, p)| {
+                taken += p.len() / per_set;
+                taken <= lockstep
+            })
+            .count();
+        let (run, after) = rest.split_at(count);
+        rest = after;
         let start = Instant::now();
-        let uploaded = group
-            .chunks(per_set)
-            .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
+        let uploaded = run
+            .iter()
+            .map(|(_, piece)| {
+                piece
+                    .chunks(per_set)
+                    .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&[B::Ct]> = uploaded.iter().map(Vec::as_slice).collect();
-        for logits in plan.execute_sets_kept(backend, params, &refs, weights)? {
-            for c in &logits {
-                out.push(backend.download(c)?);
+        let sets_of: Vec<Vec<&[B::Ct]>> = uploaded
+            .iter()
+            .map(|piece| piece.iter().map(Vec::as_slice).collect())
+            .collect();
+        let groups: Vec<&[&[B::Ct]]> = sets_of.iter().map(Vec::as_slice).collect();
+        for ((caller, _), logits) in run.iter().zip(plan.execute_groups(backend, params, &groups, weights)?) {
+            for c in logits.iter().flatten() {
+                out[*caller].push(backend.download(c)?);
             }
         }
         backend.sync()?;
         let elapsed = start.elapsed().as_secs_f64();
-        seconds.extend(std::iter::repeat_n(elapsed / refs.len() as f64, refs.len()));
+        let in_run: usize = run.iter().map(|(_, p)| p.len() / per_set).sum();
+        seconds.extend(std::iter::repeat_n(elapsed / in_run as f64, in_run));
         observer.event(Event::SetsEvaluated {
-            first: seconds.len() + 1 - refs.len(),
+            first: seconds.len() + 1 - in_run,
             last: seconds.len(),
             sets,
             seconds: elapsed,
@@ -261,7 +293,8 @@ where
     Ok((out, seconds))
 }
 
-/// [`evaluate`] on the chosen backend. On a GPU the evaluator (with `keys`
+/// [`evaluate`] on the chosen backend (one caller, or several evaluated
+/// together). On a GPU the evaluator (with `keys`
 /// resident) is taken from the first of `gpu`, or made and left there on
 /// the first call, and the weight plaintexts are kept in its second (made
 /// for `plan` under `keys`' parameters): a caller that evaluates again
@@ -276,10 +309,10 @@ pub fn evaluate_on(
     keys: &Arc<PublicKeySet>,
     (gpu, weights): (&OnceLock<GpuEvaluator>, &WeightStore<GpuPlaintext>),
     plan: &Plan,
-    inputs: &[Ciphertext],
+    callers: &[&[Ciphertext]],
     lockstep: usize,
     observer: &dyn Observer,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), PipelineError> {
+) -> Result<(Vec<Vec<Ciphertext>>, Vec<f64>), PipelineError> {
     let params = keys.params();
     match chosen {
         Chosen::Cpu => evaluate(
@@ -287,7 +320,7 @@ pub fn evaluate_on(
             params,
             &WeightStore::disabled(params),
             plan,
-            inputs,
+            callers,
             lockstep,
             observer,
         ),
@@ -299,7 +332,7 @@ pub fn evaluate_on(
                     gpu.get_or_init(|| made)
                 }
             };
-            evaluate(evaluator, params, weights, plan, inputs, lockstep, observer)
+            evaluate(evaluator, params, weights, plan, callers, lockstep, observer)
         }
     }
 }
@@ -337,11 +370,12 @@ mod tests {
         let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
         let ev = Evaluator::new(keys.clone());
         let weights = WeightStore::new(&params, u64::MAX);
-        let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &inputs, 1, &Silent).unwrap();
+        let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &[&inputs], 1, &Silent).unwrap();
         assert!(weights.bytes() > 0);
-        let (together, _) = evaluate(&ev, &params, &weights, &plan, &inputs, 3, &Silent).unwrap();
+        let (together, _) = evaluate(&ev, &params, &weights, &plan, &[&inputs], 3, &Silent).unwrap();
         assert_eq!(seconds.len(), 3);
         assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
+        let apart = apart.concat();
         let got = decrypt_batches(
             &sk,
             &plan.output(),
@@ -356,6 +390,34 @@ mod tests {
             .unwrap();
         for (g, w) in got.iter().zip(want.iter()) {
             assert!((g - w).abs() < 1e-3, "logit {g} against {w}");
+        }
+    }
+
+    /// Three callers of one set each, evaluated together in one run, get
+    /// the ciphertexts each gets alone: merges keep callers apart.
+    #[test]
+    fn callers_evaluated_together_get_their_own_output_sets() {
+        let seed: u64 = rand::random();
+        println!("seed {seed}");
+        let params = Params::preset("insecure-n12-deep").unwrap();
+        let latent = LatentShape::new(2, 4, 4).unwrap();
+        let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
+        let model = random_folded_model(&spec, seed).unwrap();
+        let plan = Plan::for_params(&model, &params, 1).unwrap();
+        let sk = SecretKey::generate(&params);
+        let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+        let callers: Vec<&[Ciphertext]> = inputs.chunks(plan.input().cts()).collect();
+        let ev = Evaluator::new(keys.clone());
+        let weights = WeightStore::new(&params, u64::MAX);
+        let (together, seconds) = evaluate(&ev, &params, &weights, &plan, &callers, 3, &Silent).unwrap();
+        assert_eq!((together.len(), seconds.len()), (3, 3));
+        for (caller, got) in callers.iter().zip(&together) {
+            let (alone, _) = evaluate(&ev, &params, &weights, &plan, &[caller], 1, &Silent).unwrap();
+            assert_eq!(got.len(), plan.output().cts());
+            assert!(*got == alone[0], "a caller's output differs from its own evaluation");
         }
     }
 }
