@@ -52,6 +52,7 @@ use super::dicom_bounds::{check_data_set, data_set_syntax, inflate, meta_group};
 use super::dicom_codec::{check_j2k, check_jpeg, check_rle, JpegProcess};
 use super::{ImageError, ImageFormat, MAX_PIXELS};
 use dicom_encoding::adapters::PixelDataObject;
+use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTable, InMemDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
 use ndarray::Array3;
@@ -161,46 +162,7 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
             .map_err(|e| unsupported(format!("Pixel Data: {e}")))?;
         (frame, SampleLayout::of(&obj).map_err(unsupported)?)
     } else {
-        // encapsulated: the first frame's bytes, as the decoders read them
-        // (dicom-pixeldata's RLE reader takes fragment 0 as frame 0)
-        let stream = if ts == RLE {
-            let fragments = pixel_data.value().fragments();
-            fragments.and_then(<[_]>::first).map(|f| Cow::Borrowed(&f[..]))
-        } else {
-            obj.frame_pixel_data(0)
-        };
-        let Some(stream) = stream.filter(|s| !s.is_empty()) else {
-            return Err(dicom(format!("transfer syntax {ts} without an encapsulated frame")));
-        };
-        if JPEG.contains(&ts) {
-            (
-                Cow::Owned(jpeg_frame(&stream, (height, width), path)?),
-                SampleLayout::BYTE,
-            )
-        } else {
-            let layout = SampleLayout::of(&obj).map_err(unsupported)?;
-            let process = match ts {
-                t if JPEG_LOSSLESS.contains(&t) => Some(JpegProcess::Lossless),
-                t if JPEG_LS.contains(&t) => Some(JpegProcess::Ls),
-                _ => None,
-            };
-            if let Some(process) = process {
-                let precision = check_jpeg(&stream, process, (height, width), 8 * layout.bytes).map_err(dicom)?;
-                let (samples, bytes) = decode_jpeg(&stream, process, precision).map_err(dicom)?;
-                (Cow::Owned(samples), SampleLayout { bytes, ..layout })
-            } else {
-                if ts == RLE {
-                    check_rle(&stream, height * width, layout.bytes)
-                } else {
-                    check_j2k(&stream, (height, width))
-                }
-                .map_err(dicom)?;
-                let decoded = obj
-                    .decode_pixel_data_frame(0)
-                    .map_err(|e| dicom(format!("Pixel Data: {e}")))?;
-                (Cow::Owned(decoded.into_data()), layout)
-            }
-        }
+        encapsulated_frame(&obj, pixel_data, ts, (height, width), path)?
     };
     let (slope, intercept) = (
         finite(&obj, RESCALE_SLOPE, "Rescale Slope", path)?.unwrap_or(1.0),
@@ -226,6 +188,61 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
     let window = window(&obj, path)?;
     let levels = to_levels(&modality, window, photometric == "MONOCHROME1");
     Ok(Array3::from_shape_vec((height, width, 1), levels).expect("height * width samples"))
+}
+
+/// The samples of the first frame of encapsulated Pixel Data in transfer
+/// syntax `ts` (any read here but the native ones), of a `rows_columns`
+/// image, with their layout, once what the frame declares has been checked.
+fn encapsulated_frame(
+    obj: &DefaultDicomObject,
+    pixel_data: &InMemElement,
+    ts: &str,
+    rows_columns: (usize, usize),
+    path: &Path,
+) -> Result<(Cow<'static, [u8]>, SampleLayout), ImageError> {
+    let dicom = |reason: String| ImageError::Dicom {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // the first frame's bytes, as the decoders read them (dicom-pixeldata's
+    // RLE reader takes fragment 0 as frame 0)
+    let stream = if ts == RLE {
+        let fragments = pixel_data.value().fragments();
+        fragments.and_then(<[_]>::first).map(|f| Cow::Borrowed(&f[..]))
+    } else {
+        obj.frame_pixel_data(0)
+    };
+    let Some(stream) = stream.filter(|s| !s.is_empty()) else {
+        return Err(dicom(format!("transfer syntax {ts} without an encapsulated frame")));
+    };
+    if JPEG.contains(&ts) {
+        let samples = jpeg_frame(&stream, rows_columns, path)?;
+        return Ok((Cow::Owned(samples), SampleLayout::BYTE));
+    }
+    let layout = SampleLayout::of(obj).map_err(|reason| ImageError::UnsupportedDicom {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let process = match ts {
+        t if JPEG_LOSSLESS.contains(&t) => Some(JpegProcess::Lossless),
+        t if JPEG_LS.contains(&t) => Some(JpegProcess::Ls),
+        _ => None,
+    };
+    if let Some(process) = process {
+        let precision = check_jpeg(&stream, process, rows_columns, 8 * layout.bytes).map_err(dicom)?;
+        let (samples, bytes) = decode_jpeg(&stream, process, precision).map_err(dicom)?;
+        return Ok((Cow::Owned(samples), SampleLayout { bytes, ..layout }));
+    }
+    if ts == RLE {
+        check_rle(&stream, rows_columns.0 * rows_columns.1, layout.bytes)
+    } else {
+        check_j2k(&stream, rows_columns)
+    }
+    .map_err(dicom)?;
+    let decoded = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| dicom(format!("Pixel Data: {e}")))?;
+    Ok((Cow::Owned(decoded.into_data()), layout))
 }
 
 /// Decodes a JPEG lossless or JPEG-LS frame that [`check_jpeg`] passed with
