@@ -122,3 +122,17 @@ def test_other_threads_run_while_infer_runs(small_model, keys, rng):
     assert ticks > 50 and ticks > seconds * 50
     assert client.decrypt(result["answer"]).logits.shape == (1, 3)
     assert [e["event"] for e in events] == ["sets_evaluated"] and events[0]["sets"] == 1
+
+
+def test_a_sealed_secret_key_opens_with_its_passphrase_only(small_model, tmp_path, rng):
+    bundle = small_model.client_bundle(PRESET)
+    sealed = latent_he.Client.keygen(bundle, tmp_path / "sealed", passphrase="correct horse")
+    assert b"correct horse" not in (tmp_path / "sealed" / "secret.key").read_bytes()
+    with pytest.raises(latent_he.InputError, match="passphrase"):
+        latent_he.Client.open(tmp_path / "sealed")
+    with pytest.raises(latent_he.InputError, match="passphrase"):
+        latent_he.Client.open(tmp_path / "sealed", passphrase="wrong horse")
+    opened = latent_he.Client.open(tmp_path / "sealed", passphrase=b"correct horse")
+    z = rng.uniform(-1, 1, (1, 2, 8, 8))
+    server = latent_he.Server(small_model, sealed.public_keys_path, backend="cpu")
+    assert np.abs(opened.decrypt(server.infer(sealed.encrypt(z))).logits - small_model.predict(z)).max() < 1e-3

@@ -15,15 +15,14 @@ def vqgan():
     return latent_he.Vqgan.load(ROOT / "models" / "vqgan_f8.safetensors", backend="cpu")
 
 
-def test_files_arrays_and_pil_images_encode_alike(vqgan, rng):
+def test_files_arrays_and_pil_images_encode_alike(vqgan, rng, tmp_path):
     z = vqgan.encode(XRAY)
     assert z.shape == (1, 4, 32, 32) and z.dtype == np.float32 and np.isfinite(z).all()
     # The same picture as samples: a random grey image written as PNG and passed as an array.
     pixels = rng.integers(0, 256, (300, 260), dtype=np.uint8)
     from PIL import Image
 
-    path = ROOT / "target" / "python-test-image.png"
-    path.parent.mkdir(exist_ok=True)
+    path = tmp_path / "grey.png"
     Image.fromarray(pixels).save(path)
     from_file = vqgan.encode([path])
     assert np.array_equal(vqgan.encode(pixels), from_file)
