@@ -55,9 +55,10 @@ Progress = Optional[Callable[[dict], Any]]
 
 
 def _numpy(x: Any) -> np.ndarray:
-    """``x`` as a NumPy array; a PyTorch tensor is detached and moved to the CPU first."""
+    """``x`` as a NumPy array; a PyTorch tensor is detached, moved to the CPU and widened to
+    float64 first (NumPy has no bfloat16)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu().double().numpy()
     return np.asarray(x)
 
 
