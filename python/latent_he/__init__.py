@@ -8,7 +8,8 @@ library: every computation runs there, with the GIL released.
 - :class:`Client`: keys from a client bundle, ``encrypt`` to bytes,
   ``decrypt`` bytes to :class:`Findings`.
 - :class:`Server`: a model with one client's public keys; ``infer`` bytes
-  to bytes. It never reads or holds a secret key.
+  to bytes. It never reads or holds a secret key. :class:`RemoteServer`
+  does the same through a running ``latent-he serve``.
 - :class:`Vqgan`: X-ray images to latents and back.
 
 Failures raise :class:`Error` or one of its subclasses, with the engine's
@@ -45,6 +46,7 @@ __all__ = [
     "Findings",
     "InputError",
     "Model",
+    "RemoteServer",
     "ResourceError",
     "Server",
     "Vqgan",
@@ -261,6 +263,34 @@ class Server:
 
     def __repr__(self) -> str:
         return f"Server(preset={self.preset!r}, backend={self.backend!r})"
+
+
+class RemoteServer:
+    """One client's public keys registered on a running ``latent-he serve`` for the
+    model it serves as ``model``; ``infer`` sends the ciphertexts as one job there.
+    Only ``public.key`` (and the folder's ``model.json``) are read and sent. The
+    model name counts when the keys are registered: keys the server already holds
+    keep the model they were registered for."""
+
+    def __init__(
+        self,
+        url: str,
+        public_keys_path: PathLike,
+        model: str,
+        token: Optional[str] = None,
+        ca_cert: Optional[PathLike] = None,
+    ):
+        ca = None if ca_cert is None else os.fspath(ca_cert)
+        self._native = _native.RemoteServer(url, os.fspath(public_keys_path), model, token, ca)
+
+    def infer(self, data: bytes) -> bytes:
+        """Encrypted logits (ciphertext file bytes) of encrypted latents from :meth:`Client.encrypt`."""
+        return self._native.infer(bytes(data))
+
+    @property
+    def key_id(self) -> str:
+        """The registered key's id on the server."""
+        return self._native.key_id
 
 
 def _image(image: Any) -> Any:

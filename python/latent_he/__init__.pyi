@@ -155,6 +155,24 @@ class Server:
     def preset(self) -> str:
         """The parameter preset of the client's keys."""
 
+class RemoteServer:
+    """One client's public keys registered on a running ``latent-he serve``."""
+
+    def __init__(
+        self,
+        url: str,
+        public_keys_path: PathLike,
+        model: str,
+        token: Optional[str] = None,
+        ca_cert: Optional[PathLike] = None,
+    ) -> None:
+        """Connects and registers the public keys for the served ``model``."""
+    def infer(self, data: bytes) -> bytes:
+        """Encrypted logits of encrypted latents, as one job on the server."""
+    @property
+    def key_id(self) -> str:
+        """The registered key's id on the server."""
+
 class Vqgan:
     """A VQGAN turning X-rays into latents and back."""
 

@@ -23,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_class::<client::Findings>()?;
     m.add_class::<server::Server>()?;
+    m.add_class::<server::RemoteServer>()?;
     m.add_class::<vqgan::Vqgan>()?;
     m.add("DEFAULT_DECRYPT_NOISE", latent_he::ckks::DecryptionNoise::DEFAULT_SIGMA)?;
     Ok(())

@@ -1,10 +1,11 @@
 //! `Server`: a model holding one client's public keys, answering its
-//! ciphertexts. It reads no secret key and holds none.
+//! ciphertexts; `RemoteServer`: the same on a running `latent-he serve`.
+//! Neither reads a secret key or holds one.
 
 use crate::errors::{input, to_py};
 use crate::model::Model;
 use crate::progress::Progress;
-use latent_he::pipeline::{BackendKind, Chosen, KeyedServer};
+use latent_he::pipeline::{BackendKind, Chosen, KeyedServer, RemoteConfig, RemoteKeyed};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::path::PathBuf;
@@ -82,5 +83,49 @@ impl Server {
     #[getter]
     fn preset(&self) -> String {
         self.server.server().params().name().unwrap_or("literal").to_string()
+    }
+}
+
+/// One client's public keys registered on a running `latent-he serve`.
+#[pyclass(module = "latent_he._native", frozen)]
+pub struct RemoteServer {
+    remote: RemoteKeyed,
+}
+
+#[pymethods]
+impl RemoteServer {
+    /// Connects to `url` and registers the public keys for the served `model`.
+    #[new]
+    #[pyo3(signature = (url, public_keys_path, model, token=None, ca_cert=None))]
+    fn new(
+        py: Python<'_>,
+        url: String,
+        public_keys_path: PathBuf,
+        model: String,
+        token: Option<String>,
+        ca_cert: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let config = RemoteConfig {
+            url,
+            token,
+            ca_cert,
+            model: Some(model),
+        };
+        let remote = py
+            .detach(|| RemoteKeyed::connect(&config, &public_keys_path))
+            .map_err(to_py)?;
+        Ok(RemoteServer { remote })
+    }
+
+    /// Encrypted logits (ciphertext file bytes) of encrypted latents, as one job on the server.
+    fn infer<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let out = py.detach(|| self.remote.infer(data)).map_err(to_py)?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// The registered key's id on the server.
+    #[getter]
+    fn key_id(&self) -> &str {
+        self.remote.key_id()
     }
 }

@@ -49,7 +49,7 @@ pub use keys::KeyDir;
 pub use latents::{read_latents, read_npy_f64};
 pub use model::{load_model, model_from_state_dict, Planned};
 pub use observer::{Event, Observer, Silent};
-pub use remote::{RemoteConfig, RemoteEvaluation};
+pub use remote::{RemoteConfig, RemoteEvaluation, RemoteKeyed};
 pub use server::{KeyedServer, Server};
 pub use session::{EncryptedSession, LogitsApart, StageSeconds};
 pub use vqgan::LoadedVqgan;
