@@ -4,12 +4,15 @@
 
 use super::binding::ModelBinding;
 use super::device::Chosen;
+use super::memory::KeyMemoryChoice;
 use super::observer::{Event, Observer};
 use super::PipelineError;
 use crate::ckks::gpu_eval::{GpuEvaluator, GpuPlaintext};
-use crate::ckks::serialize::CiphertextFile;
+use crate::ckks::serialize::{
+    ciphertexts_from_bytes, ciphertexts_to_bytes, load_public_keys_as, public_keys_params, CiphertextFile,
+};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet};
-use crate::he_nn::{Plan, WeightStore, HEADROOM_LEVELS};
+use crate::he_nn::{Plan, WeightStore, DEFAULT_GPU_WEIGHT_BYTES, HEADROOM_LEVELS};
 use crate::nn::Model;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -210,6 +213,104 @@ impl Server {
             ciphertexts: logits,
         };
         Ok((out, seconds))
+    }
+}
+
+/// The model binding beside the public key file `public_key` (its folder's
+/// `model.json`), checked against `params` (the keys'); `None` when there
+/// is none.
+///
+/// # Errors
+/// An unreadable, malformed or inconsistent binding.
+pub fn binding_beside(public_key: &Path, params: &Params) -> Result<Option<ModelBinding>, PipelineError> {
+    match public_key.parent() {
+        Some(dir) => ModelBinding::read_for(dir, params),
+        None => Ok(None),
+    }
+}
+
+/// Where errors about ciphertext bytes passed in memory point.
+const IN_MEMORY: &str = "(ciphertexts in memory)";
+
+/// A [`Server`] holding one client's public keys on a backend: it answers
+/// that client's ciphertext files, in memory. It never reads a secret key.
+///
+/// Invariants: `keys` hold every key the plan uses; where the key folder
+/// has a binding, it names this model, batch and layout (and fingerprint,
+/// where both record one).
+pub struct KeyedServer {
+    server: Server,
+    keys: Arc<PublicKeySet>,
+    chosen: Chosen,
+    /// The GPU evaluator with the keys resident, made at the first call.
+    gpu: OnceLock<GpuEvaluator>,
+}
+
+impl KeyedServer {
+    /// Plans the folded `model` (whose weights have `fingerprint`) under
+    /// the parameters of the public key file `public_key`, for the batch
+    /// its folder's binding records (none: one image per set), checks the
+    /// binding and the keys against the plan, and loads the keys (held as
+    /// [`KeyMemoryChoice::Auto`] decides) for `chosen`.
+    ///
+    /// # Errors
+    /// An unreadable or damaged key file; keys made for another model,
+    /// batch or fingerprint; keys lacking one the plan needs; a model that
+    /// does not fit the keys' parameters.
+    pub fn open(
+        model: Model<f64>,
+        fingerprint: Option<String>,
+        public_key: &Path,
+        chosen: Chosen,
+        observer: &dyn Observer,
+    ) -> Result<Self, PipelineError> {
+        let params = public_keys_params(public_key)?;
+        let binding = binding_beside(public_key, &params)?;
+        let batch = binding.as_ref().map_or(1, |b| b.batch);
+        let server = Server::new(model, params.clone(), batch, fingerprint, DEFAULT_GPU_WEIGHT_BYTES)
+            .map_err(|e| PipelineError::input(public_key, e.to_string()))?;
+        if let Some(binding) = &binding {
+            server.check_binding(binding, public_key)?;
+        }
+        let memory = KeyMemoryChoice::Auto.resolve(&params, server.plan(), observer);
+        let keys = load_public_keys_as(public_key, memory)?;
+        server.check_keys(&keys, public_key)?;
+        Ok(KeyedServer {
+            server,
+            keys: Arc::new(keys),
+            chosen,
+            gpu: OnceLock::new(),
+        })
+    }
+
+    /// The server: model, parameters and plan.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The backend evaluating: `("cpu" | "gpu", adapter name)`.
+    pub fn backend(&self) -> (String, Option<String>) {
+        self.chosen.describe()
+    }
+
+    /// The encrypted logits, as ciphertext file bytes, of the latents in
+    /// `bytes` (a ciphertext file from the client whose keys this server
+    /// holds), evaluated one set at a time; each set evaluated is told to
+    /// `observer`.
+    ///
+    /// # Errors
+    /// Bytes that are not a whole ciphertext file of the keys' parameters;
+    /// a file that is not what the plan reads ([`Server::check_input`]);
+    /// ciphertexts of another key; evaluation failures.
+    pub fn infer(&self, bytes: &[u8], observer: &dyn Observer) -> Result<Vec<u8>, PipelineError> {
+        let path = Path::new(IN_MEMORY);
+        let params = self.server.params();
+        let file = ciphertexts_from_bytes(bytes, params).map_err(|e| PipelineError::input(path, e.to_string()))?;
+        let images = self.server.check_input(&file, path)?;
+        let (out, _) = self
+            .server
+            .evaluate(&self.chosen, &self.keys, &self.gpu, &file, images, 1, observer)?;
+        Ok(ciphertexts_to_bytes(&out, params))
     }
 }
 
