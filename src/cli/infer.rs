@@ -8,16 +8,13 @@ use super::predict::{finite_logits, sigmoid};
 use super::progress::Stderr;
 use super::{print_json, round3, CliError};
 use crate::ckks::gpu_cost::{GpuCost, GpuCostModel, DEVICE_PROFILES};
-use crate::ckks::serialize::{
-    ciphertexts_file_bytes, load_ciphertexts, load_public_keys_as, public_keys_file_bytes, public_keys_params,
-    save_ciphertexts,
-};
-use crate::ckks::{KeyLevels, KeyMemory, Params};
-use crate::he_nn::{Plan, PlanGpuCost, HEADROOM_LEVELS};
+use crate::ckks::serialize::{load_ciphertexts, load_public_keys_as, public_keys_params, save_ciphertexts};
+use crate::ckks::Params;
+use crate::he_nn::{Plan, PlanGpuCost};
 use crate::pipeline::keys::PUBLIC_KEY_FILE;
-use crate::pipeline::{
-    model_fingerprint, read_latents, EncryptedSession, LogitsApart, ModelBinding, Planned, Server, StageSeconds,
-};
+pub use crate::pipeline::plan_report::{describe_plan, key_switches_per_image};
+use crate::pipeline::server::binding_beside;
+use crate::pipeline::{model_fingerprint, read_latents, EncryptedSession, LogitsApart, Planned, Server, StageSeconds};
 use clap::Args;
 use ndarray::{Array2, Array4};
 use serde_json::json;
@@ -108,54 +105,6 @@ pub struct RunArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-/// An upper bound on the memory `infer` needs with keys held as `memory`:
-/// the keys and the widest step. While the keys load, their file is mapped
-/// beside them; those pages are page cache, which the kernel drops under
-/// pressure, so they show in the resident size only where memory is free.
-fn server_peak_bytes(params: &Params, plan: &Plan, levels: &KeyLevels, memory: KeyMemory) -> usize {
-    levels.memory_bytes(params, memory) + plan.working_memory_bytes(params.n())
-}
-
-/// Key switches per image when `lockstep` sets are evaluated together
-/// (merged layers run once per group of sets).
-pub fn key_switches_per_image(plan: &Plan, lockstep: usize) -> f64 {
-    let sets = lockstep.max(1);
-    round3(plan.key_switches_for(sets) as f64 / (sets * plan.batch()) as f64)
-}
-
-/// The JSON report of a plan: budget, keys, sizes, per-layer costs.
-pub fn describe_plan(params: &Params, plan: &Plan) -> serde_json::Value {
-    let levels = plan.key_levels();
-    let rotations: Vec<i64> = levels.rotations.iter().map(|&(r, _)| r).collect();
-    let layers = plan.layers(plan.start_level());
-    let products: usize = layers.iter().map(|r| r.plaintext_products).sum();
-    json!({
-        "preset": params.name(),
-        "slots": params.slots(),
-        "levels_needed": plan.levels(),
-        "network_gain": plan.network_gain(),
-        "levels_available": params.max_level().saturating_sub(HEADROOM_LEVELS),
-        "start_level": plan.start_level(),
-        "rotations": rotations,
-        "galois_keys": rotations.len(),
-        "key_switches": plan.key_switches(),
-        "batch": plan.batch(),
-        "sets_per_output": plan.sets_per_output(),
-        "key_switches_per_image": key_switches_per_image(plan, plan.sets_per_output()),
-        "public_key_bytes": public_keys_file_bytes(params, &levels),
-        "plaintext_products": products,
-        "evaluation_key_memory_bytes": levels.memory_bytes(params, KeyMemory::Expanded),
-        "evaluation_key_memory_compact_bytes": levels.memory_bytes(params, KeyMemory::Compact),
-        "working_memory_bytes": plan.working_memory_bytes(params.n()),
-        "peak_memory_estimate_bytes": server_peak_bytes(params, plan, &levels, KeyMemory::Expanded),
-        "peak_memory_estimate_compact_bytes": server_peak_bytes(params, plan, &levels, KeyMemory::Compact),
-        "ciphertext_bytes": ciphertexts_file_bytes(params, plan.start_level(), plan.input().cts(), 4),
-        "input": {"ciphertexts": plan.input().cts(), "layout": plan.input()},
-        "output": {"ciphertexts": plan.output().cts(), "layout": plan.output()},
-        "layers": layers,
-    })
 }
 
 /// The plan's predicted GPU work for one image set, per named device
@@ -303,13 +252,7 @@ pub fn infer(args: &InferArgs) -> Result<(), CliError> {
     let batch = plan.batch();
     let file = load_ciphertexts(&args.input, &params)?;
     let images = server.check_input(&file, &args.input)?;
-    if let Some(binding) = args
-        .public_key
-        .parent()
-        .map(|dir| ModelBinding::read_for(dir, &params))
-        .transpose()?
-        .flatten()
-    {
+    if let Some(binding) = binding_beside(&args.public_key, &params)? {
         server.check_binding(&binding, &args.public_key)?;
     }
     let memory = args.memory.resolve(&params, plan, images.div_ceil(batch));

@@ -404,7 +404,14 @@ impl Step {
         weights: &WeightStore<B::Pt>,
         x: &Flow<B::Ct>,
     ) -> Result<Flow<B::Ct>, B::Error> {
-        let ready = |sets| Ok(Flow { sets, pending: false });
+        // Every step but a merge keeps the sets' grouping.
+        let ready = |sets| {
+            Ok(Flow {
+                sets,
+                pending: false,
+                groups: x.groups.clone(),
+            })
+        };
         match self {
             Step::Conv(c) => ready(c.apply_sets(backend, params, &refs(&x.sets), x.pending, weights)?),
             Step::Act { act, layout } => Ok(Flow {
@@ -412,6 +419,7 @@ impl Step {
                     act.apply_pending_kept(backend, params, weights, layout, cts)
                 })?,
                 pending: true,
+                groups: x.groups.clone(),
             }),
             Step::SquareAndLinear { linear, square, .. } => {
                 let x = x.settled(backend)?;
@@ -426,17 +434,35 @@ impl Step {
             Step::Pool(p) => Ok(Flow {
                 sets: each_set(&x.sets, |cts| p.apply(backend, cts))?,
                 pending: x.pending,
+                groups: x.groups.clone(),
             }),
-            Step::Merge(m) => Ok(Flow {
-                sets: m.apply(backend, &x.sets)?,
-                pending: x.pending,
-            }),
+            // Each group's sets merged apart from the other groups'.
+            Step::Merge(m) => {
+                let mut sets = Vec::with_capacity(x.sets.len());
+                let mut groups = Vec::with_capacity(x.groups.len());
+                let mut rest = x.sets.as_slice();
+                for &size in &x.groups {
+                    let (group, after) = rest.split_at(size);
+                    let merged = m.apply(backend, group)?;
+                    groups.push(merged.len());
+                    sets.extend(merged);
+                    rest = after;
+                }
+                Ok(Flow {
+                    sets,
+                    pending: x.pending,
+                    groups,
+                })
+            }
             Step::Scale { factor, .. } => Ok(Flow {
                 sets: each_ct(&x.settled(backend)?, |c| backend.mul_const(c, *factor))?,
                 pending: true,
+                groups: x.groups.clone(),
             }),
             Step::Residual { body, shortcut, .. } => {
-                let main = execute_all(body, backend, params, weights, x)?.into_settled(backend)?;
+                let main = execute_all(body, backend, params, weights, x)?;
+                let groups = main.groups.clone();
+                let main = main.into_settled(backend)?;
                 let target = main
                     .iter()
                     .flatten()
@@ -451,6 +477,7 @@ impl Step {
                         let entered = Flow {
                             sets: each_ct(&x.sets, |c| backend.drop_level(c, entry))?,
                             pending: x.pending,
+                            groups: x.groups.clone(),
                         };
                         execute_all(shortcut, backend, params, weights, &entered)?.into_settled(backend)?
                     }
@@ -460,12 +487,20 @@ impl Step {
                         if shortcut.is_empty() {
                             sets
                         } else {
-                            execute_all(shortcut, backend, params, weights, &Flow { sets, pending: false })?
-                                .into_settled(backend)?
+                            let entered = Flow {
+                                sets,
+                                pending: false,
+                                groups: x.groups.clone(),
+                            };
+                            execute_all(shortcut, backend, params, weights, &entered)?.into_settled(backend)?
                         }
                     }
                 };
-                ready(zip_cts(&main, &side, |a, b| backend.add(a, b))?)
+                Ok(Flow {
+                    sets: zip_cts(&main, &side, |a, b| backend.add(a, b))?,
+                    pending: false,
+                    groups,
+                })
             }
             Step::Se { gate, broadcast, .. } => {
                 // Broadcast before the gate's pending rescale: the rotations'
@@ -474,6 +509,7 @@ impl Step {
                 let gates = Flow {
                     sets: each_set(&gate_out.sets, |cts| broadcast.apply(backend, cts))?,
                     pending: gate_out.pending,
+                    groups: gate_out.groups.clone(),
                 }
                 .into_settled(backend)?;
                 ready(zip_cts(&x.settled(backend)?, &gates, |v, g| {
@@ -494,9 +530,14 @@ impl Step {
 /// sum passes them on, every other step rescales them first. The rounding
 /// noise of a rescale or a rotation then lands at the square of the scale,
 /// where it is negligible, and each level's rescale happens once, at the end.
+///
+/// `groups` partitions `sets`, in order, into the groups a merge keeps
+/// apart (each caller's images, [`Plan::execute_groups`]): the sizes sum to
+/// `sets.len()`.
 struct Flow<Ct> {
     sets: Vec<Vec<Ct>>,
     pending: bool,
+    groups: Vec<usize>,
 }
 
 impl<Ct> Flow<Ct> {
@@ -626,6 +667,7 @@ fn execute_all<B: EvalBackend>(
         return Ok(Flow {
             sets: each_ct(&x.sets, |c| backend.drop_level(c, backend.level(c)))?,
             pending: x.pending,
+            groups: x.groups.clone(),
         });
     };
     let mut y = first.execute(backend, params, weights, x)?;
@@ -634,6 +676,9 @@ fn execute_all<B: EvalBackend>(
     }
     Ok(y)
 }
+
+/// Image sets, each a list of ciphertexts.
+pub type Sets<Ct> = Vec<Vec<Ct>>;
 
 /// What [`Plan::execute_traced`] calls after each top-level step: the step's
 /// index, its output layout and its output.
@@ -880,12 +925,19 @@ impl Plan {
                     .collect()
             })
             .collect();
-        self.run(&backend, params, &weights, &refs(&inputs), &mut |_, _, _| Ok(()))?;
+        let one = [inputs.len()];
+        self.run(
+            &backend,
+            params,
+            &weights,
+            (&refs(&inputs), &one),
+            &mut |_, _, _| Ok(()),
+        )?;
         let first = backend.cost();
         let mut steps: Vec<StepGpuCost> = Vec::with_capacity(self.steps.len());
         let mut level_in = level;
         let mut before = first;
-        self.run(&backend, params, &weights, &refs(&inputs), &mut |i, _, _| {
+        self.run(&backend, params, &weights, (&refs(&inputs), &one), &mut |i, _, _| {
             let mut layers = Vec::new();
             let level_out = self.steps[i].report(level_in, &mut layers);
             let now = backend.cost();
@@ -960,7 +1012,42 @@ impl Plan {
         inputs: &[&[B::Ct]],
         weights: &WeightStore<B::Pt>,
     ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
-        self.run(backend, params, weights, inputs, &mut |_, _, _| Ok(()))
+        Ok(self
+            .run(backend, params, weights, (inputs, &[inputs.len()]), &mut |_, _, _| {
+                Ok(())
+            })?
+            .sets)
+    }
+
+    /// [`Self::execute_sets_kept`] of several callers' image sets in one
+    /// lockstep run: `groups[g]` holds caller `g`'s sets, and a merge never
+    /// puts two groups' sets in one ciphertext, so caller `g` gets exactly
+    /// the output sets [`Self::execute_sets`] gives for its sets alone, word
+    /// for word, while every step's weight plaintexts serve all groups.
+    /// Returns each group's output sets, in order.
+    ///
+    /// # Errors
+    /// As [`Self::execute`], for any set; an empty group.
+    pub fn execute_groups<B: EvalBackend>(
+        &self,
+        backend: &B,
+        params: &Params,
+        groups: &[&[&[B::Ct]]],
+        weights: &WeightStore<B::Pt>,
+    ) -> Result<Vec<Sets<B::Ct>>, B::Error> {
+        if groups.iter().any(|g| g.is_empty()) {
+            return Err(CkksError::Shape {
+                what: "image sets of a group",
+                expected: 1,
+                found: 0,
+            }
+            .into());
+        }
+        let inputs: Vec<&[B::Ct]> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        let out = self.run(backend, params, weights, (&inputs, &sizes), &mut |_, _, _| Ok(()))?;
+        let mut sets = out.sets.into_iter();
+        Ok(out.groups.iter().map(|&n| sets.by_ref().take(n).collect()).collect())
     }
 
     /// [`Self::execute`], calling `trace` after each top-level step with
@@ -977,22 +1064,25 @@ impl Plan {
         trace: &mut StepTrace<'_, B>,
     ) -> Result<Vec<B::Ct>, B::Error> {
         let weights = WeightStore::disabled(params);
-        let mut outputs = self.run(backend, params, &weights, &[input], &mut |i, layout, sets| {
+        let mut outputs = self.run(backend, params, &weights, (&[input], &[1]), &mut |i, layout, sets| {
             trace(i, layout, &sets[0])
         })?;
-        Ok(outputs.remove(0))
+        Ok(outputs.sets.remove(0))
     }
 
-    /// The steps on `inputs` in lockstep, `trace` called after each
-    /// top-level step with every set's output.
+    /// The steps on `inputs` in lockstep, its sets in groups of `groups`
+    /// sets (summing to `inputs.len()`) that merges keep apart, `trace`
+    /// called after each top-level step with every set's output; returns
+    /// the output sets (rescales done) with their groups.
     fn run<B: EvalBackend>(
         &self,
         backend: &B,
         params: &Params,
         weights: &WeightStore<B::Pt>,
-        inputs: &[&[B::Ct]],
+        (inputs, groups): (&[&[B::Ct]], &[usize]),
         trace: &mut SetsTrace<'_, B>,
-    ) -> Result<Vec<Vec<B::Ct>>, B::Error> {
+    ) -> Result<Flow<B::Ct>, B::Error> {
+        debug_assert_eq!(groups.iter().sum::<usize>(), inputs.len());
         let shape_error = |found| CkksError::Shape {
             what: "encrypted input",
             expected: self.input.cts(),
@@ -1013,13 +1103,23 @@ impl Plan {
             .iter()
             .map(|x| x.iter().map(|c| backend.drop_level(c, backend.level(c))).collect())
             .collect::<Result<_, _>>()?;
-        let mut x = first.execute(backend, params, weights, &Flow { sets, pending: false })?;
+        let entered = Flow {
+            sets,
+            pending: false,
+            groups: groups.to_vec(),
+        };
+        let mut x = first.execute(backend, params, weights, &entered)?;
         trace(0, &first.output(), &x.sets)?;
         for (i, step) in rest.iter().enumerate() {
             x = step.execute(backend, params, weights, &x)?;
             trace(i + 1, &step.output(), &x.sets)?;
         }
-        x.into_settled(backend)
+        let groups = x.groups.clone();
+        Ok(Flow {
+            sets: x.into_settled(backend)?,
+            pending: false,
+            groups,
+        })
     }
 }
 

@@ -282,6 +282,30 @@ pub struct LoadOptions {
     pub input_clip: Option<InputClip>,
 }
 
+impl LoadOptions {
+    /// The options written as the CLI's flags take them: `arch` (`resnet20`,
+    /// ...), `classes` (`nih15`, `chexpert14` or `a,b,c`), `latent`
+    /// (`CxHxW` or `f2`..`f16`), `input_clip` (a positive bound).
+    ///
+    /// # Errors
+    /// [`NnError::Parse`] naming the first setting that does not parse.
+    pub fn parse(
+        arch: Option<&str>,
+        se: Option<bool>,
+        classes: Option<&str>,
+        latent: Option<&str>,
+        input_clip: Option<&str>,
+    ) -> Result<Self, NnError> {
+        Ok(LoadOptions {
+            arch: arch.map(str::parse).transpose()?,
+            se,
+            classes: classes.map(parse_classes).transpose()?,
+            latent: latent.map(str::parse).transpose()?,
+            input_clip: input_clip.map(str::parse).transpose()?,
+        })
+    }
+}
+
 /// A tensor the architecture reads: its PyTorch name and shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {

@@ -3,15 +3,16 @@
 //! decrypted. The client never needs the model's weights.
 
 use super::binding::ModelBinding;
+use super::bundle::ClientBundle;
 use super::keys::{generate_keys, KeyDir};
-use super::observer::Observer;
+use super::observer::{Observer, Silent};
 use super::PipelineError;
 use crate::ckks::sealed::Passphrase;
-use crate::ckks::serialize::CiphertextFile;
+use crate::ckks::serialize::{ciphertexts_from_bytes, ciphertexts_to_bytes, CiphertextFile};
 use crate::ckks::{encrypt_values, DecryptionNoise, KeyLevels, KeyMemory, Params, PublicKeySet, SecretKey};
 use crate::he_nn::{decrypt_batches, encrypt_batches};
 use crate::nn::InputClip;
-use ndarray::Array4;
+use ndarray::{Array2, Array4};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -177,4 +178,148 @@ pub fn decrypt_file(sk: &SecretKey, file: &CiphertextFile, noise: DecryptionNois
     }
     values.truncate(file.values);
     Ok(values)
+}
+
+/// Where errors about an array passed in memory point.
+const IN_MEMORY: &str = "(latents in memory)";
+
+/// Where errors about ciphertext bytes passed in memory point.
+const IN_MEMORY_CIPHERTEXTS: &str = "(ciphertexts in memory)";
+
+/// A model's decrypted findings for a batch of images.
+///
+/// Invariant: `logits` is `images x classes.len()`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Findings {
+    /// Class names, one per logit.
+    pub classes: Vec<String>,
+    /// The decrypted logits, one row per image.
+    pub logits: Array2<f64>,
+}
+
+impl Findings {
+    /// Each logit's probability ([`super::sigmoid`]: the classes are
+    /// independent, multi-label).
+    pub fn probabilities(&self) -> Array2<f64> {
+        self.logits.mapv(super::sigmoid)
+    }
+}
+
+/// A client's key folder made for one model, opened: the secret key, the
+/// public key and the model binding, so that latents can be encrypted in
+/// the model's layout and its encrypted logits read, in memory, without
+/// the model's weights.
+///
+/// Invariant: `keys` and `sk` are one key pair, and `binding` fits their
+/// parameters ([`ModelBinding::check`]).
+pub struct Client {
+    dir: KeyDir,
+    sk: SecretKey,
+    keys: Arc<PublicKeySet>,
+    binding: ModelBinding,
+}
+
+impl Client {
+    /// Makes keys for the model of `bundle` (its preset, the Galois keys
+    /// its plan needs, its binding and fingerprint) into `dir`, as `keygen
+    /// --client` does, and opens them. `passphrase` seals the secret key.
+    ///
+    /// # Errors
+    /// A bundle whose fields break its invariants; a folder that cannot be
+    /// written.
+    pub fn keygen(bundle: &ClientBundle, dir: KeyDir, passphrase: Option<&Passphrase>) -> Result<Self, PipelineError> {
+        let params = bundle
+            .params()
+            .map_err(|e| PipelineError::Refused(format!("client bundle: {e}")))?;
+        let levels = key_levels_with(Some(bundle.key_levels()), &params, &[]);
+        let made = make_keys(&dir, &params, &levels, Some(&bundle.binding), passphrase, &Silent)?;
+        Ok(Client {
+            dir,
+            sk: made.sk,
+            keys: made.keys,
+            binding: bundle.binding.clone(),
+        })
+    }
+
+    /// Opens the key folder `dir` made for a model (`keygen --model` or
+    /// `--client`), the secret key with `passphrase` when it is sealed.
+    ///
+    /// # Errors
+    /// Missing, damaged or foreign key files; keys of two different pairs;
+    /// a folder without a model binding, or one that does not fit its keys.
+    pub fn open(dir: KeyDir, passphrase: Option<&Passphrase>) -> Result<Self, PipelineError> {
+        let sk = dir.secret_key_with(passphrase)?;
+        let keys = dir.public_keys(KeyMemory::Compact)?;
+        if keys.id() != sk.id() {
+            return Err(PipelineError::input(
+                &dir.public_path(),
+                format!("key {} is not the public half of secret key {}", keys.id(), sk.id()),
+            ));
+        }
+        let binding = dir.binding(keys.params())?.ok_or_else(|| {
+            PipelineError::input(
+                dir.path(),
+                "has no model.json: make the keys for a model (keygen --model or --client)",
+            )
+        })?;
+        Ok(Client {
+            dir,
+            sk,
+            keys: Arc::new(keys),
+            binding,
+        })
+    }
+
+    /// The key folder.
+    pub fn dir(&self) -> &KeyDir {
+        &self.dir
+    }
+
+    /// The model the keys serve: its classes, latent shape and layouts.
+    pub fn binding(&self) -> &ModelBinding {
+        &self.binding
+    }
+
+    /// Latents `x` (`B x C x H x W`, the binding's latent shape) encrypted
+    /// in the model's layout ([`encrypt_latents`]), as the bytes of a
+    /// ciphertext file: what the server's `infer` reads.
+    ///
+    /// # Errors
+    /// Latents of another shape; non-finite values or values the
+    /// parameters cannot encode.
+    pub fn encrypt(&self, x: &Array4<f64>) -> Result<Vec<u8>, PipelineError> {
+        let file = encrypt_latents(&self.keys, &self.binding, x, Path::new(IN_MEMORY))?;
+        Ok(ciphertexts_to_bytes(&file, self.keys.params()))
+    }
+
+    /// The findings in `bytes`, a ciphertext file of the model's encrypted
+    /// logits, decrypted and flooded with `noise`.
+    ///
+    /// # Errors
+    /// Bytes that are not a whole ciphertext file of these parameters;
+    /// ciphertexts of another key; a file that does not hold this model's
+    /// logits.
+    pub fn decrypt(&self, bytes: &[u8], noise: DecryptionNoise) -> Result<Findings, PipelineError> {
+        let path = Path::new(IN_MEMORY_CIPHERTEXTS);
+        let file =
+            ciphertexts_from_bytes(bytes, self.sk.params()).map_err(|e| PipelineError::input(path, e.to_string()))?;
+        let kind = Contents::of(Some(&self.binding), &file);
+        if !matches!(kind, Contents::Logits(_)) {
+            return Err(PipelineError::input(
+                path,
+                format!(
+                    "holds {} ciphertexts of shape {:?}, not the logits of {} ({} classes)",
+                    file.ciphertexts.len(),
+                    file.shape,
+                    self.binding.model,
+                    self.binding.classes.len()
+                ),
+            ));
+        }
+        let values = kind.decrypt(&self.sk, &file, noise)?;
+        let classes = self.binding.classes.clone();
+        let logits = Array2::from_shape_vec((file.values / classes.len(), classes.len()), values)
+            .map_err(|e| PipelineError::input(path, e.to_string()))?;
+        Ok(Findings { classes, logits })
+    }
 }

@@ -19,7 +19,14 @@ const ALGORITHM: &str = "blake3";
 pub fn model_fingerprint(path: &Path) -> Result<String, PipelineError> {
     let bytes =
         crate::bounded::read_regular(path, crate::nn::weights::MAX_WEIGHTS_BYTES).map_err(PipelineError::io(path))?;
-    Ok(format!("{ALGORITHM}:{}", blake3::hash(&bytes).to_hex()))
+    Ok(bytes_fingerprint(&bytes))
+}
+
+/// The fingerprint of a weight file's bytes held in memory (a model built
+/// from a state dict, fingerprinted as the safetensors file it would be
+/// written as): what [`model_fingerprint`] gives for a file of these bytes.
+pub fn bytes_fingerprint(bytes: &[u8]) -> String {
+    format!("{ALGORITHM}:{}", blake3::hash(bytes).to_hex())
 }
 
 /// Whether `text` has the form [`model_fingerprint`] gives.

@@ -4,10 +4,13 @@
 //! - the client bundle ([`ClientBundle`], `client.json`): what a client
 //!   needs of a model, without its weights;
 //! - the client ([`client`]): keys from a model's plan or a client bundle, encryption of
-//!   latents in the model's layout, decryption of logits;
+//!   latents in the model's layout, decryption of logits; a key folder
+//!   opened for all of it in memory ([`Client`]);
 //! - the server ([`Server`]): a model planned under the client's
 //!   parameters, incoming ciphertexts and keys checked against the plan and
-//!   the model's [`fingerprint`], the plan evaluated;
+//!   the model's [`fingerprint`], the plan evaluated; one client's keys
+//!   held to answer its ciphertexts in memory ([`KeyedServer`]);
+//! - a plan described ([`plan_report`]);
 //! - the key store ([`KeyDir`], [`keys::CachedKeys`]);
 //! - a whole encrypted inference in one process ([`EncryptedSession`]),
 //!   or with its server step on a running `latent-he serve`
@@ -29,6 +32,7 @@ pub mod latents;
 pub mod memory;
 pub mod model;
 pub mod observer;
+pub mod plan_report;
 pub mod remote;
 pub mod score;
 pub mod server;
@@ -37,15 +41,16 @@ pub mod vqgan;
 
 pub use binding::ModelBinding;
 pub use bundle::ClientBundle;
+pub use client::{Client, Findings};
 pub use device::{BackendKind, Chosen};
 pub use error::PipelineError;
-pub use fingerprint::model_fingerprint;
+pub use fingerprint::{bytes_fingerprint, model_fingerprint};
 pub use keys::KeyDir;
 pub use latents::{read_latents, read_npy_f64};
-pub use model::{load_model, Planned};
+pub use model::{load_model, model_from_state_dict, Planned};
 pub use observer::{Event, Observer, Silent};
-pub use remote::{RemoteConfig, RemoteEvaluation};
-pub use server::Server;
+pub use remote::{RemoteConfig, RemoteEvaluation, RemoteKeyed};
+pub use server::{KeyedServer, Server};
 pub use session::{EncryptedSession, LogitsApart, StageSeconds};
 pub use vqgan::LoadedVqgan;
 

@@ -6,11 +6,13 @@
 
 use super::keys::KeyDir;
 use super::observer::{Event, Observer};
+use super::server::binding_beside;
 use super::PipelineError;
-use crate::ckks::serialize::{load_ciphertexts, save_ciphertexts, CiphertextFile};
+use crate::ckks::serialize::{load_ciphertexts, public_keys_params, save_ciphertexts, CiphertextFile};
 use crate::ckks::{Ciphertext, Params};
 use crate::he_nn::Plan;
 use crate::service::client::{ClientError, RemoteServer};
+use crate::service::jobs::JobRecord;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,8 +99,7 @@ impl RemoteEvaluation {
             .ensure_keys(&model, plan.batch(), preset, Some(&fingerprint), &keys.public_path())
             .map_err(remote_error(url))?
             .key_id;
-        let work = std::env::temp_dir().join(format!("latent-he-remote-{}", crate::service::random_hex(8)));
-        std::fs::create_dir_all(&work).map_err(PipelineError::io(&work))?;
+        let work = work_dir()?;
         Ok(RemoteEvaluation {
             server,
             url: url.to_string(),
@@ -169,9 +170,7 @@ impl RemoteEvaluation {
             ciphertexts: inputs.to_vec(),
         };
         save_ciphertexts(&sent, &file, params)?;
-        let job_id = self.server.submit(&self.key_id, &sent).map_err(remote_error(url))?;
-        let job = self.server.wait(&job_id, &mut |_| {}).map_err(remote_error(url))?;
-        self.server.download(&job_id, &received).map_err(remote_error(url))?;
+        let (job_id, job) = run_job(&self.server, url, &self.key_id, &sent, &received)?;
         let out = load_ciphertexts(&received, params)?;
         let sets = images.div_ceil(plan.batch());
         let expected = sets.div_ceil(plan.output().lane_count()) * plan.output().cts();
@@ -195,6 +194,109 @@ impl RemoteEvaluation {
 }
 
 impl Drop for RemoteEvaluation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// A private folder for the files sent to and received from a server.
+fn work_dir() -> Result<PathBuf, PipelineError> {
+    let work = std::env::temp_dir().join(format!("latent-he-remote-{}", crate::service::random_hex(8)));
+    std::fs::create_dir_all(&work).map_err(PipelineError::io(&work))?;
+    Ok(work)
+}
+
+/// Submits the ciphertext file `sent` under `key_id` as one job, waits for
+/// it and writes its encrypted logits to `received`; returns the job's id
+/// and record.
+fn run_job(
+    server: &RemoteServer,
+    url: &str,
+    key_id: &str,
+    sent: &Path,
+    received: &Path,
+) -> Result<(String, JobRecord), PipelineError> {
+    let job_id = server.submit(key_id, sent).map_err(remote_error(url))?;
+    let job = server.wait(&job_id, &mut |_| {}).map_err(remote_error(url))?;
+    server.download(&job_id, received).map_err(remote_error(url))?;
+    Ok((job_id, job))
+}
+
+/// A running `latent-he serve` holding one client's public keys for a
+/// model it serves: it answers that client's ciphertext files in memory,
+/// as [`super::KeyedServer`] does in this process. Nothing secret is sent.
+///
+/// Invariant: `key_id` names the public key file registered for the model
+/// under the preset, batch and fingerprint of its folder's binding.
+pub struct RemoteKeyed {
+    server: RemoteServer,
+    url: String,
+    key_id: String,
+    /// A private folder for the files sent and received, removed on drop.
+    work: PathBuf,
+}
+
+impl RemoteKeyed {
+    /// Connects to the server `config` names and registers the public key
+    /// file `public_key` there (unless it has it) for the model
+    /// `config.model`, with the preset, batch and fingerprint that the
+    /// binding beside the key records: a server with other weights refuses
+    /// them. Keys the server already holds keep the model they were
+    /// registered for.
+    ///
+    /// # Errors
+    /// No model name; a key file without a binding beside it; an
+    /// unreachable server; keys it refuses.
+    pub fn connect(config: &RemoteConfig, public_key: &Path) -> Result<Self, PipelineError> {
+        let url = config.url.as_str();
+        let model = config
+            .model
+            .as_deref()
+            .ok_or_else(|| PipelineError::Config("name the model as the server serves it (GET /v1/models)".into()))?;
+        let params = public_keys_params(public_key)?;
+        let binding = binding_beside(public_key, &params)?.ok_or_else(|| {
+            PipelineError::input(public_key, "has no model.json beside it: make the keys for a model")
+        })?;
+        let server =
+            RemoteServer::new(url, config.token.clone(), config.ca_cert.as_deref()).map_err(remote_error(url))?;
+        let key_id = server
+            .ensure_keys(
+                model,
+                binding.batch,
+                &binding.preset,
+                binding.fingerprint.as_deref(),
+                public_key,
+            )
+            .map_err(remote_error(url))?
+            .key_id;
+        Ok(RemoteKeyed {
+            server,
+            url: url.to_string(),
+            key_id,
+            work: work_dir()?,
+        })
+    }
+
+    /// The registered key's id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The encrypted logits, as ciphertext file bytes, of the latents in
+    /// `bytes` (a ciphertext file under the registered keys), evaluated as
+    /// one job on the server.
+    ///
+    /// # Errors
+    /// An unreachable server; a refused or failed job (the server's reason).
+    pub fn infer(&self, bytes: &[u8]) -> Result<Vec<u8>, PipelineError> {
+        let (sent, received) = (self.work.join("input.ct"), self.work.join("output.ct"));
+        std::fs::write(&sent, bytes).map_err(PipelineError::io(&sent))?;
+        run_job(&self.server, &self.url, &self.key_id, &sent, &received)?;
+        std::fs::read(&received).map_err(PipelineError::io(&received))
+    }
+}
+
+impl Drop for RemoteKeyed {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }

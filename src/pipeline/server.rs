@@ -4,12 +4,15 @@
 
 use super::binding::ModelBinding;
 use super::device::Chosen;
+use super::memory::KeyMemoryChoice;
 use super::observer::{Event, Observer};
 use super::PipelineError;
 use crate::ckks::gpu_eval::{GpuEvaluator, GpuPlaintext};
-use crate::ckks::serialize::CiphertextFile;
+use crate::ckks::serialize::{
+    ciphertexts_from_bytes, ciphertexts_to_bytes, load_public_keys_as, public_keys_params, CiphertextFile,
+};
 use crate::ckks::{Ciphertext, EvalBackend, Evaluator, Params, PublicKeySet};
-use crate::he_nn::{Plan, WeightStore, HEADROOM_LEVELS};
+use crate::he_nn::{Plan, WeightStore, DEFAULT_GPU_WEIGHT_BYTES, HEADROOM_LEVELS};
 use crate::nn::Model;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -193,15 +196,16 @@ impl Server {
         lockstep: usize,
         observer: &dyn Observer,
     ) -> Result<(CiphertextFile, Vec<f64>), PipelineError> {
-        let (logits, seconds) = evaluate_on(
+        let (mut logits, seconds) = evaluate_on(
             chosen,
             keys,
             (gpu, &self.gpu_weights),
             &self.plan,
-            &input.ciphertexts,
+            &[&input.ciphertexts],
             lockstep,
             observer,
         )?;
+        let logits = logits.remove(0);
         let classes = self.model.spec().classes().len();
         let out = CiphertextFile {
             shape: vec![images, classes],
@@ -212,46 +216,175 @@ impl Server {
     }
 }
 
-/// Runs the plan on each set's ciphertexts (`plan.input().cts()` per set of
-/// `plan.batch()` images) on `backend`, `lockstep` sets at a time, rounded
-/// up to whole groups of merged sets ([`Plan::whole_groups`], so that
-/// output set `j` holds input sets `j*M .. (j+1)*M` as [`decrypt_batches`]
-/// reads them), with the weight plaintexts `weights` keeps; returns each
-/// set's logit ciphertexts, in order, and each set's seconds (its group's
-/// time shared equally).
+/// The model binding beside the public key file `public_key` (its folder's
+/// `model.json`), checked against `params` (the keys'); `None` when there
+/// is none.
+///
+/// # Errors
+/// An unreadable, malformed or inconsistent binding.
+pub fn binding_beside(public_key: &Path, params: &Params) -> Result<Option<ModelBinding>, PipelineError> {
+    match public_key.parent() {
+        Some(dir) => ModelBinding::read_for(dir, params),
+        None => Ok(None),
+    }
+}
+
+/// Where errors about ciphertext bytes passed in memory point.
+const IN_MEMORY: &str = "(ciphertexts in memory)";
+
+/// A [`Server`] holding one client's public keys on a backend: it answers
+/// that client's ciphertext files, in memory. It never reads a secret key.
+///
+/// Invariants: `keys` hold every key the plan uses; where the key folder
+/// has a binding, it names this model, batch and layout (and fingerprint,
+/// where both record one).
+pub struct KeyedServer {
+    server: Server,
+    keys: Arc<PublicKeySet>,
+    chosen: Chosen,
+    /// The GPU evaluator with the keys resident, made at the first call.
+    gpu: OnceLock<GpuEvaluator>,
+}
+
+impl KeyedServer {
+    /// Plans the folded `model` (whose weights have `fingerprint`) under
+    /// the parameters of the public key file `public_key`, for the batch
+    /// its folder's binding records (none: one image per set), checks the
+    /// binding and the keys against the plan, and loads the keys (held as
+    /// [`KeyMemoryChoice::Auto`] decides) for `chosen`.
+    ///
+    /// # Errors
+    /// An unreadable or damaged key file; keys made for another model,
+    /// batch or fingerprint; keys lacking one the plan needs; a model that
+    /// does not fit the keys' parameters.
+    pub fn open(
+        model: Model<f64>,
+        fingerprint: Option<String>,
+        public_key: &Path,
+        chosen: Chosen,
+        observer: &dyn Observer,
+    ) -> Result<Self, PipelineError> {
+        let params = public_keys_params(public_key)?;
+        let binding = binding_beside(public_key, &params)?;
+        let batch = binding.as_ref().map_or(1, |b| b.batch);
+        let server = Server::new(model, params.clone(), batch, fingerprint, DEFAULT_GPU_WEIGHT_BYTES)
+            .map_err(|e| PipelineError::input(public_key, e.to_string()))?;
+        if let Some(binding) = &binding {
+            server.check_binding(binding, public_key)?;
+        }
+        let memory = KeyMemoryChoice::Auto.resolve(&params, server.plan(), observer);
+        let keys = load_public_keys_as(public_key, memory)?;
+        server.check_keys(&keys, public_key)?;
+        Ok(KeyedServer {
+            server,
+            keys: Arc::new(keys),
+            chosen,
+            gpu: OnceLock::new(),
+        })
+    }
+
+    /// The server: model, parameters and plan.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The backend evaluating: `("cpu" | "gpu", adapter name)`.
+    pub fn backend(&self) -> (String, Option<String>) {
+        self.chosen.describe()
+    }
+
+    /// The encrypted logits, as ciphertext file bytes, of the latents in
+    /// `bytes` (a ciphertext file from the client whose keys this server
+    /// holds), evaluated one set at a time; each set evaluated is told to
+    /// `observer`.
+    ///
+    /// # Errors
+    /// Bytes that are not a whole ciphertext file of the keys' parameters;
+    /// a file that is not what the plan reads ([`Server::check_input`]);
+    /// ciphertexts of another key; evaluation failures.
+    pub fn infer(&self, bytes: &[u8], observer: &dyn Observer) -> Result<Vec<u8>, PipelineError> {
+        let path = Path::new(IN_MEMORY);
+        let params = self.server.params();
+        let file = ciphertexts_from_bytes(bytes, params).map_err(|e| PipelineError::input(path, e.to_string()))?;
+        let images = self.server.check_input(&file, path)?;
+        let (out, _) = self
+            .server
+            .evaluate(&self.chosen, &self.keys, &self.gpu, &file, images, 1, observer)?;
+        Ok(ciphertexts_to_bytes(&out, params))
+    }
+}
+
+/// Runs the plan on each caller's ciphertexts (`callers[c]`:
+/// `plan.input().cts()` per set of `plan.batch()` images) on `backend`,
+/// with the weight plaintexts `weights` keeps. Each caller's sets are cut
+/// into pieces of whole groups of merged sets ([`Plan::whole_groups`] of
+/// `lockstep`, so that output set `j` holds the caller's input sets
+/// `j*M .. (j+1)*M` as [`decrypt_batches`] reads them); pieces run together,
+/// in order, up to `lockstep` sets (or one piece) at a time, a merge never
+/// mixing two callers' sets ([`Plan::execute_groups`]). Returns each
+/// caller's logit ciphertexts, in order, and each set's seconds (its run's
+/// time shared equally), callers in order.
 fn evaluate<B: EvalBackend>(
     backend: &B,
     params: &Params,
     weights: &WeightStore<B::Pt>,
     plan: &Plan,
-    inputs: &[Ciphertext],
+    callers: &[&[Ciphertext]],
     lockstep: usize,
     observer: &dyn Observer,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), PipelineError>
+) -> Result<(Vec<Vec<Ciphertext>>, Vec<f64>), PipelineError>
 where
     PipelineError: From<B::Error>,
 {
     let per_set = plan.input().cts();
-    let sets = inputs.len() / per_set;
-    let mut out = Vec::with_capacity(sets * plan.output().cts());
+    let whole = plan.whole_groups(lockstep);
+    let pieces: Vec<(usize, &[Ciphertext])> = callers
+        .iter()
+        .enumerate()
+        .flat_map(|(c, cts)| cts.chunks(per_set * whole).map(move |piece| (c, piece)))
+        .collect();
+    let sets = pieces.iter().map(|(_, p)| p.len() / per_set).sum();
+    let mut out: Vec<Vec<Ciphertext>> = vec![Vec::new(); callers.len()];
     let mut seconds = Vec::with_capacity(sets);
-    for group in inputs.chunks(per_set * plan.whole_groups(lockstep)) {
+    let mut rest = pieces.as_slice();
+    while !rest.is_empty() {
+        // The pieces of this run: the first, then as many as fit `lockstep`.
+        let mut taken = rest[0].1.len() / per_set;
+        let count = 1 + rest[1..]
+            .iter()
+            .take_while(|(_, p)| {
+                taken += p.len() / per_set;
+                taken <= lockstep
+            })
+            .count();
+        let (run, after) = rest.split_at(count);
+        rest = after;
         let start = Instant::now();
-        let uploaded = group
-            .chunks(per_set)
-            .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
+        let uploaded = run
+            .iter()
+            .map(|(_, piece)| {
+                piece
+                    .chunks(per_set)
+                    .map(|set| set.iter().map(|c| backend.upload(c)).collect::<Result<Vec<_>, _>>())
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&[B::Ct]> = uploaded.iter().map(Vec::as_slice).collect();
-        for logits in plan.execute_sets_kept(backend, params, &refs, weights)? {
-            for c in &logits {
-                out.push(backend.download(c)?);
+        let sets_of: Vec<Vec<&[B::Ct]>> = uploaded
+            .iter()
+            .map(|piece| piece.iter().map(Vec::as_slice).collect())
+            .collect();
+        let groups: Vec<&[&[B::Ct]]> = sets_of.iter().map(Vec::as_slice).collect();
+        for ((caller, _), logits) in run.iter().zip(plan.execute_groups(backend, params, &groups, weights)?) {
+            for c in logits.iter().flatten() {
+                out[*caller].push(backend.download(c)?);
             }
         }
         backend.sync()?;
         let elapsed = start.elapsed().as_secs_f64();
-        seconds.extend(std::iter::repeat_n(elapsed / refs.len() as f64, refs.len()));
+        let in_run: usize = run.iter().map(|(_, p)| p.len() / per_set).sum();
+        seconds.extend(std::iter::repeat_n(elapsed / in_run as f64, in_run));
         observer.event(Event::SetsEvaluated {
-            first: seconds.len() + 1 - refs.len(),
+            first: seconds.len() + 1 - in_run,
             last: seconds.len(),
             sets,
             seconds: elapsed,
@@ -261,7 +394,8 @@ where
     Ok((out, seconds))
 }
 
-/// [`evaluate`] on the chosen backend. On a GPU the evaluator (with `keys`
+/// [`evaluate`] on the chosen backend (one caller, or several evaluated
+/// together). On a GPU the evaluator (with `keys`
 /// resident) is taken from the first of `gpu`, or made and left there on
 /// the first call, and the weight plaintexts are kept in its second (made
 /// for `plan` under `keys`' parameters): a caller that evaluates again
@@ -276,10 +410,10 @@ pub fn evaluate_on(
     keys: &Arc<PublicKeySet>,
     (gpu, weights): (&OnceLock<GpuEvaluator>, &WeightStore<GpuPlaintext>),
     plan: &Plan,
-    inputs: &[Ciphertext],
+    callers: &[&[Ciphertext]],
     lockstep: usize,
     observer: &dyn Observer,
-) -> Result<(Vec<Ciphertext>, Vec<f64>), PipelineError> {
+) -> Result<(Vec<Vec<Ciphertext>>, Vec<f64>), PipelineError> {
     let params = keys.params();
     match chosen {
         Chosen::Cpu => evaluate(
@@ -287,7 +421,7 @@ pub fn evaluate_on(
             params,
             &WeightStore::disabled(params),
             plan,
-            inputs,
+            callers,
             lockstep,
             observer,
         ),
@@ -299,7 +433,7 @@ pub fn evaluate_on(
                     gpu.get_or_init(|| made)
                 }
             };
-            evaluate(evaluator, params, weights, plan, inputs, lockstep, observer)
+            evaluate(evaluator, params, weights, plan, callers, lockstep, observer)
         }
     }
 }
@@ -336,11 +470,12 @@ mod tests {
         let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
         let ev = Evaluator::new(keys.clone());
         let weights = WeightStore::new(&params, u64::MAX);
-        let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &inputs, 1, &Silent).unwrap();
+        let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &[&inputs], 1, &Silent).unwrap();
         assert!(weights.bytes() > 0);
-        let (together, _) = evaluate(&ev, &params, &weights, &plan, &inputs, 3, &Silent).unwrap();
+        let (together, _) = evaluate(&ev, &params, &weights, &plan, &[&inputs], 3, &Silent).unwrap();
         assert_eq!(seconds.len(), 3);
         assert_eq!(apart, together, "one group of three sets, whatever the lockstep asked");
+        let apart = apart.concat();
         let got = decrypt_batches(
             &sk,
             &plan.output(),
@@ -355,6 +490,33 @@ mod tests {
             .unwrap();
         for (g, w) in got.iter().zip(want.iter()) {
             assert!((g - w).abs() < 1e-3, "logit {g} against {w}");
+        }
+    }
+
+    /// Three callers of one set each, evaluated together in one run, get
+    /// the ciphertexts each gets alone: merges keep callers apart.
+    #[test]
+    fn callers_evaluated_together_get_their_own_output_sets() {
+        let seed = crate::test_seed::seed();
+        let params = Params::preset("insecure-n12-deep").unwrap();
+        let latent = LatentShape::new(2, 4, 4).unwrap();
+        let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
+        let model = random_folded_model(&spec, seed).unwrap();
+        let plan = Plan::for_params(&model, &params, 1).unwrap();
+        let sk = SecretKey::generate(&params);
+        let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+        let callers: Vec<&[Ciphertext]> = inputs.chunks(plan.input().cts()).collect();
+        let ev = Evaluator::new(keys.clone());
+        let weights = WeightStore::new(&params, u64::MAX);
+        let (together, seconds) = evaluate(&ev, &params, &weights, &plan, &callers, 3, &Silent).unwrap();
+        assert_eq!((together.len(), seconds.len()), (3, 3));
+        for (caller, got) in callers.iter().zip(&together) {
+            let (alone, _) = evaluate(&ev, &params, &weights, &plan, &[caller], 1, &Silent).unwrap();
+            assert_eq!(got.len(), plan.output().cts());
+            assert!(*got == alone[0], "a caller's output differs from its own evaluation");
         }
     }
 }

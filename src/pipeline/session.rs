@@ -239,15 +239,18 @@ impl EncryptedSession {
                 &inputs,
                 observer,
             )?,
-            None => evaluate_on(
-                &self.chosen,
-                &self.keys,
-                (&self.gpu, &self.gpu_weights),
-                plan,
-                &inputs,
-                self.lockstep,
-                observer,
-            )?,
+            None => {
+                let (mut logits, seconds) = evaluate_on(
+                    &self.chosen,
+                    &self.keys,
+                    (&self.gpu, &self.gpu_weights),
+                    plan,
+                    &[&inputs],
+                    self.lockstep,
+                    observer,
+                )?;
+                (logits.remove(0), seconds)
+            }
         };
         let start = Instant::now();
         let values = decrypt_batches(

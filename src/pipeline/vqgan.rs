@@ -3,6 +3,7 @@
 
 use super::device::Chosen;
 use super::PipelineError;
+use crate::data::image::{preprocess, Image8, PAPER_SIZE};
 use crate::vqgan::cpu::CpuOps;
 use crate::vqgan::gpu::{GpuOps, VqganGpuError};
 use crate::vqgan::{Vqgan, VqganConfig, VqganError};
@@ -58,6 +59,25 @@ impl LoadedVqgan {
             LoadedVqgan::Gpu(vq) if quantized => vq.encode_quantized(images).map_err(|e| e.to_string()),
             LoadedVqgan::Gpu(vq) => vq.encode(images).map_err(|e| e.to_string()),
         }
+    }
+
+    /// The encoder's output (or its quantization) for decoded images, each
+    /// brought to the VQGAN's input by the paper's preprocessing
+    /// ([`preprocess`]: shorter side to 256, centre crop, three channels,
+    /// `[-1, 1]`): `B x C x H x W` latents in the order of `images`.
+    ///
+    /// # Errors
+    /// No image; device failures.
+    pub fn encode_images(&self, images: &[Image8], quantized: bool) -> Result<Array4<f32>, String> {
+        if images.is_empty() {
+            return Err("no image to encode".into());
+        }
+        let side = PAPER_SIZE.get();
+        let mut batch = Array4::zeros((images.len(), 3, side, side));
+        for (mut slot, image) in batch.outer_iter_mut().zip(images) {
+            slot.assign(&preprocess(image, PAPER_SIZE));
+        }
+        self.encode(batch, quantized)
     }
 
     /// Reconstructions of latents.

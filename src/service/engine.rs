@@ -11,7 +11,7 @@ use crate::he_nn::{plan_for, DEFAULT_GPU_WEIGHT_BYTES, MAX_BATCH};
 use crate::nn::{fold, LoadOptions, Model};
 use crate::pipeline::memory::{EvalMemory, KeyMemoryChoice};
 use crate::pipeline::server::evaluate_on;
-use crate::pipeline::{load_model, model_fingerprint, Chosen, ClientBundle, Planned, Server, Silent};
+use crate::pipeline::{load_model, model_fingerprint, Chosen, ClientBundle, Event, Observer, Planned, Server, Silent};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -245,20 +245,14 @@ impl Engine {
         self.key_plan(key).map_or(0, |p| p.plan().key_switches_for(sets))
     }
 
-    /// Sets of `key`'s model that evaluate together into whole output sets
-    /// (the plan's merges put that many input sets into one output set).
-    pub fn sets_per_output(&self, key: &KeyRecord) -> usize {
-        self.key_plan(key).map_or(1, |p| p.plan().sets_per_output())
-    }
-
     /// Evaluates the ciphertext files `inputs` (each checked by
     /// [`Self::check_input`] for `key`) together, and returns each file's
     /// encrypted logits as a ciphertext file. `progress` hears the sets
     /// done and the sets in all after each group.
     ///
-    /// Files evaluate in one run only when each holds whole output sets
-    /// ([`Self::sets_per_output`]) or there is one file: a merge never
-    /// mixes two files' images in one output ciphertext.
+    /// The files' sets run together in lockstep, but a merge never mixes
+    /// two files' images in one output ciphertext: each file gets the
+    /// ciphertexts it would alone.
     ///
     /// # Errors
     /// The keys or a file unreadable, the backend failing.
@@ -267,7 +261,7 @@ impl Engine {
         key: &KeyRecord,
         key_path: &Path,
         inputs: &[PathBuf],
-        progress: &mut dyn FnMut(usize, usize),
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Vec<CiphertextFile>, String> {
         let server = self.key_plan(key)?;
         let (params, plan) = (server.params(), server.plan());
@@ -276,14 +270,7 @@ impl Engine {
             .map(|p| load_ciphertexts(p, params).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         let per_set = plan.input().cts();
-        let sets: Vec<usize> = files.iter().map(|f| f.ciphertexts.len() / per_set).collect();
-        let spo = plan.sets_per_output();
-        if files.len() > 1 && sets.iter().any(|s| !s.is_multiple_of(spo)) {
-            return Err(format!(
-                "files of whole output sets ({spo} sets) only evaluate together"
-            ));
-        }
-        let total: usize = sets.iter().sum();
+        let total: usize = files.iter().map(|f| f.ciphertexts.len() / per_set).sum();
         let memory = EvalMemory::resolve(
             KeyMemoryChoice::Auto,
             usize::from(self.lockstep),
@@ -293,39 +280,28 @@ impl Engine {
             &Silent,
         );
         let (keys, gpu) = self.keys(key, key_path, memory.keys)?;
-        let all: Vec<Ciphertext> = files.iter().flat_map(|f| f.ciphertexts.iter().cloned()).collect();
-        let group = per_set * plan.whole_groups(memory.lockstep);
-        let (mut logits, mut done) = (Vec::new(), 0);
+        let callers: Vec<&[Ciphertext]> = files.iter().map(|f| f.ciphertexts.as_slice()).collect();
         progress(0, total);
-        for chunk in all.chunks(group) {
-            let (out, _) = evaluate_on(
-                &self.chosen,
-                &keys,
-                (&gpu, server.gpu_weights()),
-                plan,
-                chunk,
-                memory.lockstep,
-                &Silent,
-            )
-            .map_err(|e| e.to_string())?;
-            logits.extend(out);
-            done += chunk.len() / per_set;
-            progress(done, total);
-        }
+        let (logits, _) = evaluate_on(
+            &self.chosen,
+            &keys,
+            (&gpu, server.gpu_weights()),
+            plan,
+            &callers,
+            memory.lockstep,
+            &SetsDone(progress),
+        )
+        .map_err(|e| e.to_string())?;
         let classes = server.model().spec().classes().len();
-        let mut rest = logits.as_slice();
         Ok(files
             .iter()
-            .zip(&sets)
-            .map(|(file, &s)| {
-                let take = s.div_ceil(spo) * plan.output().cts();
-                let (mine, after) = rest.split_at(take.min(rest.len()));
-                rest = after;
+            .zip(logits)
+            .map(|(file, ciphertexts)| {
                 let images = file.shape[0];
                 CiphertextFile {
                     shape: vec![images, classes],
                     values: images * classes,
-                    ciphertexts: mine.to_vec(),
+                    ciphertexts,
                 }
             })
             .collect())
@@ -353,5 +329,17 @@ impl Engine {
             gpu: gpu.clone(),
         });
         Ok((keys, gpu))
+    }
+}
+
+/// An observer that tells `progress` the sets done and the sets in all
+/// after each group of sets evaluated.
+struct SetsDone<'a>(&'a (dyn Fn(usize, usize) + Sync));
+
+impl Observer for SetsDone<'_> {
+    fn event(&self, event: Event<'_>) {
+        if let Event::SetsEvaluated { last, sets, .. } = event {
+            (self.0)(last, sets);
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! The registry of keys and jobs, and the worker that evaluates queued jobs.
 //!
 //! Jobs wait in arrival order. The worker takes the oldest and, with it,
-//! every other queued job for the same key whose sets fill whole output
-//! sets, and evaluates them in one lockstep run (each weight diagonal
-//! encoded once for all of them). Every change of a job's state is written
+//! every other queued job for the same key, and evaluates them in lockstep
+//! (each weight plaintext encoded once for all of them; merges keep each
+//! job's images in its own output ciphertexts). Every change of a job's state is written
 //! to its record before it is visible, so a restart finds each job queued,
 //! done or failed: a job found running is queued again, at most
 //! [`MAX_ATTEMPTS`] times in all, then failed with the reason.
@@ -267,19 +267,14 @@ impl Registry {
         let first = table.queue.pop_front().expect("the queue is not empty");
         let key_id = table.jobs[&first].key_id.clone();
         let mut ids = vec![first];
-        if let Some(key) = table.keys.get(&key_id) {
-            let spo = self.engine.sets_per_output(key);
-            if table.jobs[&ids[0]].sets.is_multiple_of(spo) {
-                let together: Vec<String> = table
-                    .queue
-                    .iter()
-                    .filter(|q| table.jobs[*q].key_id == key_id && table.jobs[*q].sets.is_multiple_of(spo))
-                    .cloned()
-                    .collect();
-                table.queue.retain(|q| !together.contains(q));
-                ids.extend(together);
-            }
-        }
+        let together: Vec<String> = table
+            .queue
+            .iter()
+            .filter(|q| table.jobs[*q].key_id == key_id)
+            .cloned()
+            .collect();
+        table.queue.retain(|q| !together.contains(q));
+        ids.extend(together);
         let mut group = Vec::with_capacity(ids.len());
         for id in ids {
             let job = table.jobs.get_mut(&id).expect("queued jobs are in the table");
@@ -315,10 +310,10 @@ impl Registry {
                 .iter()
                 .map(|j| self.store.job_dir(&j.id).join(JOB_INPUT))
                 .collect();
-            let mut progress = |done: usize, _total: usize| self.record_progress(group, done);
+            let progress = |done: usize, _total: usize| self.record_progress(group, done);
             let outputs = self
                 .engine
-                .evaluate(&key, &self.key_path(&key.id), &inputs, &mut progress)?;
+                .evaluate(&key, &self.key_path(&key.id), &inputs, &progress)?;
             let params = self
                 .engine
                 .planned(&key.model, key.batch, &key.preset)?

@@ -5,25 +5,33 @@
 //! Representation), in these transfer syntaxes:
 //! - native little endian, implicit and explicit VR (1.2.840.10008.1.2 and
 //!   .1.2.1): the samples as stored;
+//! - Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99): the data
+//!   set inflated (flate2) to at most 256 MiB, then read as explicit VR
+//!   little endian;
 //! - 8-bit JPEG baseline / extended (1.2.840.10008.1.2.4.50 and .51): the
 //!   frame decoded with the same JPEG decoder as `.jpg` files (within 1 of
 //!   libjpeg, unlike dicom-pixeldata's jpeg-decoder);
+//! - JPEG lossless, process 14, any predictor and first-order prediction
+//!   (1.2.840.10008.1.2.4.57 and .70): decoded by jpeg-decoder;
+//! - JPEG-LS, lossless and near-lossless (1.2.840.10008.1.2.4.80 and .81):
+//!   decoded by CharLS (built from source with CMake);
 //! - RLE Lossless (1.2.840.10008.1.2.5) and JPEG 2000, lossless and lossy
 //!   (1.2.840.10008.1.2.4.90 and .91): decoded by dicom-pixeldata (its RLE
-//!   reader; OpenJPEG's pure-Rust port openjp2), after `dicom_codec.rs`
-//!   has checked what the frame declares.
+//!   reader; OpenJPEG's pure-Rust port openjp2).
 //!
-//! JPEG-LS (1.2.840.10008.1.2.4.80 and .81) is refused with its own
-//! message: dicom-pixeldata decodes it through CharLS, a C++ library whose
-//! build needs CMake, which this build does without. Other transfer
-//! syntaxes (big endian, deflated, JPEG lossless, ...) are refused with
-//! [`ImageError::UnsupportedDicom`]. Of a multi-frame image only the first
-//! frame is read.
+//! Other transfer syntaxes (big endian, JPEG hierarchical, HTJ2K, ...) are
+//! refused with [`ImageError::UnsupportedDicom`]. Of a multi-frame image
+//! only the first frame is read: the bytes dicom-object gives as frame 0
+//! (one fragment per frame, or the fragments the offset table assigns).
 //!
 //! Before dicom-object reads the file, every length its headers declare is
 //! checked against the bytes that follow and a cap (`dicom_bounds.rs`), and
-//! the transfer syntax is checked. A JPEG or JPEG 2000 frame must be exactly
-//! Rows x Columns, an RLE frame must decode to at least that.
+//! the transfer syntax is checked. Before a compressed frame is decoded,
+//! what it declares is checked (`dicom_codec.rs`): a JPEG, JPEG lossless,
+//! JPEG-LS or JPEG 2000 frame must be exactly Rows x Columns and complete,
+//! an RLE frame must decode to at least that. A JPEG lossless or JPEG-LS
+//! frame may have up to Bits Allocated bits per sample; the decoded samples
+//! are then read as native ones are (masked to Bits Stored).
 //!
 //! Each stored value `v` (masked to Bits Stored, sign-extended when signed)
 //! becomes a modality value `m = slope * v + intercept` (Rescale Slope and
@@ -40,11 +48,12 @@
 //! `MONOCHROME1` (minimum displayed white) is inverted: `y = 1 - y`. The 8-bit
 //! sample is `floor(255 * y + 0.5)`.
 
-use super::dicom_bounds::check_lengths;
-use super::dicom_codec::{check_j2k, check_rle};
+use super::dicom_bounds::{check_data_set, data_set_syntax, inflate, meta_group};
+use super::dicom_codec::{check_j2k, check_jpeg, check_rle, JpegProcess};
 use super::{ImageError, ImageFormat, MAX_PIXELS};
-use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use dicom_encoding::adapters::PixelDataObject;
+use dicom_object::mem::InMemElement;
+use dicom_object::{DefaultDicomObject, FileMetaTable, InMemDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
 use ndarray::Array3;
 use std::borrow::Cow;
@@ -75,16 +84,29 @@ const RESCALE_INTERCEPT: Tag = Tag(0x0028, 0x1052);
 /// (0028,1053) Rescale Slope.
 const RESCALE_SLOPE: Tag = Tag(0x0028, 0x1053);
 
-/// Implicit and explicit VR little endian: pixel data stored as is.
-const NATIVE: [&str; 2] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"];
+/// Implicit and explicit VR little endian, and Deflated Explicit VR Little
+/// Endian: pixel data stored as is (in a deflated data set).
+const NATIVE: [&str; 3] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", DEFLATED];
+/// Deflated Explicit VR Little Endian.
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
 /// JPEG baseline (process 1) and extended (processes 2 and 4).
 const JPEG: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"];
+/// JPEG lossless, process 14: any predictor, and first-order prediction
+/// (selection value 1).
+const JPEG_LOSSLESS: [&str; 2] = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
+/// JPEG-LS lossless and near-lossless.
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 /// RLE Lossless.
 const RLE: &str = "1.2.840.10008.1.2.5";
 /// JPEG 2000 Part 1, lossless only and lossy.
 const JPEG_2000: [&str; 2] = ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"];
-/// JPEG-LS lossless and near-lossless: refused (no CharLS in this build).
-const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+
+/// Whether frames of transfer syntax `ts` are read.
+fn supported(ts: &str) -> bool {
+    [&NATIVE[..], &JPEG, &JPEG_LOSSLESS, &JPEG_LS, &[RLE], &JPEG_2000]
+        .iter()
+        .any(|set| set.contains(&ts))
+}
 
 /// A linear VOI window.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,33 +122,25 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
         path: path.to_path_buf(),
         reason,
     };
-    let supported: Vec<&str> = NATIVE
-        .iter()
-        .chain(&JPEG)
-        .chain(&[RLE])
-        .chain(&JPEG_2000)
-        .copied()
-        .collect();
-    let checked = check_lengths(bytes, &supported).map_err(|reason| ImageError::Dicom {
+    let dicom = |reason: String| ImageError::Dicom {
         path: path.to_path_buf(),
         reason,
-    })?;
-    if JPEG_LS.contains(&checked.transfer_syntax.as_str()) {
-        return Err(unsupported(format!(
-            "JPEG-LS (transfer syntax {}): this build has no JPEG-LS decoder (CharLS, which needs CMake to build)",
-            checked.transfer_syntax
-        )));
+    };
+    let (ts, data_set_at) = meta_group(bytes).map_err(dicom)?;
+    if !supported(&ts) {
+        return Err(unsupported(format!("transfer syntax {ts}")));
     }
-    if !supported.contains(&checked.transfer_syntax.as_str()) {
-        return Err(unsupported(format!("transfer syntax {}", checked.transfer_syntax)));
-    }
-    let obj = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .from_reader(bytes)
-        .map_err(|e| ImageError::Dicom {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let data_set = if ts == DEFLATED {
+        Cow::Owned(inflate(&bytes[data_set_at..]).map_err(dicom)?)
+    } else {
+        Cow::Borrowed(&bytes[data_set_at..])
+    };
+    let syntax = data_set_syntax(&ts);
+    check_data_set(&data_set, &syntax).map_err(dicom)?;
+    let meta = FileMetaTable::from_reader(&bytes[128..data_set_at]).map_err(|e| dicom(e.to_string()))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(&data_set[..], &syntax)
+        .map_err(|e| dicom(e.to_string()))?
+        .with_exact_meta(meta);
     let Some(pixel_data) = obj.get(PIXEL_DATA) else {
         return Err(ImageError::NoPixelData {
             path: path.to_path_buf(),
@@ -141,40 +155,14 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
              (only MONOCHROME1/2 with 1 is read)"
         )));
     }
-    let ts = obj.meta().transfer_syntax();
+    let ts = ts.as_str();
     let (frame, layout): (Cow<'_, [u8]>, SampleLayout) = if NATIVE.contains(&ts) {
         let frame = pixel_data
             .to_bytes()
             .map_err(|e| unsupported(format!("Pixel Data: {e}")))?;
         (frame, SampleLayout::of(&obj).map_err(unsupported)?)
-    } else if JPEG.contains(&ts) {
-        (
-            Cow::Owned(jpeg_frame(pixel_data.value().fragments(), (height, width), path)?),
-            SampleLayout::BYTE,
-        )
-    } else if ts == RLE || JPEG_2000.contains(&ts) {
-        let layout = SampleLayout::of(&obj).map_err(unsupported)?;
-        let fragments = pixel_data.value().fragments().unwrap_or_default();
-        let first = fragments.first().ok_or_else(|| ImageError::Dicom {
-            path: path.to_path_buf(),
-            reason: format!("transfer syntax {ts} without encapsulated fragments"),
-        })?;
-        if ts == RLE {
-            check_rle(first, height * width, layout.bytes)
-        } else {
-            check_j2k(&first_frame(fragments, &[0xFF, 0x4F]), (height, width))
-        }
-        .map_err(|reason| ImageError::Dicom {
-            path: path.to_path_buf(),
-            reason,
-        })?;
-        let decoded = obj.decode_pixel_data_frame(0).map_err(|e| ImageError::Dicom {
-            path: path.to_path_buf(),
-            reason: format!("Pixel Data: {e}"),
-        })?;
-        (Cow::Owned(decoded.into_data()), layout)
     } else {
-        return Err(unsupported(format!("transfer syntax {ts}")));
+        encapsulated_frame(&obj, pixel_data, ts, (height, width), path)?
     };
     let (slope, intercept) = (
         finite(&obj, RESCALE_SLOPE, "Rescale Slope", path)?.unwrap_or(1.0),
@@ -186,14 +174,11 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
         .map(|s| slope * layout.value(s) + intercept)
         .collect();
     if modality.len() != height * width {
-        return Err(ImageError::Dicom {
-            path: path.to_path_buf(),
-            reason: format!(
-                "pixel data holds {} samples, Rows x Columns is {}",
-                modality.len(),
-                height * width
-            ),
-        });
+        return Err(dicom(format!(
+            "pixel data holds {} samples, Rows x Columns is {}",
+            modality.len(),
+            height * width
+        )));
     }
     if modality.iter().any(|m| !m.is_finite()) {
         return Err(unsupported(format!(
@@ -203,6 +188,91 @@ pub(super) fn decode(bytes: &[u8], path: &Path) -> Result<Array3<u8>, ImageError
     let window = window(&obj, path)?;
     let levels = to_levels(&modality, window, photometric == "MONOCHROME1");
     Ok(Array3::from_shape_vec((height, width, 1), levels).expect("height * width samples"))
+}
+
+/// The samples of the first frame of encapsulated Pixel Data in transfer
+/// syntax `ts` (any read here but the native ones), of a `rows_columns`
+/// image, with their layout, once what the frame declares has been checked.
+fn encapsulated_frame(
+    obj: &DefaultDicomObject,
+    pixel_data: &InMemElement,
+    ts: &str,
+    rows_columns: (usize, usize),
+    path: &Path,
+) -> Result<(Cow<'static, [u8]>, SampleLayout), ImageError> {
+    let dicom = |reason: String| ImageError::Dicom {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // the first frame's bytes, as the decoders read them (dicom-pixeldata's
+    // RLE reader takes fragment 0 as frame 0)
+    let stream = if ts == RLE {
+        let fragments = pixel_data.value().fragments();
+        fragments.and_then(<[_]>::first).map(|f| Cow::Borrowed(&f[..]))
+    } else {
+        obj.frame_pixel_data(0)
+    };
+    let Some(stream) = stream.filter(|s| !s.is_empty()) else {
+        return Err(dicom(format!("transfer syntax {ts} without an encapsulated frame")));
+    };
+    if JPEG.contains(&ts) {
+        let samples = jpeg_frame(&stream, rows_columns, path)?;
+        return Ok((Cow::Owned(samples), SampleLayout::BYTE));
+    }
+    let layout = SampleLayout::of(obj).map_err(|reason| ImageError::UnsupportedDicom {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let process = match ts {
+        t if JPEG_LOSSLESS.contains(&t) => Some(JpegProcess::Lossless),
+        t if JPEG_LS.contains(&t) => Some(JpegProcess::Ls),
+        _ => None,
+    };
+    if let Some(process) = process {
+        let precision = check_jpeg(&stream, process, rows_columns, 8 * layout.bytes).map_err(dicom)?;
+        let (samples, bytes) = decode_jpeg(&stream, process, precision).map_err(dicom)?;
+        return Ok((Cow::Owned(samples), SampleLayout { bytes, ..layout }));
+    }
+    if ts == RLE {
+        check_rle(&stream, rows_columns.0 * rows_columns.1, layout.bytes)
+    } else {
+        check_j2k(&stream, rows_columns)
+    }
+    .map_err(dicom)?;
+    let decoded = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| dicom(format!("Pixel Data: {e}")))?;
+    Ok((Cow::Owned(decoded.into_data()), layout))
+}
+
+/// Decodes a JPEG lossless or JPEG-LS frame that [`check_jpeg`] passed with
+/// `precision`-bit samples: the samples, little endian, and their width in
+/// bytes (1 for up to 8 bits with CharLS and for exactly 8 with
+/// jpeg-decoder, else 2).
+///
+/// # Errors
+/// The decoder's message.
+fn decode_jpeg(stream: &[u8], process: JpegProcess, precision: u8) -> Result<(Vec<u8>, usize), String> {
+    let (mut samples, bytes) = match process {
+        JpegProcess::Lossless => {
+            let samples = jpeg_decoder::Decoder::new(stream)
+                .decode()
+                .map_err(|e| format!("JPEG lossless: {e}"))?;
+            (samples, if precision == 8 { 1 } else { 2 })
+        }
+        JpegProcess::Ls => {
+            let samples = charls::CharLS::default()
+                .decode(stream)
+                .map_err(|e| format!("JPEG-LS: {e}"))?;
+            (samples, if precision <= 8 { 1 } else { 2 })
+        }
+    };
+    // both decoders write 16-bit samples in native byte order
+    for sample in samples.chunks_exact_mut(2).filter(|_| bytes == 2) {
+        let v = u16::from_ne_bytes([sample[0], sample[1]]);
+        sample.copy_from_slice(&v.to_le_bytes());
+    }
+    Ok((samples, bytes))
 }
 
 /// The Window Center and Width, when both are present.
@@ -238,21 +308,10 @@ fn finite(obj: &DefaultDicomObject, tag: Tag, name: &str, path: &Path) -> Result
     }
 }
 
-/// The 8-bit grey samples of the first frame of a JPEG-encapsulated Pixel
-/// Data: the single fragment per frame, or all fragments of a single frame.
-/// The frame must be `rows_columns` (Rows, Columns) in size.
-fn jpeg_frame(fragments: Option<&[Vec<u8>]>, rows_columns: (usize, usize), path: &Path) -> Result<Vec<u8>, ImageError> {
-    let fragments = fragments.unwrap_or_default();
-    let stream: Vec<u8> = match fragments {
-        [] => {
-            return Err(ImageError::Dicom {
-                path: path.to_path_buf(),
-                reason: "JPEG transfer syntax without encapsulated fragments".into(),
-            })
-        }
-        all => first_frame(all, &[0xFF, 0xD8]).into_owned(),
-    };
-    let decoded = super::decode_codec(&stream, ImageFormat::Jpeg, path)?;
+/// The 8-bit grey samples of a JPEG baseline or extended frame, which must
+/// be `rows_columns` (Rows, Columns) in size.
+fn jpeg_frame(stream: &[u8], rows_columns: (usize, usize), path: &Path) -> Result<Vec<u8>, ImageError> {
+    let decoded = super::decode_codec(stream, ImageFormat::Jpeg, path)?;
     let (height, width, _) = decoded.dim();
     if (height, width) != rows_columns {
         return Err(ImageError::Dicom {
@@ -270,17 +329,6 @@ fn jpeg_frame(fragments: Option<&[Vec<u8>]>, rows_columns: (usize, usize), path:
         });
     }
     Ok(decoded.into_raw_vec_and_offset().0)
-}
-
-/// The stream of the first frame of non-empty encapsulated `fragments`
-/// whose frames start with `start` (a start of image marker): the first
-/// fragment when every fragment starts a frame, else all of them (one frame
-/// split over fragments).
-fn first_frame<'f>(fragments: &'f [Vec<u8>], start: &[u8]) -> Cow<'f, [u8]> {
-    match fragments {
-        [first, rest @ ..] if rest.iter().all(|f| f.starts_with(start)) => Cow::Borrowed(first),
-        all => Cow::Owned(all.concat()),
-    }
 }
 
 /// The first value of a numeric attribute, if present and readable.
@@ -418,6 +466,53 @@ fn linear_window(m: f64, center: f64, width: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The encoded first frame (or the native Pixel Data) of a fixture of
+    /// `tests/fixtures/images`.
+    fn fixture_frame(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/images")
+            .join(name);
+        let obj = dicom_object::open_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        obj.frame_pixel_data(0).expect("a frame").into_owned()
+    }
+
+    /// The JPEG lossless and JPEG-LS fixtures (`make_codec_fixtures.py`,
+    /// other encoders: libjpeg-turbo and CharLS through Python) decode to
+    /// the 12-bit samples of the native fixture, or to them shifted right by
+    /// 4 bits for the 8-bit one; near-lossless to within its NEAR of 3.
+    #[test]
+    fn jpeg_lossless_and_jpeg_ls_decode_to_the_native_samples() {
+        use JpegProcess::{Lossless, Ls};
+        let native = fixture_frame("codec_native_40x30.dcm");
+        let values: Vec<u16> = native.chunks(2).map(|s| u16::from_le_bytes([s[0], s[1]])).collect();
+        assert!(values.iter().any(|&v| v > 3000), "12-bit samples");
+        let shifted: Vec<u8> = values.iter().map(|&v| (v >> 4) as u8).collect();
+        for (name, process, bits, want) in [
+            ("codec_jpegll_sv1_40x30.dcm", Lossless, 12, (native.clone(), 2)),
+            ("codec_jpegll_40x30.dcm", Lossless, 12, (native.clone(), 2)),
+            ("codec_jpegll8_40x30.dcm", Lossless, 8, (shifted, 1)),
+            ("codec_jpegls_40x30.dcm", Ls, 12, (native.clone(), 2)),
+        ] {
+            let stream = fixture_frame(name);
+            assert_eq!(check_jpeg(&stream, process, (40, 30), 8 * want.1), Ok(bits), "{name}");
+            assert_eq!(decode_jpeg(&stream, process, bits).unwrap(), want, "{name}");
+        }
+        let stream = fixture_frame("codec_jpegls_near_40x30.dcm");
+        assert_eq!(check_jpeg(&stream, Ls, (40, 30), 16), Ok(12));
+        let (near, 2) = decode_jpeg(&stream, Ls, 12).unwrap() else {
+            panic!("two bytes per sample")
+        };
+        let errors: Vec<u16> = near
+            .chunks(2)
+            .zip(&values)
+            .map(|(s, v)| u16::from_le_bytes([s[0], s[1]]).abs_diff(*v))
+            .collect();
+        assert!(
+            errors.iter().all(|&e| e <= 3) && errors.iter().any(|&e| e > 0),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn samples_are_masked_and_sign_extended() {

@@ -1,29 +1,30 @@
 //! Declared lengths of a DICOM file checked before anything is read into
 //! memory: dicom-object reserves and zero-fills the length an element's header
 //! declares before it reads the value, so a header claiming 4 GB costs 4 GB
-//! however short the file. [`check_lengths`] walks every header of the file
-//! (file meta group, then the data set through dicom-parser's token reader,
-//! which yields each header before it reads the value) and refuses a length
-//! past the bytes that follow the header or past [`MAX_ELEMENT_BYTES`].
+//! however short the file. [`meta_group`] walks the file meta group and
+//! [`check_data_set`] the data set (through dicom-parser's token reader,
+//! which yields each header before it reads the value); both refuse a length
+//! past the bytes that follow the header or past [`MAX_ELEMENT_BYTES`]. A
+//! deflated data set is inflated first, by [`inflate`], to at most
+//! [`MAX_INFLATED_BYTES`], and checked as inflated.
 
+use dicom_encoding::TransferSyntax;
 use dicom_parser::dataset::DataToken;
 use dicom_parser::DataSetReader;
 use dicom_transfer_syntax_registry::entries::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
+use std::io::Read;
 
 /// Largest value one element may declare: 1 GiB (a frame of 2^26 pixels,
 /// the image cap, at 16 bits is 128 MiB).
 pub(super) const MAX_ELEMENT_BYTES: u64 = 1 << 30;
 
+/// Largest data set a deflated one may inflate to: 256 MiB, twice the
+/// largest frame read (2^26 pixels at 16 bits), so a small file that
+/// inflates to gigabytes (a deflate bomb) is refused after 256 MiB.
+pub(super) const MAX_INFLATED_BYTES: u64 = 1 << 28;
+
 /// Where the file meta group starts: after the 128-byte preamble and `DICM`.
 const META_START: usize = 132;
-
-/// The transfer syntax a file declares, once every length in it has been
-/// checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Checked {
-    /// The Transfer Syntax UID, without padding.
-    pub transfer_syntax: String,
-}
 
 /// Little-endian integer of `bytes[at..at + n]` (`n` <= 4); `None` past the end.
 fn le(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
@@ -43,12 +44,23 @@ fn within(len: u64, at: usize, bytes: &[u8], what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The file meta group (explicit VR little endian, read as dicom-object reads
-/// it: elements until the group length is used up): every length checked,
-/// and the transfer syntax and the offset of the data set returned.
-fn meta_group(bytes: &[u8]) -> Result<(String, usize), String> {
-    const LONG_VRS: [&[u8; 2]; 13] = [
-        b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV", b"SV", b"UV",
+/// The file meta group of the DICOM file `bytes` (preamble and `DICM`
+/// included; explicit VR little endian, read as dicom-object reads it:
+/// elements until the group length is used up): every length checked
+/// against the end of the group and [`MAX_ELEMENT_BYTES`], and
+/// the Transfer Syntax UID (without padding) and the offset of the data set
+/// returned.
+///
+/// # Errors
+/// A message for a malformed or cut meta group, a length past the end of
+/// the file or past [`MAX_ELEMENT_BYTES`], or no Transfer Syntax UID.
+pub(super) fn meta_group(bytes: &[u8]) -> Result<(String, usize), String> {
+    // PS3.5 7.1.2: the VRs with a 2-byte length; dicom-object reads every
+    // other VR, an unknown one too, with a 4-byte length after 2 reserved
+    // bytes, and an item tag (group FFFE) with a 4-byte length and no VR
+    const SHORT_VRS: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS",
+        b"ST", b"TM", b"UI", b"UL", b"US",
     ];
     let truncated = || "file meta group is cut short".to_string();
     // (0002,0000) UL 4 <group length>
@@ -64,13 +76,16 @@ fn meta_group(bytes: &[u8]) -> Result<(String, usize), String> {
     while at < end {
         let (group, element) = (le(bytes, at, 2), le(bytes, at + 2, 2));
         let vr = bytes.get(at + 4..at + 6).ok_or_else(truncated)?;
-        let (len, header) = if LONG_VRS.iter().any(|v| v[..] == *vr) {
-            (le(bytes, at + 8, 4).ok_or_else(truncated)?, 12)
-        } else {
+        let (len, header) = if group == Some(0xFFFE) {
+            (le(bytes, at + 4, 4).ok_or_else(truncated)?, 8)
+        } else if SHORT_VRS.iter().any(|v| v[..] == *vr) {
             (le(bytes, at + 6, 2).ok_or_else(truncated)?, 8)
+        } else {
+            (le(bytes, at + 8, 4).ok_or_else(truncated)?, 12)
         };
         let what = format!("meta element ({:04X},{:04X})", group.unwrap_or(0), element.unwrap_or(0));
-        within(len, at + header, bytes, &what)?;
+        // dicom-object reads the meta group from its bytes alone
+        within(len, at + header, &bytes[..end], &what)?;
         let value = &bytes[at + header..at + header + len as usize];
         if (group, element) == (Some(0x0002), Some(0x0010)) {
             let text = String::from_utf8_lossy(value);
@@ -82,27 +97,27 @@ fn meta_group(bytes: &[u8]) -> Result<(String, usize), String> {
     Ok((transfer_syntax, end))
 }
 
-/// Checks every length declared in the DICOM file `bytes` (preamble and
-/// `DICM` included) for a file in one of `supported` transfer syntaxes.
+/// How the data set of a file in transfer syntax `uid` is encoded once
+/// inflated when deflated: implicit VR little endian for
+/// 1.2.840.10008.1.2, explicit VR little endian for every other syntax
+/// read here.
+pub(super) fn data_set_syntax(uid: &str) -> TransferSyntax {
+    if uid == IMPLICIT_VR_LITTLE_ENDIAN.uid() {
+        IMPLICIT_VR_LITTLE_ENDIAN.erased()
+    } else {
+        EXPLICIT_VR_LITTLE_ENDIAN.erased()
+    }
+}
+
+/// Checks every length declared in the data set `body` (the bytes after
+/// the file meta group, inflated if they were deflated), encoded as `ts`.
 ///
 /// # Errors
-/// A message for a malformed or cut file meta group, a length past the end
-/// of the file or past [`MAX_ELEMENT_BYTES`]. A transfer syntax outside
-/// `supported` is returned in [`Checked`] unchecked past the meta group, for
-/// the caller to refuse. A data set the token reader cannot read to its end
-/// is refused too, so dicom-object only reads what was checked.
-pub(super) fn check_lengths(bytes: &[u8], supported: &[&str]) -> Result<Checked, String> {
-    let (transfer_syntax, data_set) = meta_group(bytes)?;
-    if !supported.contains(&transfer_syntax.as_str()) {
-        return Ok(Checked { transfer_syntax });
-    }
-    let ts = if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN.uid() {
-        IMPLICIT_VR_LITTLE_ENDIAN
-    } else {
-        EXPLICIT_VR_LITTLE_ENDIAN
-    };
-    let body = &bytes[data_set..];
-    let reader = DataSetReader::new_with_ts(body, &ts.erased()).map_err(|e| e.to_string())?;
+/// A message for a length past the end of the data set or past
+/// [`MAX_ELEMENT_BYTES`]. A data set the token reader cannot read to its
+/// end is refused too, so dicom-object only reads what was checked.
+pub(super) fn check_data_set(body: &[u8], ts: &TransferSyntax) -> Result<(), String> {
+    let reader = DataSetReader::new_with_ts(body, ts).map_err(|e| e.to_string())?;
     for token in reader {
         // refused here rather than left to dicom-object, whose reading past
         // this point would not have been checked
@@ -118,7 +133,28 @@ pub(super) fn check_lengths(bytes: &[u8], supported: &[&str]) -> Result<Checked,
             within(u64::from(len), 0, body, &what)?;
         }
     }
-    Ok(Checked { transfer_syntax })
+    Ok(())
+}
+
+/// Inflates a deflated data set (Deflated Explicit VR Little Endian,
+/// PS3.5 A.5: raw deflate, RFC 1951, without a zlib header), reading at
+/// most [`MAX_INFLATED_BYTES`] of output.
+///
+/// # Errors
+/// A message for a stream that does not inflate (corrupt or cut short) or
+/// inflates past [`MAX_INFLATED_BYTES`].
+pub(super) fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the deflated data set does not inflate: {e}"))?;
+    if out.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(format!(
+            "the deflated data set inflates to more than {MAX_INFLATED_BYTES} bytes, the most read"
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -136,6 +136,14 @@ pub enum ImageError {
         /// The shape received.
         shape: Vec<usize>,
     },
+    /// An array whose values are not an image's.
+    #[error("{path}: {reason}")]
+    Values {
+        /// The file the array was meant for or came from.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The PNG encoder failed.
     #[error("{path}: cannot encode PNG: {reason}")]
     Encode {
@@ -199,6 +207,23 @@ impl Image8 {
             });
         }
         Ok(Self { pixels })
+    }
+
+    /// Wraps an H x W x C array of intensities in [0, 1] (1: white), each
+    /// mapped to the 8-bit sample `round(255 v)` (ties to even), as an
+    /// 8-bit file of the same picture holds it.
+    ///
+    /// # Errors
+    /// [`ImageError::Shape`] as [`Self::new`]; [`ImageError::Values`] for a
+    /// value outside [0, 1] or not finite.
+    pub fn from_unit(pixels: ArrayView3<'_, f64>, path: &Path) -> Result<Self, ImageError> {
+        if let Some(&v) = pixels.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+            return Err(ImageError::Values {
+                path: path.to_path_buf(),
+                reason: format!("intensities must lie in [0, 1]; found {v}"),
+            });
+        }
+        Self::new(pixels.mapv(|v| (v * 255.0).round_ties_even() as u8), path)
     }
 
     /// Rows (>= 1).
@@ -459,5 +484,30 @@ fn looks_like_image(path: &Path) -> std::io::Result<bool> {
             std::fs::File::open(path)?.take(132).read_to_end(&mut head)?;
             Ok(ImageFormat::sniff(&head) == Some(ImageFormat::Dicom))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Intensities map to the nearest 8-bit sample; values outside [0, 1]
+    /// and NaN are refused with the value named.
+    #[test]
+    fn unit_intensities_become_8_bit_samples() {
+        let path = Path::new("(array)");
+        let x = Array3::from_shape_vec((1, 4, 1), vec![0.0, 0.5, 1.0 / 255.0 * 7.4, 1.0]).unwrap();
+        let image = Image8::from_unit(x.view(), path).unwrap();
+        assert_eq!(image.pixels().iter().copied().collect::<Vec<_>>(), vec![0, 128, 7, 255]);
+        for bad in [-0.01, 1.5, f64::NAN] {
+            let x = Array3::from_elem((2, 2, 1), bad);
+            let err = Image8::from_unit(x.view(), path).unwrap_err().to_string();
+            assert!(err.contains("[0, 1]") && err.contains(&format!("{bad}")), "{err}");
+        }
+        let grey_alpha = Array3::from_elem((2, 2, 2), 0.5);
+        assert!(matches!(
+            Image8::from_unit(grey_alpha.view(), path),
+            Err(ImageError::Shape { .. })
+        ));
     }
 }
