@@ -31,7 +31,6 @@ use crate::ckks::{CkksError, EvalBackend, Params};
 use crate::nn::layers::ConvGeometry;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a convolution cannot be lowered.
@@ -505,14 +504,9 @@ impl HeConv {
                     level,
                     scale_bits: pt_scale.to_bits(),
                 };
-                let encoded = match weights.get(params, &key) {
-                    Some(kept) => kept,
-                    None => weights.offer(
-                        params,
-                        key,
-                        self.giant_step_plaintexts(backend, params, &terms, (key, j, delta))?,
-                    ),
-                };
+                let encoded = weights.get_or_encode(params, key, || {
+                    self.giant_step_plaintexts(backend, params, &terms, (key, j, delta))
+                })?;
                 for (set, total) in rotated.iter().zip(totals.iter_mut()) {
                     let products: Vec<(&B::Ct, &B::Pt)> = terms
                         .iter()
@@ -528,7 +522,7 @@ impl HeConv {
             }
             // Every set's output has the same level and scale: the bias is
             // encoded once too (or taken from `weights`).
-            let mut bias_pt: Option<Arc<Vec<Option<B::Pt>>>> = None;
+            let mut bias_pt = None;
             for ((total, x), y_set) in totals.into_iter().zip(inputs).zip(out.iter_mut()) {
                 let total = match total {
                     Some(t) => backend.rotation_sum_finish(t)?,
@@ -540,30 +534,22 @@ impl HeConv {
                     y = backend.rescale(&y)?;
                 }
                 if let Some(bias) = &bias {
-                    let pt = match &bias_pt {
-                        Some(pt) => pt.clone(),
-                        None => {
-                            let key = PlaintextKey {
-                                source: Source::Conv {
-                                    layer: self.id,
-                                    output: j,
-                                    part: Part::Bias,
-                                },
-                                level: level - rescales,
-                                scale_bits: backend.scale(&y).to_bits(),
-                            };
-                            let pt = match weights.get(params, &key) {
-                                Some(kept) => kept,
-                                None => {
-                                    let encoded = backend.encode(&bias[j], key.level, backend.scale(&y))?;
-                                    weights.offer(params, key, vec![Some(encoded)])
-                                }
-                            };
-                            bias_pt.insert(pt).clone()
-                        }
-                    };
-                    let pt = pt[0].as_ref().expect("a bias plaintext is always present");
-                    y = backend.add_plain(&y, pt)?;
+                    if bias_pt.is_none() {
+                        let key = PlaintextKey {
+                            source: Source::Conv {
+                                layer: self.id,
+                                output: j,
+                                part: Part::Bias,
+                            },
+                            level: level - rescales,
+                            scale_bits: backend.scale(&y).to_bits(),
+                        };
+                        bias_pt = Some(weights.get_or_encode(params, key, || {
+                            Ok::<_, B::Error>(vec![Some(backend.encode(&bias[j], key.level, backend.scale(&y))?)])
+                        })?);
+                    }
+                    let pt = bias_pt.as_ref().and_then(|pt| pt[0].as_ref());
+                    y = backend.add_plain(&y, pt.expect("a bias plaintext is always present"))?;
                 }
                 y_set.push(y);
             }

@@ -127,9 +127,26 @@ impl<Pt> WeightStore<Pt> {
         self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The plaintexts kept under `key` for `params`, else those `encode`
+    /// makes, offered to the store ([`Self::offer`]).
+    ///
+    /// # Errors
+    /// Whatever `encode` returns.
+    pub(crate) fn get_or_encode<E>(
+        &self,
+        params: &Params,
+        key: PlaintextKey,
+        encode: impl FnOnce() -> Result<Vec<Option<Pt>>, E>,
+    ) -> Result<KeptPlaintexts<Pt>, E> {
+        match self.get(params, &key) {
+            Some(kept) => Ok(kept),
+            None => Ok(self.offer(params, key, encode()?)),
+        }
+    }
+
     /// The plaintexts kept under `key` for `params`; `None` when they are
     /// not kept or the store belongs to other parameters.
-    pub(crate) fn get(&self, params: &Params, key: &PlaintextKey) -> Option<KeptPlaintexts<Pt>> {
+    fn get(&self, params: &Params, key: &PlaintextKey) -> Option<KeptPlaintexts<Pt>> {
         if params.fingerprint() != self.params {
             return None;
         }
@@ -138,7 +155,7 @@ impl<Pt> WeightStore<Pt> {
 
     /// Keeps `plaintexts` under `key` when they fit the budget (and the
     /// store belongs to `params`); returns them either way.
-    pub(crate) fn offer(&self, params: &Params, key: PlaintextKey, plaintexts: Vec<Option<Pt>>) -> KeptPlaintexts<Pt> {
+    fn offer(&self, params: &Params, key: PlaintextKey, plaintexts: Vec<Option<Pt>>) -> KeptPlaintexts<Pt> {
         let plaintexts = Arc::new(plaintexts);
         if params.fingerprint() != self.params {
             return plaintexts;
@@ -173,10 +190,7 @@ pub(crate) fn slots_plaintext<B: EvalBackend>(
         level,
         scale_bits: scale.to_bits(),
     };
-    match weights.get(params, &key) {
-        Some(kept) => Ok(kept),
-        None => Ok(weights.offer(params, key, vec![Some(backend.encode(values, level, scale)?)])),
-    }
+    weights.get_or_encode(params, key, || Ok(vec![Some(backend.encode(values, level, scale)?)]))
 }
 
 /// Bytes of one finished plaintext at `level`: a 32-bit word per

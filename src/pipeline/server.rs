@@ -449,6 +449,47 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha20Rng;
 
+    /// A random ResNet20 on a 2x4x4 latent at `insecure-n12-deep`, its
+    /// keys and CPU evaluator, and three random latents encrypted one set
+    /// each (the seed printed).
+    struct Setup {
+        params: Arc<Params>,
+        latent: LatentShape,
+        model: Model<f64>,
+        plan: Plan,
+        sk: SecretKey,
+        x: Vec<f64>,
+        inputs: Vec<Ciphertext>,
+        ev: Evaluator,
+    }
+
+    impl Setup {
+        fn three_sets() -> Self {
+            let seed = crate::test_seed::seed();
+            let params = Params::preset("insecure-n12-deep").unwrap();
+            let latent = LatentShape::new(2, 4, 4).unwrap();
+            let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
+            let model = random_folded_model(&spec, seed).unwrap();
+            let plan = Plan::for_params(&model, &params, 1).unwrap();
+            let sk = SecretKey::generate(&params);
+            let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+            let ev = Evaluator::new(keys);
+            Setup {
+                params,
+                latent,
+                model,
+                plan,
+                sk,
+                x,
+                inputs,
+                ev,
+            }
+        }
+    }
+
     /// A lockstep that would split a group of merged sets is rounded up to
     /// whole groups: three sets one at a time give the ciphertexts of the
     /// three together (the second time with the weight plaintexts kept
@@ -456,19 +497,17 @@ mod tests {
     /// forward pass.
     #[test]
     fn lockstep_is_rounded_up_to_whole_merged_groups() {
-        let seed = crate::test_seed::seed();
-        let params = Params::preset("insecure-n12-deep").unwrap();
-        let latent = LatentShape::new(2, 4, 4).unwrap();
-        let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
-        let model = random_folded_model(&spec, seed).unwrap();
-        let plan = Plan::for_params(&model, &params, 1).unwrap();
+        let Setup {
+            params,
+            latent,
+            model,
+            plan,
+            sk,
+            x,
+            inputs,
+            ev,
+        } = Setup::three_sets();
         assert_eq!(plan.sets_per_output(), 16);
-        let sk = SecretKey::generate(&params);
-        let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
-        let ev = Evaluator::new(keys.clone());
         let weights = WeightStore::new(&params, u64::MAX);
         let (apart, seconds) = evaluate(&ev, &params, &weights, &plan, &[&inputs], 1, &Silent).unwrap();
         assert!(weights.bytes() > 0);
@@ -497,19 +536,14 @@ mod tests {
     /// the ciphertexts each gets alone: merges keep callers apart.
     #[test]
     fn callers_evaluated_together_get_their_own_output_sets() {
-        let seed = crate::test_seed::seed();
-        let params = Params::preset("insecure-n12-deep").unwrap();
-        let latent = LatentShape::new(2, 4, 4).unwrap();
-        let spec = ModelSpec::with_class_count(Arch::ResNet20, false, 5, latent).unwrap();
-        let model = random_folded_model(&spec, seed).unwrap();
-        let plan = Plan::for_params(&model, &params, 1).unwrap();
-        let sk = SecretKey::generate(&params);
-        let keys = Arc::new(PublicKeySet::generate_at(&sk, &plan.key_levels(), KeyMemory::Expanded));
-        let mut rng = ChaCha20Rng::seed_from_u64(seed);
-        let x: Vec<f64> = (0..3 * latent.len()).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let inputs = encrypt_batches(&keys, &params, &plan.input(), &x, plan.start_level()).unwrap();
+        let Setup {
+            params,
+            plan,
+            inputs,
+            ev,
+            ..
+        } = Setup::three_sets();
         let callers: Vec<&[Ciphertext]> = inputs.chunks(plan.input().cts()).collect();
-        let ev = Evaluator::new(keys.clone());
         let weights = WeightStore::new(&params, u64::MAX);
         let (together, seconds) = evaluate(&ev, &params, &weights, &plan, &callers, 3, &Silent).unwrap();
         assert_eq!((together.len(), seconds.len()), (3, 3));
